@@ -1,0 +1,24 @@
+import js from "@eslint/js";
+import tseslint from "typescript-eslint";
+
+export default tseslint.config(
+  { ignores: ["node_modules/", "dist/", ".data/", "artifacts/", "coverage/"] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    languageOptions: { globals: { process: "readonly", console: "readonly" } },
+    rules: {
+      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
+      "@typescript-eslint/consistent-type-imports": "error",
+      "no-restricted-properties": [
+        "error",
+        { object: "process", property: "env", message: "Read settings through src/config.ts, the one place that parses the environment." },
+      ],
+    },
+  },
+  {
+    // The config module parses the environment; test and tooling entry points hand it on.
+    files: ["src/config.ts", "test/global-setup.ts", "test/helpers/**", "vitest.config.ts", "bench/**", "scripts/**"],
+    rules: { "no-restricted-properties": "off" },
+  },
+);

@@ -1,0 +1,196 @@
+/**
+ * The ops CLI, kept as the old one-shot binary was:
+ *   observing-jobs migrate
+ *   observing-jobs run <task> [--payload JSON]     run one task in this process, outside the queue
+ *   observing-jobs add <task> [--payload JSON] [--run-at ISO] [--queue NAME] [--priority N]
+ *                             [--max-attempts N] [--job-key KEY]
+ *   observing-jobs tasks                           list the registered tasks
+ */
+import { randomUUID } from "node:crypto";
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { ConfigError, loadConfig as loadConfigFromEnv, type Config } from "./config.ts";
+import { connectDatabase, type ConnectedDatabase } from "./db/connect.ts";
+import { migrateDatabase } from "./db/migrate.ts";
+import { enqueueJob, InvalidPayloadError, type EnqueueOptions } from "./enqueue.ts";
+import { makeLogger, type Logger } from "./observability/logger.ts";
+import { loadRegistry, UnknownTaskError } from "./registry.ts";
+import { makeUpstreamClients } from "./upstream/clients.ts";
+import { executeTask } from "./worker/execute.ts";
+
+export const USAGE = `usage: observing-jobs <command> [options]
+
+commands:
+  migrate                      apply graphile-worker's and the service's migrations
+  run <task> [--payload JSON]  run one task now, in this process, outside the queue
+  add <task> [--payload JSON]  enqueue a job
+      [--run-at ISO-8601] [--queue NAME] [--priority N] [--max-attempts N] [--job-key KEY]
+  tasks                        list the registered tasks
+  help                         show this text`;
+
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+export interface CliIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  loadConfig: () => Config;
+  /** Aborts a `run` in progress (Ctrl-C). */
+  signal?: AbortSignal;
+}
+
+const OPTIONS = {
+  payload: { type: "string" },
+  "run-at": { type: "string" },
+  queue: { type: "string" },
+  priority: { type: "string" },
+  "max-attempts": { type: "string" },
+  "job-key": { type: "string" },
+  help: { type: "boolean", short: "h" },
+} satisfies ParseArgsConfig["options"];
+
+/** Runs one CLI invocation; returns the exit code (0 ok, 1 failure, 2 usage error). */
+export async function runCli(argv: string[], io: CliIo): Promise<number> {
+  try {
+    return await dispatch(argv, io);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      io.stderr(`observing-jobs: ${error.message}\n\n${USAGE}\n`);
+      return 2;
+    }
+    if (error instanceof ConfigError || error instanceof InvalidPayloadError || error instanceof UnknownTaskError) {
+      io.stderr(`observing-jobs: ${error.message}\n`);
+      return 2;
+    }
+    io.stderr(`observing-jobs: ${(error as Error).message}\n`);
+    return 1;
+  }
+}
+
+async function dispatch(argv: string[], io: CliIo): Promise<number> {
+  let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>>;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new UsageError((error as Error).message.replace(/\. To specify a positional argument.*$/s, ""));
+  }
+  const { values, positionals } = parsed;
+  const [command, ...rest] = positionals;
+  if (values.help || command === "help" || command === undefined) {
+    io.stdout(`${USAGE}\n`);
+    return command === undefined && !values.help ? 2 : 0;
+  }
+  const jobOptions = ["run-at", "queue", "priority", "max-attempts", "job-key"] as const;
+  const allowed: Record<string, readonly string[]> = {
+    migrate: [],
+    tasks: [],
+    run: ["payload"],
+    add: ["payload", ...jobOptions],
+  };
+  const allowedHere = allowed[command];
+  if (!allowedHere) throw new UsageError(`unknown command '${command}'`);
+  for (const name of Object.keys(values)) {
+    if (name !== "help" && !allowedHere.includes(name)) throw new UsageError(`option --${name} does not apply to '${command}'`);
+  }
+  const needsTask = command === "run" || command === "add";
+  if (needsTask && rest.length !== 1) throw new UsageError(`'${command}' takes exactly one task name, got ${rest.length}`);
+  if (!needsTask && rest.length > 0) throw new UsageError(`'${command}' takes no arguments, got '${rest.join(" ")}'`);
+
+  const payload = values.payload === undefined ? {} : parseJsonOption("--payload", values.payload);
+  const enqueueOptions = needsTask ? parseEnqueueOptions(values) : {};
+  const registry = await loadRegistry();
+
+  if (command === "tasks") {
+    for (const task of registry.all()) io.stdout(`${task.name}\t${task.description}\n`);
+    return 0;
+  }
+  const taskName = rest[0]!;
+  if (needsTask) registry.get(taskName); // unknown names fail before any connection is made
+
+  const config = io.loadConfig();
+  // Logs go to stderr so that stdout carries only the command's result.
+  const logger = makeLogger(config.log, { toStderr: true });
+  const database = await connectDatabase(config, logger, 4);
+  try {
+    if (command === "migrate" || config.database.migrateOnStart) await migrateDatabase(database.pool, database.db, logger);
+    if (command === "migrate") {
+      io.stdout("migrations applied\n");
+      return 0;
+    }
+    if (command === "add") {
+      const job = await enqueueJob(database.db, registry, taskName, payload, enqueueOptions);
+      io.stdout(`${JSON.stringify({ jobId: job.id, task: job.task, runAt: job.runAt, queueName: job.queueName })}\n`);
+      return 0;
+    }
+    return await runNow(taskName, payload, { database, registry, config, logger, io });
+  } finally {
+    await database.close();
+  }
+}
+
+async function runNow(
+  taskName: string,
+  payload: unknown,
+  env: { database: ConnectedDatabase; registry: Awaited<ReturnType<typeof loadRegistry>>; config: Config; logger: Logger; io: CliIo },
+): Promise<number> {
+  const task = env.registry.get(taskName);
+  const started = Date.now();
+  await executeTask(
+    task,
+    payload,
+    { id: `cli-${randomUUID()}`, attempt: 1, maxAttempts: 1, queueName: null },
+    { db: env.database.db, registry: env.registry, upstream: makeUpstreamClients(env.config), logger: env.logger },
+    env.io.signal ?? new AbortController().signal,
+  );
+  env.io.stdout(`${JSON.stringify({ task: taskName, status: "succeeded", durationMs: Date.now() - started })}\n`);
+  return 0;
+}
+
+function parseJsonOption(name: string, text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`${name} must be JSON: ${(error as Error).message}`);
+  }
+}
+
+function parseEnqueueOptions(values: Partial<Record<keyof typeof OPTIONS, string | boolean>>): EnqueueOptions {
+  const options: EnqueueOptions = {};
+  const runAt = values["run-at"];
+  if (typeof runAt === "string") {
+    const date = new Date(runAt);
+    if (Number.isNaN(date.getTime())) throw new UsageError(`--run-at must be an ISO-8601 time, got '${runAt}'`);
+    options.runAt = date;
+  }
+  const integer = (name: "priority" | "max-attempts", min: number, max: number): number | undefined => {
+    const value = values[name];
+    if (typeof value !== "string") return undefined;
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      throw new UsageError(`--${name} must be an integer from ${min} to ${max}, got '${value}'`);
+    }
+    return n;
+  };
+  const priority = integer("priority", -32768, 32767);
+  if (priority !== undefined) options.priority = priority;
+  const maxAttempts = integer("max-attempts", 1, 32767);
+  if (maxAttempts !== undefined) options.maxAttempts = maxAttempts;
+  if (typeof values.queue === "string") options.queueName = values.queue;
+  if (typeof values["job-key"] === "string") options.jobKey = values["job-key"];
+  return options;
+}
+
+/** Entry point of the `observing-jobs` binary. */
+export async function main(): Promise<never> {
+  const controller = new AbortController();
+  process.once("SIGINT", () => controller.abort(new Error("interrupted")));
+  const code = await runCli(process.argv.slice(2), {
+    stdout: (text) => process.stdout.write(text),
+    stderr: (text) => process.stderr.write(text),
+    loadConfig: loadConfigFromEnv,
+    signal: controller.signal,
+  });
+  process.exit(code);
+}
+
+if (import.meta.main) await main();

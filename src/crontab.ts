@@ -1,0 +1,70 @@
+/**
+ * Reads the crontab (graphile-worker's format) and checks every line against the task registry
+ * before the runner starts. graphile-worker itself would only fail at run time with
+ * "Unsupported task", long after a deploy went out.
+ */
+import { readFile } from "node:fs/promises";
+import { parseCrontab, type ParsedCronItem } from "graphile-worker";
+import type { TaskRegistry } from "./registry.ts";
+
+export class CrontabError extends Error {
+  override name = "CrontabError";
+}
+
+/** A crontab line with the line number it came from. */
+export interface CrontabEntry {
+  line: number;
+  item: ParsedCronItem;
+}
+
+export async function loadCrontab(file: string, registry: TaskRegistry): Promise<CrontabEntry[]> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (error) {
+    throw new CrontabError(`cannot read crontab ${file}: ${(error as Error).message}`);
+  }
+  return checkCrontab(text, registry, file);
+}
+
+/** Parses and checks crontab text; throws a CrontabError naming the first bad line. */
+export function checkCrontab(text: string, registry: TaskRegistry, source = "crontab"): CrontabEntry[] {
+  const entries: CrontabEntry[] = [];
+  const lines = text.split(/\r?\n/);
+  for (const [index, raw] of lines.entries()) {
+    const line = index + 1;
+    const trimmed = raw.trim();
+    if (trimmed === "" || trimmed.startsWith("#")) continue;
+    const fail = (message: string): never => {
+      throw new CrontabError(`${source} line ${line}: ${message}\n  ${trimmed}`);
+    };
+    let item: ParsedCronItem;
+    try {
+      // Parsed one line at a time so that errors carry this file's line numbers.
+      [item] = parseCrontab(`${"\n".repeat(index)}${raw}`) as [ParsedCronItem];
+    } catch (error) {
+      return fail((error as Error).message.replace(/ (on|in) line \d+ of crontab|line '\d+' of crontab/, "").trim());
+    }
+    const task = registry.find(item.task);
+    if (!task) {
+      const suggestion = registry.suggest(item.task);
+      return fail(`unknown task '${item.task}'${suggestion ? ` (did you mean '${suggestion}'?)` : ""}`);
+    }
+    if (!/[?&]id=/.test(trimmed.split(/\s+/).find((word) => word.startsWith("?")) ?? "")) {
+      // The identifier keys backfill bookkeeping; one derived from the task name changes silently when lines move.
+      return fail(`every line needs an explicit ?id=... (it keys backfill; never rename it)`);
+    }
+    const result = task.validate(item.payload ?? {});
+    if (!result.ok) return fail(`payload for '${item.task}' is invalid: ${result.errors.join("; ")}`);
+    entries.push({ line, item });
+  }
+  const seen = new Map<string, number>();
+  for (const { line, item } of entries) {
+    const first = seen.get(item.identifier);
+    if (first !== undefined) {
+      throw new CrontabError(`${source} line ${line}: id '${item.identifier}' is already used on line ${first}`);
+    }
+    seen.set(item.identifier, line);
+  }
+  return entries;
+}

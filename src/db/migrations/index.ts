@@ -1,0 +1,7 @@
+import type { Migration } from "kysely/migration";
+import * as taxa from "./0001_taxa.ts";
+
+/** Every migration, in order. Imported statically so the build and the image carry them. */
+export const migrations: Record<string, Migration> = {
+  "0001_taxa": taxa,
+};

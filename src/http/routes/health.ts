@@ -1,0 +1,68 @@
+/**
+ * Liveness and readiness. Liveness only says the process serves; readiness says this instance can
+ * do its work: the database answers, the runner runs, the schema is at least what this build expects.
+ * Neither scans the jobs table.
+ */
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import Type from "typebox";
+import { EXPECTED_SCHEMA_VERSION, findSchemaVersion } from "../../db/migrate.ts";
+import type { AppDependencies } from "../app.ts";
+
+const CHECK_TIMEOUT_MS = 2000;
+
+const Check = Type.Object({ ok: Type.Boolean(), detail: Type.Optional(Type.String()) });
+const Readiness = Type.Object({
+  status: Type.Enum(["ready", "not_ready"]),
+  checks: Type.Object({ database: Check, worker: Check, schema: Check }),
+});
+
+const healthRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (app, { deps }) => {
+  app.get(
+    "/healthz",
+    { logLevel: "warn", schema: { response: { 200: Type.Object({ status: Type.Literal("ok") }) } } },
+    async () => ({ status: "ok" as const }),
+  );
+
+  app.get(
+    "/readyz",
+    { logLevel: "warn", schema: { response: { 200: Readiness, 503: Readiness } } },
+    async (_request, reply) => {
+      const [database, schema] = await Promise.all([
+        check(async () => {
+          await deps.pool.query("select 1");
+        }),
+        check(async () => {
+          const version = await findSchemaVersion(deps.pool);
+          if (version === null || version < EXPECTED_SCHEMA_VERSION) {
+            throw new Error(`schema at ${version ?? "nothing"}, this build needs ${EXPECTED_SCHEMA_VERSION}: run migrate`);
+          }
+        }),
+      ]);
+      const worker = deps.worker.isRunning() ? { ok: true } : { ok: false, detail: "job runner is not running" };
+      const ready = database.ok && schema.ok && worker.ok;
+      return reply.status(ready ? 200 : 503).send({
+        status: ready ? "ready" : "not_ready",
+        checks: { database, worker, schema },
+      });
+    },
+  );
+};
+
+async function check(probe: () => Promise<void>): Promise<{ ok: boolean; detail?: string }> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      probe(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${CHECK_TIMEOUT_MS} ms`)), CHECK_TIMEOUT_MS);
+      }),
+    ]);
+    return { ok: true };
+  } catch (error) {
+    return { ok: false, detail: (error as Error).message };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export default healthRoutes;

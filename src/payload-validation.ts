@@ -1,0 +1,39 @@
+/**
+ * Payload validation shared by the worker, the crontab check, the CLI and enqueueing: one ajv
+ * instance, errors that name each bad field.
+ */
+import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
+import addFormats from "ajv-formats";
+import type { TSchema } from "typebox";
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, coerceTypes: false });
+addFormats.default(ajv);
+
+export type ValidationResult<T> = { ok: true; value: T } | { ok: false; errors: string[] };
+
+export type PayloadValidator<T> = (payload: unknown) => ValidationResult<T>;
+
+export function compilePayloadValidator<T>(schema: TSchema): PayloadValidator<T> {
+  const validate: ValidateFunction = ajv.compile(schema);
+  return (payload) => {
+    // Defaults are filled in by ajv; validate a copy so the caller's object is left as it was.
+    const value: unknown = structuredClone(payload);
+    if (validate(value)) return { ok: true, value: value as T };
+    return { ok: false, errors: (validate.errors ?? []).map(describeError) };
+  };
+}
+
+/** "payload/taxonIds/0 must be integer", "payload has unknown property 'x'". */
+export function describeError(error: ErrorObject): string {
+  const at = `payload${error.instancePath}`;
+  switch (error.keyword) {
+    case "additionalProperties":
+      return `${at} has unknown property '${String(error.params.additionalProperty)}'`;
+    case "required":
+      return `${at} must have property '${String(error.params.missingProperty)}'`;
+    case "enum":
+      return `${at} must be one of ${(error.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(", ")}`;
+    default:
+      return `${at} ${error.message ?? "is invalid"}`;
+  }
+}

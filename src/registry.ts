@@ -1,0 +1,143 @@
+/**
+ * The task registry, derived from the tasks/ folder: one file per task, the file name is the
+ * task's identifier. The worker, the crontab check, the CLI, the HTTP API and the dashboard all
+ * read this one registry.
+ */
+import { readdir } from "node:fs/promises";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { closest, distance } from "fastest-levenshtein";
+import type { TSchema } from "typebox";
+import { projectRoot } from "./config.ts";
+import { compilePayloadValidator, type PayloadValidator } from "./payload-validation.ts";
+import type { JobKeyMode, TaskDefinition } from "./task.ts";
+
+export const TASKS_DIRECTORY = path.join(projectRoot, "tasks");
+
+const TASK_NAME = /^[a-z][a-z0-9]*(_[a-z0-9]+)*$/;
+
+/** A task's defaults with every value filled in. */
+export interface ResolvedTaskDefaults {
+  maxAttempts: number;
+  queueName: string | null;
+  priority: number;
+  jobKey: ((payload: unknown) => string | undefined) | null;
+  jobKeyMode: JobKeyMode;
+  timeoutMs: number;
+}
+
+export const DEFAULT_TASK_DEFAULTS: Omit<ResolvedTaskDefaults, "jobKey"> = {
+  maxAttempts: 5,
+  queueName: null,
+  priority: 0,
+  jobKeyMode: "replace",
+  timeoutMs: 60_000,
+};
+
+export interface RegisteredTask {
+  name: string;
+  description: string;
+  schema: TSchema;
+  defaults: ResolvedTaskDefaults;
+  validate: PayloadValidator<unknown>;
+  run: TaskDefinition["run"];
+}
+
+export class UnknownTaskError extends Error {
+  override name = "UnknownTaskError";
+  readonly task: string;
+  readonly suggestion: string | undefined;
+  constructor(task: string, suggestion: string | undefined) {
+    super(`unknown task '${task}'${suggestion ? ` (did you mean '${suggestion}'?)` : ""}`);
+    this.task = task;
+    this.suggestion = suggestion;
+  }
+}
+
+export class TaskRegistry {
+  readonly #tasks: ReadonlyMap<string, RegisteredTask>;
+
+  constructor(tasks: Iterable<RegisteredTask>) {
+    this.#tasks = new Map([...tasks].sort((a, b) => a.name.localeCompare(b.name)).map((task) => [task.name, task]));
+  }
+
+  names(): string[] {
+    return [...this.#tasks.keys()];
+  }
+
+  all(): RegisteredTask[] {
+    return [...this.#tasks.values()];
+  }
+
+  find(name: string): RegisteredTask | undefined {
+    return this.#tasks.get(name);
+  }
+
+  /** The task, or an UnknownTaskError with a did-you-mean suggestion. */
+  get(name: string): RegisteredTask {
+    const task = this.#tasks.get(name);
+    if (!task) throw new UnknownTaskError(name, this.suggest(name));
+    return task;
+  }
+
+  /** The closest known name when it is near enough to be a typo. */
+  suggest(name: string): string | undefined {
+    const names = this.names();
+    if (names.length === 0) return undefined;
+    const candidate = closest(name, names);
+    return distance(name, candidate) <= Math.max(2, Math.floor(candidate.length / 3)) ? candidate : undefined;
+  }
+}
+
+/** Turns a task file's export into a registered task; throws naming the file when it is not one. */
+export function registerTask(name: string, definition: unknown, source = name): RegisteredTask {
+  if (!TASK_NAME.test(name)) throw new Error(`${source}: task names are snake_case (verb_object), got '${name}'`);
+  if (!isTaskDefinition(definition)) {
+    throw new Error(`${source}: the default export must be defineTask({ description, payload, run })`);
+  }
+  const defaults = definition.defaults ?? {};
+  return {
+    name,
+    description: definition.description,
+    schema: definition.payload,
+    defaults: {
+      maxAttempts: defaults.maxAttempts ?? DEFAULT_TASK_DEFAULTS.maxAttempts,
+      queueName: defaults.queueName ?? DEFAULT_TASK_DEFAULTS.queueName,
+      priority: defaults.priority ?? DEFAULT_TASK_DEFAULTS.priority,
+      jobKey: (defaults.jobKey as ResolvedTaskDefaults["jobKey"]) ?? null,
+      jobKeyMode: defaults.jobKeyMode ?? DEFAULT_TASK_DEFAULTS.jobKeyMode,
+      timeoutMs: defaults.timeoutMs ?? DEFAULT_TASK_DEFAULTS.timeoutMs,
+    },
+    validate: compilePayloadValidator(definition.payload),
+    run: definition.run,
+  };
+}
+
+/** Imports every task file in the folder (`.ts` in development, `.js` in the built image). */
+export async function loadRegistry(directory = TASKS_DIRECTORY): Promise<TaskRegistry> {
+  const files = (await readdir(directory)).filter((file) => /\.(ts|js)$/.test(file) && !/\.(d|test)\.ts$/.test(file));
+  const tasks = await Promise.all(
+    files.map(async (file) => {
+      const fullPath = path.join(directory, file);
+      const module = (await import(pathToFileURL(fullPath).href)) as { default?: unknown };
+      return registerTask(path.basename(file, path.extname(file)), module.default, fullPath);
+    }),
+  );
+  const seen = new Set<string>();
+  for (const task of tasks) {
+    if (seen.has(task.name)) throw new Error(`${directory}: task '${task.name}' is defined twice`);
+    seen.add(task.name);
+  }
+  return new TaskRegistry(tasks);
+}
+
+function isTaskDefinition(value: unknown): value is TaskDefinition {
+  if (!value || typeof value !== "object") return false;
+  const candidate = value as Partial<TaskDefinition>;
+  return (
+    typeof candidate.description === "string" &&
+    typeof candidate.run === "function" &&
+    !!candidate.payload &&
+    typeof candidate.payload === "object"
+  );
+}

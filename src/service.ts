@@ -1,0 +1,71 @@
+/**
+ * The composition root: config → registry and crontab → database → migrations → runner → HTTP.
+ * Everything started is released in reverse order by `stop()`, also when start-up fails half way.
+ */
+import type { Config } from "./config.ts";
+import { loadCrontab } from "./crontab.ts";
+import { connectDatabase, type ConnectedDatabase } from "./db/connect.ts";
+import { POOL_OVERHEAD } from "./db/database.ts";
+import { migrateDatabase } from "./db/migrate.ts";
+import { buildApp, type App } from "./http/app.ts";
+import type { Logger } from "./observability/logger.ts";
+import { loadRegistry, type TaskRegistry } from "./registry.ts";
+import { makeUpstreamClients } from "./upstream/clients.ts";
+import { startWorker, type WorkerHandle } from "./worker/worker.ts";
+
+export interface Service {
+  /** Where the HTTP server listens, e.g. http://127.0.0.1:8080. */
+  url: string;
+  app: App;
+  worker: WorkerHandle;
+  database: ConnectedDatabase;
+  registry: TaskRegistry;
+  /** Stops accepting HTTP, lets running jobs finish, then releases the database. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+export async function startService(config: Config, logger: Logger): Promise<Service> {
+  const releasers: Array<() => Promise<void>> = [];
+  const releaseAll = async () => {
+    for (const release of releasers.splice(0).reverse()) {
+      try {
+        await release();
+      } catch (error) {
+        logger.error({ err: error }, "error while shutting down");
+      }
+    }
+  };
+  try {
+    // Cheap checks first: a bad task file or crontab line fails before anything starts.
+    const registry = await loadRegistry();
+    const crontab = await loadCrontab(config.worker.crontabFile, registry);
+
+    const database = await connectDatabase(config, logger, config.worker.concurrency + POOL_OVERHEAD);
+    releasers.push(() => database.close());
+    if (config.database.migrateOnStart) await migrateDatabase(database.pool, database.db, logger);
+
+    const deps = { db: database.db, registry, upstream: makeUpstreamClients(config), logger };
+    const worker = await startWorker({
+      pool: database.pool,
+      deps,
+      cronItems: crontab.map((entry) => entry.item),
+      concurrency: config.worker.concurrency,
+      pollIntervalMs: config.worker.pollIntervalMs,
+    });
+    releasers.push(() => worker.stop());
+
+    const app = await buildApp({ logger, pool: database.pool, db: database.db, registry, worker });
+    releasers.push(() => app.close());
+    const url = await app.listen({ host: config.http.host, port: config.http.port });
+    logger.info(
+      { url, tasks: registry.names(), cron: crontab.map((entry) => entry.item.identifier), concurrency: config.worker.concurrency },
+      "observing-jobs is running",
+    );
+
+    let stopping: Promise<void> | undefined;
+    return { url, app, worker, database, registry, stop: () => (stopping ??= releaseAll()) };
+  } catch (error) {
+    await releaseAll();
+    throw error;
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * The contract of a task file in tasks/: a payload schema, per-task defaults and a handler.
+ * The file name is the task's identifier (snake_case verb_object).
+ */
+import type { Static, TSchema } from "typebox";
+import type { Db } from "./db/database.ts";
+import type { EnqueueFunction } from "./enqueue.ts";
+import type { Logger } from "./observability/logger.ts";
+import type { UpstreamClients } from "./upstream/clients.ts";
+
+/** Defaults for every job of a task; each is overridable when a job is enqueued. */
+export interface TaskDefaults<P> {
+  /** Attempts before the job is dead (kept as a dead-letter). @defaultValue 5 */
+  maxAttempts?: number;
+  /** Named queue: jobs in one queue run one at a time, in order. @defaultValue none (parallel) */
+  queueName?: string;
+  /** Lower runs first. @defaultValue 0 */
+  priority?: number;
+  /** Job key derived from the payload, so equal work is not queued twice. @defaultValue none */
+  jobKey?: (payload: P) => string | undefined;
+  /** What a second job with the same key does to a pending one. @defaultValue "replace" */
+  jobKeyMode?: JobKeyMode;
+  /** Time limit of one attempt: the abort signal fires and the attempt fails with a timeout error. @defaultValue 60000 */
+  timeoutMs?: number;
+}
+
+export type JobKeyMode = "replace" | "preserve_run_at" | "unsafe_dedupe";
+
+/** What a running job knows about itself. */
+export interface JobInfo {
+  id: string;
+  task: string;
+  /** 1 on the first attempt. */
+  attempt: number;
+  maxAttempts: number;
+  queueName: string | null;
+  /** Set when the crontab fired this job. */
+  cron?: { ts: string; backfilled: boolean };
+}
+
+/** Everything a handler may use. Tasks never read process.env or open their own connections. */
+export interface TaskContext {
+  db: Db;
+  /** Bound to the job: every line carries its id, task and attempt. */
+  logger: Logger;
+  /** Fires on shutdown and when the attempt's time limit is reached; pass it to every I/O call. */
+  signal: AbortSignal;
+  job: JobInfo;
+  upstream: UpstreamClients;
+  /** Enqueue follow-up jobs (fan-out) with the same validation and defaults as any other enqueue. */
+  enqueue: EnqueueFunction;
+}
+
+export interface TaskDefinition<S extends TSchema = TSchema> {
+  /** One line for the API, the CLI and the dashboard. */
+  description: string;
+  /** JSON Schema of the payload; validated before the handler runs and at every enqueue. */
+  payload: S;
+  defaults?: TaskDefaults<Static<S>>;
+  /** Throw to fail the attempt (it is retried with backoff); record permanent outcomes as data and return. */
+  run(payload: Static<S>, context: TaskContext): Promise<void>;
+}
+
+/** Identity function that gives a task file its types. */
+export function defineTask<S extends TSchema>(definition: TaskDefinition<S>): TaskDefinition<S> {
+  return definition;
+}

@@ -1,0 +1,95 @@
+/**
+ * GBIF species API client: v2 name matching against an explicit checklist, and name usages by key.
+ * See ../shared/UPSTREAM_APIS.md §2-4 for the shapes and the etiquette (low concurrency, a
+ * descriptive User-Agent, back off on 429/5xx).
+ */
+import { Ajv } from "ajv";
+import pLimit from "p-limit";
+import Type, { type Static } from "typebox";
+import { fetchJson, UpstreamError } from "./http.ts";
+
+const UPSTREAM = "GBIF";
+
+const Usage = Type.Object({
+  key: Type.String(),
+  name: Type.String(),
+  canonicalName: Type.Optional(Type.String()),
+  rank: Type.Optional(Type.String()),
+  status: Type.Optional(Type.String()),
+});
+const Rank = Type.Object({ key: Type.Optional(Type.String()), name: Type.String(), rank: Type.Optional(Type.String()) });
+const MatchResponse = Type.Object({
+  usage: Type.Optional(Usage),
+  acceptedUsage: Type.Optional(Usage),
+  classification: Type.Optional(Type.Array(Rank)),
+  synonym: Type.Optional(Type.Boolean()),
+  diagnostics: Type.Object({
+    matchType: Type.String(),
+    confidence: Type.Optional(Type.Number()),
+    note: Type.Optional(Type.String()),
+  }),
+});
+export type GbifUsage = Static<typeof Usage>;
+export type GbifMatchResponse = Static<typeof MatchResponse>;
+
+export interface GbifMatch {
+  /** diagnostics.matchType: EXACT, VARIANT, HIGHERRANK, NONE (and the rarer CANONICAL, AMBIGUOUS, UNSUPPORTED). */
+  matchType: string;
+  confidence: number | null;
+  note: string | null;
+  /** The matched usage; absent for NONE. */
+  usage: GbifUsage | null;
+  /** The accepted usage when the match is a synonym. */
+  acceptedUsage: GbifUsage | null;
+  /** The accepted taxon's lineage, kingdom first. */
+  classification: Array<{ key?: string; name: string; rank?: string }>;
+  synonym: boolean;
+  checklistKey: string;
+}
+
+export interface GbifClientOptions {
+  baseUrl: string;
+  checklistKey: string;
+  timeoutMs: number;
+  /** Calls in flight at once from this process. */
+  concurrency: number;
+  userAgent: string;
+}
+
+export interface GbifClient {
+  readonly checklistKey: string;
+  match(query: { scientificName: string; kingdom?: string | null }, signal?: AbortSignal): Promise<GbifMatch>;
+}
+
+const ajv = new Ajv({ allErrors: false, strict: false });
+const isMatchResponse = ajv.compile<GbifMatchResponse>(MatchResponse);
+
+export function makeGbifClient(options: GbifClientOptions): GbifClient {
+  const limit = pLimit(options.concurrency);
+  const request = { upstream: UPSTREAM, userAgent: options.userAgent, timeoutMs: options.timeoutMs };
+  return {
+    checklistKey: options.checklistKey,
+    match: (query, signal) =>
+      limit(async () => {
+        const url = new URL("/v2/species/match", options.baseUrl);
+        url.searchParams.set("scientificName", query.scientificName);
+        url.searchParams.set("checklistKey", options.checklistKey);
+        if (query.kingdom) url.searchParams.set("kingdom", query.kingdom);
+        const { body } = await fetchJson(url, { ...request, headers: { "x-user-agent": options.userAgent }, signal });
+        if (!isMatchResponse(body)) {
+          const problem = ajv.errorsText(isMatchResponse.errors, { dataVar: "response" });
+          throw new UpstreamError(UPSTREAM, `unexpected match response: ${problem}`, false);
+        }
+        return {
+          matchType: body.diagnostics.matchType,
+          confidence: body.diagnostics.confidence ?? null,
+          note: body.diagnostics.note ?? null,
+          usage: body.usage ?? null,
+          acceptedUsage: body.acceptedUsage ?? null,
+          classification: body.classification ?? [],
+          synonym: body.synonym ?? false,
+          checklistKey: options.checklistKey,
+        };
+      }),
+  };
+}

@@ -1,0 +1,73 @@
+/**
+ * Runs one attempt of a task: validates the payload, builds the handler's context, and enforces
+ * the attempt's time limit. Used by the queue (through graphile-worker) and by `observing-jobs run`.
+ */
+import type { Db } from "../db/database.ts";
+import { checkPayload, makeEnqueue } from "../enqueue.ts";
+import type { Logger } from "../observability/logger.ts";
+import type { RegisteredTask, TaskRegistry } from "../registry.ts";
+import type { JobInfo } from "../task.ts";
+import type { UpstreamClients } from "../upstream/clients.ts";
+
+/** What every handler gets from the process it runs in. */
+export interface TaskDependencies {
+  db: Db;
+  registry: TaskRegistry;
+  upstream: UpstreamClients;
+  logger: Logger;
+}
+
+export class TaskTimeoutError extends Error {
+  override name = "TaskTimeoutError";
+  constructor(task: string, timeoutMs: number) {
+    super(`task '${task}' timed out after ${timeoutMs} ms`);
+  }
+}
+
+/** Cron-fired payloads carry graphile-worker's `_cron` key; it is metadata, not part of the task's payload. */
+export function splitCronMetadata(payload: unknown): { payload: unknown; cron?: JobInfo["cron"] } {
+  if (!payload || typeof payload !== "object" || Array.isArray(payload) || !("_cron" in payload)) return { payload };
+  const { _cron, ...rest } = payload as { _cron: { ts: string; backfilled?: boolean } };
+  return { payload: rest, cron: { ts: _cron.ts, backfilled: Boolean(_cron.backfilled) } };
+}
+
+export async function executeTask(
+  task: RegisteredTask,
+  rawPayload: unknown,
+  job: Omit<JobInfo, "cron" | "task">,
+  deps: TaskDependencies,
+  stopSignal: AbortSignal,
+): Promise<void> {
+  const { payload, cron } = splitCronMetadata(rawPayload);
+  const value = checkPayload(task, payload);
+  const info: JobInfo = { ...job, task: task.name, ...(cron ? { cron } : {}) };
+  const { timeoutMs } = task.defaults;
+  const timeout = AbortSignal.timeout(timeoutMs);
+  const signal = AbortSignal.any([stopSignal, timeout]);
+  const logger = deps.logger.child({ jobId: info.id, task: task.name, attempt: info.attempt, queue: info.queueName });
+
+  const timedOut = new Promise<never>((_, reject) => {
+    const onTimeout = () => reject(new TaskTimeoutError(task.name, timeoutMs));
+    if (timeout.aborted) onTimeout();
+    else timeout.addEventListener("abort", onTimeout, { once: true });
+  });
+  timedOut.catch(() => {}); // only observed through the race below
+  // A handler that ignores its signal still loses the race at the time limit, so the attempt fails on time.
+  try {
+    await Promise.race([
+      task.run(value, {
+        db: deps.db,
+        logger,
+        signal,
+        job: info,
+        upstream: deps.upstream,
+        enqueue: makeEnqueue(deps.db, deps.registry),
+      }),
+      timedOut,
+    ]);
+  } catch (error) {
+    // Whatever the handler threw on its way out (an aborted fetch, say), the cause was the time limit.
+    if (timeout.aborted && !stopSignal.aborted) throw new TaskTimeoutError(task.name, timeoutMs);
+    throw error;
+  }
+}
