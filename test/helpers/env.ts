@@ -1,0 +1,148 @@
+/**
+ * The per-file test environment ("setup returns a bundle"): a cloned database, the real registry,
+ * a fake GBIF, a config pointing at both, and a logger whose lines tests can read.
+ * Teardown fails the file when a test left database clients checked out.
+ */
+import { Writable } from "node:stream";
+import { runOnce, type Job } from "graphile-worker";
+import { sql } from "kysely";
+import { test as base } from "vitest";
+import { parseConfig, type Config } from "../../src/config.ts";
+import { makeDatabase, type DatabaseHandle, type Db } from "../../src/db/database.ts";
+import type { NewTaxon, TaxonRow } from "../../src/db/tables/taxa.ts";
+import { makeLogger, makeWorkerLogger, type Logger } from "../../src/observability/logger.ts";
+import { loadRegistry, type TaskRegistry } from "../../src/registry.ts";
+import { makeUpstreamClients } from "../../src/upstream/clients.ts";
+import { executeTask, type TaskDependencies } from "../../src/worker/execute.ts";
+import { makeTaskList } from "../../src/worker/worker.ts";
+import { createTestDatabase, type TestDatabase } from "./database.ts";
+import { startFakeGbif, type FakeGbif } from "./fake-gbif.ts";
+
+export interface TestEnv extends DatabaseHandle {
+  database: TestDatabase;
+  registry: TaskRegistry;
+  gbif: FakeGbif;
+  config: Config;
+  logger: Logger;
+  /** Every log line written so far, parsed. */
+  logs: Array<Record<string, unknown>>;
+  deps: TaskDependencies;
+}
+
+/** Settings every test environment starts from; tests override single variables. */
+export function testEnvironment(overrides: Record<string, string> = {}): Record<string, string> {
+  return { NODE_ENV: "test", LOG_LEVEL: "debug", LOG_FORMAT: "json", PORT: "0", HOST: "127.0.0.1", ...overrides };
+}
+
+export async function makeTestEnv(overrides: Record<string, string> = {}): Promise<TestEnv & { close(): Promise<void> }> {
+  const database = await createTestDatabase();
+  const gbif = await startFakeGbif();
+  const config = parseConfig(testEnvironment({ DATABASE_URL: database.url, GBIF_BASE_URL: gbif.url, GBIF_TIMEOUT_MS: "2000", ...overrides }));
+  const { logger, logs } = makeCapturingLogger(config);
+  const handle = makeDatabase(database.url, { maxConnections: 20, logger });
+  const registry = await loadRegistry();
+  const deps = { db: handle.db, registry, upstream: makeUpstreamClients(config), logger };
+  return {
+    ...handle,
+    database,
+    registry,
+    gbif,
+    config,
+    logger,
+    logs,
+    deps,
+    async close() {
+      const checkedOut = handle.pool.totalCount - handle.pool.idleCount;
+      await handle.close();
+      await gbif.stop();
+      await database.drop();
+      if (checkedOut > 0) throw new Error(`a test left ${checkedOut} database client(s) checked out`);
+    },
+  };
+}
+
+export function makeCapturingLogger(config: Config): { logger: Logger; logs: Array<Record<string, unknown>> } {
+  const logs: Array<Record<string, unknown>> = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      for (const line of chunk.toString("utf8").split("\n")) if (line) logs.push(JSON.parse(line) as Record<string, unknown>);
+      callback();
+    },
+  });
+  return { logger: makeLogger(config.log, { destination }), logs };
+}
+
+/** vitest fixture: one environment per test file. */
+export const test = base.extend<{ env: TestEnv }>({
+  env: [
+    // eslint-disable-next-line no-empty-pattern
+    async ({}, use) => {
+      const env = await makeTestEnv();
+      await use(env);
+      await env.close();
+    },
+    { scope: "file" },
+  ],
+});
+
+/** Runs a task in-process as the queue would, payload JSON round-tripped (a Date comes back as a string). */
+export async function performTask(env: TestEnv, task: string, payload: unknown, signal = new AbortController().signal): Promise<void> {
+  await executeTask(
+    env.registry.get(task),
+    JSON.parse(JSON.stringify(payload)),
+    { id: "test", attempt: 1, maxAttempts: 1, queueName: null },
+    env.deps,
+    signal,
+  );
+}
+
+/** Works every job that is due now through graphile-worker, then returns. */
+export async function runDueJobs(env: TestEnv): Promise<void> {
+  await runOnce({ pgPool: env.pool, taskList: makeTaskList(env.deps, env.pool), logger: makeWorkerLogger(env.logger) });
+}
+
+/** A row of graphile-worker's public `jobs` view (which leaves payloads out). */
+export type JobRow = Pick<Job, "id" | "task_identifier" | "attempts" | "max_attempts" | "key" | "last_error" | "run_at" | "locked_by"> & {
+  queue_name: string | null;
+};
+
+/** The jobs in graphile-worker's public view, oldest first. */
+export async function listJobs(db: Db, task?: string): Promise<JobRow[]> {
+  const { rows } = await sql<JobRow>`
+    select id, task_identifier, queue_name, attempts, max_attempts, key, last_error, run_at, locked_by
+    from graphile_worker.jobs
+    where ${task ?? null}::text is null or task_identifier = ${task ?? null}
+    order by id`.execute(db);
+  return rows;
+}
+
+/** Empties the tables tests write to, between tests of one file. */
+export async function resetData(env: TestEnv): Promise<void> {
+  await sql`truncate taxa restart identity`.execute(env.db);
+  const ids = (await listJobs(env.db)).map((job) => job.id);
+  if (ids.length > 0) await sql`select graphile_worker.complete_jobs(${ids}::bigint[])`.execute(env.db);
+  env.gbif.reset();
+  env.logs.length = 0;
+}
+
+export async function insertTaxa(db: Db, taxa: NewTaxon[]): Promise<number[]> {
+  const rows = await db.insertInto("taxa").values(taxa).returning("id").execute();
+  return rows.map((row) => row.id);
+}
+
+export async function findTaxon(db: Db, id: number): Promise<TaxonRow> {
+  return db.selectFrom("taxa").selectAll().where("id", "=", id).executeTakeFirstOrThrow();
+}
+
+/** Polls until `check` returns a value other than undefined/false, or fails after the deadline. */
+export async function waitFor<T>(check: () => Promise<T | undefined | false> | T | undefined | false, options: { timeoutMs?: number; message?: string } = {}): Promise<T> {
+  const deadline = Date.now() + (options.timeoutMs ?? 10_000);
+  let interval = 10;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${options.message ?? "condition"}`);
+    await new Promise((resolve) => setTimeout(resolve, interval));
+    interval = Math.min(interval * 2, 200);
+  }
+}
