@@ -8,11 +8,11 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { closest, distance } from "fastest-levenshtein";
 import type { TSchema } from "typebox";
-import { projectRoot } from "./config.ts";
 import { compilePayloadValidator, type PayloadValidator } from "./payload-validation.ts";
 import type { JobKeyMode, TaskDefinition } from "./task.ts";
 
-export const TASKS_DIRECTORY = path.join(projectRoot, "tasks");
+/** tasks/ beside src/: the TypeScript sources in a checkout, dist/tasks in the built image. */
+export const TASKS_DIRECTORY = path.resolve(import.meta.dirname, "../tasks");
 
 const TASK_NAME = /^[a-z][a-z0-9]*(_[a-z0-9]+)*$/;
 
