@@ -98,7 +98,7 @@ export async function performTask(env: TestEnv, task: string, payload: unknown, 
 
 /** Works every job that is due now through graphile-worker, then returns. */
 export async function runDueJobs(env: TestEnv): Promise<void> {
-  await runOnce({ pgPool: env.pool, taskList: makeTaskList(env.deps, env.pool), logger: makeWorkerLogger(env.logger) });
+  await runOnce({ pgPool: env.pool, taskList: makeTaskList(env.deps), logger: makeWorkerLogger(env.logger) });
 }
 
 /** A row of graphile-worker's public `jobs` view (which leaves payloads out). */

@@ -1,10 +1,10 @@
-import { beforeEach, describe, expect } from "vitest";
+import { describe, expect } from "vitest";
 import { GBIF_BACKBONE_CHECKLIST_KEY } from "../../src/config.ts";
 import { enqueueJob, InvalidPayloadError } from "../../src/enqueue.ts";
 import { makeGbifClient } from "../../src/upstream/gbif.ts";
 import { findTaxon, insertTaxa, listJobs, performTask, resetData, runDueJobs, test } from "../helpers/env.ts";
 
-beforeEach<{ env: Parameters<typeof resetData>[0] }>(async ({ env }) => {
+test.beforeEach(async ({ env }) => {
   await resetData(env);
 });
 

@@ -1,0 +1,102 @@
+import { describe, expect } from "vitest";
+import { runCli, USAGE } from "../src/cli.ts";
+import { findTaxon, insertTaxa, listJobs, resetData, test, testEnvironment, type TestEnv } from "./helpers/env.ts";
+import { runToCompletion } from "./helpers/service-process.ts";
+
+async function cli(env: TestEnv, ...argv: string[]) {
+  let stdout = "";
+  let stderr = "";
+  const code = await runCli(argv, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), loadConfig: () => env.config });
+  return { code, stdout, stderr };
+}
+
+test.beforeEach(async ({ env }) => {
+  await resetData(env);
+});
+
+describe("observing-jobs add", () => {
+  test("enqueues a job with the task's defaults and the given options", async ({ env }) => {
+    const result = await cli(env, "add", "resolve_taxa", "--payload", '{"taxonIds":[7]}', "--priority", "3", "--max-attempts", "2", "--run-at", "2030-01-01T00:00:00Z");
+    expect(result).toMatchObject({ code: 0, stderr: "" });
+    const printed = JSON.parse(result.stdout) as { jobId: string; task: string };
+    expect(printed.task).toBe("resolve_taxa");
+    const [job] = await listJobs(env.db);
+    expect(job).toMatchObject({ id: printed.jobId, task_identifier: "resolve_taxa", max_attempts: 2 });
+    expect(job!.run_at.toISOString()).toBe("2030-01-01T00:00:00.000Z");
+  });
+
+  test("refuses a payload that fails the schema and enqueues nothing", async ({ env }) => {
+    const result = await cli(env, "add", "resolve_taxa", "--payload", '{"taxonIds":"42"}');
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/invalid payload for task 'resolve_taxa': payload\/taxonIds must be array/);
+    expect(await listJobs(env.db)).toHaveLength(0);
+  });
+});
+
+describe("observing-jobs run", () => {
+  test("runs the task in-process and exits 0", async ({ env }) => {
+    const [id] = await insertTaxa(env.db, [{ scientific_name: "Puma concolor" }]);
+    const result = await cli(env, "run", "resolve_taxa", "--payload", JSON.stringify({ taxonIds: [id] }));
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ task: "resolve_taxa", status: "succeeded" });
+    expect((await findTaxon(env.db, id!)).status).toBe("resolved");
+    expect(await listJobs(env.db)).toHaveLength(0);
+  });
+
+  test("exits 1 with the error when the task fails", async ({ env }) => {
+    const [id] = await insertTaxa(env.db, [{ scientific_name: "Puma concolor" }]);
+    env.gbif.script("Puma concolor", { status: 503, body: {} });
+    const result = await cli(env, "run", "resolve_taxa", "--payload", JSON.stringify({ taxonIds: [id] }));
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/GBIF: HTTP 503/);
+  });
+});
+
+describe("bad arguments get a usage error naming the argument", () => {
+  const cases: Array<[string[], RegExp]> = [
+    [["frobnicate"], /unknown command 'frobnicate'/],
+    [["add"], /'add' takes exactly one task name, got 0/],
+    [["add", "resolve_taxa", "--payload", "{nope"], /--payload must be JSON/],
+    [["add", "resolve_taxa", "--run-at", "tomorrow"], /--run-at must be an ISO-8601 time, got 'tomorrow'/],
+    [["add", "resolve_taxa", "--priority", "high"], /--priority must be an integer/],
+    [["add", "resolve_taxa", "--colour", "red"], /Unknown option '--colour'/],
+    [["migrate", "--payload", "{}"], /option --payload does not apply to 'migrate'/],
+    [["run", "resolve_taxa", "--queue", "q"], /option --queue does not apply to 'run'/],
+    [["tasks", "extra"], /'tasks' takes no arguments/],
+  ];
+  for (const [argv, message] of cases) {
+    test(`observing-jobs ${argv.join(" ")}`, async ({ env }) => {
+      const result = await cli(env, ...argv);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(message);
+      expect(result.stderr).toContain("usage: observing-jobs");
+    });
+  }
+
+  test("an unknown task gets a did-you-mean and no connection is made", async ({ env }) => {
+    const result = await cli(env, "add", "resolve_taxon");
+    expect(result).toMatchObject({ code: 2, stderr: "observing-jobs: unknown task 'resolve_taxon' (did you mean 'resolve_taxa'?)\n" });
+  });
+
+  test("help prints the usage", async ({ env }) => {
+    expect(await cli(env, "help")).toEqual({ code: 0, stdout: `${USAGE}\n`, stderr: "" });
+  });
+});
+
+describe("the observing-jobs binary", () => {
+  test("migrates and enqueues from a real process", async ({ env }) => {
+    const environment = testEnvironment({ DATABASE_URL: env.database.url, LOG_LEVEL: "warn" });
+    const migrated = await runToCompletion(["bin/observing-jobs.js", "migrate"], environment);
+    expect(migrated).toMatchObject({ code: 0, stdout: "migrations applied\n" });
+    const added = await runToCompletion(["bin/observing-jobs.js", "add", "resolve_taxa", "--payload", '{"force":true}'], environment);
+    expect(added.code).toBe(0);
+    expect(JSON.parse(added.stdout)).toMatchObject({ task: "resolve_taxa" });
+    expect(await listJobs(env.db, "resolve_taxa")).toHaveLength(1);
+  });
+
+  test("fails on a bad setting with the variable's name", async () => {
+    const result = await runToCompletion(["bin/observing-jobs.js", "migrate"], testEnvironment({ WORKER_CONCURRENCY: "lots" }));
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/Invalid configuration: WORKER_CONCURRENCY must be integer, got "lots"/);
+  });
+});

@@ -1,0 +1,71 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, GBIF_BACKBONE_CHECKLIST_KEY, parseConfig, redactUrl } from "../src/config.ts";
+
+describe("parseConfig", () => {
+  it("gives production-ready defaults and a frozen object", () => {
+    const config = parseConfig({ DATABASE_URL: "postgres://app@db/observations" });
+    expect(config).toMatchObject({
+      env: "development",
+      http: { port: 8080, host: "0.0.0.0" },
+      worker: { concurrency: 10, pollIntervalMs: 2000 },
+      database: { url: "postgres://app@db/observations", migrateOnStart: true },
+      gbif: { baseUrl: "https://api.gbif.org", checklistKey: GBIF_BACKBONE_CHECKLIST_KEY, concurrency: 2, timeoutMs: 10_000 },
+    });
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.gbif)).toBe(true);
+  });
+
+  it("reads every documented variable", () => {
+    const config = parseConfig({
+      NODE_ENV: "production",
+      DATABASE_URL: "postgresql://app:pw@db:5432/observations",
+      PORT: "9000",
+      WORKER_CONCURRENCY: "3",
+      GBIF_BASE_URL: "http://gbif.test/",
+      GBIF_CHECKLIST_KEY: "7ddf754f-d193-4cc9-b351-99906754a03b",
+      GBIF_TIMEOUT_MS: "500",
+      LOG_LEVEL: "warn",
+    });
+    expect(config).toMatchObject({
+      env: "production",
+      http: { port: 9000 },
+      worker: { concurrency: 3 },
+      database: { migrateOnStart: false },
+      gbif: { baseUrl: "http://gbif.test", checklistKey: "7ddf754f-d193-4cc9-b351-99906754a03b", timeoutMs: 500 },
+      log: { level: "warn", format: "json" },
+    });
+  });
+
+  it("treats empty variables as unset", () => {
+    expect(parseConfig({ PORT: "", DATABASE_URL: "" })).toMatchObject({ http: { port: 8080 }, database: { url: undefined } });
+  });
+
+  it("names each bad variable, what it expects and what it got", () => {
+    const attempt = () => parseConfig({ PORT: "eighty", GBIF_TIMEOUT_MS: "3s", LOG_LEVEL: "loud", GBIF_BASE_URL: "api.gbif.org" });
+    expect(attempt).toThrow(ConfigError);
+    expect(attempt).toThrow(/PORT must be integer, got "eighty"/);
+    expect(attempt).toThrow(/GBIF_TIMEOUT_MS must be integer, got "3s"/);
+    expect(attempt).toThrow(/LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "loud"/);
+    expect(attempt).toThrow(/GBIF_BASE_URL must be a URL starting with http:\/\/ or https:\/\//);
+  });
+
+  it("refuses out-of-range numbers", () => {
+    expect(() => parseConfig({ WORKER_CONCURRENCY: "0" })).toThrow(/WORKER_CONCURRENCY must be >= 1, got "0"/);
+  });
+
+  it("requires DATABASE_URL in production rather than starting an embedded database", () => {
+    expect(() => parseConfig({ NODE_ENV: "production" })).toThrow(/DATABASE_URL is required when NODE_ENV=production/);
+  });
+
+  it("never repeats a password from a bad DATABASE_URL", () => {
+    let message = "";
+    try {
+      parseConfig({ DATABASE_URL: "mysql://app:hunter2@db/x" });
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toMatch(/DATABASE_URL must be a URL starting with postgres:\/\//);
+    expect(message).not.toContain("hunter2");
+    expect(redactUrl("postgres://app:hunter2@db/x")).toBe("postgres://app:***@db/x");
+  });
+});

@@ -1,0 +1,65 @@
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { checkCrontab, CrontabError, loadCrontab } from "../src/crontab.ts";
+import { loadRegistry, type TaskRegistry } from "../src/registry.ts";
+import { PROJECT_ROOT } from "./helpers/service-process.ts";
+
+let registry: TaskRegistry;
+beforeAll(async () => {
+  registry = await loadRegistry();
+});
+
+describe("the crontab", () => {
+  it("that ships is valid, with an explicit id per line", async () => {
+    const entries = await loadCrontab(path.join(PROJECT_ROOT, "crontab"), registry);
+    expect(entries.length).toBeGreaterThan(0);
+    const text = await readFile(path.join(PROJECT_ROOT, "crontab"), "utf8");
+    for (const { line, item } of entries) expect(text.split("\n")[line - 1]).toContain(`id=${item.identifier}`);
+    expect(entries.find((entry) => entry.item.identifier === "resolve_taxa_nightly")?.item.options.backfillPeriod).toBe(86_400_000);
+  });
+});
+
+describe("checkCrontab stops start-up on a bad line, naming it", () => {
+  const check = (text: string) => () => checkCrontab(text, registry);
+
+  it("an unknown task, with a did-you-mean", () => {
+    expect(check("# header\n\n30 3 * * * resolve_taxon ?id=nightly")).toThrow(
+      /crontab line 3: unknown task 'resolve_taxon' \(did you mean 'resolve_taxa'\?\)/,
+    );
+  });
+
+  it("an unknown task with nothing close", () => {
+    expect(check("* * * * * send_newsletter ?id=x")).toThrow(/crontab line 1: unknown task 'send_newsletter'$/m);
+  });
+
+  it("a payload that is not JSON5", () => {
+    expect(check("0 4 * * * resolve_taxa ?id=x {kingdom: Plantae}")).toThrow(CrontabError);
+    expect(check("0 4 * * * resolve_taxa ?id=x {kingdom: Plantae}")).toThrow(/crontab line 1: Failed to parse JSON5 payload/);
+  });
+
+  it("a payload that fails the task's schema", () => {
+    expect(check("0 4 * * 0 resolve_taxa ?id=weekly {limit: 0}")).toThrow(
+      /crontab line 1: payload for 'resolve_taxa' is invalid: payload\/limit must be >= 1/,
+    );
+  });
+
+  it("a line without an explicit id", () => {
+    expect(check("30 3 * * * resolve_taxa ?fill=1d")).toThrow(/crontab line 1: every line needs an explicit \?id=/);
+    expect(check("30 3 * * * resolve_taxa")).toThrow(/every line needs an explicit \?id=/);
+  });
+
+  it("the same id twice", () => {
+    expect(check("30 3 * * * resolve_taxa ?id=a\n0 4 * * * resolve_taxa ?id=a")).toThrow(/line 2: id 'a' is already used on line 1/);
+  });
+
+  it("a bad time or option", () => {
+    expect(check("61 3 * * * resolve_taxa ?id=a")).toThrow(/crontab line 1: /);
+    expect(check("30 3 * * * resolve_taxa ?id=a&fill=forever")).toThrow(/crontab line 1: .*fill/);
+  });
+
+  it("accepts a good line with a payload", () => {
+    const [entry] = checkCrontab('0 4 * * 0 resolve_taxa ?id=plantae_weekly&fill=2d {kingdom: "Plantae"}', registry);
+    expect(entry!.item).toMatchObject({ task: "resolve_taxa", identifier: "plantae_weekly", payload: { kingdom: "Plantae" } });
+  });
+});

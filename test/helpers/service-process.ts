@@ -1,0 +1,79 @@
+/**
+ * Runs the real service (or CLI) as a child process, the way Cloud Run and operators do, and
+ * collects what it prints. Used where signals, exit codes and start-up failures are the point.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import net from "node:net";
+import path from "node:path";
+import { waitFor } from "./env.ts";
+
+export const PROJECT_ROOT = path.resolve(import.meta.dirname, "../..");
+
+export interface ChildService {
+  child: ChildProcess;
+  output: () => string;
+  /** Resolves with the exit code (or the signal's name) once the process has exited. */
+  exited: Promise<number | string>;
+  baseUrl: string;
+  /** Polls until `path` answers with `status` or the deadline passes. */
+  waitForStatus(path: string, status: number, timeoutMs?: number): Promise<void>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** The environment a child gets: nothing inherited that could point it elsewhere. */
+function childEnvironment(env: Record<string, string>): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH, HOME: process.env.HOME, ...env };
+}
+
+export function startChild(args: string[], env: Record<string, string>, port = 0): ChildService {
+  const child = spawn(process.execPath, args, { cwd: PROJECT_ROOT, env: childEnvironment(env), stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | string>((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal ?? -1)));
+  const baseUrl = `http://127.0.0.1:${port}`;
+  return {
+    child,
+    output: () => output,
+    exited,
+    baseUrl,
+    async waitForStatus(route, status, timeoutMs = 30_000) {
+      let exitedEarly = false;
+      void exited.then(() => (exitedEarly = true));
+      await waitFor(
+        async () => {
+          if (exitedEarly) throw new Error(`the process exited while waiting for ${route}:\n${output}`);
+          try {
+            return (await fetch(`${baseUrl}${route}`)).status === status;
+          } catch {
+            return false;
+          }
+        },
+        { timeoutMs, message: `${route} to answer ${status}` },
+      );
+    },
+    kill: (signal = "SIGTERM") => void child.kill(signal),
+  };
+}
+
+/** Runs a command to completion and returns its exit code and output. */
+export async function runToCompletion(args: string[], env: Record<string, string>): Promise<{ code: number | string; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, args, { cwd: PROJECT_ROOT, env: childEnvironment(env), stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  const code = await new Promise<number | string>((resolve) => child.once("exit", (c, signal) => resolve(c ?? signal ?? -1)));
+  return { code, stdout, stderr };
+}

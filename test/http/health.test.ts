@@ -1,0 +1,63 @@
+import { sql } from "kysely";
+import { expect } from "vitest";
+import { makeDatabase } from "../../src/db/database.ts";
+import { EXPECTED_SCHEMA_VERSION } from "../../src/db/migrate.ts";
+import { buildApp, type App } from "../../src/http/app.ts";
+import { test } from "../helpers/env.ts";
+import { freePort } from "../helpers/service-process.ts";
+
+let running = true;
+let app: App;
+
+test.beforeAll(async ({ env }) => {
+  app = await buildApp({ logger: env.logger, pool: env.pool, db: env.db, registry: env.registry, worker: { isRunning: () => running } });
+});
+test.afterAll(async () => {
+  await app.close();
+});
+
+test("liveness answers without touching anything", async () => {
+  const response = await app.inject({ method: "GET", url: "/healthz" });
+  expect(response.statusCode).toBe(200);
+  expect(response.json()).toEqual({ status: "ok" });
+});
+
+test("readiness is 200 when database, runner and schema are good", async () => {
+  running = true;
+  const response = await app.inject({ method: "GET", url: "/readyz" });
+  expect(response.statusCode).toBe(200);
+  expect(response.json()).toEqual({ status: "ready", checks: { database: { ok: true }, worker: { ok: true }, schema: { ok: true } } });
+});
+
+test("readiness is 503 when the runner has stopped", async () => {
+  running = false;
+  const response = await app.inject({ method: "GET", url: "/readyz" });
+  running = true;
+  expect(response.statusCode).toBe(503);
+  expect(response.json()).toMatchObject({ status: "not_ready", checks: { worker: { ok: false, detail: "job runner is not running" } } });
+});
+
+test("readiness is 503 when the schema is behind this build", async ({ env }) => {
+  await sql`delete from observing_jobs.kysely_migration where name = ${EXPECTED_SCHEMA_VERSION}`.execute(env.db);
+  try {
+    const response = await app.inject({ method: "GET", url: "/readyz" });
+    expect(response.statusCode).toBe(503);
+    expect(response.json().checks.schema).toMatchObject({ ok: false, detail: expect.stringMatching(/run migrate/) });
+  } finally {
+    await sql`insert into observing_jobs.kysely_migration (name, timestamp) values (${EXPECTED_SCHEMA_VERSION}, now()::text)`.execute(env.db);
+  }
+});
+
+test("readiness is 503 when the database does not answer", async ({ env }) => {
+  const unreachable = makeDatabase(`postgres://postgres@127.0.0.1:${await freePort()}/none`, { maxConnections: 1, logger: env.logger });
+  const broken = await buildApp({ logger: env.logger, pool: unreachable.pool, db: unreachable.db, registry: env.registry, worker: { isRunning: () => true } });
+  try {
+    const response = await broken.inject({ method: "GET", url: "/readyz" });
+    expect(response.statusCode).toBe(503);
+    expect(response.json().checks.database).toMatchObject({ ok: false });
+    expect(JSON.stringify(response.json())).not.toMatch(/postgres:\/\//);
+  } finally {
+    await broken.close();
+    await unreachable.close();
+  }
+});

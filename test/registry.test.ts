@@ -1,0 +1,44 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { loadRegistry, UnknownTaskError } from "../src/registry.ts";
+import { PROJECT_ROOT } from "./helpers/service-process.ts";
+
+describe("the task registry", () => {
+  it("is derived from tasks/: one file per task, named by its file", async () => {
+    const registry = await loadRegistry();
+    expect(registry.names()).toContain("resolve_taxa");
+    const task = registry.get("resolve_taxa");
+    expect(task.defaults).toMatchObject({ maxAttempts: 8, queueName: null, priority: 0, jobKeyMode: "replace", timeoutMs: 50_000 });
+    expect(task.schema).toMatchObject({ type: "object" });
+  });
+
+  it("suggests the closest name for a typo", async () => {
+    const registry = await loadRegistry();
+    expect(() => registry.get("resolve_taxon")).toThrow(new UnknownTaskError("resolve_taxon", "resolve_taxa"));
+    expect(registry.suggest("completely_different")).toBeUndefined();
+  });
+
+  it("refuses a task file that does not export a task, naming the file", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "observing-jobs-tasks-"));
+    try {
+      await writeFile(path.join(dir, "broken_task.ts"), "export default { run: 1 };\n");
+      await expect(loadRegistry(dir)).rejects.toThrow(/broken_task\.ts: the default export must be defineTask/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("refuses task names that are not snake_case", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "observing-jobs-tasks-"));
+    try {
+      const source = `import { defineTask } from ${JSON.stringify(path.join(PROJECT_ROOT, "src/task.ts"))};
+export default defineTask({ description: "x", payload: { type: "object" }, async run() {} });\n`;
+      await writeFile(path.join(dir, "ResolveTaxa.ts"), source);
+      await expect(loadRegistry(dir)).rejects.toThrow(/task names are snake_case/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,128 @@
+import { existsSync } from "node:fs";
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { describe, expect } from "vitest";
+import { findTaxon, insertTaxa, listJobs, resetData, test, testEnvironment, waitFor, type TestEnv } from "../helpers/env.ts";
+import { freePort, runToCompletion, startChild } from "../helpers/service-process.ts";
+
+test.beforeEach(async ({ env }) => {
+  await resetData(env);
+});
+
+async function startService(env: TestEnv, overrides: Record<string, string> = {}) {
+  const port = await freePort();
+  const service = startChild(
+    ["src/main.ts"],
+    testEnvironment({ DATABASE_URL: env.database.url, GBIF_BASE_URL: env.gbif.url, PORT: String(port), WORKER_POLL_INTERVAL_MS: "500", ...overrides }),
+    port,
+  );
+  await service.waitForStatus("/readyz", 200);
+  return service;
+}
+
+function portIsOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, "127.0.0.1");
+    socket.once("connect", () => (socket.destroy(), resolve(true)));
+    socket.once("error", () => resolve(false));
+  });
+}
+
+describe("the service process", () => {
+  test("starts with no DATABASE_URL on an embedded PostgreSQL that keeps its data and stops with it", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "observing-jobs-embedded-"));
+    await chmod(dir, 0o755); // as root, PostgreSQL runs as `postgres` and must reach its data directory
+    try {
+      const [port, pgPort] = [await freePort(), await freePort()];
+      const settings = testEnvironment({ PORT: String(port), EMBEDDED_POSTGRES_DIR: path.join(dir, "pg"), EMBEDDED_POSTGRES_PORT: String(pgPort) });
+      const first = startChild(["src/main.ts"], settings, port);
+      await first.waitForStatus("/healthz", 200, 30_000);
+      await first.waitForStatus("/readyz", 200);
+      expect(first.output()).toMatch(/DATABASE_URL is not set: started an embedded PostgreSQL/);
+      first.kill("SIGTERM");
+      expect(await first.exited).toBe(0);
+      expect(await portIsOpen(pgPort)).toBe(false);
+      expect(existsSync(path.join(dir, "pg", "PG_VERSION"))).toBe(true);
+
+      const second = startChild(["src/main.ts"], settings, port);
+      await second.waitForStatus("/readyz", 200);
+      expect(second.output()).toMatch(/"fresh":false/);
+      second.kill("SIGINT");
+      expect(await second.exited).toBe(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("works a job enqueued by the CLI through the runner", async ({ env }) => {
+    const service = await startService(env);
+    try {
+      const [id] = await insertTaxa(env.db, [{ scientific_name: "Puma concolor" }]);
+      const added = await runToCompletion(
+        ["bin/observing-jobs.js", "add", "resolve_taxa", "--payload", JSON.stringify({ taxonIds: [id] })],
+        testEnvironment({ DATABASE_URL: env.database.url, LOG_LEVEL: "warn" }),
+      );
+      expect(added.code).toBe(0);
+      await waitFor(async () => (await findTaxon(env.db, id!)).status === "resolved", { message: "the job to resolve the taxon" });
+      await waitFor(async () => (await listJobs(env.db)).length === 0, { message: "the job to leave the queue" });
+    } finally {
+      service.kill();
+      expect(await service.exited).toBe(0);
+    }
+  });
+
+  test("on SIGTERM finishes the job in flight, then exits 0", async ({ env }) => {
+    const service = await startService(env);
+    const [id] = await insertTaxa(env.db, [{ scientific_name: "Puma concolor" }]);
+    env.gbif.script("Puma concolor", { delayMs: 1500, body: (await import("../helpers/fake-gbif.ts")).KNOWN_NAMES["Puma concolor"] });
+    await runToCompletion(
+      ["bin/observing-jobs.js", "add", "resolve_taxa", "--payload", JSON.stringify({ taxonIds: [id] })],
+      testEnvironment({ DATABASE_URL: env.database.url, LOG_LEVEL: "warn" }),
+    );
+    await waitFor(() => env.gbif.matchRequests().length === 1, { message: "the job to call GBIF" });
+    service.kill("SIGTERM");
+    expect(await service.exited).toBe(0);
+    expect((await findTaxon(env.db, id!)).status).toBe("resolved");
+    expect(await listJobs(env.db)).toHaveLength(0);
+    expect(service.output()).toMatch(/shut down cleanly/);
+  });
+
+  test("a second signal exits at once without waiting for the job", async ({ env }) => {
+    const service = await startService(env);
+    const [id] = await insertTaxa(env.db, [{ scientific_name: "Puma concolor" }]);
+    env.gbif.script("Puma concolor", { delayMs: 60_000, body: {} });
+    await runToCompletion(
+      ["bin/observing-jobs.js", "add", "resolve_taxa", "--payload", JSON.stringify({ taxonIds: [id] })],
+      testEnvironment({ DATABASE_URL: env.database.url, LOG_LEVEL: "warn" }),
+    );
+    await waitFor(() => env.gbif.matchRequests().length === 1, { message: "the job to call GBIF" });
+    service.kill("SIGTERM");
+    await waitFor(() => /shutting down/.test(service.output()), { message: "the shutdown to begin" });
+    service.kill("SIGTERM");
+    expect(await service.exited).toBe(1);
+    expect(service.output()).toMatch(/second signal/);
+  });
+
+  test("refuses to start on a bad crontab line, naming it", async ({ env }) => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "observing-jobs-crontab-"));
+    try {
+      await writeFile(path.join(dir, "crontab"), "# schedule\n30 3 * * * resolve_taxon ?id=nightly\n");
+      const result = await runToCompletion(
+        ["src/main.ts"],
+        testEnvironment({ DATABASE_URL: env.database.url, CRONTAB_FILE: path.join(dir, "crontab") }),
+      );
+      expect(result.code).toBe(1);
+      expect(result.stdout + result.stderr).toMatch(/line 2: unknown task 'resolve_taxon' \(did you mean 'resolve_taxa'\?\)/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("refuses to start on a bad setting, naming the variable", async () => {
+    const result = await runToCompletion(["src/main.ts"], testEnvironment({ NODE_ENV: "production" }));
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/Invalid configuration: DATABASE_URL is required when NODE_ENV=production/);
+  });
+});
