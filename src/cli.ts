@@ -118,7 +118,7 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
       return 0;
     }
     if (command === "add") {
-      const job = await enqueueJob(database.db, registry, taskName, payload, enqueueOptions);
+      const job = await enqueueJob(database.db, registry, taskName, payload, enqueueOptions, { source: "cli" });
       io.stdout(`${JSON.stringify({ jobId: job.id, task: job.task, runAt: job.runAt, queueName: job.queueName })}\n`);
       return 0;
     }
@@ -139,7 +139,7 @@ async function runNow(
     task,
     payload,
     { id: `cli-${randomUUID()}`, attempt: 1, maxAttempts: 1, queueName: null },
-    { db: env.database.db, registry: env.registry, upstream: makeUpstreamClients(env.config), logger: env.logger },
+    { db: env.database.db, registry: env.registry, upstream: makeUpstreamClients(env.config), logger: env.logger, config: env.config },
     env.io.signal ?? new AbortController().signal,
   );
   env.io.stdout(`${JSON.stringify({ task: taskName, status: "succeeded", durationMs: Date.now() - started })}\n`);

@@ -34,6 +34,8 @@ const EnvSchema = Type.Object({
   GBIF_CHECKLIST_KEY: Type.String({ minLength: 1, default: GBIF_BACKBONE_CHECKLIST_KEY }),
   GBIF_TIMEOUT_MS: Int({ minimum: 1, maximum: 300_000, default: 10_000 }),
   GBIF_CONCURRENCY: Int({ minimum: 1, maximum: 20, default: 2 }),
+  HISTORY_RETENTION_DAYS: Int({ minimum: 0, maximum: 3650, default: 14 }),
+  HISTORY_DEAD_RETENTION_DAYS: Int({ minimum: 0, maximum: 3650, default: 90 }),
   GBIF_USER_AGENT: Type.String({
     minLength: 1,
     default: "observing-jobs/0.1 (biodiversity-observations job service; ops@observing.example)",
@@ -62,6 +64,12 @@ export interface Config {
     readonly crontabFile: string;
   };
   readonly log: { readonly level: Env["LOG_LEVEL"]; readonly format: "json" | "pretty" };
+  readonly history: {
+    /** Days succeeded and cancelled jobs stay in history. */
+    readonly retentionDays: number;
+    /** Days dead and discarded jobs stay (dead ones in the dead-letter too). */
+    readonly deadRetentionDays: number;
+  };
   readonly gbif: {
     readonly baseUrl: string;
     readonly checklistKey: string;
@@ -119,6 +127,7 @@ export function parseConfig(environment: Record<string, string | undefined>): Co
       level: env.LOG_LEVEL,
       format: env.LOG_FORMAT ?? (env.NODE_ENV === "production" || !process.stdout.isTTY ? "json" : "pretty"),
     },
+    history: { retentionDays: env.HISTORY_RETENTION_DAYS, deadRetentionDays: env.HISTORY_DEAD_RETENTION_DAYS },
     gbif: {
       baseUrl: env.GBIF_BASE_URL.replace(/\/+$/, ""),
       checklistKey: env.GBIF_CHECKLIST_KEY,

@@ -24,9 +24,10 @@ export interface ResolvedTaskDefaults {
   jobKey: ((payload: unknown) => string | undefined) | null;
   jobKeyMode: JobKeyMode;
   timeoutMs: number;
+  concurrency: { limit: number; group: string } | null;
 }
 
-export const DEFAULT_TASK_DEFAULTS: Omit<ResolvedTaskDefaults, "jobKey"> = {
+export const DEFAULT_TASK_DEFAULTS: Omit<ResolvedTaskDefaults, "jobKey" | "concurrency"> = {
   maxAttempts: 5,
   queueName: null,
   priority: 0,
@@ -41,6 +42,9 @@ export interface RegisteredTask {
   defaults: ResolvedTaskDefaults;
   validate: PayloadValidator<unknown>;
   run: TaskDefinition["run"];
+  onExhausted: TaskDefinition["onExhausted"] | null;
+  sensitive: string[];
+  internal: boolean;
 }
 
 export class UnknownTaskError extends Error {
@@ -58,7 +62,21 @@ export class TaskRegistry {
   readonly #tasks: ReadonlyMap<string, RegisteredTask>;
 
   constructor(tasks: Iterable<RegisteredTask>) {
-    this.#tasks = new Map([...tasks].sort((a, b) => a.name.localeCompare(b.name)).map((task) => [task.name, task]));
+    const sorted = [...tasks].sort((a, b) => a.name.localeCompare(b.name));
+    const seen = new Set<string>();
+    const groups = new Map<string, { limit: number; task: string }>();
+    for (const task of sorted) {
+      if (seen.has(task.name)) throw new Error(`task '${task.name}' is defined twice`);
+      seen.add(task.name);
+      const cap = task.defaults.concurrency;
+      if (!cap) continue;
+      const other = groups.get(cap.group);
+      if (other && other.limit !== cap.limit) {
+        throw new Error(`tasks '${other.task}' and '${task.name}' share concurrency group '${cap.group}' with different limits (${other.limit}, ${cap.limit})`);
+      }
+      groups.set(cap.group, { limit: cap.limit, task: task.name });
+    }
+    this.#tasks = new Map(sorted.map((task) => [task.name, task]));
   }
 
   names(): string[] {
@@ -107,9 +125,13 @@ export function registerTask(name: string, definition: unknown, source = name): 
       jobKey: (defaults.jobKey as ResolvedTaskDefaults["jobKey"]) ?? null,
       jobKeyMode: defaults.jobKeyMode ?? DEFAULT_TASK_DEFAULTS.jobKeyMode,
       timeoutMs: defaults.timeoutMs ?? DEFAULT_TASK_DEFAULTS.timeoutMs,
+      concurrency: defaults.concurrency ? { limit: defaults.concurrency.limit, group: defaults.concurrency.group ?? name } : null,
     },
     validate: compilePayloadValidator(definition.payload),
     run: definition.run,
+    onExhausted: definition.onExhausted ?? null,
+    sensitive: definition.sensitive ?? [],
+    internal: definition.internal ?? false,
   };
 }
 
@@ -123,11 +145,6 @@ export async function loadRegistry(directory = TASKS_DIRECTORY): Promise<TaskReg
       return registerTask(path.basename(file, path.extname(file)), module.default, fullPath);
     }),
   );
-  const seen = new Set<string>();
-  for (const task of tasks) {
-    if (seen.has(task.name)) throw new Error(`${directory}: task '${task.name}' is defined twice`);
-    seen.add(task.name);
-  }
   return new TaskRegistry(tasks);
 }
 

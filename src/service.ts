@@ -11,7 +11,8 @@ import { buildApp, type App } from "./http/app.ts";
 import type { Logger } from "./observability/logger.ts";
 import { loadRegistry, type TaskRegistry } from "./registry.ts";
 import { makeUpstreamClients } from "./upstream/clients.ts";
-import { startWorker, type WorkerHandle } from "./worker/worker.ts";
+import { connectionsNeeded, planRunners, startWorker, type WorkerHandle } from "./worker/worker.ts";
+import { HistoryRecorder } from "./lifecycle/history.ts";
 
 export interface Service {
   /** Where the HTTP server listens, e.g. http://127.0.0.1:8080. */
@@ -40,14 +41,18 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
     const registry = await loadRegistry();
     const crontab = await loadCrontab(config.worker.crontabFile, registry);
 
-    const database = await connectDatabase(config, logger, config.worker.concurrency + POOL_OVERHEAD);
+    const connections = connectionsNeeded(planRunners(registry, config.worker.concurrency)) + POOL_OVERHEAD;
+    const database = await connectDatabase(config, logger, connections);
     releasers.push(() => database.close());
     if (config.database.migrateOnStart) await migrateDatabase(database.pool, database.db, logger);
 
-    const deps = { db: database.db, registry, upstream: makeUpstreamClients(config), logger };
+    const deps = { db: database.db, registry, upstream: makeUpstreamClients(config), logger, config };
+    const history = new HistoryRecorder(database.db, registry, logger);
+    releasers.push(() => history.close());
     const worker = await startWorker({
       pool: database.pool,
       deps,
+      history,
       cronItems: crontab.map((entry) => entry.item),
       concurrency: config.worker.concurrency,
       pollIntervalMs: config.worker.pollIntervalMs,

@@ -3,6 +3,7 @@
  * The file name is the task's identifier (snake_case verb_object).
  */
 import type { Static, TSchema } from "typebox";
+import type { Config } from "./config.ts";
 import type { Db } from "./db/database.ts";
 import type { EnqueueFunction } from "./enqueue.ts";
 import type { Logger } from "./observability/logger.ts";
@@ -22,6 +23,11 @@ export interface TaskDefaults<P> {
   jobKeyMode?: JobKeyMode;
   /** Time limit of one attempt: the abort signal fires and the attempt fails with a timeout error. @defaultValue 60000 */
   timeoutMs?: number;
+  /**
+   * At most `limit` jobs of this task run at once per instance. Tasks naming the same `group`
+   * share one cap (e.g. everything that calls GBIF). @defaultValue none: the instance-wide limit only
+   */
+  concurrency?: { limit: number; group?: string };
 }
 
 export type JobKeyMode = "replace" | "preserve_run_at" | "unsafe_dedupe";
@@ -49,6 +55,12 @@ export interface TaskContext {
   upstream: UpstreamClients;
   /** Enqueue follow-up jobs (fan-out) with the same validation and defaults as any other enqueue. */
   enqueue: EnqueueFunction;
+  config: Config;
+}
+
+/** What an `onExhausted` hook gets: the handler's context and the error of the last attempt. */
+export interface ExhaustedContext extends TaskContext {
+  error: Error;
 }
 
 export interface TaskDefinition<S extends TSchema = TSchema> {
@@ -59,6 +71,15 @@ export interface TaskDefinition<S extends TSchema = TSchema> {
   defaults?: TaskDefaults<Static<S>>;
   /** Throw to fail the attempt (it is retried with backoff); record permanent outcomes as data and return. */
   run(payload: Static<S>, context: TaskContext): Promise<void>;
+  /**
+   * Runs once when a job of this task has used all its attempts (it is now dead), before the last
+   * failure is recorded. A hook that throws is logged and recorded as `hook_failed`; it does not retry.
+   */
+  onExhausted?(payload: Static<S>, context: ExhaustedContext): Promise<void>;
+  /** Payload fields (dotted paths) replaced by "[redacted]" in history, logs and the dashboard. */
+  sensitive?: string[];
+  /** Internal tasks run from the crontab or the service itself and cannot be triggered over HTTP. */
+  internal?: boolean;
 }
 
 /** Identity function that gives a task file its types. */

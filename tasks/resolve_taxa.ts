@@ -8,7 +8,13 @@
  */
 import pLimit from "p-limit";
 import Type, { type Static } from "typebox";
-import { findTaxaToResolve, findTaxonIdsToResolve, recordResolution, recordResolutionError } from "../src/db/repositories/taxa.ts";
+import {
+  findTaxaToResolve,
+  findTaxonIdsToResolve,
+  recordResolution,
+  recordResolutionError,
+  recordUnfinishedResolution,
+} from "../src/db/repositories/taxa.ts";
 import { defineTask, type TaskContext } from "../src/task.ts";
 import { interpretMatch } from "../src/taxa/resolution.ts";
 import { UpstreamError } from "../src/upstream/http.ts";
@@ -50,6 +56,9 @@ export default defineTask({
   defaults: {
     maxAttempts: 8,
     timeoutMs: 50_000,
+    // Jobs that call GBIF share one cap per instance, so a backlog of batches cannot crowd out
+    // other work or hammer GBIF (which asks for 1-2 concurrent requests).
+    concurrency: { limit: 2, group: "gbif" },
     // A batch is keyed by its rows: enqueueing the same batch again replaces the pending one.
     jobKey: (p) => (p.taxonIds ? `resolve_taxa:${p.force ? "force:" : ""}${p.taxonIds[0]}-${p.taxonIds.at(-1)}:${p.taxonIds.length}` : undefined),
   },
@@ -63,6 +72,13 @@ export default defineTask({
       return resolveBatch(await findTaxaToResolve(context.db, { ...selection, ids: firstPage }), p.kingdom, context);
     }
     await fanOut(p, selection, limit, context);
+  },
+  /** A batch that used all its attempts leaves its unfinished rows as `error`, so they are visible and retried by the next sweep. */
+  async onExhausted(p, { db, logger, error, job }) {
+    if (!p.taxonIds) return; // a sweep touches no rows itself; the next scheduled sweep starts over
+    const message = `resolve_taxa job ${job.id} gave up after ${job.attempt} attempts: ${error.message}`;
+    const marked = await recordUnfinishedResolution(db, p.taxonIds, message, new Date());
+    logger.warn({ marked }, "marked unfinished taxa as error");
   },
 });
 

@@ -2,11 +2,12 @@
  * Runs one attempt of a task: validates the payload, builds the handler's context, and enforces
  * the attempt's time limit. Used by the queue (through graphile-worker) and by `observing-jobs run`.
  */
+import type { Config } from "../config.ts";
 import type { Db } from "../db/database.ts";
 import { checkPayload, makeEnqueue } from "../enqueue.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { RegisteredTask, TaskRegistry } from "../registry.ts";
-import type { JobInfo } from "../task.ts";
+import type { JobInfo, TaskContext } from "../task.ts";
 import type { UpstreamClients } from "../upstream/clients.ts";
 
 /** What every handler gets from the process it runs in. */
@@ -15,6 +16,7 @@ export interface TaskDependencies {
   registry: TaskRegistry;
   upstream: UpstreamClients;
   logger: Logger;
+  config: Config;
 }
 
 export class TaskTimeoutError extends Error {
@@ -31,6 +33,23 @@ export function splitCronMetadata(payload: unknown): { payload: unknown; cron?: 
   return { payload: rest, cron: { ts: _cron.ts, backfilled: Boolean(_cron.backfilled) } };
 }
 
+/** Validates the payload and builds the context a handler (or hook) runs with. */
+function prepare(task: RegisteredTask, rawPayload: unknown, job: Omit<JobInfo, "cron" | "task">, deps: TaskDependencies, signal: AbortSignal) {
+  const { payload, cron } = splitCronMetadata(rawPayload);
+  const value = checkPayload(task, payload);
+  const info: JobInfo = { ...job, task: task.name, ...(cron ? { cron } : {}) };
+  const context: TaskContext = {
+    db: deps.db,
+    logger: deps.logger.child({ jobId: info.id, task: task.name, attempt: info.attempt, queue: info.queueName }),
+    signal,
+    job: info,
+    upstream: deps.upstream,
+    enqueue: makeEnqueue(deps.db, deps.registry, { source: "task" }),
+    config: deps.config,
+  };
+  return { value, context };
+}
+
 export async function executeTask(
   task: RegisteredTask,
   rawPayload: unknown,
@@ -38,13 +57,9 @@ export async function executeTask(
   deps: TaskDependencies,
   stopSignal: AbortSignal,
 ): Promise<void> {
-  const { payload, cron } = splitCronMetadata(rawPayload);
-  const value = checkPayload(task, payload);
-  const info: JobInfo = { ...job, task: task.name, ...(cron ? { cron } : {}) };
   const { timeoutMs } = task.defaults;
   const timeout = AbortSignal.timeout(timeoutMs);
-  const signal = AbortSignal.any([stopSignal, timeout]);
-  const logger = deps.logger.child({ jobId: info.id, task: task.name, attempt: info.attempt, queue: info.queueName });
+  const { value, context } = prepare(task, rawPayload, job, deps, AbortSignal.any([stopSignal, timeout]));
 
   const timedOut = new Promise<never>((_, reject) => {
     const onTimeout = () => reject(new TaskTimeoutError(task.name, timeoutMs));
@@ -54,20 +69,24 @@ export async function executeTask(
   timedOut.catch(() => {}); // only observed through the race below
   // A handler that ignores its signal still loses the race at the time limit, so the attempt fails on time.
   try {
-    await Promise.race([
-      task.run(value, {
-        db: deps.db,
-        logger,
-        signal,
-        job: info,
-        upstream: deps.upstream,
-        enqueue: makeEnqueue(deps.db, deps.registry),
-      }),
-      timedOut,
-    ]);
+    await Promise.race([task.run(value, context), timedOut]);
   } catch (error) {
     // Whatever the handler threw on its way out (an aborted fetch, say), the cause was the time limit.
     if (timeout.aborted && !stopSignal.aborted) throw new TaskTimeoutError(task.name, timeoutMs);
     throw error;
   }
+}
+
+/** Runs the task's `onExhausted` hook for a job that has just used its last attempt. */
+export async function runExhaustedHook(
+  task: RegisteredTask,
+  rawPayload: unknown,
+  job: Omit<JobInfo, "cron" | "task">,
+  error: Error,
+  deps: TaskDependencies,
+): Promise<void> {
+  if (!task.onExhausted) return;
+  const signal = AbortSignal.timeout(task.defaults.timeoutMs);
+  const { value, context } = prepare(task, rawPayload, job, deps, signal);
+  await task.onExhausted(value, { ...context, error });
 }

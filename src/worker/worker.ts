@@ -1,84 +1,165 @@
 /**
- * The Graphile Worker runner, embedded in the service process (library mode): the task list comes
- * from the registry, the schedule from the validated crontab, signals are the service's to handle.
+ * The Graphile Worker runners, embedded in the service process (library mode). Task lists come
+ * from the registry, the schedule from the validated crontab; signals are the service's to handle.
+ *
+ * graphile-worker only has a process-wide concurrency limit, so tasks that declare a concurrency
+ * cap get a runner of their own (one per cap group) whose concurrency is that cap; every other task
+ * shares the main runner. A runner only fetches jobs of the tasks in its list, so the caps hold.
+ * Each extra runner costs one more LISTEN connection plus up to its cap in busy connections.
  */
-import { run, type ParsedCronItem, type Runner, type TaskList } from "graphile-worker";
+import { EventEmitter } from "node:events";
+import { run, type JobHelpers, type ParsedCronItem, type Runner, type TaskList, type WorkerEvents } from "graphile-worker";
 import type pg from "pg";
+import type { HistoryRecorder, JobSnapshot } from "../lifecycle/history.ts";
 import { makeWorkerLogger } from "../observability/logger.ts";
-import { executeTask, type TaskDependencies } from "./execute.ts";
+import type { RegisteredTask, TaskRegistry } from "../registry.ts";
+import { executeTask, runExhaustedHook, type TaskDependencies } from "./execute.ts";
 
 export interface WorkerOptions {
   pool: pg.Pool;
   deps: TaskDependencies;
+  history: HistoryRecorder;
   cronItems: ParsedCronItem[];
   concurrency: number;
   pollIntervalMs: number;
 }
 
 export interface WorkerHandle {
-  runner: Runner;
-  /** False once the runner has stopped, by request or by a fatal error. */
+  runners: Runner[];
+  /** One emitter for every runner's events (observability subscribes here). */
+  events: WorkerEvents;
+  /** False once any runner has stopped, by request or by a fatal error. */
   isRunning(): boolean;
   /** Stops fetching jobs, lets running jobs finish (their abort signal fires), then resolves. */
   stop(): Promise<void>;
 }
 
-export function makeTaskList(deps: TaskDependencies): TaskList {
+/** A runner to start: the tasks it fetches and how many it runs at once. */
+export interface RunnerPlan {
+  name: string;
+  concurrency: number;
+  tasks: RegisteredTask[];
+}
+
+/** The main runner for uncapped tasks, plus one per concurrency-cap group. */
+export function planRunners(registry: TaskRegistry, concurrency: number): RunnerPlan[] {
+  const main: RunnerPlan = { name: "main", concurrency, tasks: [] };
+  const capped = new Map<string, RunnerPlan>();
+  for (const task of registry.all()) {
+    const cap = task.defaults.concurrency;
+    if (!cap) {
+      main.tasks.push(task);
+      continue;
+    }
+    const plan = capped.get(cap.group) ?? { name: cap.group, concurrency: cap.limit, tasks: [] };
+    plan.tasks.push(task);
+    capped.set(cap.group, plan);
+  }
+  return [main, ...capped.values()];
+}
+
+/** Connections the runners may hold at once: every job slot plus one LISTEN client per runner. */
+export function connectionsNeeded(plans: RunnerPlan[]): number {
+  return plans.reduce((sum, plan) => sum + plan.concurrency + 1, 0);
+}
+
+export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, history: HistoryRecorder): TaskList {
   const taskList: TaskList = {};
-  for (const task of deps.registry.all()) {
-    taskList[task.name] = async (payload, helpers) =>
-      executeTask(
-        task,
-        payload,
-        {
-          id: helpers.job.id,
-          attempt: helpers.job.attempts,
-          maxAttempts: helpers.job.max_attempts,
-          queueName: await helpers.getQueueName(helpers.job.job_queue_id),
-        },
-        deps,
-        helpers.abortSignal,
-      );
+  for (const task of tasks) {
+    taskList[task.name] = async (payload, helpers) => {
+      const job = await snapshot(task, helpers);
+      const info = { id: job.id, attempt: job.attempt, maxAttempts: job.maxAttempts, queueName: job.queue };
+      history.started(job, helpers.job.payload, helpers.job.locked_by);
+      const started = performance.now();
+      try {
+        await executeTask(task, payload, info, deps, helpers.abortSignal);
+        history.succeeded(job, performance.now() - started);
+      } catch (error) {
+        const failure = error instanceof Error ? error : new Error(String(error));
+        if (job.attempt >= job.maxAttempts) {
+          // The job is dead after this attempt: run the task's hook once, before the failure is recorded.
+          try {
+            await runExhaustedHook(task, payload, info, failure, deps);
+          } catch (hookError) {
+            deps.logger.error({ err: hookError, jobId: job.id, task: task.name }, "onExhausted hook failed");
+            history.hookFailed(job, hookError);
+          }
+        }
+        history.failed(job, failure, performance.now() - started);
+        throw failure;
+      }
+    };
   }
   return taskList;
 }
 
+async function snapshot(task: RegisteredTask, helpers: JobHelpers): Promise<JobSnapshot> {
+  const { job } = helpers;
+  return {
+    id: job.id,
+    task: task.name,
+    queue: await helpers.getQueueName(job.job_queue_id),
+    attempt: job.attempts,
+    maxAttempts: job.max_attempts,
+    runAt: job.run_at,
+    createdAt: job.created_at,
+    priority: job.priority,
+    key: job.key,
+  };
+}
+
 export async function startWorker(options: WorkerOptions): Promise<WorkerHandle> {
   const { deps } = options;
-  const runner = await run({
-    pgPool: options.pool,
-    taskList: makeTaskList(deps),
-    parsedCronItems: options.cronItems,
-    noHandleSignals: true,
-    logger: makeWorkerLogger(deps.logger),
-    preset: {
-      worker: {
-        concurrentJobs: options.concurrency,
-        pollInterval: options.pollIntervalMs,
-        // Completions and failures go through graphile-worker's batchers, which a graceful shutdown
-        // flushes before it resolves; unbatched, they are fire-and-forget and a job that finished
-        // just before shutdown could be left locked. A delay of 0 adds no latency.
-        completeJobBatchDelay: 0,
-        failJobBatchDelay: 0,
-      },
-    },
-  });
+  const events: WorkerEvents = new EventEmitter();
+  const plans = planRunners(deps.registry, options.concurrency);
+  const runners: Runner[] = [];
   let running = true;
-  runner.promise.then(
-    () => {
-      running = false;
-    },
-    (error: unknown) => {
-      running = false;
-      deps.logger.error({ err: error }, "the job runner stopped with an error");
-    },
-  );
+  const stopAll = async () => {
+    await Promise.all(runners.map((runner) => runner.stop().catch(() => {})));
+  };
+  try {
+    for (const [index, plan] of plans.entries()) {
+      if (plan.tasks.length === 0 && index > 0) continue;
+      const runner = await run({
+        pgPool: options.pool,
+        taskList: makeTaskList(plan.tasks, deps, options.history),
+        // Cron only schedules jobs (any runner with the task works them); one scheduler per process.
+        parsedCronItems: index === 0 ? options.cronItems : [],
+        noHandleSignals: true,
+        events,
+        logger: makeWorkerLogger(deps.logger.child({ runner: plan.name })),
+        preset: {
+          worker: {
+            concurrentJobs: plan.concurrency,
+            pollInterval: options.pollIntervalMs,
+            // Completions and failures go through graphile-worker's batchers, which a graceful shutdown
+            // flushes before it resolves; unbatched, they are fire-and-forget and a job that finished
+            // just before shutdown could be left locked. A delay of 0 adds no latency.
+            completeJobBatchDelay: 0,
+            failJobBatchDelay: 0,
+          },
+        },
+      });
+      runners.push(runner);
+      runner.promise.then(
+        () => {
+          running = false;
+        },
+        (error: unknown) => {
+          running = false;
+          deps.logger.error({ err: error, runner: plan.name }, "a job runner stopped with an error");
+        },
+      );
+    }
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+  let stopping: Promise<void> | undefined;
   return {
-    runner,
+    runners,
+    events,
     isRunning: () => running,
-    async stop() {
-      if (!running) return;
-      await runner.stop();
-    },
+    stop: () => (stopping ??= stopAll()),
   };
 }

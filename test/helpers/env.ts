@@ -15,6 +15,7 @@ import { loadRegistry, type TaskRegistry } from "../../src/registry.ts";
 import { makeUpstreamClients } from "../../src/upstream/clients.ts";
 import { executeTask, type TaskDependencies } from "../../src/worker/execute.ts";
 import { makeTaskList } from "../../src/worker/worker.ts";
+import { HistoryRecorder } from "../../src/lifecycle/history.ts";
 import { createTestDatabase, type TestDatabase } from "./database.ts";
 import { startFakeGbif, type FakeGbif } from "./fake-gbif.ts";
 
@@ -27,6 +28,7 @@ export interface TestEnv extends DatabaseHandle {
   /** Every log line written so far, parsed. */
   logs: Array<Record<string, unknown>>;
   deps: TaskDependencies;
+  history: HistoryRecorder;
 }
 
 /** Settings every test environment starts from; tests override single variables. */
@@ -41,7 +43,8 @@ export async function makeTestEnv(overrides: Record<string, string> = {}): Promi
   const { logger, logs } = makeCapturingLogger(config);
   const handle = makeDatabase(database.url, { maxConnections: 20, logger });
   const registry = await loadRegistry();
-  const deps = { db: handle.db, registry, upstream: makeUpstreamClients(config), logger };
+  const deps = { db: handle.db, registry, upstream: makeUpstreamClients(config), logger, config };
+  const history = new HistoryRecorder(handle.db, registry, logger, { flushIntervalMs: 20 });
   return {
     ...handle,
     database,
@@ -51,7 +54,9 @@ export async function makeTestEnv(overrides: Record<string, string> = {}): Promi
     logger,
     logs,
     deps,
+    history,
     async close() {
+      await history.close();
       const checkedOut = handle.pool.totalCount - handle.pool.idleCount;
       await handle.close();
       await gbif.stop();
@@ -96,9 +101,14 @@ export async function performTask(env: TestEnv, task: string, payload: unknown, 
   );
 }
 
-/** Works every job that is due now through graphile-worker, then returns. */
-export async function runDueJobs(env: TestEnv): Promise<void> {
-  await runOnce({ pgPool: env.pool, taskList: makeTaskList(env.deps), logger: makeWorkerLogger(env.logger) });
+/** Works every job that is due now through graphile-worker, then writes their history. */
+export async function runDueJobs(env: TestEnv, registry: TaskRegistry = env.registry): Promise<void> {
+  await runOnce({
+    pgPool: env.pool,
+    taskList: makeTaskList(registry.all(), { ...env.deps, registry }, env.history),
+    logger: makeWorkerLogger(env.logger),
+  });
+  await env.history.flush();
 }
 
 /** A row of graphile-worker's public `jobs` view (which leaves payloads out). */
@@ -118,7 +128,8 @@ export async function listJobs(db: Db, task?: string): Promise<JobRow[]> {
 
 /** Empties the tables tests write to, between tests of one file. */
 export async function resetData(env: TestEnv): Promise<void> {
-  await sql`truncate taxa restart identity`.execute(env.db);
+  await env.history.flush();
+  await sql`truncate taxa, observing_jobs.job_records, observing_jobs.job_events restart identity`.execute(env.db);
   const ids = (await listJobs(env.db)).map((job) => job.id);
   if (ids.length > 0) await sql`select graphile_worker.complete_jobs(${ids}::bigint[])`.execute(env.db);
   env.gbif.reset();

@@ -58,3 +58,15 @@ export async function recordResolutionError(db: Db, id: number, message: string,
     .where("id", "=", id)
     .execute();
 }
+
+/** Marks rows a dead job could not finish as `error`, leaving rows it did settle alone. */
+export async function recordUnfinishedResolution(db: Db, ids: readonly number[], message: string, now: Date): Promise<number> {
+  if (ids.length === 0) return 0;
+  const result = await db
+    .updateTable("taxa")
+    .set({ status: "error", last_error: message, updated_at: now })
+    .where("id", "in", [...ids])
+    .where("status", "in", ["unresolved", "error"])
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows);
+}

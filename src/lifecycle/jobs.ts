@@ -1,0 +1,289 @@
+/**
+ * Reading jobs and acting on them. A job's state comes from graphile-worker's public `jobs` view
+ * while the job exists there, and from the service's own record once graphile-worker has deleted
+ * it. Operator actions go through graphile-worker's public functions (reschedule_jobs,
+ * complete_jobs) and are recorded with who did them, in the same transaction.
+ */
+import { sql } from "kysely";
+import type { Db } from "../db/database.ts";
+import type { JobEventRow } from "../db/tables/job-events.ts";
+import type { JobPhase, JobRecordRow } from "../db/tables/job-records.ts";
+
+export const JOB_STATES = ["queued", "scheduled", "running", "retry_wait", "succeeded", "dead", "cancelled", "discarded"] as const;
+export type JobState = (typeof JOB_STATES)[number];
+
+interface LiveJob {
+  id: string;
+  task_identifier: string;
+  created_at: Date;
+  run_at: Date;
+  attempts: number;
+  max_attempts: number;
+  last_error: string | null;
+  locked_at: Date | null;
+  locked_by: string | null;
+  queue_name: string | null;
+  key: string | null;
+  priority: number;
+}
+
+export interface JobSummary {
+  id: string;
+  task: string;
+  queue: string | null;
+  state: JobState;
+  source: string;
+  attempts: number;
+  maxAttempts: number;
+  priority: number;
+  jobKey: string | null;
+  lastError: string | null;
+  runAt: Date;
+  createdAt: Date;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+}
+
+export interface JobDetails extends JobSummary {
+  payload: unknown;
+  timeline: JobEventRow[];
+}
+
+export class JobNotFoundError extends Error {
+  override name = "JobNotFoundError";
+  constructor(id: string) {
+    super(`no job with id ${id}`);
+  }
+}
+
+/** An action that the job's current state does not allow (HTTP 409). */
+export class IllegalTransitionError extends Error {
+  override name = "IllegalTransitionError";
+  readonly state: JobState;
+  constructor(action: string, id: string, state: JobState, allowed: readonly JobState[]) {
+    super(`cannot ${action} job ${id}: it is ${state} (${action} applies to ${allowed.join(", ")} jobs)`);
+    this.state = state;
+  }
+}
+
+const TERMINAL_PHASES: ReadonlySet<JobPhase> = new Set(["succeeded", "dead", "cancelled", "discarded"]);
+
+/** The state of a job from its graphile-worker row (when it still has one) and its record. */
+export function deriveState(live: Pick<LiveJob, "run_at" | "attempts" | "max_attempts" | "locked_at"> | null, record: Pick<JobRecordRow, "phase" | "run_at" | "attempts"> | null, now: Date): JobState {
+  if (live) {
+    if (live.locked_at) return "running";
+    if (live.attempts >= live.max_attempts) return "dead";
+    if (live.run_at > now) return live.attempts > 0 ? "retry_wait" : "scheduled";
+    return "queued";
+  }
+  if (!record) return "succeeded";
+  if (TERMINAL_PHASES.has(record.phase)) return record.phase as JobState;
+  // graphile-worker deletes a job only when it completes (cancel and discard are recorded at once),
+  // so a job gone from its table whose success is not written yet has succeeded.
+  return "succeeded";
+}
+
+/** The state a record alone implies, for listings (which do not read graphile-worker's table). */
+function stateOfRecord(record: Pick<JobRecordRow, "phase" | "run_at" | "attempts">, now: Date): JobState {
+  if (record.phase !== "waiting") return record.phase;
+  if (record.run_at > now) return record.attempts > 0 ? "retry_wait" : "scheduled";
+  return "queued";
+}
+
+async function findLive(db: Db, ids: string[]): Promise<Map<string, LiveJob>> {
+  if (ids.length === 0) return new Map();
+  const rows = await db
+    .selectFrom("graphile_worker.jobs")
+    .select(["id", "task_identifier", "created_at", "run_at", "attempts", "max_attempts", "last_error", "locked_at", "locked_by", "queue_name", "key", "priority"])
+    .where("id", "in", ids)
+    .execute();
+  return new Map(rows.map((row) => [String(row.id), row]));
+}
+
+function summarise(record: JobRecordRow, live: LiveJob | undefined, now: Date): JobSummary {
+  return {
+    id: String(record.id),
+    task: record.task,
+    queue: live?.queue_name ?? record.queue,
+    state: live ? deriveState(live, record, now) : deriveState(null, record, now),
+    source: record.source,
+    attempts: live?.attempts ?? record.attempts,
+    maxAttempts: live?.max_attempts ?? record.max_attempts,
+    priority: live?.priority ?? record.priority,
+    jobKey: live ? live.key : record.job_key,
+    lastError: live?.last_error ?? record.last_error,
+    runAt: live?.run_at ?? record.run_at,
+    createdAt: record.created_at,
+    startedAt: record.started_at,
+    finishedAt: record.finished_at,
+  };
+}
+
+/** A job with its payload (as stored: redacted) and its whole history, or null. */
+export async function findJob(db: Db, id: string): Promise<JobDetails | null> {
+  if (!/^\d{1,19}$/.test(id)) return null;
+  const [record, live, timeline] = await Promise.all([
+    db.selectFrom("observing_jobs.job_records").selectAll().where("id", "=", id).executeTakeFirst(),
+    findLive(db, [id]),
+    db.selectFrom("observing_jobs.job_events").selectAll().where("job_id", "=", id).orderBy("id").execute(),
+  ]);
+  const liveJob = live.get(id);
+  if (record) return { ...summarise(record, liveJob, new Date()), payload: record.payload, timeline };
+  if (!liveJob) return null;
+  // Added by plain SQL and not started yet: graphile-worker's view is all there is (it hides payloads).
+  return {
+    id,
+    task: liveJob.task_identifier,
+    queue: liveJob.queue_name,
+    state: deriveState(liveJob, null, new Date()),
+    source: "sql",
+    attempts: liveJob.attempts,
+    maxAttempts: liveJob.max_attempts,
+    priority: liveJob.priority,
+    jobKey: liveJob.key,
+    lastError: liveJob.last_error,
+    runAt: liveJob.run_at,
+    createdAt: liveJob.created_at,
+    startedAt: null,
+    finishedAt: null,
+    payload: null,
+    timeline,
+  };
+}
+
+export interface JobFilter {
+  task?: string;
+  state?: JobState;
+  queue?: string;
+  /** Created at or after. */
+  from?: Date;
+  /** Created before. */
+  to?: Date;
+  /** Cursor: only jobs with a smaller id (newest first). */
+  before?: string;
+  limit: number;
+}
+
+/** Newest first, keyset-paginated by id; every filter is served by an index on job_records. */
+export async function listJobs(db: Db, filter: JobFilter): Promise<{ jobs: JobSummary[]; nextCursor: string | null }> {
+  const now = new Date();
+  let query = db.selectFrom("observing_jobs.job_records").selectAll().orderBy("id", "desc").limit(filter.limit + 1);
+  if (filter.task) query = query.where("task", "=", filter.task);
+  if (filter.queue) query = query.where("queue", "=", filter.queue);
+  if (filter.from) query = query.where("created_at", ">=", filter.from);
+  if (filter.to) query = query.where("created_at", "<", filter.to);
+  if (filter.before) query = query.where("id", "<", filter.before);
+  switch (filter.state) {
+    case undefined:
+      break;
+    case "queued":
+      query = query.where("phase", "=", "waiting").where("run_at", "<=", now);
+      break;
+    case "scheduled":
+      query = query.where("phase", "=", "waiting").where("run_at", ">", now).where("attempts", "=", 0);
+      break;
+    case "retry_wait":
+      query = query.where("phase", "=", "waiting").where("run_at", ">", now).where("attempts", ">", 0);
+      break;
+    default:
+      query = query.where("phase", "=", filter.state);
+  }
+  const rows = await query.execute();
+  const page = rows.slice(0, filter.limit);
+  const live = await findLive(
+    db,
+    page.filter((row) => !TERMINAL_PHASES.has(row.phase) || row.phase === "dead").map((row) => String(row.id)),
+  );
+  return {
+    jobs: page.map((row) => {
+      const summary = summarise(row, live.get(String(row.id)), now);
+      // Without a live row the record is the truth, including a waiting job's queued/scheduled split.
+      return live.has(String(row.id)) || TERMINAL_PHASES.has(row.phase) ? summary : { ...summary, state: stateOfRecord(row, now) };
+    }),
+    nextCursor: rows.length > filter.limit ? String(page.at(-1)!.id) : null,
+  };
+}
+
+async function findJobOrThrow(db: Db, id: string): Promise<JobDetails> {
+  const job = await findJob(db, id);
+  if (!job) throw new JobNotFoundError(id);
+  return job;
+}
+
+/** A dead (or failed, waiting to retry) job goes back to the queue now, attempts reset, history kept. */
+export async function retryJob(db: Db, id: string, actor: string): Promise<JobDetails> {
+  const allowed = ["dead", "retry_wait"] as const;
+  return act(db, id, actor, "retry", allowed, "retried", async (trx) => {
+    const { rows } = await sql<{ id: string; run_at: Date }>`
+      select id, run_at from graphile_worker.reschedule_jobs(array[${id}::bigint], run_at => now(), attempts => 0)`.execute(trx);
+    if (rows.length === 0) return false;
+    await trx
+      .updateTable("observing_jobs.job_records")
+      .set({ phase: "waiting", attempts: 0, run_at: rows[0]!.run_at, finished_at: null, updated_at: new Date() })
+      .where("id", "=", id)
+      .execute();
+    return true;
+  });
+}
+
+/** A job that has not started (queued, scheduled or waiting to retry) is removed from the queue. */
+export async function cancelJob(db: Db, id: string, actor: string): Promise<JobDetails> {
+  return act(db, id, actor, "cancel", ["queued", "scheduled", "retry_wait"], "cancelled", (trx) => removeJob(trx, id, "cancelled"));
+}
+
+/** A dead job is removed from the dead-letter; its history stays until retention prunes it. */
+export async function discardJob(db: Db, id: string, actor: string): Promise<JobDetails> {
+  return act(db, id, actor, "discard", ["dead"], "discarded", (trx) => removeJob(trx, id, "discarded"));
+}
+
+async function removeJob(trx: Db, id: string, phase: "cancelled" | "discarded"): Promise<boolean> {
+  const { rows } = await sql<{ id: string }>`select id from graphile_worker.complete_jobs(array[${id}::bigint])`.execute(trx);
+  if (rows.length === 0) return false;
+  const now = new Date();
+  await trx.updateTable("observing_jobs.job_records").set({ phase, finished_at: now, updated_at: now }).where("id", "=", id).execute();
+  return true;
+}
+
+async function act(
+  db: Db,
+  id: string,
+  actor: string,
+  action: string,
+  allowed: readonly JobState[],
+  event: "retried" | "cancelled" | "discarded",
+  change: (trx: Db) => Promise<boolean>,
+): Promise<JobDetails> {
+  // Read the state outside the transaction (graphile-worker advises against reading its view in one).
+  const job = await findJobOrThrow(db, id);
+  if (!allowed.includes(job.state)) throw new IllegalTransitionError(action, id, job.state, allowed);
+  const changed = await db.transaction().execute(async (trx) => {
+    // A job added by plain SQL that never ran has no record yet; give it one so the action shows.
+    await trx
+      .insertInto("observing_jobs.job_records")
+      .values({
+        id,
+        task: job.task,
+        queue: job.queue,
+        source: "sql",
+        payload: null,
+        phase: "waiting",
+        priority: job.priority,
+        attempts: job.attempts,
+        max_attempts: job.maxAttempts,
+        job_key: job.jobKey,
+        run_at: job.runAt,
+        created_at: job.createdAt,
+      })
+      .onConflict((oc) => oc.column("id").doNothing())
+      .execute();
+    if (!(await change(trx))) return false;
+    await trx
+      .insertInto("observing_jobs.job_events")
+      .values({ job_id: id, task: job.task, queue: job.queue, event, attempt: job.attempts, actor })
+      .execute();
+    return true;
+  });
+  // graphile-worker's functions leave locked jobs alone: the job started in the meantime.
+  if (!changed) throw new IllegalTransitionError(action, id, (await findJobOrThrow(db, id)).state, allowed);
+  return findJobOrThrow(db, id);
+}

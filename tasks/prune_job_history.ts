@@ -1,0 +1,73 @@
+/**
+ * Enforces the job-history retention: succeeded and cancelled jobs are forgotten after
+ * HISTORY_RETENTION_DAYS, dead and discarded ones after HISTORY_DEAD_RETENTION_DAYS (a dead job
+ * past that is also removed from graphile-worker's dead-letter). Deletes in bounded batches so it
+ * never holds long locks, and stops cleanly when the job is aborted.
+ */
+import { sql } from "kysely";
+import Type, { type Static } from "typebox";
+import type { Db } from "../src/db/database.ts";
+import { defineTask } from "../src/task.ts";
+
+const payload = Type.Object(
+  {
+    succeededDays: Type.Optional(Type.Integer({ minimum: 0, description: "Override HISTORY_RETENTION_DAYS." })),
+    deadDays: Type.Optional(Type.Integer({ minimum: 0, description: "Override HISTORY_DEAD_RETENTION_DAYS." })),
+    batchSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 50_000, default: 5000 })),
+  },
+  { additionalProperties: false },
+);
+
+declare global {
+  namespace GraphileWorker {
+    interface Tasks {
+      prune_job_history: Static<typeof payload>;
+    }
+  }
+}
+
+export default defineTask({
+  description: "Delete job history past its retention (run from the crontab).",
+  payload,
+  internal: true,
+  defaults: { maxAttempts: 3, queueName: "maintenance", timeoutMs: 50_000 },
+  async run(p, { db, logger, signal, config }) {
+    const batchSize = p.batchSize ?? 5000;
+    const windows = [
+      { phases: ["succeeded", "cancelled"], days: p.succeededDays ?? config.history.retentionDays },
+      { phases: ["dead", "discarded"], days: p.deadDays ?? config.history.deadRetentionDays },
+    ];
+    let pruned = 0;
+    for (const { phases, days } of windows) {
+      const cutoff = new Date(Date.now() - days * 86_400_000);
+      for (;;) {
+        signal.throwIfAborted();
+        const count = await pruneBatch(db, phases, cutoff, batchSize);
+        pruned += count;
+        if (count < batchSize) break;
+      }
+    }
+    logger.info({ pruned }, "pruned job history");
+  },
+});
+
+async function pruneBatch(db: Db, phases: string[], cutoff: Date, limit: number): Promise<number> {
+  return db.transaction().execute(async (trx) => {
+    const { rows } = await sql<{ id: string; phase: string }>`
+      delete from observing_jobs.job_records
+      where id in (
+        select id from observing_jobs.job_records
+        where finished_at < ${cutoff} and phase = any(${phases}::text[])
+        order by finished_at
+        limit ${limit}
+        for update skip locked
+      )
+      returning id, phase`.execute(trx);
+    if (rows.length === 0) return 0;
+    const ids = rows.map((row) => row.id);
+    await sql`delete from observing_jobs.job_events where job_id = any(${ids}::bigint[])`.execute(trx);
+    const dead = rows.filter((row) => row.phase === "dead").map((row) => row.id);
+    if (dead.length > 0) await sql`select graphile_worker.complete_jobs(${dead}::bigint[])`.execute(trx);
+    return rows.length;
+  });
+}

@@ -1,0 +1,47 @@
+import { expect } from "vitest";
+import { enqueueJob } from "../../src/enqueue.ts";
+import { findJob } from "../../src/lifecycle/jobs.ts";
+import { connectionsNeeded, planRunners, startWorker } from "../../src/worker/worker.ts";
+import { resetData, test, waitFor } from "../helpers/env.ts";
+import { makeScript, registryWithTestTasks } from "../helpers/test-tasks.ts";
+
+test.beforeEach(async ({ env }) => {
+  await resetData(env);
+});
+
+test("capped tasks get a runner of their own; the others share the main one", async ({ env }) => {
+  const registry = registryWithTestTasks(env, { flaky: makeScript() });
+  const plans = planRunners(registry, 10);
+  expect(plans.map((plan) => [plan.name, plan.concurrency, plan.tasks.map((task) => task.name).sort()])).toEqual([
+    ["main", 10, ["flaky_task", "prune_job_history", "slow_task"]],
+    ["tests", 2, ["capped_task"]],
+    ["gbif", 2, ["resolve_taxa"]],
+  ]);
+  expect(connectionsNeeded(plans)).toBe(10 + 1 + 2 + 1 + 2 + 1);
+});
+
+test("a per-task cap holds under load while other tasks use the rest", async ({ env }) => {
+  const capped = makeScript();
+  const flaky = makeScript();
+  capped.workMs = 40;
+  flaky.workMs = 40;
+  const registry = registryWithTestTasks(env, { flaky, capped });
+  const ids: string[] = [];
+  for (let i = 0; i < 12; i++) ids.push((await enqueueJob(env.db, registry, "capped_task", { label: String(i) })).id);
+  for (let i = 0; i < 12; i++) ids.push((await enqueueJob(env.db, registry, "flaky_task", { label: String(i) })).id);
+
+  const worker = await startWorker({ pool: env.pool, deps: { ...env.deps, registry }, history: env.history, cronItems: [], concurrency: 8, pollIntervalMs: 200 });
+  try {
+    await waitFor(() => capped.calls === 12 && flaky.calls === 12 && capped.inFlight === 0 && flaky.inFlight === 0, {
+      timeoutMs: 20_000,
+      message: "all 24 jobs to run",
+    });
+  } finally {
+    await worker.stop();
+  }
+  await env.history.flush();
+  expect(capped.maxInFlight).toBe(2);
+  expect(flaky.maxInFlight).toBeGreaterThan(2);
+  const states = await Promise.all(ids.map(async (id) => (await findJob(env.db, id))!.state));
+  expect(new Set(states)).toEqual(new Set(["succeeded"]));
+});
