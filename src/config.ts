@@ -34,6 +34,13 @@ const EnvSchema = Type.Object({
   GBIF_CHECKLIST_KEY: Type.String({ minLength: 1, default: GBIF_BACKBONE_CHECKLIST_KEY }),
   GBIF_TIMEOUT_MS: Int({ minimum: 1, maximum: 300_000, default: 10_000 }),
   GBIF_CONCURRENCY: Int({ minimum: 1, maximum: 20, default: 2 }),
+  HTTP_BODY_LIMIT_BYTES: Int({ minimum: 1024, maximum: 10 * 1024 * 1024, default: 256 * 1024 }),
+  API_TOKENS: Type.Optional(Type.String({ pattern: "^[^,\\s]{16,}(,[^,\\s]{16,})*$" })),
+  AUTH_OIDC_AUDIENCE: Type.Optional(Type.String({ minLength: 1 })),
+  AUTH_OIDC_JWKS_URL: Type.String({ pattern: "^https?://", default: "https://www.googleapis.com/oauth2/v3/certs" }),
+  AUTH_OIDC_ISSUERS: Type.String({ minLength: 1, default: "https://accounts.google.com,accounts.google.com" }),
+  AUTH_ALLOWED_CALLERS: Type.Optional(Type.String({ pattern: "^[^,\\s@]+@[^,\\s@]+(,[^,\\s@]+@[^,\\s@]+)*$" })),
+  AUTH_DISABLED: Type.Boolean({ default: false }),
   HISTORY_RETENTION_DAYS: Int({ minimum: 0, maximum: 3650, default: 14 }),
   HISTORY_DEAD_RETENTION_DAYS: Int({ minimum: 0, maximum: 3650, default: 90 }),
   GBIF_USER_AGENT: Type.String({
@@ -44,7 +51,7 @@ const EnvSchema = Type.Object({
 type Env = Static<typeof EnvSchema>;
 
 /** Variables whose values never appear in messages. */
-const SECRET_VARIABLES = new Set<string>([]);
+const SECRET_VARIABLES = new Set<string>(["API_TOKENS"]);
 /** Variables that may carry a password inside a URL. */
 const URL_VARIABLES = new Set(["DATABASE_URL"]);
 
@@ -57,7 +64,21 @@ export interface Config {
     /** Run graphile-worker's and the service's migrations at start-up (default: on except in production). */
     readonly migrateOnStart: boolean;
   };
-  readonly http: { readonly host: string; readonly port: number };
+  readonly http: { readonly host: string; readonly port: number; readonly bodyLimitBytes: number };
+  readonly auth: {
+    /** Only ever true when AUTH_DISABLED=true outside production. */
+    readonly disabled: boolean;
+    /** Static bearer tokens (development, CI, break-glass). */
+    readonly tokens: readonly string[];
+    /** Google-signed OIDC ID tokens (Cloud Run callers, Cloud Scheduler), or null when not configured. */
+    readonly oidc: {
+      readonly audience: string;
+      readonly jwksUrl: string;
+      readonly issuers: readonly string[];
+      /** Service-account (or user) emails allowed to call. */
+      readonly allowedCallers: readonly string[];
+    } | null;
+  };
   readonly worker: {
     readonly concurrency: number;
     readonly pollIntervalMs: number;
@@ -108,6 +129,16 @@ export function parseConfig(environment: Record<string, string | undefined>): Co
   if (env.NODE_ENV === "production" && !env.DATABASE_URL) {
     problems.push("DATABASE_URL is required when NODE_ENV=production (the embedded PostgreSQL is for development)");
   }
+  if (env.NODE_ENV === "production" && env.AUTH_DISABLED) {
+    problems.push("AUTH_DISABLED=true is refused when NODE_ENV=production");
+  }
+  if (env.NODE_ENV === "production" && !env.API_TOKENS && !env.AUTH_OIDC_AUDIENCE) {
+    problems.push("API_TOKENS or AUTH_OIDC_AUDIENCE is required when NODE_ENV=production (the jobs API needs authentication)");
+  }
+  if (env.AUTH_OIDC_AUDIENCE && !env.AUTH_ALLOWED_CALLERS) {
+    // Anyone with a Google account can mint an ID token for any audience: the allowlist is what restricts callers.
+    problems.push("AUTH_ALLOWED_CALLERS is required when AUTH_OIDC_AUDIENCE is set");
+  }
   if (problems.length > 0) throw new ConfigError(problems);
 
   return deepFreeze({
@@ -117,7 +148,19 @@ export function parseConfig(environment: Record<string, string | undefined>): Co
       embedded: { dataDir: path.resolve(projectRoot, env.EMBEDDED_POSTGRES_DIR), port: env.EMBEDDED_POSTGRES_PORT },
       migrateOnStart: env.MIGRATE_ON_START ?? env.NODE_ENV !== "production",
     },
-    http: { host: env.HOST, port: env.PORT },
+    http: { host: env.HOST, port: env.PORT, bodyLimitBytes: env.HTTP_BODY_LIMIT_BYTES },
+    auth: {
+      disabled: env.AUTH_DISABLED,
+      tokens: list(env.API_TOKENS),
+      oidc: env.AUTH_OIDC_AUDIENCE
+        ? {
+            audience: env.AUTH_OIDC_AUDIENCE,
+            jwksUrl: env.AUTH_OIDC_JWKS_URL,
+            issuers: list(env.AUTH_OIDC_ISSUERS),
+            allowedCallers: list(env.AUTH_ALLOWED_CALLERS).map((email) => email.toLowerCase()),
+          }
+        : null,
+    },
     worker: {
       concurrency: env.WORKER_CONCURRENCY,
       pollIntervalMs: env.WORKER_POLL_INTERVAL_MS,
@@ -158,7 +201,11 @@ function describe(error: ErrorObject, raw: Record<string, string>): string {
   const name = error.instancePath.replace(/^\//, "").split("/")[0] || String(error.params.missingProperty ?? "?");
   const value = raw[name];
   const expected =
-    error.keyword === "pattern" && name.endsWith("_URL")
+    error.keyword === "pattern" && name === "API_TOKENS"
+      ? "must be comma-separated tokens of at least 16 characters without spaces"
+      : error.keyword === "pattern" && name === "AUTH_ALLOWED_CALLERS"
+        ? "must be comma-separated email addresses"
+        : error.keyword === "pattern" && name.endsWith("_URL")
       ? `must be a URL starting with ${error.params.pattern === "^https?://" ? "http:// or https://" : "postgres://"}`
       : error.keyword === "enum"
         ? `must be one of ${(error.params.allowedValues as string[]).join(", ")}`
@@ -170,6 +217,10 @@ function redactValue(name: string, value: string): string {
   if (SECRET_VARIABLES.has(name)) return "[redacted]";
   if (URL_VARIABLES.has(name)) return redactUrl(value);
   return value;
+}
+
+function list(value: string | undefined): string[] {
+  return (value ?? "").split(",").map((item) => item.trim()).filter((item) => item !== "");
 }
 
 function deepFreeze<T>(value: T): T {
