@@ -115,7 +115,7 @@ export function makeGbifClient(options: GbifClientOptions): GbifClient {
         const { status, body } = await fetchJson(url, { ...request, headers: { "x-user-agent": options.userAgent }, acceptStatuses: [404], signal });
         if (status === 404) {
           // Only GBIF's own "Entity not found" says the key is gone; any other 404 (a wrong base URL, a proxy) must not flip rows.
-          if (isNotFoundResponse(body) && /not found/i.test(body.message)) return null;
+          if (isNotFoundResponse(body) && body.message.startsWith("Entity not found")) return null;
           throw new UpstreamError(UPSTREAM, `HTTP 404 from ${url.pathname} that is not GBIF's "Entity not found"`, false, 404);
         }
         if (!isNameUsageResponse(body)) {
