@@ -14,6 +14,11 @@ export const projectRoot = findProjectRoot();
 /** GBIF Backbone Taxonomy: the integer keys Wikidata's P846 and existing rows use. */
 export const GBIF_BACKBONE_CHECKLIST_KEY = "d7dddbf4-2cf0-4f39-9b2a-bb099caae36c";
 
+/** Thumbnail widths Wikimedia serves; others are refused with 400 or 429 (see UPSTREAM_APIS.md §0). */
+export const STANDARD_THUMBNAIL_WIDTHS = [20, 40, 60, 120, 250, 330, 500, 960, 1280, 1920, 3840] as const;
+
+const DEFAULT_USER_AGENT = "observing-jobs/0.1 (biodiversity-observations job service; ops@observing.example)";
+
 const Int = (options: { minimum?: number; maximum?: number; default: number }) => Type.Integer(options);
 
 /** Every variable the service reads, with its default. The README's configuration table mirrors this. */
@@ -43,15 +48,22 @@ const EnvSchema = Type.Object({
   AUTH_DISABLED: Type.Boolean({ default: false }),
   HISTORY_RETENTION_DAYS: Int({ minimum: 0, maximum: 3650, default: 14 }),
   HISTORY_DEAD_RETENTION_DAYS: Int({ minimum: 0, maximum: 3650, default: 90 }),
-  GBIF_USER_AGENT: Type.String({
-    minLength: 1,
-    default: "observing-jobs/0.1 (biodiversity-observations job service; ops@observing.example)",
-  }),
+  GBIF_USER_AGENT: Type.String({ minLength: 1, default: DEFAULT_USER_AGENT }),
+  WIKIDATA_BASE_URL: Type.String({ pattern: "^https?://", default: "https://www.wikidata.org" }),
+  WIKIDATA_TIMEOUT_MS: Int({ minimum: 1, maximum: 300_000, default: 10_000 }),
+  // Wikimedia's User-Agent policy: client/version (contact) library/version; generic agents get blocked.
+  WIKIDATA_USER_AGENT: Type.String({ minLength: 1, pattern: "\\(.*\\)", default: `${DEFAULT_USER_AGENT} undici` }),
+  COMMONS_THUMBNAIL_WIDTH: Int({ minimum: 1, default: 330 }),
+  IUCN_BASE_URL: Type.String({ pattern: "^https?://", default: "https://api.iucnredlist.org" }),
+  IUCN_API_TOKEN: Type.Optional(Type.String({ minLength: 1 })),
+  IUCN_TIMEOUT_MS: Int({ minimum: 1, maximum: 300_000, default: 10_000 }),
+  IUCN_MIN_INTERVAL_MS: Int({ minimum: 0, maximum: 60_000, default: 500 }),
+  IUCN_USER_AGENT: Type.String({ minLength: 1, default: DEFAULT_USER_AGENT }),
 });
 type Env = Static<typeof EnvSchema>;
 
 /** Variables whose values never appear in messages. */
-const SECRET_VARIABLES = new Set<string>(["API_TOKENS"]);
+const SECRET_VARIABLES = new Set<string>(["API_TOKENS", "IUCN_API_TOKEN"]);
 /** Variables that may carry a password inside a URL. */
 const URL_VARIABLES = new Set(["DATABASE_URL"]);
 
@@ -98,6 +110,22 @@ export interface Config {
     readonly concurrency: number;
     readonly userAgent: string;
   };
+  readonly wikidata: {
+    readonly baseUrl: string;
+    readonly timeoutMs: number;
+    readonly userAgent: string;
+    /** Width of the stored Commons thumbnail URLs: one of STANDARD_THUMBNAIL_WIDTHS. */
+    readonly thumbnailWidth: number;
+  };
+  readonly iucn: {
+    readonly baseUrl: string;
+    /** IUCN Red List API token; unset makes sync_conservation_status fail without calling IUCN. Never logged. */
+    readonly token: string | undefined;
+    readonly timeoutMs: number;
+    /** Least time between the starts of two IUCN calls from this process. */
+    readonly minIntervalMs: number;
+    readonly userAgent: string;
+  };
 }
 
 export class ConfigError extends Error {
@@ -139,6 +167,11 @@ export function parseConfig(environment: Record<string, string | undefined>): Co
     // Anyone with a Google account can mint an ID token for any audience: the allowlist is what restricts callers.
     problems.push("AUTH_ALLOWED_CALLERS is required when AUTH_OIDC_AUDIENCE is set");
   }
+  if (!(STANDARD_THUMBNAIL_WIDTHS as readonly number[]).includes(env.COMMONS_THUMBNAIL_WIDTH)) {
+    problems.push(
+      `COMMONS_THUMBNAIL_WIDTH must be a standard Wikimedia thumbnail width (${STANDARD_THUMBNAIL_WIDTHS.join(", ")}), got "${raw.COMMONS_THUMBNAIL_WIDTH}"`,
+    );
+  }
   if (problems.length > 0) throw new ConfigError(problems);
 
   return deepFreeze({
@@ -177,6 +210,19 @@ export function parseConfig(environment: Record<string, string | undefined>): Co
       timeoutMs: env.GBIF_TIMEOUT_MS,
       concurrency: env.GBIF_CONCURRENCY,
       userAgent: env.GBIF_USER_AGENT,
+    },
+    wikidata: {
+      baseUrl: env.WIKIDATA_BASE_URL.replace(/\/+$/, ""),
+      timeoutMs: env.WIKIDATA_TIMEOUT_MS,
+      userAgent: env.WIKIDATA_USER_AGENT,
+      thumbnailWidth: env.COMMONS_THUMBNAIL_WIDTH,
+    },
+    iucn: {
+      baseUrl: env.IUCN_BASE_URL.replace(/\/+$/, ""),
+      token: env.IUCN_API_TOKEN,
+      timeoutMs: env.IUCN_TIMEOUT_MS,
+      minIntervalMs: env.IUCN_MIN_INTERVAL_MS,
+      userAgent: env.IUCN_USER_AGENT,
     },
   });
 }

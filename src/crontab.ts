@@ -56,6 +56,13 @@ export function checkCrontab(text: string, registry: TaskRegistry, source = "cro
     }
     const result = task.validate(item.payload ?? {});
     if (!result.ok) return fail(`payload for '${item.task}' is invalid: ${result.errors.join("; ")}`);
+    // graphile-worker gives cron-fired jobs only the line's own options; fill in the task's
+    // defaults so a scheduled job runs in its queue, with its attempts and priority, like any other.
+    const { defaults } = task;
+    const options = item.options;
+    if (options.queueName === undefined && defaults.queueName !== null) options.queueName = defaults.queueName;
+    options.maxAttempts ??= defaults.maxAttempts;
+    options.priority ??= defaults.priority;
     entries.push({ line, item });
   }
   const seen = new Map<string, number>();

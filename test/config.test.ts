@@ -19,6 +19,7 @@ describe("parseConfig", () => {
     const config = parseConfig({
       NODE_ENV: "production",
       DATABASE_URL: "postgresql://app:pw@db:5432/observations",
+      API_TOKENS: "a-long-enough-token-1,a-long-enough-token-2",
       PORT: "9000",
       WORKER_CONCURRENCY: "3",
       GBIF_BASE_URL: "http://gbif.test/",

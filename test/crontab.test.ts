@@ -16,7 +16,14 @@ describe("the crontab", () => {
     expect(entries.length).toBeGreaterThan(0);
     const text = await readFile(path.join(PROJECT_ROOT, "crontab"), "utf8");
     for (const { line, item } of entries) expect(text.split("\n")[line - 1]).toContain(`id=${item.identifier}`);
-    expect(entries.find((entry) => entry.item.identifier === "resolve_taxa_nightly")?.item.options.backfillPeriod).toBe(86_400_000);
+    const nightly = entries.find((entry) => entry.item.identifier === "resolve_taxa_nightly")!;
+    expect(nightly.item.options).toMatchObject({ backfillPeriod: 86_400_000, maxAttempts: 8, priority: 0 });
+  });
+
+  it("gives cron-fired jobs their task's defaults unless the line sets its own", () => {
+    const [plain, own] = checkCrontab("0 4 * * * prune_job_history ?id=a\n0 5 * * * prune_job_history ?id=b&queue=other&max=2", registry);
+    expect(plain!.item.options).toMatchObject({ queueName: "maintenance", maxAttempts: 3, priority: 0 });
+    expect(own!.item.options).toMatchObject({ queueName: "other", maxAttempts: 2 });
   });
 });
 

@@ -29,7 +29,20 @@ const MatchResponse = Type.Object({
     note: Type.Optional(Type.String()),
   }),
 });
+// GET /v1/species/{key}: backbone keys are integers here.
+const NameUsageResponse = Type.Object({
+  key: Type.Integer(),
+  scientificName: Type.String(),
+  canonicalName: Type.Optional(Type.String()),
+  rank: Type.Optional(Type.String()),
+  taxonomicStatus: Type.Optional(Type.String()),
+  acceptedKey: Type.Optional(Type.Integer()),
+  accepted: Type.Optional(Type.String()),
+  deleted: Type.Optional(Type.String()),
+});
 export type GbifUsage = Static<typeof Usage>;
+/** A backbone name usage as `/v1/species/{key}` returns it (the fields the freshness check reads). */
+export type GbifNameUsage = Static<typeof NameUsageResponse>;
 export type GbifMatchResponse = Static<typeof MatchResponse>;
 
 export interface GbifMatch {
@@ -59,10 +72,14 @@ export interface GbifClientOptions {
 export interface GbifClient {
   readonly checklistKey: string;
   match(query: { scientificName: string; kingdom?: string | null }, signal?: AbortSignal): Promise<GbifMatch>;
+  /** The backbone name usage with this integer key; null when GBIF has no such key (404). Deleted usages are returned, with `deleted` set. */
+  findUsage(backboneKey: string, signal?: AbortSignal): Promise<GbifNameUsage | null>;
 }
 
 const ajv = new Ajv({ allErrors: false, strict: false });
 const isMatchResponse = ajv.compile<GbifMatchResponse>(MatchResponse);
+const isNameUsageResponse = ajv.compile<GbifNameUsage>(NameUsageResponse);
+const isNotFoundResponse = ajv.compile<{ message: string }>(Type.Object({ message: Type.String() }));
 
 export function makeGbifClient(options: GbifClientOptions): GbifClient {
   const limit = pLimit(options.concurrency);
@@ -90,6 +107,22 @@ export function makeGbifClient(options: GbifClientOptions): GbifClient {
           synonym: body.synonym ?? false,
           checklistKey: options.checklistKey,
         };
+      }),
+    findUsage: (backboneKey, signal) =>
+      limit(async () => {
+        if (!/^\d+$/.test(backboneKey)) throw new UpstreamError(UPSTREAM, `/v1/species takes backbone integer keys, got '${backboneKey}'`, false);
+        const url = new URL(`/v1/species/${backboneKey}`, options.baseUrl);
+        const { status, body } = await fetchJson(url, { ...request, headers: { "x-user-agent": options.userAgent }, acceptStatuses: [404], signal });
+        if (status === 404) {
+          // Only GBIF's own "Entity not found" says the key is gone; any other 404 (a wrong base URL, a proxy) must not flip rows.
+          if (isNotFoundResponse(body) && body.message.startsWith("Entity not found")) return null;
+          throw new UpstreamError(UPSTREAM, `HTTP 404 from ${url.pathname} that is not GBIF's "Entity not found"`, false, 404);
+        }
+        if (!isNameUsageResponse(body)) {
+          const problem = ajv.errorsText(isNameUsageResponse.errors, { dataVar: "response" });
+          throw new UpstreamError(UPSTREAM, `unexpected name usage response: ${problem}`, false);
+        }
+        return body;
       }),
   };
 }

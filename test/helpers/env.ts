@@ -18,11 +18,15 @@ import { makeTaskList } from "../../src/worker/worker.ts";
 import { HistoryRecorder } from "../../src/lifecycle/history.ts";
 import { createTestDatabase, type TestDatabase } from "./database.ts";
 import { startFakeGbif, type FakeGbif } from "./fake-gbif.ts";
+import { startFakeIucn, type FakeIucn } from "./fake-iucn.ts";
+import { startFakeWikidata, type FakeWikidata } from "./fake-wikidata.ts";
 
 export interface TestEnv extends DatabaseHandle {
   database: TestDatabase;
   registry: TaskRegistry;
   gbif: FakeGbif;
+  wikidata: FakeWikidata;
+  iucn: FakeIucn;
   config: Config;
   logger: Logger;
   /** Every log line written so far, parsed. */
@@ -39,7 +43,23 @@ export function testEnvironment(overrides: Record<string, string> = {}): Record<
 export async function makeTestEnv(overrides: Record<string, string> = {}): Promise<TestEnv & { close(): Promise<void> }> {
   const database = await createTestDatabase();
   const gbif = await startFakeGbif();
-  const config = parseConfig(testEnvironment({ DATABASE_URL: database.url, GBIF_BASE_URL: gbif.url, GBIF_TIMEOUT_MS: "2000", ...overrides }));
+  const wikidata = await startFakeWikidata();
+  const iucn = await startFakeIucn();
+  const config = parseConfig(
+    testEnvironment({
+      DATABASE_URL: database.url,
+      GBIF_BASE_URL: gbif.url,
+      GBIF_TIMEOUT_MS: "2000",
+      WIKIDATA_BASE_URL: wikidata.url,
+      WIKIDATA_TIMEOUT_MS: "2000",
+      IUCN_BASE_URL: iucn.url,
+      IUCN_API_TOKEN: iucn.token,
+      IUCN_TIMEOUT_MS: "2000",
+      // Pacing has its own test; the others would only wait.
+      IUCN_MIN_INTERVAL_MS: "0",
+      ...overrides,
+    }),
+  );
   const { logger, logs } = makeCapturingLogger(config);
   const handle = makeDatabase(database.url, { maxConnections: 20, logger });
   const registry = await loadRegistry();
@@ -50,6 +70,8 @@ export async function makeTestEnv(overrides: Record<string, string> = {}): Promi
     database,
     registry,
     gbif,
+    wikidata,
+    iucn,
     config,
     logger,
     logs,
@@ -60,6 +82,8 @@ export async function makeTestEnv(overrides: Record<string, string> = {}): Promi
       const checkedOut = handle.pool.totalCount - handle.pool.idleCount;
       await handle.close();
       await gbif.stop();
+      await wikidata.stop();
+      await iucn.stop();
       await database.drop();
       if (checkedOut > 0) throw new Error(`a test left ${checkedOut} database client(s) checked out`);
     },
@@ -101,13 +125,22 @@ export async function performTask(env: TestEnv, task: string, payload: unknown, 
   );
 }
 
-/** Works every job that is due now through graphile-worker, then writes their history. */
+/**
+ * Works every job that is due now through graphile-worker, then writes their history. runOnce stops
+ * as soon as it finds no job it may take, and a named queue's next job is not takeable until the
+ * previous job's release reaches the database: so go again while a job is due or locked, up to a deadline.
+ */
 export async function runDueJobs(env: TestEnv, registry: TaskRegistry = env.registry): Promise<void> {
-  await runOnce({
-    pgPool: env.pool,
-    taskList: makeTaskList(registry.all(), { ...env.deps, registry }, env.history),
-    logger: makeWorkerLogger(env.logger),
-  });
+  const deadline = Date.now() + 10_000;
+  const taskList = makeTaskList(registry.all(), { ...env.deps, registry }, env.history);
+  for (;;) {
+    await runOnce({ pgPool: env.pool, taskList, logger: makeWorkerLogger(env.logger) });
+    const { rows } = await sql<{ pending: number }>`
+      select count(*)::int as pending from graphile_worker.jobs
+      where locked_at is not null or (run_at <= now() and attempts < max_attempts)`.execute(env.db);
+    if (rows[0]!.pending === 0) break;
+    if (Date.now() > deadline) throw new Error(`runDueJobs: ${rows[0]!.pending} job(s) still due or running after 10 s`);
+  }
   await env.history.flush();
 }
 
@@ -133,6 +166,10 @@ export async function resetData(env: TestEnv): Promise<void> {
   const ids = (await listJobs(env.db)).map((job) => job.id);
   if (ids.length > 0) await sql`select graphile_worker.complete_jobs(${ids}::bigint[])`.execute(env.db);
   env.gbif.reset();
+  env.wikidata.reset();
+  env.iucn.reset();
+  // Fresh clients: a Retry-After one test provoked must not hold back the next test's calls.
+  env.deps.upstream = makeUpstreamClients(env.config);
   env.logs.length = 0;
 }
 

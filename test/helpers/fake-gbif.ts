@@ -1,8 +1,10 @@
 /**
  * A fake GBIF: a real HTTP server on 127.0.0.1 that answers `GET /v2/species/match` in the
- * matching-ws v2 shape (see ../shared/UPSTREAM_APIS.md §2). Names it knows come from recorded
- * bodies in test/fixtures/upstream: the v2 recordings verbatim, the others converted from the
- * verbatim v1 recordings field by field. Tests script faults per name (503, 429, slow answers).
+ * matching-ws v2 shape (see ../shared/UPSTREAM_APIS.md §2) and `GET /v1/species/{key}` in the
+ * NameUsage shape (§3). Names it knows come from recorded bodies in test/fixtures/upstream: the
+ * v2 recordings verbatim, the others converted from the verbatim v1 recordings field by field;
+ * usages are the recorded `/v1/species` bodies, unknown keys get GBIF's recorded 404 body.
+ * Tests script faults per name or per usage key (503, 429, slow answers).
  */
 import { readFileSync } from "node:fs";
 import http from "node:http";
@@ -16,9 +18,10 @@ export function readFixture(file: string): Record<string, unknown> {
 }
 
 /** What the fake does for one request. */
-export type GbifBehaviour =
+export type FakeBehaviour =
   | { body: unknown; status?: number; delayMs?: number; headers?: Record<string, string> }
   | { destroy: true };
+export type GbifBehaviour = FakeBehaviour;
 
 export interface RecordedRequest {
   path: string;
@@ -67,6 +70,18 @@ export const KNOWN_NAMES: Record<string, unknown> = {
   },
 };
 
+/** Backbone usages the fake answers at /v1/species/{key}, from the recordings. */
+export const KNOWN_USAGES: Record<string, unknown> = {
+  "2435099": readFixture("gbif-v1-species-2435099-puma-concolor.json"),
+  "8933000": readFixture("gbif-v1-species-8933000-synonym-fringilla-domestica.json"),
+  "3119195": readFixture("gbif-v1-species-3119195-deleted.json"),
+};
+
+/** GBIF's recorded 404 body, for the path that was asked for. */
+export function gbifNotFound(path: string): Record<string, unknown> {
+  return { ...readFixture("gbif-v1-species-404-not-found.json"), message: `Entity not found for uri: ${path.replace(/^\/v1/, "")}` };
+}
+
 export class FakeGbif {
   readonly requests: RecordedRequest[] = [];
   #server: http.Server;
@@ -91,14 +106,23 @@ export class FakeGbif {
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 
-  /** The next answers for a name, used up in order; afterwards the name answers normally again. */
+  /** Usages added by a test beside the recorded ones (cleared by reset). */
+  #usages = new Map<string, unknown>();
+
+  /** The next answers for a name (or a usage key), used up in order; afterwards it answers normally again. */
   script(name: string, ...behaviours: GbifBehaviour[]): void {
     this.#scripted.set(name, [...(this.#scripted.get(name) ?? []), ...behaviours]);
+  }
+
+  /** Serves this body at /v1/species/{key} until reset. */
+  addUsage(key: string, body: unknown): void {
+    this.#usages.set(key, body);
   }
 
   reset(): void {
     this.requests.length = 0;
     this.#scripted.clear();
+    this.#usages.clear();
     this.maxInFlight = 0;
   }
 
@@ -106,16 +130,27 @@ export class FakeGbif {
     return this.requests.filter((request) => request.path === "/v2/species/match");
   }
 
+  /** The usage keys asked for at /v1/species/{key}, in order. */
+  usageRequests(): string[] {
+    return this.requests.flatMap((request) => /^\/v1\/species\/(\w+)$/.exec(request.path)?.[1] ?? []);
+  }
+
   async #handle(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
     const url = new URL(request.url ?? "/", this.url);
     this.requests.push({ path: url.pathname, query: url.searchParams, headers: request.headers });
-    if (url.pathname !== "/v2/species/match") {
+    const usageKey = /^\/v1\/species\/(\w+)$/.exec(url.pathname)?.[1];
+    let behaviour: FakeBehaviour;
+    if (usageKey !== undefined) {
+      const usage = this.#usages.get(usageKey) ?? KNOWN_USAGES[usageKey];
+      behaviour = this.#scripted.get(usageKey)?.shift() ?? (usage ? { body: usage } : { status: 404, body: gbifNotFound(url.pathname) });
+    } else if (url.pathname === "/v2/species/match") {
+      const name = url.searchParams.get("scientificName") ?? url.searchParams.get("name") ?? "";
+      behaviour = this.#scripted.get(name)?.shift() ?? {
+        body: KNOWN_NAMES[name] ?? { diagnostics: { matchType: "NONE", issues: [], confidence: 100, note: "No match because of too little confidence" }, synonym: false },
+      };
+    } else {
       return send(response, 404, { timestamp: new Date().toISOString(), status: 404, error: "", message: `Not found: ${url.pathname}` });
     }
-    const name = url.searchParams.get("scientificName") ?? url.searchParams.get("name") ?? "";
-    const behaviour = this.#scripted.get(name)?.shift() ?? {
-      body: KNOWN_NAMES[name] ?? { diagnostics: { matchType: "NONE", issues: [], confidence: 100, note: "No match because of too little confidence" }, synonym: false },
-    };
     this.#inFlight += 1;
     this.maxInFlight = Math.max(this.maxInFlight, this.#inFlight);
     try {
@@ -135,14 +170,14 @@ export async function startFakeGbif(): Promise<FakeGbif> {
   return new FakeGbif().start();
 }
 
-function send(response: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+export function send(response: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   if (response.destroyed) return;
   response.writeHead(status, { "content-type": "application/json", ...headers });
   response.end(typeof body === "string" ? body : JSON.stringify(body));
 }
 
 /** Waits like a slow upstream, but gives up when the client hangs up. */
-function delay(ms: number, request: http.IncomingMessage): Promise<void> {
+export function delay(ms: number, request: http.IncomingMessage): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(resolve, ms);
     request.socket.once("close", () => {

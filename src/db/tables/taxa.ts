@@ -4,6 +4,13 @@ import type { ColumnType, Generated, Insertable, Selectable, Updateable } from "
 export const TAXON_STATUSES = ["unresolved", "resolved", "no_match", "needs_review", "error"] as const;
 export type TaxonStatus = (typeof TAXON_STATUSES)[number];
 
+/** Outcome of the last refresh_thumbnails visit. */
+export type ThumbnailStatus = "found" | "no_item" | "ambiguous_item" | "no_image" | "error";
+/** Outcome of the last sync_conservation_status visit. */
+export type IucnStatus = "assessed" | "not_found" | "no_global_assessment" | "error";
+/** Outcome of the last check_backbone_freshness visit. */
+export type BackboneStatus = "current" | "deleted" | "synonym" | "not_found" | "error";
+
 /**
  * The slice of the app's `taxa` table this service reads and writes. In production the
  * table belongs to the app; the service's migrations only add what is missing.
@@ -39,6 +46,37 @@ export interface TaxaTable {
   resolution_note: string | null;
   resolved_at: Date | null;
   last_error: string | null;
+  /** Maintained by the app: the latest observation of this taxon. One half of "hot" (see README). */
+  last_observed_at: Date | null;
+  /** Maintained by the app: how many observations name this taxon. The other half of "hot". */
+  observation_count: ColumnType<number, number | undefined, number>;
+  /** Wikidata item whose P846 (GBIF taxon ID) is the row's backbone key, e.g. Q35255. */
+  wikidata_id: string | null;
+  /** The item's P18 image: a Wikimedia Commons file name as Wikidata holds it (spaces, no "File:"). */
+  thumbnail_file: string | null;
+  /** Commons Special:FilePath URL of the image at `thumbnail_width`; Commons redirects it to the current thumbnail. */
+  thumbnail_url: string | null;
+  /** A standard Wikimedia thumbnail width (COMMONS_THUMBNAIL_WIDTH when it was stored). */
+  thumbnail_width: number | null;
+  thumbnail_status: ThumbnailStatus | null;
+  /** Why there is no thumbnail (ambiguous items, no image) or the last error. */
+  thumbnail_note: string | null;
+  /** When the row last got an answer from Wikidata (an image or none); errors leave it, so the row stays due. */
+  thumbnail_refreshed_at: Date | null;
+  /** IUCN Red List category code of the latest global assessment (LC, VU, EN, ... or a legacy code like LR/lc). */
+  iucn_category: string | null;
+  iucn_assessment_year: number | null;
+  iucn_assessment_id: ColumnType<string | null, string | number | null | undefined, string | number | null>;
+  iucn_status: IucnStatus | null;
+  /** What the last sync found when there is no category, or the last error. */
+  iucn_note: string | null;
+  /** When the row last got an answer from IUCN; errors leave it, so the row stays due. */
+  iucn_synced_at: Date | null;
+  backbone_status: BackboneStatus | null;
+  /** What the last freshness check found (deletion date, accepted key) or the last error. */
+  backbone_note: string | null;
+  /** When the stored backbone key was last checked against GBIF; errors leave it, so the row stays due. */
+  backbone_checked_at: Date | null;
   created_at: ColumnType<Date, Date | undefined, Date>;
   updated_at: ColumnType<Date, Date | undefined, Date>;
 }

@@ -1,0 +1,101 @@
+/**
+ * The shape the enrichment tasks share (resolve_taxa's, made reusable): a sweep that fits in one
+ * batch runs in place, a bigger one fans out into batch jobs keyed by id range; and a batch works
+ * through its rows with the per-row rules:
+ * - an answer (including "no data") is recorded on the row;
+ * - a permanent upstream problem with one row is recorded on that row and the batch goes on;
+ * - a transient upstream failure stops the batch and fails the job so it is retried with backoff.
+ *   Rows already recorded stay recorded, and the retry's candidate query skips them;
+ * - anything else (a configuration error, a database error) fails the job at once.
+ */
+import pLimit from "p-limit";
+import type { Logger } from "./observability/logger.ts";
+import { UpstreamError } from "./upstream/http.ts";
+
+export interface SweepOptions {
+  /** Rows per batch. */
+  limit: number;
+  /** Candidate ids after `afterId`, in id order (keyset pages). */
+  findIds(page: { afterId: number; limit: number }): Promise<number[]>;
+  runBatch(ids: number[]): Promise<void>;
+  enqueueBatch(ids: number[]): Promise<unknown>;
+  signal: AbortSignal;
+  logger: Logger;
+}
+
+export async function sweepInBatches(options: SweepOptions): Promise<void> {
+  const { limit, findIds, signal, logger } = options;
+  const firstPage = await findIds({ afterId: 0, limit: limit + 1 });
+  if (firstPage.length <= limit) {
+    if (firstPage.length > 0) await options.runBatch(firstPage);
+    else logger.info("no rows are due");
+    return;
+  }
+  let afterId = 0;
+  let batches = 0;
+  let rows = 0;
+  for (;;) {
+    signal.throwIfAborted();
+    const ids = await findIds({ afterId, limit });
+    if (ids.length === 0) break;
+    await options.enqueueBatch(ids);
+    batches += 1;
+    rows += ids.length;
+    afterId = ids.at(-1)!;
+  }
+  logger.info({ batches, rows, batchSize: limit }, "fanned out into batch jobs");
+}
+
+/** The standard job key of a batch: re-enqueueing the same rows replaces the pending job. */
+export function batchJobKey(task: string, ids: readonly number[] | undefined, variant = ""): string | undefined {
+  return ids ? `${task}:${variant ? `${variant}:` : ""}${ids[0]}-${ids.at(-1)}:${ids.length}` : undefined;
+}
+
+export interface WorkOptions<R> {
+  /** Rows worked on at once; the upstream client bounds the calls themselves. */
+  concurrency: number;
+  /** Does one row and records its answer; returns the outcome for the batch's summary. */
+  work(row: R): Promise<string>;
+  /** Records a permanent upstream problem on the row. */
+  recordError(row: R, error: UpstreamError): Promise<void>;
+  signal: AbortSignal;
+  logger: Logger;
+  /** For the log lines and the retry message. */
+  what: string;
+}
+
+/** Works through the rows; throws after the rows in flight settle when one hit a transient failure. */
+export async function workThroughRows<R extends { id: number }>(rows: readonly R[], options: WorkOptions<R>): Promise<Record<string, number>> {
+  const { signal, logger } = options;
+  const counts: Record<string, number> = {};
+  let transient: UpstreamError | undefined;
+  const limit = pLimit(options.concurrency);
+  await Promise.all(
+    rows.map((row) =>
+      limit(async () => {
+        if (transient || signal.aborted) return;
+        let outcome: string;
+        try {
+          outcome = await options.work(row);
+        } catch (error) {
+          if (!(error instanceof UpstreamError)) throw error;
+          if (error.transient) {
+            transient ??= error;
+            return;
+          }
+          await options.recordError(row, error);
+          logger.warn({ taxonId: row.id, err: error }, `could not ${options.what}`);
+          outcome = "error";
+        }
+        counts[outcome] = (counts[outcome] ?? 0) + 1;
+      }),
+    ),
+  );
+  signal.throwIfAborted();
+  if (transient) {
+    const done = Object.values(counts).reduce((sum, n) => sum + n, 0);
+    throw new Error(`${transient.message}; recorded ${done} of ${rows.length} rows, the rest are retried with the job`, { cause: transient });
+  }
+  logger.info({ rows: rows.length, ...counts }, `${options.what}: batch done`);
+  return counts;
+}

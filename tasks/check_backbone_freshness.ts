@@ -1,0 +1,138 @@
+/**
+ * Re-check the GBIF backbone keys of hot taxa (see HotDefinition: observed recently or often).
+ * `GET /v1/species/{key}` answers for each stored usage key; a key that was deleted (soft-deleted
+ * backbone usages answer 200 with `deleted`), is gone (404), or has become a synonym of another
+ * taxon than the row records flips the row back to `unresolved`, and the task enqueues
+ * resolve_taxa for those rows so they are matched again at once (resolve_taxa is the one writer
+ * of match results: it records the new accepted usage with its classification). Either way the
+ * row's checked-at time is recorded; it is due again after `staleAfterDays`.
+ *
+ * The backbone is frozen since 2023-08-28, so changes are rare; the check is cheap insurance for
+ * the rows that matter. No named queue: GBIF calls are bounded by the client's GBIF_CONCURRENCY
+ * per process, as for resolve_taxa, and batches may run beside the Wikidata and IUCN queues.
+ */
+import Type, { type Static } from "typebox";
+import {
+  findTaxaForFreshness,
+  findTaxonIdsForFreshness,
+  recordBackboneChanged,
+  recordBackboneCurrent,
+  recordBackboneError,
+  type TaxonForFreshness,
+} from "../src/db/repositories/backbone-freshness.ts";
+import { batchJobKey, sweepInBatches, workThroughRows } from "../src/sweep.ts";
+import { defineTask, type TaskContext } from "../src/task.ts";
+import type { GbifNameUsage } from "../src/upstream/gbif.ts";
+
+const MAX_BATCH = 1000;
+const DAY_MS = 86_400_000;
+
+const payload = Type.Object(
+  {
+    taxonIds: Type.Optional(
+      Type.Array(Type.Integer({ minimum: 1 }), {
+        minItems: 1,
+        maxItems: MAX_BATCH,
+        description: "Check exactly these rows, hot or not (still skipping recently checked ones unless force is set).",
+      }),
+    ),
+    hotWithinDays: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 3650, default: 30, description: "Hot: observed within this many days (last_observed_at)." }),
+    ),
+    hotMinObservations: Type.Optional(
+      Type.Integer({ minimum: 1, default: 100, description: "Hot: at least this many observations (observation_count)." }),
+    ),
+    staleAfterDays: Type.Optional(Type.Integer({ minimum: 1, maximum: 3650, default: 7, description: "A check older than this is done again." })),
+    force: Type.Optional(Type.Boolean({ default: false, description: "Check rows that were checked recently." })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_BATCH, default: 200, description: "Rows per batch job." })),
+  },
+  { additionalProperties: false },
+);
+export type CheckBackboneFreshnessPayload = Static<typeof payload>;
+
+declare global {
+  namespace GraphileWorker {
+    interface Tasks {
+      check_backbone_freshness: CheckBackboneFreshnessPayload;
+    }
+  }
+}
+
+/** taxonomicStatus values that mean "not current; follow acceptedKey" (UPSTREAM_APIS.md §3). */
+const NOT_CURRENT = /SYNONYM$|^MISAPPLIED$/;
+
+export default defineTask({
+  description: "Re-check the GBIF backbone keys of hot taxa; deleted, missing or re-synonymised keys go back to resolve_taxa.",
+  payload,
+  defaults: {
+    maxAttempts: 8,
+    timeoutMs: 120_000,
+    // Shares resolve_taxa's per-instance cap: both call GBIF.
+    concurrency: { limit: 2, group: "gbif" },
+    jobKey: (p) => batchJobKey("check_backbone_freshness", p.taxonIds, p.force ? "force" : ""),
+  },
+  async run(p, context) {
+    const now = new Date();
+    const staleBefore = p.force ? null : new Date(now.getTime() - (p.staleAfterDays ?? 7) * DAY_MS);
+    if (p.taxonIds) return checkBatch(await findTaxaForFreshness(context.db, { staleBefore, ids: p.taxonIds }), context);
+    const selection = { staleBefore, hot: { hotWithinDays: p.hotWithinDays ?? 30, hotMinObservations: p.hotMinObservations ?? 100, now } };
+    await sweepInBatches({
+      limit: p.limit ?? 200,
+      findIds: (page) => findTaxonIdsForFreshness(context.db, selection, page),
+      runBatch: async (ids) => checkBatch(await findTaxaForFreshness(context.db, { staleBefore, ids }), context),
+      enqueueBatch: (ids) => context.enqueue("check_backbone_freshness", { ...p, taxonIds: ids }),
+      signal: context.signal,
+      logger: context.logger,
+    });
+  },
+});
+
+async function checkBatch(rows: TaxonForFreshness[], { db, upstream, logger, signal, enqueue }: TaskContext): Promise<void> {
+  const flipped: number[] = [];
+  try {
+    await workThroughRows(rows, {
+      // GBIF_CONCURRENCY bounds the calls; this bounds the rows waiting on them.
+      concurrency: 4,
+      what: "check the backbone key of a taxon",
+      signal,
+      logger,
+      recordError: (row, error) => recordBackboneError(db, row.id, error.message, new Date()),
+      async work(row) {
+        const usage = await upstream.gbif.findUsage(row.gbif_usage_key, signal);
+        const change = describeChange(row, usage);
+        if (!change) {
+          await recordBackboneCurrent(db, row.id, new Date());
+          return "current";
+        }
+        await recordBackboneChanged(db, row.id, change, new Date());
+        flipped.push(row.id);
+        logger.info({ taxonId: row.id, usageKey: row.gbif_usage_key, change: change.status, note: change.note }, "backbone key changed");
+        return change.status;
+      },
+    });
+  } finally {
+    // Also when the batch stops on a transient failure: the rows flipped so far are re-resolved now, not tomorrow night.
+    if (flipped.length > 0) await enqueue("resolve_taxa", { taxonIds: flipped.sort((a, b) => a - b) });
+  }
+}
+
+/** What changed about the stored key, or undefined when it still stands as resolved. */
+function describeChange(
+  row: Pick<TaxonForFreshness, "gbif_usage_key" | "gbif_accepted_usage_key">,
+  usage: GbifNameUsage | null,
+): { status: "deleted" | "synonym" | "not_found"; note: string } | undefined {
+  const key = row.gbif_usage_key;
+  if (!usage) return { status: "not_found", note: `GBIF has no usage ${key} (404)` };
+  if (usage.deleted) return { status: "deleted", note: `GBIF deleted usage ${key} on ${usage.deleted}` };
+  const status = usage.taxonomicStatus ?? "";
+  if (NOT_CURRENT.test(status)) {
+    const accepted = usage.acceptedKey === undefined ? undefined : String(usage.acceptedKey);
+    // A row resolved to this synonym already records its accepted usage: only a different one is news.
+    if (accepted !== undefined && accepted === row.gbif_accepted_usage_key) return undefined;
+    return {
+      status: "synonym",
+      note: `GBIF usage ${key} is now ${status}${accepted ? ` of ${accepted}${usage.accepted ? ` (${usage.accepted})` : ""}` : " with no accepted usage"}`,
+    };
+  }
+  return undefined;
+}
