@@ -14,6 +14,8 @@ export class CrontabError extends Error {
 /** A crontab line with the line number it came from. */
 export interface CrontabEntry {
   line: number;
+  /** The five time fields as written, e.g. "30 3 * * *" (UTC). */
+  expression: string;
   item: ParsedCronItem;
 }
 
@@ -63,7 +65,7 @@ export function checkCrontab(text: string, registry: TaskRegistry, source = "cro
     if (options.queueName === undefined && defaults.queueName !== null) options.queueName = defaults.queueName;
     options.maxAttempts ??= defaults.maxAttempts;
     options.priority ??= defaults.priority;
-    entries.push({ line, item });
+    entries.push({ line, expression: trimmed.split(/\s+/).slice(0, 5).join(" "), item });
   }
   const seen = new Map<string, number>();
   for (const { line, item } of entries) {

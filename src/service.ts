@@ -13,6 +13,7 @@ import { loadRegistry, type TaskRegistry } from "./registry.ts";
 import { makeUpstreamClients } from "./upstream/clients.ts";
 import { connectionsNeeded, planRunners, startWorker, type WorkerHandle } from "./worker/worker.ts";
 import { HistoryRecorder } from "./lifecycle/history.ts";
+import { makeQueueStats } from "./lifecycle/queue-stats.ts";
 
 export interface Service {
   /** Where the HTTP server listens, e.g. http://127.0.0.1:8080. */
@@ -59,7 +60,16 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
     });
     releasers.push(() => worker.stop());
 
-    const app = await buildApp({ logger, pool: database.pool, db: database.db, registry, worker });
+    const app = await buildApp({
+      config,
+      logger,
+      pool: database.pool,
+      db: database.db,
+      registry,
+      crontab,
+      queueStats: makeQueueStats(database.db),
+      worker,
+    });
     releasers.push(() => app.close());
     const url = await app.listen({ host: config.http.host, port: config.http.port });
     logger.info(

@@ -204,6 +204,18 @@ export async function listJobs(db: Db, filter: JobFilter): Promise<{ jobs: JobSu
   };
 }
 
+/** The newest job ever enqueued with this key, in any state (idempotent requests). */
+export async function findJobByKey(db: Db, key: string): Promise<JobDetails | null> {
+  const row = await db
+    .selectFrom("observing_jobs.job_records")
+    .select("id")
+    .where("job_key", "=", key)
+    .orderBy("id", "desc")
+    .limit(1)
+    .executeTakeFirst();
+  return row ? findJob(db, String(row.id)) : null;
+}
+
 async function findJobOrThrow(db: Db, id: string): Promise<JobDetails> {
   const job = await findJob(db, id);
   if (!job) throw new JobNotFoundError(id);

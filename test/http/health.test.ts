@@ -2,7 +2,8 @@ import { sql } from "kysely";
 import { expect } from "vitest";
 import { makeDatabase } from "../../src/db/database.ts";
 import { EXPECTED_SCHEMA_VERSION } from "../../src/db/migrate.ts";
-import { buildApp, type App } from "../../src/http/app.ts";
+import type { App } from "../../src/http/app.ts";
+import { buildTestApp } from "../helpers/app.ts";
 import { test } from "../helpers/env.ts";
 import { freePort } from "../helpers/service-process.ts";
 
@@ -10,7 +11,7 @@ let running = true;
 let app: App;
 
 test.beforeAll(async ({ env }) => {
-  app = await buildApp({ logger: env.logger, pool: env.pool, db: env.db, registry: env.registry, worker: { isRunning: () => running } });
+  app = await buildTestApp(env, { worker: { isRunning: () => running } });
 });
 test.afterAll(async () => {
   await app.close();
@@ -50,7 +51,7 @@ test("readiness is 503 when the schema is behind this build", async ({ env }) =>
 
 test("readiness is 503 when the database does not answer", async ({ env }) => {
   const unreachable = makeDatabase(`postgres://postgres@127.0.0.1:${await freePort()}/none`, { maxConnections: 1, logger: env.logger });
-  const broken = await buildApp({ logger: env.logger, pool: unreachable.pool, db: unreachable.db, registry: env.registry, worker: { isRunning: () => true } });
+  const broken = await buildTestApp({ ...env, pool: unreachable.pool, db: unreachable.db });
   try {
     const response = await broken.inject({ method: "GET", url: "/readyz" });
     expect(response.statusCode).toBe(503);

@@ -33,6 +33,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`create index job_records_task_id_idx on observing_jobs.job_records (task, id desc)`.execute(db);
   await sql`create index job_records_phase_id_idx on observing_jobs.job_records (phase, id desc)`.execute(db);
   await sql`create index job_records_finished_at_idx on observing_jobs.job_records (finished_at) where finished_at is not null`.execute(db);
+  // Idempotency keys are looked up by job key, also after the job is done.
+  await sql`create index job_records_job_key_idx on observing_jobs.job_records (job_key, id desc) where job_key is not null`.execute(db);
 
   await sql`
     create table observing_jobs.job_events (

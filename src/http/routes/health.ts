@@ -19,13 +19,13 @@ const Readiness = Type.Object({
 const healthRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (app, { deps }) => {
   app.get(
     "/healthz",
-    { logLevel: "warn", schema: { response: { 200: Type.Object({ status: Type.Literal("ok") }) } } },
+    { logLevel: "warn", schema: { summary: "Liveness", tags: ["health"], security: [], response: { 200: Type.Object({ status: Type.Literal("ok") }) } } },
     async () => ({ status: "ok" as const }),
   );
 
   app.get(
     "/readyz",
-    { logLevel: "warn", schema: { response: { 200: Readiness, 503: Readiness } } },
+    { logLevel: "warn", schema: { summary: "Readiness", tags: ["health"], security: [], response: { 200: Readiness, 503: Readiness } } },
     async (_request, reply) => {
       const [database, schema] = await Promise.all([
         check(async () => {

@@ -1,0 +1,109 @@
+/**
+ * Authentication for every route registered after it in its scope: Google-signed OIDC ID tokens
+ * (what Cloud Run callers and Cloud Scheduler send), checked for signature, issuer, audience and
+ * expiry, from callers on an allowlist; or static bearer tokens (development, CI), compared in
+ * constant time. A missing or bad credential is 401, a valid caller not on the allowlist 403.
+ */
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { FastifyReply, FastifyRequest } from "fastify";
+import fp from "fastify-plugin";
+import { createRemoteJWKSet, errors as joseErrors, jwtVerify } from "jose";
+import type { Config } from "../../config.ts";
+
+/** Who made the request, for history ("retried by …") and logs. */
+export interface Caller {
+  /** An email for OIDC callers, `token:<fingerprint>` for static tokens, `anonymous` with auth disabled. */
+  id: string;
+  method: "oidc" | "token" | "none";
+}
+
+declare module "fastify" {
+  interface FastifyRequest {
+    caller: Caller;
+  }
+}
+
+export class AuthError extends Error {
+  override name = "AuthError";
+  readonly statusCode: 401 | 403 | 503;
+  constructor(statusCode: 401 | 403 | 503, message: string) {
+    super(message);
+    this.statusCode = statusCode;
+  }
+}
+
+export type Authenticate = (authorization: string | undefined) => Promise<Caller>;
+
+/** Turns an Authorization header into a caller, or throws an AuthError. Shared with the dashboard's login. */
+export function makeAuthenticator(auth: Config["auth"]): Authenticate {
+  const tokens = auth.tokens.map((token) => ({ digest: sha256(token), id: `token:${sha256(token).toString("hex").slice(0, 8)}` }));
+  const oidc = auth.oidc;
+  const jwks = oidc ? createRemoteJWKSet(new URL(oidc.jwksUrl), { cooldownDuration: 30_000, timeoutDuration: 5_000 }) : null;
+  const allowed = new Set(oidc?.allowedCallers ?? []);
+
+  return async (authorization) => {
+    if (auth.disabled) return { id: "anonymous", method: "none" };
+    const match = /^Bearer\s+(\S+)$/i.exec(authorization ?? "");
+    if (!match) throw new AuthError(401, "missing bearer credential: send 'Authorization: Bearer <token>'");
+    const credential = match[1]!;
+
+    // Every configured token is compared, in constant time, whatever matches first.
+    const digest = sha256(credential);
+    let tokenCaller: Caller | null = null;
+    for (const token of tokens) if (timingSafeEqual(digest, token.digest)) tokenCaller = { id: token.id, method: "token" };
+    if (tokenCaller) return tokenCaller;
+
+    if (!oidc || !jwks || credential.split(".").length !== 3) throw new AuthError(401, "invalid credential");
+    let email: unknown;
+    let verified: unknown;
+    try {
+      const { payload } = await jwtVerify(credential, jwks, {
+        issuer: [...oidc.issuers],
+        audience: oidc.audience,
+        algorithms: ["RS256"],
+      });
+      email = payload.email;
+      verified = payload.email_verified;
+    } catch (error) {
+      // Google's keys out of reach says nothing about the caller: ask them to come back, don't refuse them.
+      if (error instanceof joseErrors.JWKSTimeout || !(error instanceof joseErrors.JOSEError)) {
+        throw new AuthError(503, "cannot verify ID tokens right now (signing keys unavailable)");
+      }
+      throw new AuthError(401, `invalid ID token: ${describeJoseError(error)}`);
+    }
+    if (typeof email !== "string" || verified !== true) throw new AuthError(403, "the ID token has no verified email");
+    if (!allowed.has(email.toLowerCase())) throw new AuthError(403, `caller ${email} is not allowed to use this service`);
+    return { id: email.toLowerCase(), method: "oidc" };
+  };
+}
+
+/** Fastify plugin: every route after it in the scope needs a caller. */
+export const authPlugin = fp<{ authenticate: Authenticate }>(
+  async (app, { authenticate }) => {
+    app.decorateRequest("caller", null as unknown as Caller);
+    app.addHook("onRequest", async (request: FastifyRequest, reply: FastifyReply) => {
+      try {
+        request.caller = await authenticate(request.headers.authorization);
+      } catch (error) {
+        if (!(error instanceof AuthError)) throw error;
+        request.log.info({ reason: error.message, status: error.statusCode }, "request refused");
+        if (error.statusCode === 401) reply.header("www-authenticate", 'Bearer realm="observing-jobs"');
+        const name = { 401: "Unauthorized", 403: "Forbidden", 503: "Service Unavailable" }[error.statusCode];
+        return reply.status(error.statusCode).send({ statusCode: error.statusCode, error: name, message: error.message });
+      }
+    });
+  },
+  { name: "observing-jobs-auth" },
+);
+
+function sha256(text: string): Buffer {
+  return createHash("sha256").update(text).digest();
+}
+
+function describeJoseError(error: unknown): string {
+  if (error instanceof joseErrors.JWTExpired) return "expired";
+  if (error instanceof joseErrors.JWTClaimValidationFailed) return `${error.claim} claim is not accepted`;
+  if (error instanceof joseErrors.JWSSignatureVerificationFailed) return "signature does not verify";
+  if (error instanceof joseErrors.JWKSNoMatchingKey) return "signed by an unknown key";
+  return (error as InstanceType<typeof joseErrors.JOSEError>).code;
+}

@@ -1,0 +1,268 @@
+/**
+ * The jobs API. Every task gets its own `POST /jobs/<task>` route whose body schema is the very
+ * schema object the task file exports, so the API, the worker and the OpenAPI document agree.
+ * Nothing is enqueued unless the whole request is valid.
+ */
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import type { FastifySchemaValidationError } from "fastify/types/schema.js";
+import Type from "typebox";
+import type { JobEventRow } from "../../db/tables/job-events.ts";
+import { enqueueJob, enqueueJobs, type EnqueueOptions, type EnqueuedJob } from "../../enqueue.ts";
+import { HttpError } from "../errors.ts";
+import {
+  cancelJob,
+  discardJob,
+  findJob,
+  findJobByKey,
+  IllegalTransitionError,
+  JOB_STATES,
+  JobNotFoundError,
+  listJobs,
+  retryJob,
+  type JobDetails,
+  type JobSummary,
+} from "../../lifecycle/jobs.ts";
+import { describeError } from "../../payload-validation.ts";
+import type { RegisteredTask } from "../../registry.ts";
+import type { AppDependencies } from "../app.ts";
+import { EnqueuedResponse, EnqueueQuery, ErrorResponse, IdempotencyHeaders, JobDetails as JobDetailsSchema, JobSummary as JobSummarySchema } from "../schemas.ts";
+
+const MAX_BATCH = 1000;
+const JobId = Type.Object({ id: Type.String({ pattern: "^[0-9]{1,19}$", description: "Job id" }) });
+const errors = { 400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 413: ErrorResponse, 415: ErrorResponse };
+
+/** Validation errors named the way the worker and the CLI name them ("payload/taxonIds must be array"). */
+const formatErrors = (root: string) => (validationErrors: FastifySchemaValidationError[], dataVar: string) =>
+  new Error(validationErrors.map((error) => describeError(error as Parameters<typeof describeError>[0], dataVar === "body" ? root : dataVar)).join("; "));
+
+const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (app, { deps }) => {
+  const { db, registry } = deps;
+
+  // A request without a body enqueues the task with an empty payload (its defaults).
+  app.addHook("preValidation", async (request) => {
+    if (request.method === "POST" && request.body === undefined && !request.headers["content-type"]) request.body = {};
+  });
+
+  for (const task of registry.all()) {
+    if (task.internal) continue;
+    registerTaskRoutes(task);
+  }
+
+  function registerTaskRoutes(task: RegisteredTask) {
+    app.post(
+      `/jobs/${task.name}`,
+      {
+        schema: {
+          summary: `Enqueue a ${task.name} job`,
+          description: task.description,
+          tags: ["jobs"],
+          body: task.schema,
+          querystring: EnqueueQuery,
+          headers: IdempotencyHeaders,
+          response: { 202: EnqueuedResponse, ...errors },
+        },
+        schemaErrorFormatter: formatErrors("payload"),
+      },
+      async (request, reply) => {
+        const options = enqueueOptions(request.query);
+        const idempotencyKey = request.headers["idempotency-key"];
+        if (idempotencyKey) {
+          if (options.jobKey) throw new HttpError(400, "send either an Idempotency-Key header or a jobKey, not both");
+          options.jobKey = `idempotency:${task.name}:${idempotencyKey}`;
+          // unsafe_dedupe: a retried request while the job waits gets that job, unchanged.
+          options.jobKeyMode = "unsafe_dedupe";
+          const earlier = await findJobByKey(db, options.jobKey);
+          if (earlier) {
+            reply.header("idempotent-replayed", "true");
+            return reply.status(202).header("location", jobLink(earlier.id)).send(enqueued(earlier));
+          }
+        }
+        const job = await enqueueJob(db, registry, task.name, request.body, options, { source: "http", actor: request.caller.id });
+        request.log.info({ caller: request.caller.id, jobId: job.id, task: task.name }, "job enqueued");
+        return reply.status(202).header("location", jobLink(job.id)).send(enqueued(job));
+      },
+    );
+
+    app.post(
+      `/jobs/${task.name}/batch`,
+      {
+        schema: {
+          summary: `Enqueue many ${task.name} jobs, all or nothing`,
+          tags: ["jobs"],
+          body: Type.Object(
+            { payloads: Type.Array(task.schema, { minItems: 1, maxItems: MAX_BATCH }) },
+            { additionalProperties: false },
+          ),
+          querystring: Type.Omit(EnqueueQuery, ["jobKey"]),
+          response: { 202: Type.Object({ jobs: Type.Array(EnqueuedResponse) }), ...errors },
+        },
+        schemaErrorFormatter: formatErrors("body"),
+      },
+      async (request, reply) => {
+        const options = enqueueOptions(request.query);
+        const jobs = await db
+          .transaction()
+          .execute((trx) => enqueueJobs(trx, registry, task.name, request.body.payloads, options, { source: "http", actor: request.caller.id }));
+        request.log.info({ caller: request.caller.id, task: task.name, count: jobs.length }, "jobs enqueued");
+        return reply.status(202).send({ jobs: jobs.map(enqueued) });
+      },
+    );
+  }
+
+  // Any other name: not a task this service runs (or not one the API may trigger).
+  const unknownTask = Type.Object({ name: Type.String() });
+  for (const path of ["/jobs/:name", "/jobs/:name/batch"]) {
+    app.post(path, { schema: { hide: true, params: unknownTask } }, async (request, reply) => {
+      const { name } = request.params as { name: string };
+      const task = registry.find(name);
+      if (task?.internal) {
+        return reply.status(403).send({ statusCode: 403, error: "Forbidden", message: `task '${name}' is internal: it runs from the crontab only` });
+      }
+      const closest = registry.suggest(name);
+      const suggestion = closest && !registry.get(closest).internal ? closest : undefined;
+      return reply.status(404).send({
+        statusCode: 404,
+        error: "Not Found",
+        message: `unknown task '${name}'${suggestion ? ` (did you mean '${suggestion}'?)` : ""}`,
+      });
+    });
+  }
+
+  app.get(
+    "/jobs",
+    {
+      schema: {
+        summary: "List jobs, newest first",
+        tags: ["jobs"],
+        querystring: Type.Object(
+          {
+            task: Type.Optional(Type.String()),
+            state: Type.Optional(Type.Enum(JOB_STATES)),
+            queue: Type.Optional(Type.String()),
+            from: Type.Optional(Type.String({ format: "date-time", description: "Created at or after" })),
+            to: Type.Optional(Type.String({ format: "date-time", description: "Created before" })),
+            cursor: Type.Optional(Type.String({ pattern: "^[0-9]{1,19}$", description: "nextCursor of the previous page" })),
+            limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Object({ jobs: Type.Array(JobSummarySchema), nextCursor: Type.Union([Type.String(), Type.Null()]) }), ...errors },
+      },
+      schemaErrorFormatter: formatErrors("query"),
+    },
+    async (request) => {
+      const { task, state, queue, from, to, cursor, limit } = request.query;
+      const page = await listJobs(db, {
+        limit,
+        ...(task ? { task } : {}),
+        ...(state ? { state } : {}),
+        ...(queue ? { queue } : {}),
+        ...(from ? { from: new Date(from) } : {}),
+        ...(to ? { to: new Date(to) } : {}),
+        ...(cursor ? { before: cursor } : {}),
+      });
+      return { jobs: page.jobs.map(summary), nextCursor: page.nextCursor };
+    },
+  );
+
+  app.get(
+    "/jobs/:id",
+    { schema: { summary: "A job's state and history", tags: ["jobs"], params: JobId, response: { 200: JobDetailsSchema, ...errors } } },
+    async (request, reply) => {
+      const job = await findJob(db, request.params.id);
+      if (!job) return reply.status(404).send({ statusCode: 404, error: "Not Found", message: `no job with id ${request.params.id}` });
+      return details(job);
+    },
+  );
+
+  const actions = { retry: retryJob, cancel: cancelJob, discard: discardJob } as const;
+  const descriptions = {
+    retry: "Send a dead (or failed, waiting) job back to the queue now, attempts reset",
+    cancel: "Remove a job that has not started",
+    discard: "Remove a dead job from the dead-letter",
+  };
+  for (const [name, action] of Object.entries(actions)) {
+    app.post(
+      `/jobs/:id/${name}`,
+      {
+        schema: {
+          summary: descriptions[name as keyof typeof actions],
+          tags: ["jobs"],
+          params: JobId,
+          response: { 200: JobDetailsSchema, ...errors },
+        },
+      },
+      async (request, reply) => {
+        try {
+          const job = await action(db, request.params.id, request.caller.id);
+          request.log.info({ caller: request.caller.id, jobId: job.id, action: name }, `job ${name} by operator`);
+          return details(job);
+        } catch (error) {
+          if (error instanceof JobNotFoundError) return reply.status(404).send({ statusCode: 404, error: "Not Found", message: error.message });
+          if (error instanceof IllegalTransitionError) {
+            return reply.status(409).send({ statusCode: 409, error: "Conflict", message: error.message, state: error.state });
+          }
+          throw error;
+        }
+      },
+    );
+  }
+};
+
+function enqueueOptions(query: { runAt?: string; priority?: number; maxAttempts?: number; jobKey?: string; queue?: string }): EnqueueOptions {
+  return {
+    ...(query.runAt ? { runAt: new Date(query.runAt) } : {}),
+    ...(query.priority !== undefined ? { priority: query.priority } : {}),
+    ...(query.maxAttempts !== undefined ? { maxAttempts: query.maxAttempts } : {}),
+    ...(query.jobKey ? { jobKey: query.jobKey } : {}),
+    ...(query.queue ? { queueName: query.queue } : {}),
+  };
+}
+
+export function jobLink(id: string): string {
+  return `/jobs/${id}`;
+}
+
+const iso = (date: Date) => date.toISOString();
+const isoOrNull = (date: Date | null) => (date ? date.toISOString() : null);
+
+function enqueued(job: EnqueuedJob | JobDetails) {
+  const links = { self: jobLink(job.id) };
+  if ("state" in job) return { jobId: job.id, task: job.task, state: job.state, queue: job.queue, runAt: iso(job.runAt), links };
+  const state = job.runAt.getTime() > Date.now() ? ("scheduled" as const) : ("queued" as const);
+  return { jobId: job.id, task: job.task, state, queue: job.queueName, runAt: iso(job.runAt), links };
+}
+
+function summary(job: JobSummary) {
+  return {
+    ...job,
+    runAt: iso(job.runAt),
+    createdAt: iso(job.createdAt),
+    startedAt: isoOrNull(job.startedAt),
+    finishedAt: isoOrNull(job.finishedAt),
+    links: { self: jobLink(job.id) },
+  };
+}
+
+function details(job: JobDetails) {
+  return { ...summary(job), payload: job.payload, timeline: job.timeline.map(timelineEvent) };
+}
+
+function timelineEvent(event: JobEventRow) {
+  return {
+    id: String(event.id),
+    event: event.event,
+    attempt: event.attempt,
+    source: event.source,
+    workerId: event.worker_id,
+    actor: event.actor,
+    error: event.error,
+    stack: event.stack,
+    durationMs: event.duration_ms,
+    runAt: isoOrNull(event.run_at),
+    traceId: event.trace_id,
+    at: iso(event.at),
+  };
+}
+
+export default jobRoutes;

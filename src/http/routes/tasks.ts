@@ -1,0 +1,67 @@
+/** The registry as the API shows it: each task's payload schema, defaults and schedules. */
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import Type from "typebox";
+import { describeSchedules } from "../../schedules.ts";
+import type { AppDependencies } from "../app.ts";
+import { ErrorResponse } from "../schemas.ts";
+
+const Task = Type.Object({
+  name: Type.String(),
+  description: Type.String(),
+  internal: Type.Boolean({ description: "Runs from the crontab only; cannot be triggered over HTTP." }),
+  payloadSchema: Type.Unknown({ description: "JSON Schema of the payload (the one POST /jobs/{task} validates against)." }),
+  defaults: Type.Object({
+    maxAttempts: Type.Integer(),
+    queueName: Type.Union([Type.String(), Type.Null()]),
+    priority: Type.Integer(),
+    jobKeyMode: Type.String(),
+    timeoutMs: Type.Integer(),
+    concurrency: Type.Union([Type.Object({ limit: Type.Integer(), group: Type.String() }), Type.Null()]),
+  }),
+  schedules: Type.Array(
+    Type.Object({
+      id: Type.String(),
+      expression: Type.String({ description: "Crontab time fields, UTC" }),
+      backfillSeconds: Type.Integer(),
+      payload: Type.Unknown(),
+      nextRunAt: Type.String({ format: "date-time" }),
+    }),
+  ),
+});
+
+const taskRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (app, { deps }) => {
+  app.get(
+    "/tasks",
+    {
+      schema: {
+        summary: "The tasks this service runs, with their payload schemas, defaults and schedules",
+        tags: ["tasks"],
+        response: { 200: Type.Object({ tasks: Type.Array(Task) }), 401: ErrorResponse, 403: ErrorResponse },
+      },
+    },
+    async () => {
+      const schedules = describeSchedules(deps.crontab);
+      return {
+        tasks: deps.registry.all().map((task) => ({
+          name: task.name,
+          description: task.description,
+          internal: task.internal,
+          payloadSchema: task.schema,
+          defaults: {
+            maxAttempts: task.defaults.maxAttempts,
+            queueName: task.defaults.queueName,
+            priority: task.defaults.priority,
+            jobKeyMode: task.defaults.jobKeyMode,
+            timeoutMs: task.defaults.timeoutMs,
+            concurrency: task.defaults.concurrency,
+          },
+          schedules: schedules
+            .filter((schedule) => schedule.task === task.name)
+            .map(({ task: _task, nextRunAt, ...schedule }) => ({ ...schedule, nextRunAt: nextRunAt.toISOString() })),
+        })),
+      };
+    },
+  );
+};
+
+export default taskRoutes;

@@ -1,0 +1,38 @@
+/**
+ * The crontab as operators see it: each entry's schedule and its next fire times (UTC), for the
+ * API's task listing, the dashboard and metrics.
+ */
+import { CronExpressionParser } from "cron-parser";
+import type { CrontabEntry } from "./crontab.ts";
+
+export interface Schedule {
+  id: string;
+  task: string;
+  /** The five crontab time fields, in UTC. */
+  expression: string;
+  /** Missed runs within this many seconds are back-filled at start-up (0: none). */
+  backfillSeconds: number;
+  /** The payload the line gives the task (before graphile-worker adds `_cron`). */
+  payload: unknown;
+  nextRunAt: Date;
+}
+
+export function nextRunAfter(expression: string, after: Date): Date {
+  return CronExpressionParser.parse(expression, { tz: "UTC", currentDate: after }).next().toDate();
+}
+
+/** The time the entry last fired (or should have) at or before `at`. */
+export function previousRunBefore(expression: string, at: Date): Date {
+  return CronExpressionParser.parse(expression, { tz: "UTC", currentDate: at }).prev().toDate();
+}
+
+export function describeSchedules(entries: readonly CrontabEntry[], now: Date = new Date()): Schedule[] {
+  return entries.map(({ expression, item }) => ({
+    id: item.identifier,
+    task: item.task,
+    expression,
+    backfillSeconds: Math.round(item.options.backfillPeriod / 1000),
+    payload: item.payload ?? {},
+    nextRunAt: nextRunAfter(expression, now),
+  }));
+}

@@ -1,0 +1,61 @@
+/**
+ * Google's side of OIDC, for tests: a real HTTP server publishing a JWKS (as
+ * https://www.googleapis.com/oauth2/v3/certs does) and real RS256 ID tokens signed with its key.
+ */
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from "jose";
+
+export const GOOGLE_ISSUER = "https://accounts.google.com";
+
+export interface IdTokenClaims {
+  email?: string;
+  email_verified?: boolean;
+  aud?: string;
+  iss?: string;
+  /** Seconds from now; negative for an expired token. */
+  expiresIn?: number;
+}
+
+export class FakeGoogleOidc {
+  jwksUrl = "";
+  #server = http.createServer((_request, response) => {
+    response.writeHead(200, { "content-type": "application/json" });
+    response.end(JSON.stringify({ keys: [this.#publicJwk] }));
+  });
+  #privateKey!: CryptoKey;
+  #publicJwk!: Record<string, unknown>;
+
+  async start(): Promise<this> {
+    const { publicKey, privateKey } = await generateKeyPair("RS256");
+    this.#privateKey = privateKey;
+    this.#publicJwk = { ...(await exportJWK(publicKey)), kid: "test-key-1", alg: "RS256", use: "sig" };
+    await new Promise<void>((resolve) => this.#server.listen(0, "127.0.0.1", resolve));
+    this.jwksUrl = `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}/oauth2/v3/certs`;
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    this.#server.closeAllConnections();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  /** An ID token as Google signs it for a service account calling a Cloud Run service. */
+  async idToken(audience: string, claims: IdTokenClaims = {}, key: CryptoKey = this.#privateKey): Promise<string> {
+    const now = Math.floor(Date.now() / 1000);
+    return new SignJWT({ email: claims.email ?? "scheduler@observing-prod.iam.gserviceaccount.com", email_verified: claims.email_verified ?? true })
+      .setProtectedHeader({ alg: "RS256", kid: "test-key-1", typ: "JWT" })
+      .setIssuer(claims.iss ?? GOOGLE_ISSUER)
+      .setAudience(claims.aud ?? audience)
+      .setSubject("113456789012345678901")
+      .setIssuedAt(now - 10)
+      .setExpirationTime(now + (claims.expiresIn ?? 300))
+      .sign(key);
+  }
+
+  /** A token signed by a key the JWKS does not publish. */
+  async forgedIdToken(audience: string): Promise<string> {
+    const { privateKey } = await generateKeyPair("RS256");
+    return this.idToken(audience, {}, privateKey);
+  }
+}
