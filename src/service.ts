@@ -7,6 +7,7 @@ import { loadCrontab } from "./crontab.ts";
 import { connectDatabase, type ConnectedDatabase } from "./db/connect.ts";
 import { POOL_OVERHEAD } from "./db/database.ts";
 import { migrateDatabase } from "./db/migrate.ts";
+import { warnAboutExcessPrivileges } from "./db/privileges.ts";
 import { buildApp, type App } from "./http/app.ts";
 import type { Logger } from "./observability/logger.ts";
 import { loadRegistry, type TaskRegistry } from "./registry.ts";
@@ -43,6 +44,7 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
     const database = await connectDatabase(config, logger, config.worker.concurrency + POOL_OVERHEAD);
     releasers.push(() => database.close());
     if (config.database.migrateOnStart) await migrateDatabase(database.pool, database.db, logger);
+    await warnAboutExcessPrivileges(database.pool, logger, config);
 
     const deps = { db: database.db, registry, upstream: makeUpstreamClients(config), logger };
     const worker = await startWorker({
