@@ -84,6 +84,9 @@ describe("the container image, replayed without Docker", () => {
         { timeoutMs: 30_000, message: "the service to start" },
       );
       expect(started).toMatchObject({ tasks: ["resolve_taxa"], cron: ["resolve_taxa_nightly"] });
+      // The replay connects as the test server's superuser, which the service must call out.
+      const warnings = service.lines().filter((line) => line.level === 40).map((line) => String(line.msg));
+      expect(warnings).toEqual(expect.arrayContaining([expect.stringMatching(/more privilege than it needs \(connected as superuser/)]));
       const url = String(started.url);
       await waitFor(
         async () => {
