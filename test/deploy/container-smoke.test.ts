@@ -132,9 +132,14 @@ async function replayStage(stage: DockerStage, fsRoot: string, earlier: Map<stri
         break;
       }
       case "RUN": {
+        // A cache mount is the builder's persistent cache; for npm's, that is this machine's npm cache,
+        // which holds the lockfile's packages, so the installs need no registry round trips.
+        const mount = instruction.flags.mount;
+        if (mount !== undefined && mount !== "type=cache,target=/root/.npm") throw new Error(`the replay does not know RUN --mount=${mount}`);
+        // Commands run on this machine, not in a container: only npm's, which stay inside the stage's folder.
+        if (!/^npm (ci|run [\w:-]+)( --[\w=-]+)*$/.test(instruction.text)) throw new Error(`the replay does not run RUN ${instruction.text}; teach it`);
         const result = await runToEnd(["sh", "-c", instruction.text], {
           cwd: inside("."),
-          // The lockfile's packages are in the local npm cache: no registry round trips needed.
           env: { ...builderEnvironment(), ...replayed.env, npm_config_prefer_offline: "true", npm_config_update_notifier: "false" },
         });
         if (result.code !== 0) throw new Error(`RUN ${instruction.text} failed (${result.code}):\n${result.stdout}\n${result.stderr}`);

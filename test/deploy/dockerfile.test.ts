@@ -22,6 +22,15 @@ describe("the Dockerfile", () => {
     expect(runs).toContain("npm run build");
   });
 
+  test("keeps npm's download cache out of the image: every npm ci runs with a cache mount", () => {
+    for (const stage of parsed.stages) {
+      for (const run of keywords(stage, "RUN").filter((i) => /\bnpm ci\b/.test(i.text))) {
+        expect(run.flags.mount, run.text).toMatch(/^type=cache,target=\/root\/\.npm$/);
+        expect(run.text).not.toMatch(/npm cache/);
+      }
+    }
+  });
+
   test("installs production dependencies only in the final stage, from the lockfile", () => {
     const install = keywords(runtime, "RUN").find((i) => /\bnpm ci\b/.test(i.text));
     expect(install?.text).toMatch(/npm ci\b.*--omit=dev/);

@@ -16,7 +16,7 @@ export interface DockerInstruction {
   flags: Record<string, string | null>;
   /** The JSON array of an exec-form instruction (CMD ["node", …]); null in shell form. */
   execForm: string[] | null;
-  /** The arguments as written, for RUN's shell command. */
+  /** The arguments as written, after the flags: RUN's shell command. */
   text: string;
   /** ENV's name=value pairs; empty for other instructions. */
   env: Record<string, string>;
@@ -79,7 +79,7 @@ function describe(instruction: Instruction, substitute: (value: string) => strin
     args: instruction.getArguments().map((argument) => substitute(argument.getValue())),
     flags,
     execForm,
-    text: instruction.getArgumentsContent() ?? "",
+    text: (instruction.getArgumentsContent() ?? "").replace(/^(--\S+\s+)*/, ""),
   };
 }
 
