@@ -82,7 +82,6 @@ export async function setupRoles(pool: pg.Pool, roles: RoleNames): Promise<RoleS
     throw new Error(`role names must be non-empty and distinct, got ${all.join(", ")}`);
   }
   const id = pg.escapeIdentifier;
-  const schemas = JOB_SCHEMAS.map(id).join(", ");
   const client = await pool.connect();
   const run = (text: string, values?: unknown[]) => client.query(text, values);
   const result: RoleSetupResult = { created: [], notes: [] };
@@ -108,43 +107,8 @@ export async function setupRoles(pool: pg.Pool, roles: RoleNames): Promise<RoleS
     await handOverJobSchemas(run, migrator);
     await revokeFromEveryoneElse(run, all);
 
-    await run(`grant usage on schema ${schemas} to ${id(runtime)}`);
-    await run(`grant select, insert, update, delete on all tables in schema ${id(WORKER_SCHEMA)} to ${id(runtime)}`);
-    await run(`grant usage on all sequences in schema ${id(WORKER_SCHEMA)} to ${id(runtime)}`);
-    await run(`grant execute on all routines in schema ${id(WORKER_SCHEMA)} to ${id(runtime)}`);
-    await run(`grant select on all tables in schema ${id(SERVICE_SCHEMA)} to ${id(runtime)}`);
-    // graphile-worker turns row-level security on for its private tables with no policy, which
-    // leaves them to their owner alone; the runtime gets one policy per table, named after it.
-    const { rows: guarded } = await run(
-      "select c.oid::regclass::text as name from pg_class c where c.relnamespace = $1::regnamespace and c.relrowsecurity",
-      [WORKER_SCHEMA],
-    );
-    for (const { name } of guarded as Array<{ name: string }>) {
-      await run(`drop policy if exists ${id(runtime)} on ${name}`);
-      await run(`create policy ${id(runtime)} on ${name} for all to ${id(runtime)} using (true) with check (true)`);
-    }
-    // What the next migrations create gets the same grants.
-    const future = `alter default privileges for role ${id(migrator)}`;
-    await run(`${future} revoke execute on routines from public`);
-    await run(`${future} in schema ${id(WORKER_SCHEMA)} grant select, insert, update, delete on tables to ${id(runtime)}`);
-    await run(`${future} in schema ${id(WORKER_SCHEMA)} grant usage on sequences to ${id(runtime)}`);
-    await run(`${future} in schema ${id(WORKER_SCHEMA)} grant execute on routines to ${id(runtime)}`);
-    await run(`${future} in schema ${id(SERVICE_SCHEMA)} grant select on tables to ${id(runtime)}`);
-
-    if (enqueuers.length > 0) await run(`grant usage on schema ${id(WORKER_SCHEMA)} to ${enqueuers.map(id).join(", ")}`);
-    const { rows: enqueueFunctions } = await run(
-      `select p.oid::regprocedure::text as signature from pg_proc p
-       where p.pronamespace = $1::regnamespace and p.proname = any($2)`,
-      [WORKER_SCHEMA, ENQUEUE_FUNCTIONS],
-    );
-    if (enqueueFunctions.length === 0) result.notes.push("graphile-worker is not installed yet: run migrate, then setup-roles again");
-    for (const { signature } of enqueueFunctions as Array<{ signature: string }>) {
-      // Runs as the migrator, so an enqueuer needs no access to the job tables; a fixed search_path
-      // keeps a caller's objects from being picked up inside it.
-      await run(`alter function ${signature} security definer set search_path = pg_catalog, pg_temp`);
-      if (enqueuers.length > 0) await run(`grant execute on function ${signature} to ${enqueuers.map(id).join(", ")}`);
-    }
-
+    await grantRuntime(run, roles);
+    result.notes.push(...(await grantEnqueuers(run, enqueuers)));
     result.notes.push(...(await grantTaxa(run, roles)));
     await run("commit");
     return result;
@@ -157,6 +121,53 @@ export async function setupRoles(pool: pg.Pool, roles: RoleNames): Promise<RoleS
 }
 
 type Run = (text: string, values?: unknown[]) => Promise<pg.QueryResult>;
+
+/** Data access to the job tables and graphile-worker's functions, now and for what later migrations create. */
+async function grantRuntime(run: Run, { migrator, runtime }: RoleNames): Promise<void> {
+  const id = pg.escapeIdentifier;
+  const schemas = JOB_SCHEMAS.map(id).join(", ");
+  await run(`grant usage on schema ${schemas} to ${id(runtime)}`);
+  await run(`grant select, insert, update, delete on all tables in schema ${id(WORKER_SCHEMA)} to ${id(runtime)}`);
+  await run(`grant usage on all sequences in schema ${id(WORKER_SCHEMA)} to ${id(runtime)}`);
+  await run(`grant execute on all routines in schema ${id(WORKER_SCHEMA)} to ${id(runtime)}`);
+  await run(`grant select on all tables in schema ${id(SERVICE_SCHEMA)} to ${id(runtime)}`);
+  // graphile-worker turns row-level security on for its private tables with no policy, which
+  // leaves them to their owner alone; the runtime gets one policy per table, named after it.
+  const { rows: guarded } = await run(
+    "select c.oid::regclass::text as name from pg_class c where c.relnamespace = $1::regnamespace and c.relrowsecurity",
+    [WORKER_SCHEMA],
+  );
+  for (const { name } of guarded as Array<{ name: string }>) {
+    await run(`drop policy if exists ${id(runtime)} on ${name}`);
+    await run(`create policy ${id(runtime)} on ${name} for all to ${id(runtime)} using (true) with check (true)`);
+  }
+  // What the next migrations create gets the same grants.
+  const future = `alter default privileges for role ${id(migrator)}`;
+  await run(`${future} revoke execute on routines from public`);
+  await run(`${future} in schema ${id(WORKER_SCHEMA)} grant select, insert, update, delete on tables to ${id(runtime)}`);
+  await run(`${future} in schema ${id(WORKER_SCHEMA)} grant usage on sequences to ${id(runtime)}`);
+  await run(`${future} in schema ${id(WORKER_SCHEMA)} grant execute on routines to ${id(runtime)}`);
+  await run(`${future} in schema ${id(SERVICE_SCHEMA)} grant select on tables to ${id(runtime)}`);
+}
+
+/** add_job and add_jobs for the enqueuers, and nothing else in the job schemas. */
+async function grantEnqueuers(run: Run, enqueuers: readonly string[]): Promise<string[]> {
+  const id = pg.escapeIdentifier;
+  if (enqueuers.length > 0) await run(`grant usage on schema ${id(WORKER_SCHEMA)} to ${enqueuers.map(id).join(", ")}`);
+  const { rows: enqueueFunctions } = await run(
+    `select p.oid::regprocedure::text as signature from pg_proc p
+     where p.pronamespace = $1::regnamespace and p.proname = any($2)`,
+    [WORKER_SCHEMA, ENQUEUE_FUNCTIONS],
+  );
+  const notes = enqueueFunctions.length === 0 ? ["graphile-worker is not installed yet: run migrate, then setup-roles again"] : [];
+  for (const { signature } of enqueueFunctions as Array<{ signature: string }>) {
+    // Runs as the migrator, so an enqueuer needs no access to the job tables; a fixed search_path
+    // keeps a caller's objects from being picked up inside it.
+    await run(`alter function ${signature} security definer set search_path = pg_catalog, pg_temp`);
+    if (enqueuers.length > 0) await run(`grant execute on function ${signature} to ${enqueuers.map(id).join(", ")}`);
+  }
+  return notes;
+}
 
 /** The migrator owns both job schemas and everything in them, whoever created it. */
 async function handOverJobSchemas(run: Run, migrator: string): Promise<void> {
