@@ -5,12 +5,14 @@
  *   observing-jobs add <task> [--payload JSON] [--run-at ISO] [--queue NAME] [--priority N]
  *                             [--max-attempts N] [--job-key KEY]
  *   observing-jobs tasks                           list the registered tasks
+ *   observing-jobs setup-roles [--migrator NAME] [--runtime NAME] [--enqueuers NAME,...]
  */
 import { randomUUID } from "node:crypto";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { ConfigError, loadConfig as loadConfigFromEnv, type Config } from "./config.ts";
 import { connectDatabase, type ConnectedDatabase } from "./db/connect.ts";
 import { migrateDatabase } from "./db/migrate.ts";
+import { DEFAULT_ROLE_NAMES, setupRoles } from "./db/roles.ts";
 import { enqueueJob, InvalidPayloadError, type EnqueueOptions } from "./enqueue.ts";
 import { makeLogger, type Logger } from "./observability/logger.ts";
 import { loadRegistry, UnknownTaskError } from "./registry.ts";
@@ -25,6 +27,8 @@ commands:
   add <task> [--payload JSON]  enqueue a job
       [--run-at ISO-8601] [--queue NAME] [--priority N] [--max-attempts N] [--job-key KEY]
   tasks                        list the registered tasks
+  setup-roles                  create the least-privilege database roles (run as the database admin)
+      [--migrator NAME] [--runtime NAME] [--enqueuers NAME,NAME]
   help                         show this text`;
 
 export class UsageError extends Error {
@@ -46,6 +50,9 @@ const OPTIONS = {
   priority: { type: "string" },
   "max-attempts": { type: "string" },
   "job-key": { type: "string" },
+  migrator: { type: "string" },
+  runtime: { type: "string" },
+  enqueuers: { type: "string" },
   help: { type: "boolean", short: "h" },
 } satisfies ParseArgsConfig["options"];
 
@@ -86,6 +93,7 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
     tasks: [],
     run: ["payload"],
     add: ["payload", ...jobOptions],
+    "setup-roles": ["migrator", "runtime", "enqueuers"],
   };
   const allowedHere = allowed[command];
   if (!allowedHere) throw new UsageError(`unknown command '${command}'`);
@@ -115,6 +123,15 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
     if (command === "migrate" || config.database.migrateOnStart) await migrateDatabase(database.pool, database.db, logger);
     if (command === "migrate") {
       io.stdout("migrations applied\n");
+      return 0;
+    }
+    if (command === "setup-roles") {
+      const roles = {
+        migrator: values.migrator ?? DEFAULT_ROLE_NAMES.migrator,
+        runtime: values.runtime ?? DEFAULT_ROLE_NAMES.runtime,
+        enqueuers: values.enqueuers === undefined ? DEFAULT_ROLE_NAMES.enqueuers : values.enqueuers.split(",").filter(Boolean),
+      };
+      io.stdout(`${JSON.stringify({ roles, ...(await setupRoles(database.pool, roles)) })}\n`);
       return 0;
     }
     if (command === "add") {

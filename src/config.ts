@@ -239,7 +239,8 @@ export function redactUrl(url: string): string {
     if (parsed.password) parsed.password = "***";
     return parsed.toString();
   } catch {
-    return "[unparseable URL]";
+    // Forms URL cannot parse, such as Cloud SQL's socket form postgresql://user:secret@/db?host=/cloudsql/…
+    return url.replace(/(\/\/[^:/@]*):[^@]*@/, "$1:***@");
   }
 }
 

@@ -6,7 +6,8 @@ import type { Config } from "./config.ts";
 import { loadCrontab } from "./crontab.ts";
 import { connectDatabase, type ConnectedDatabase } from "./db/connect.ts";
 import { POOL_OVERHEAD } from "./db/database.ts";
-import { migrateDatabase } from "./db/migrate.ts";
+import { assertSchemaCurrent, migrateDatabase } from "./db/migrate.ts";
+import { warnAboutExcessPrivileges } from "./db/privileges.ts";
 import { buildApp, type App } from "./http/app.ts";
 import type { Logger } from "./observability/logger.ts";
 import { loadRegistry, type TaskRegistry } from "./registry.ts";
@@ -46,6 +47,8 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
     const database = await connectDatabase(config, logger, connections);
     releasers.push(() => database.close());
     if (config.database.migrateOnStart) await migrateDatabase(database.pool, database.db, logger);
+    else await assertSchemaCurrent(database.pool);
+    await warnAboutExcessPrivileges(database.pool, logger, config);
 
     const deps = { db: database.db, registry, upstream: makeUpstreamClients(config), logger, config };
     const history = new HistoryRecorder(database.db, registry, logger);

@@ -68,5 +68,8 @@ describe("parseConfig", () => {
     expect(message).toMatch(/DATABASE_URL must be a URL starting with postgres:\/\//);
     expect(message).not.toContain("hunter2");
     expect(redactUrl("postgres://app:hunter2@db/x")).toBe("postgres://app:***@db/x");
+    expect(redactUrl("postgresql://app:hunter2@/jobs?host=/cloudsql/proj:europe-west1:db")).toBe(
+      "postgresql://app:***@/jobs?host=/cloudsql/proj:europe-west1:db",
+    );
   });
 });

@@ -41,3 +41,14 @@ export async function findSchemaVersion(pool: pg.Pool): Promise<string | null> {
   const { rows } = await pool.query<{ name: string | null }>(`select max(name) as name from ${table}`);
   return rows[0]?.name ?? null;
 }
+
+/**
+ * Refuses to start a build whose migrations have not been applied (production runs them as a
+ * pre-deploy step): its jobs would otherwise run against tables they do not know.
+ */
+export async function assertSchemaCurrent(pool: pg.Pool): Promise<void> {
+  const version = await findSchemaVersion(pool);
+  if (version === null || version < EXPECTED_SCHEMA_VERSION) {
+    throw new Error(`the database schema is at ${version ?? "nothing"}, this build needs ${EXPECTED_SCHEMA_VERSION}: run \`observing-jobs migrate\` first`);
+  }
+}

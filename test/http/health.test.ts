@@ -43,7 +43,7 @@ test("readiness is 503 when the schema is behind this build", async ({ env }) =>
   try {
     const response = await app.inject({ method: "GET", url: "/readyz" });
     expect(response.statusCode).toBe(503);
-    expect(response.json().checks.schema).toMatchObject({ ok: false, detail: expect.stringMatching(/run migrate/) });
+    expect(response.json().checks.schema).toMatchObject({ ok: false, detail: expect.stringMatching(/run `observing-jobs migrate` first/) });
   } finally {
     await sql`insert into observing_jobs.kysely_migration (name, timestamp) values (${EXPECTED_SCHEMA_VERSION}, now()::text)`.execute(env.db);
   }

@@ -120,6 +120,19 @@ describe("the service process", () => {
     }
   });
 
+  test("refuses to start without migrating when the schema is behind this build", async ({ env }) => {
+    const { sql } = await import("kysely");
+    const { EXPECTED_SCHEMA_VERSION } = await import("../../src/db/migrate.ts");
+    await sql`delete from observing_jobs.kysely_migration where name = ${EXPECTED_SCHEMA_VERSION}`.execute(env.db);
+    try {
+      const result = await runToCompletion(["src/main.ts"], testEnvironment({ DATABASE_URL: env.database.url, MIGRATE_ON_START: "false" }));
+      expect(result.code).toBe(1);
+      expect(result.stdout + result.stderr).toMatch(/this build needs .*run `observing-jobs migrate` first/);
+    } finally {
+      await sql`insert into observing_jobs.kysely_migration (name, timestamp) values (${EXPECTED_SCHEMA_VERSION}, now()::text)`.execute(env.db);
+    }
+  });
+
   test("refuses to start on a bad setting, naming the variable", async () => {
     const result = await runToCompletion(["src/main.ts"], testEnvironment({ NODE_ENV: "production" }));
     expect(result.code).toBe(1);

@@ -5,7 +5,7 @@
  */
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import Type from "typebox";
-import { EXPECTED_SCHEMA_VERSION, findSchemaVersion } from "../../db/migrate.ts";
+import { assertSchemaCurrent } from "../../db/migrate.ts";
 import type { AppDependencies } from "../app.ts";
 
 const CHECK_TIMEOUT_MS = 2000;
@@ -31,12 +31,7 @@ const healthRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async
         check(async () => {
           await deps.pool.query("select 1");
         }),
-        check(async () => {
-          const version = await findSchemaVersion(deps.pool);
-          if (version === null || version < EXPECTED_SCHEMA_VERSION) {
-            throw new Error(`schema at ${version ?? "nothing"}, this build needs ${EXPECTED_SCHEMA_VERSION}: run migrate`);
-          }
-        }),
+        check(() => assertSchemaCurrent(deps.pool)),
       ]);
       const worker = deps.worker.isRunning() ? { ok: true } : { ok: false, detail: "job runner is not running" };
       const ready = database.ok && schema.ok && worker.ok;

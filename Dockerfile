@@ -1,0 +1,36 @@
+# syntax=docker/dockerfile:1
+# One image for the service (the default command) and the ops CLI:
+#   docker run IMAGE                                         the service: HTTP, runner, crontab
+#   docker run IMAGE node bin/observing-jobs.js migrate      the pre-deploy migration (Cloud Run Job)
+#   docker run IMAGE node bin/observing-jobs.js add TASK --payload JSON
+# Build: docker build -t observing-jobs .   (the context is the repository root; see .dockerignore)
+
+# Pinned to a patch release so a rebuild is the same Node; bump it deliberately (CI may add @sha256:).
+ARG NODE_IMAGE=node:24.21.0-bookworm-slim
+
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+# Optional dependencies are embedded-postgres's platform binaries (development only) and pg-cloudflare.
+# npm's download cache lives in a build cache mount, never in a layer.
+RUN --mount=type=cache,target=/root/.npm npm ci --omit=optional --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+COPY tasks ./tasks
+RUN npm run build
+
+FROM ${NODE_IMAGE} AS runtime
+ENV NODE_ENV=production
+WORKDIR /app
+COPY package.json package-lock.json ./
+# Production dependencies only. The embedded PostgreSQL never runs here (production requires
+# DATABASE_URL), so its 60 MB of binaries stay out with the other optional packages.
+RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund
+COPY --from=build /app/dist ./dist
+COPY bin ./bin
+COPY crontab ./
+# Files stay root-owned and read-only to the service: the image's `node` user (uid 1000) runs it.
+USER node
+EXPOSE 8080
+# Exec form, node itself as PID 1: Cloud Run's SIGTERM reaches the service's graceful shutdown.
+CMD ["node", "--enable-source-maps", "dist/src/main.js"]

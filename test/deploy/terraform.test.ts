@@ -1,0 +1,215 @@
+/**
+ * The Google provider cannot be downloaded here, so `terraform validate` cannot run: this parses
+ * every .tf file with HashiCorp's HCL parser (@cdktf/hcl2json, WebAssembly, offline) and checks the
+ * structure the deployment depends on.
+ */
+import { buildTestApp } from "../helpers/app.ts";
+import { readdir, readFile } from "node:fs/promises";
+import path from "node:path";
+import { parse } from "@cdktf/hcl2json";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import type { App } from "../../src/http/app.ts";
+import { makeTestEnv } from "../helpers/env.ts";
+import { MIGRATE_COMMAND } from "../helpers/image.ts";
+
+// hcl2json's output is untyped JSON; the assertions below are what give it a shape.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Hcl = any;
+
+const directory = path.resolve(import.meta.dirname, "../../terraform");
+const files = (await readdir(directory)).filter((file) => file.endsWith(".tf")).sort();
+const documents: Array<{ file: string; hcl: Hcl }> = await Promise.all(
+  files.map(async (file) => ({ file, hcl: await parse(file, await readFile(path.join(directory, file), "utf8")) })),
+);
+
+/** Every block of one top-level kind across all files (e.g. "variable" → name → body). */
+function blocks(kind: string): Record<string, Hcl> {
+  const all: Record<string, Hcl> = {};
+  for (const { hcl } of documents) {
+    for (const [name, bodies] of Object.entries(hcl[kind] ?? {})) all[name] = (bodies as Hcl[])[0];
+  }
+  return all;
+}
+
+function resources(type: string): Record<string, Hcl> {
+  const all: Record<string, Hcl> = {};
+  for (const { hcl } of documents) {
+    for (const [name, bodies] of Object.entries(hcl.resource?.[type] ?? {})) all[name] = (bodies as Hcl[])[0];
+  }
+  return all;
+}
+
+const locals: Record<string, Hcl> = Object.assign({}, ...documents.flatMap(({ hcl }) => hcl.locals ?? []));
+const variables = blocks("variable");
+const service = resources("google_cloud_run_v2_service").service;
+const serviceContainer = service.template[0].containers[0];
+const migrateJob = resources("google_cloud_run_v2_job").migrate;
+const migrateContainer = migrateJob.template[0].template[0].containers[0];
+
+/** Every string anywhere in a parsed value. */
+function strings(value: Hcl): string[] {
+  if (typeof value === "string") return [value];
+  if (Array.isArray(value)) return value.flatMap(strings);
+  if (value && typeof value === "object") return Object.values(value).flatMap(strings);
+  return [];
+}
+
+/** The first regex("...") literal in an HCL expression, as a JavaScript RegExp (RE2 and JS agree on these). */
+function regexIn(expression: string): RegExp {
+  const literal = /regex\(("(?:\\.|[^"\\])*")/.exec(expression)?.[1];
+  if (!literal) throw new Error(`no regex() in ${expression}`);
+  return new RegExp(JSON.parse(literal) as string);
+}
+
+const envNames = (container: Hcl) => [
+  ...(container.env ?? []).map((env: Hcl) => env.name),
+  ...(container.dynamic?.env ?? []).map((env: Hcl) => env.for_each),
+];
+
+describe("terraform/", () => {
+  test("parses, and pins Terraform and the Google provider", () => {
+    expect(files).toEqual(expect.arrayContaining(["versions.tf", "variables.tf", "service.tf", "migrate.tf", "iam.tf", "outputs.tf"]));
+    const terraform = documents.find(({ file }) => file === "versions.tf")!.hcl.terraform[0];
+    expect(terraform.required_version).toMatch(/>= ?1\.(7|8|9|1\d)/);
+    expect(terraform.required_providers[0].google).toMatchObject({ source: "hashicorp/google", version: expect.stringMatching(/^~> ?\d+\.\d+/) });
+  });
+
+  test("grants nothing to the public: no allUsers or allAuthenticatedUsers anywhere", () => {
+    for (const { file, hcl } of documents) {
+      expect(strings(hcl).filter((value) => /allUsers|allAuthenticatedUsers/.test(value)), file).toEqual([]);
+    }
+  });
+
+  test("roles/run.invoker goes to the invokers variable only, and that variable refuses public principals", () => {
+    const bindings = Object.values(resources("google_cloud_run_v2_service_iam_member"));
+    expect(bindings).toHaveLength(1);
+    expect(bindings[0]).toMatchObject({ for_each: "${toset(var.invokers)}", member: "${each.value}", role: "roles/run.invoker" });
+    for (const type of ["google_cloud_run_v2_service_iam_binding", "google_cloud_run_v2_service_iam_policy"]) {
+      expect(resources(type), type).toEqual({});
+    }
+
+    const invokerRule = regexIn(variables.invokers.validation[0].condition);
+    expect(invokerRule.test("serviceAccount:observing-web@app-prod.iam.gserviceaccount.com")).toBe(true);
+    expect(invokerRule.test("user:ops@observing.example")).toBe(true);
+    for (const member of ["allUsers", "allAuthenticatedUsers", "group:everyone@observing.example", "domain:observing.example"]) {
+      expect(invokerRule.test(member), member).toBe(false);
+    }
+  });
+
+  test("the same invokers feed the service's caller allowlist", () => {
+    expect(locals.allowed_callers).toMatch(/var\.invokers/);
+    const allowlist = serviceContainer.env.find((env: Hcl) => env.name === "AUTH_ALLOWED_CALLERS");
+    expect(allowlist?.value).toMatch(/local\.allowed_callers/);
+  });
+
+  test("keeps at least one instance with CPU always allocated, and bounds the instance count", () => {
+    expect(service.template[0].scaling[0]).toEqual({ min_instance_count: "${var.min_instances}", max_instance_count: "${var.max_instances}" });
+    expect(variables.min_instances.default).toBeGreaterThanOrEqual(1);
+    expect(variables.min_instances.validation[0].condition).toMatch(/var\.min_instances >= 1/);
+    expect(serviceContainer.resources[0].cpu_idle).toBe(false);
+  });
+
+  test("reaches Cloud SQL through the mounted connector socket, on service and migrate job alike", () => {
+    for (const [name, template, container] of [
+      ["service", service.template[0], serviceContainer],
+      ["migrate", migrateJob.template[0].template[0], migrateContainer],
+    ] as const) {
+      expect(template.volumes[0], name).toMatchObject({ name: "cloudsql", cloud_sql_instance: [{ instances: ["${var.cloud_sql_instance}"] }] });
+      expect(container.volume_mounts[0], name).toEqual({ name: "cloudsql", mount_path: "/cloudsql" });
+    }
+  });
+
+  test("secrets come from Secret Manager, never as plain values", () => {
+    const secretEnv = serviceContainer.dynamic.env.find((env: Hcl) => env.for_each === "${local.service_secrets}");
+    expect(secretEnv.content[0].value_source[0].secret_key_ref[0]).toMatchObject({ secret: "${env.value}" });
+    expect(locals.service_secrets).toMatch(/DATABASE_URL = var\.database_url_secret/);
+    expect(locals.optional_secrets).toEqual({ IUCN_API_TOKEN: "${var.iucn_api_token_secret}", API_TOKENS: "${var.api_tokens_secret}" });
+    const plain = serviceContainer.env.map((env: Hcl) => env.name);
+    for (const name of plain) expect(name).not.toMatch(/DATABASE_URL|TOKEN|SECRET|PASSWORD/);
+    expect(migrateContainer.env[0]).toMatchObject({ name: "DATABASE_URL", value_source: [{ secret_key_ref: [{ secret: "${var.migrate_database_url_secret}" }] }] });
+    expect(envNames(serviceContainer)).toContain("${var.environment}");
+  });
+
+  test("the service account has exactly the least-privilege roles, and secret access per secret", () => {
+    const roles = (local: string) => [...String(locals[local]).matchAll(/"(roles\/[\w.]+)"/g)].map((match) => match[1]).sort();
+    expect(roles("service_roles")).toEqual(
+      ["roles/cloudsql.client", "roles/cloudtrace.agent", "roles/logging.logWriter", "roles/monitoring.metricWriter"].sort(),
+    );
+    expect(roles("migrate_roles")).toEqual(["roles/cloudsql.client", "roles/logging.logWriter"]);
+
+    const projectGrants = resources("google_project_iam_member");
+    expect(projectGrants.service).toMatchObject({
+      for_each: "${local.service_roles}",
+      role: "${each.value}",
+      member: "serviceAccount:${google_service_account.service.email}",
+    });
+    expect(projectGrants.migrate).toMatchObject({ for_each: "${local.migrate_roles}", member: "serviceAccount:${google_service_account.migrate.email}" });
+    expect(Object.keys(projectGrants).sort()).toEqual(["migrate", "service"]);
+    for (const type of ["google_project_iam_binding", "google_project_iam_policy"]) expect(resources(type), type).toEqual({});
+
+    const secretGrants = resources("google_secret_manager_secret_iam_member");
+    expect(secretGrants.service).toMatchObject({ for_each: "${local.service_secrets}", role: "roles/secretmanager.secretAccessor" });
+    expect(secretGrants.migrate).toMatchObject({ for_each: "${toset([var.migrate_database_url_secret])}" });
+    expect(service.template[0].service_account).toBe("${google_service_account.service.email}");
+    expect(migrateJob.template[0].template[0].service_account).toBe("${google_service_account.migrate.email}");
+  });
+
+  test("the migrate job runs the service's image with the migrate command", () => {
+    expect(migrateContainer.image).toBe(serviceContainer.image);
+    expect(serviceContainer.image).toBe("${var.image}");
+    expect([...migrateContainer.command, ...migrateContainer.args]).toEqual([...MIGRATE_COMMAND]);
+    // The service runs the image's own CMD.
+    expect(serviceContainer.command).toBeUndefined();
+  });
+
+  test("deletion protection is a variable on the service and the migrate job", () => {
+    expect(service.deletion_protection).toBe("${var.deletion_protection}");
+    expect(migrateJob.deletion_protection).toBe("${var.deletion_protection}");
+    expect(variables.deletion_protection).toMatchObject({ type: "${bool}", default: true });
+  });
+
+  test("removes the old Cloud Scheduler job and Cloud Run Job of resolve_taxa", () => {
+    const removed: Hcl[] = documents.flatMap(({ hcl }) => hcl.removed ?? []);
+    const destroyed = removed.filter((block) => block.lifecycle?.[0]?.destroy === true).map((block) => block.from);
+    expect(destroyed.sort()).toEqual(["${google_cloud_run_v2_job.resolve_taxa}", "${google_cloud_scheduler_job.resolve_taxa}"]);
+  });
+
+  test("every variable has a description and a type, and every non-boolean one a validation", () => {
+    expect(Object.keys(variables).length).toBeGreaterThan(0);
+    for (const [name, variable] of Object.entries(variables)) {
+      expect(variable.description, name).toEqual(expect.stringMatching(/\S{3}/));
+      expect(variable.type, name).toEqual(expect.stringMatching(/^\$\{/));
+      if (variable.type !== "${bool}") expect(variable.validation?.length ?? 0, name).toBeGreaterThan(0);
+    }
+  });
+
+  test("outputs the service URL and the service account", () => {
+    const outputs = blocks("output");
+    expect(outputs.service_url.value).toBe("${google_cloud_run_v2_service.service.uri}");
+    expect(outputs.service_account_email.value).toBe("${google_service_account.service.email}");
+    for (const [name, output] of Object.entries(outputs)) expect(output.description, name).toBeTruthy();
+  });
+});
+
+describe("the probes point at routes the service serves", () => {
+  let env: Awaited<ReturnType<typeof makeTestEnv>>;
+  let app: App;
+  beforeAll(async () => {
+    env = await makeTestEnv();
+    app = await buildTestApp(env);
+  });
+  afterAll(async () => {
+    await app?.close();
+    await env?.close();
+  });
+
+  test("startup on /readyz, liveness on /healthz, both answering 200 on a healthy instance", async () => {
+    const startup = serviceContainer.startup_probe[0].http_get[0].path;
+    const liveness = serviceContainer.liveness_probe[0].http_get[0].path;
+    expect([startup, liveness]).toEqual(["/readyz", "/healthz"]);
+    for (const url of [startup, liveness]) {
+      expect(app.hasRoute({ method: "GET", url }), url).toBe(true);
+      expect((await app.inject({ method: "GET", url })).statusCode, url).toBe(200);
+    }
+  });
+});
