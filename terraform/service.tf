@@ -19,6 +19,9 @@ resource "google_cloud_run_v2_service" "service" {
   ingress             = "INGRESS_TRAFFIC_ALL"
   deletion_protection = var.deletion_protection
 
+  # A stable audience for callers' ID tokens, instead of the URL Cloud Run assigns.
+  custom_audiences = [var.oidc_audience]
+
   template {
     service_account = google_service_account.service.email
     # Requests are short (health, enqueue, status); jobs run in the runner, not in requests.
@@ -63,6 +66,11 @@ resource "google_cloud_run_v2_service" "service" {
       env {
         name  = "WORKER_CONCURRENCY"
         value = tostring(var.worker_concurrency)
+      }
+
+      env {
+        name  = "AUTH_OIDC_AUDIENCE"
+        value = var.oidc_audience
       }
 
       env {

@@ -105,6 +105,17 @@ variable "invokers" {
   }
 }
 
+variable "oidc_audience" {
+  description = "Audience callers put in their Google ID tokens. Registered as the service's custom audience, so Cloud Run accepts it, and checked again by the service (AUTH_OIDC_AUDIENCE)."
+  type        = string
+  default     = "observing-jobs"
+
+  validation {
+    condition     = length(trimspace(var.oidc_audience)) > 0 && !can(regex("[\\s,]", var.oidc_audience))
+    error_message = "oidc_audience must be a non-empty string without spaces or commas."
+  }
+}
+
 variable "min_instances" {
   description = "Instances kept running at all times: the runner and the crontab live in the instances, so at least one."
   type        = number

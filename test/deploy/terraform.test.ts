@@ -102,6 +102,12 @@ describe("terraform/", () => {
     expect(allowlist?.value).toMatch(/local\.allowed_callers/);
   });
 
+  test("checks callers' ID tokens for the audience Cloud Run accepts (the service refuses to start without it in production)", () => {
+    expect(service.custom_audiences).toEqual(["${var.oidc_audience}"]);
+    const audience = serviceContainer.env.find((env: Hcl) => env.name === "AUTH_OIDC_AUDIENCE");
+    expect(audience?.value).toBe("${var.oidc_audience}");
+  });
+
   test("keeps at least one instance with CPU always allocated, and bounds the instance count", () => {
     expect(service.template[0].scaling[0]).toEqual({ min_instance_count: "${var.min_instances}", max_instance_count: "${var.max_instances}" });
     expect(variables.min_instances.default).toBeGreaterThanOrEqual(1);
