@@ -3,6 +3,7 @@
  * into a frozen, typed `Config` once at start-up; everything else receives that
  * object. A bad value fails fast with a message naming the variable.
  */
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Ajv, type ErrorObject } from "ajv";
@@ -10,6 +11,19 @@ import Type, { type Static } from "typebox";
 
 /** The folder holding package.json, crontab and tasks/ (also when running from dist/). */
 export const projectRoot = findProjectRoot();
+
+/** The version in package.json (present in a checkout and in the image). */
+export const SERVICE_VERSION = (JSON.parse(readFileSync(path.join(projectRoot, "package.json"), "utf8")) as { version: string }).version;
+
+/**
+ * Whether to start the OpenTelemetry SDK: only when an exporter is configured through the standard
+ * OTEL_* variables, which the SDK itself reads. Without one the service creates no spans at all.
+ */
+export function tracingEnabled(environment: Record<string, string | undefined>): boolean {
+  const exporter = environment.OTEL_TRACES_EXPORTER;
+  if (exporter) return exporter !== "none";
+  return Boolean(environment.OTEL_EXPORTER_OTLP_ENDPOINT || environment.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
+}
 
 /** GBIF Backbone Taxonomy: the integer keys Wikidata's P846 and existing rows use. */
 export const GBIF_BACKBONE_CHECKLIST_KEY = "d7dddbf4-2cf0-4f39-9b2a-bb099caae36c";
@@ -35,6 +49,7 @@ const EnvSchema = Type.Object({
   CRONTAB_FILE: Type.String({ minLength: 1, default: "crontab" }),
   LOG_LEVEL: Type.Enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"], { default: "info" }),
   LOG_FORMAT: Type.Optional(Type.Enum(["json", "pretty"])),
+  GOOGLE_CLOUD_PROJECT: Type.Optional(Type.String({ pattern: "^[a-z][a-z0-9-]{4,28}[a-z0-9]$" })),
   GBIF_BASE_URL: Type.String({ pattern: "^https?://", default: "https://api.gbif.org" }),
   GBIF_CHECKLIST_KEY: Type.String({ minLength: 1, default: GBIF_BACKBONE_CHECKLIST_KEY }),
   GBIF_TIMEOUT_MS: Int({ minimum: 1, maximum: 300_000, default: 10_000 }),
@@ -96,7 +111,14 @@ export interface Config {
     readonly pollIntervalMs: number;
     readonly crontabFile: string;
   };
-  readonly log: { readonly level: Env["LOG_LEVEL"]; readonly format: "json" | "pretty" };
+  readonly log: {
+    readonly level: Env["LOG_LEVEL"];
+    readonly format: "json" | "pretty";
+    /** The build's version, reported with errors (Cloud Error Reporting's service context). */
+    readonly version: string;
+    /** Makes log lines' trace fields full Cloud Trace names (`projects/<id>/traces/<trace>`). */
+    readonly googleCloudProject: string | undefined;
+  };
   readonly history: {
     /** Days succeeded and cancelled jobs stay in history. */
     readonly retentionDays: number;
@@ -202,6 +224,8 @@ export function parseConfig(environment: Record<string, string | undefined>): Co
     log: {
       level: env.LOG_LEVEL,
       format: env.LOG_FORMAT ?? (env.NODE_ENV === "production" || !process.stdout.isTTY ? "json" : "pretty"),
+      version: SERVICE_VERSION,
+      googleCloudProject: env.GOOGLE_CLOUD_PROJECT,
     },
     history: { retentionDays: env.HISTORY_RETENTION_DAYS, deadRetentionDays: env.HISTORY_DEAD_RETENTION_DAYS },
     gbif: {

@@ -16,7 +16,34 @@ export interface CrontabEntry {
   line: number;
   /** The five time fields as written, e.g. "30 3 * * *" (UTC). */
   expression: string;
+  /** How stale the entry's last success may get before it is reported overdue (`stale=`), or null. */
+  maxStalenessMs: number | null;
   item: ParsedCronItem;
+}
+
+const DURATION_UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/** "26h", "1d12h": graphile-worker's time phrases, in milliseconds; null when not one. */
+export function parseDuration(text: string): number | null {
+  if (!/^(\d+[smhdw])+$/.test(text)) return null;
+  let total = 0;
+  for (const [, amount, unit] of text.matchAll(/(\d+)([smhdw])/g)) total += Number(amount) * DURATION_UNITS[unit!]!;
+  return total;
+}
+
+/**
+ * `stale=` is ours, not graphile-worker's (which refuses unknown options): take it out of the
+ * line's options before graphile-worker parses the rest.
+ */
+function takeStaleness(line: string): { line: string; stale: string | null } {
+  const words = line.split(/(\s+)/);
+  const index = words.findIndex((word) => word.startsWith("?"));
+  if (index < 0) return { line, stale: null };
+  const params = words[index]!.slice(1).split("&");
+  const found = params.find((param) => param.startsWith("stale="));
+  if (!found) return { line, stale: null };
+  words[index] = `?${params.filter((param) => param !== found).join("&")}`;
+  return { line: words.join(""), stale: found.slice("stale=".length) };
 }
 
 export async function loadCrontab(file: string, registry: TaskRegistry): Promise<CrontabEntry[]> {
@@ -40,10 +67,13 @@ export function checkCrontab(text: string, registry: TaskRegistry, source = "cro
     const fail = (message: string): never => {
       throw new CrontabError(`${source} line ${line}: ${message}\n  ${trimmed}`);
     };
+    const { line: forGraphile, stale } = takeStaleness(raw);
+    const maxStalenessMs = stale === null ? null : parseDuration(stale);
+    if (stale !== null && maxStalenessMs === null) return fail(`stale=${stale} is not a duration such as 26h or 2d`);
     let item: ParsedCronItem;
     try {
       // Parsed one line at a time so that errors carry this file's line numbers.
-      [item] = parseCrontab(`${"\n".repeat(index)}${raw}`) as [ParsedCronItem];
+      [item] = parseCrontab(`${"\n".repeat(index)}${forGraphile}`) as [ParsedCronItem];
     } catch (error) {
       return fail((error as Error).message.replace(/ (on|in) line \d+ of crontab|line '\d+' of crontab/, "").trim());
     }
@@ -65,7 +95,7 @@ export function checkCrontab(text: string, registry: TaskRegistry, source = "cro
     if (options.queueName === undefined && defaults.queueName !== null) options.queueName = defaults.queueName;
     options.maxAttempts ??= defaults.maxAttempts;
     options.priority ??= defaults.priority;
-    entries.push({ line, expression: trimmed.split(/\s+/).slice(0, 5).join(" "), item });
+    entries.push({ line, expression: trimmed.split(/\s+/).slice(0, 5).join(" "), maxStalenessMs, item });
   }
   const seen = new Map<string, number>();
   for (const { line, item } of entries) {

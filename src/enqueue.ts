@@ -9,6 +9,8 @@ import { sql, type Kysely } from "kysely";
 import type { JobSource } from "./db/tables/job-records.ts";
 import { HISTORY_PAYLOAD_MAX_BYTES } from "./lifecycle/limits.ts";
 import { redactPayload } from "./lifecycle/redaction.ts";
+import { currentTraceparent, traceIdOf } from "./observability/tracing.ts";
+import { splitJobMetadata } from "./job-metadata.ts";
 import type { RegisteredTask, TaskRegistry } from "./registry.ts";
 import type { JobKeyMode } from "./task.ts";
 
@@ -100,11 +102,13 @@ export async function enqueueJob(
   const task = registry.get(taskName);
   const spec = resolveSpec(task, payload, options);
   const stored = JSON.stringify(redactPayload(spec.payload, task.sensitive, HISTORY_PAYLOAD_MAX_BYTES));
+  const traceparent = currentTraceparent();
+  const traceId = origin.traceId ?? traceIdOf(traceparent) ?? null;
   const { rows } = await sql<{ id: string; run_at: Date; key: string | null; priority: number; max_attempts: number }>`
     with job as (
       select * from graphile_worker.add_job(
         identifier => ${task.name},
-        payload => ${JSON.stringify(spec.payload)}::json,
+        payload => ${JSON.stringify(withTrace(spec.payload, traceparent))}::json,
         queue_name => ${spec.queueName}::text,
         run_at => ${spec.runAt}::timestamptz,
         max_attempts => ${spec.maxAttempts}::int,
@@ -116,7 +120,7 @@ export async function enqueueJob(
       insert into observing_jobs.job_records as r
         (id, task, queue, source, payload, phase, priority, attempts, max_attempts, job_key, run_at, trace_id)
       select job.id, ${task.name}, ${spec.queueName}::text, ${origin.source}, ${stored}::jsonb, 'waiting',
-        job.priority, job.attempts, job.max_attempts, job.key, job.run_at, ${origin.traceId ?? null}::text
+        job.priority, job.attempts, job.max_attempts, job.key, job.run_at, ${traceId}::text
       from job
       on conflict (id) do update set
         -- unsafe_dedupe keeps the existing job as it was, payload included
@@ -127,7 +131,7 @@ export async function enqueueJob(
     ), event as (
       insert into observing_jobs.job_events (job_id, task, queue, event, attempt, source, actor, run_at, trace_id)
       select job.id, ${task.name}, ${spec.queueName}::text, 'enqueued', job.attempts, ${origin.source},
-        ${origin.actor ?? null}::text, job.run_at, ${origin.traceId ?? null}::text
+        ${origin.actor ?? null}::text, job.run_at, ${traceId}::text
       from job
     )
     select id, run_at, key, priority, max_attempts from job`.execute(executor);
@@ -173,9 +177,11 @@ export async function enqueueJobs(
   if (errors.length > 0) throw new InvalidPayloadError(task.name, errors);
   if (specs.length === 0) return [];
   const queueName = specs[0]!.queueName;
+  const traceparent = currentTraceparent();
+  const traceId = origin.traceId ?? traceIdOf(traceparent) ?? null;
   const jobSpecs = specs.map((spec) => ({
     identifier: task.name,
-    payload: spec.payload,
+    payload: withTrace(spec.payload, traceparent),
     queue_name: spec.queueName,
     run_at: spec.runAt,
     max_attempts: spec.maxAttempts,
@@ -189,7 +195,7 @@ export async function enqueueJobs(
       ${specs[0]!.jobKeyMode === "preserve_run_at"}
     )
     order by id`.execute(executor);
-  const stored = rows.map((row) => JSON.stringify(redactPayload(row.payload, task.sensitive, HISTORY_PAYLOAD_MAX_BYTES)));
+  const stored = rows.map((row) => JSON.stringify(redactPayload(splitJobMetadata(row.payload).payload, task.sensitive, HISTORY_PAYLOAD_MAX_BYTES)));
   await sql`
     with job as (
       select * from unnest(
@@ -201,7 +207,7 @@ export async function enqueueJobs(
       insert into observing_jobs.job_records as r
         (id, task, queue, source, payload, phase, priority, attempts, max_attempts, job_key, run_at, trace_id)
       select id, ${task.name}, ${queueName}::text, ${origin.source}, payload, 'waiting', priority, attempts, max_attempts,
-        key, run_at, ${origin.traceId ?? null}::text
+        key, run_at, ${traceId}::text
       from job
       on conflict (id) do update set
         payload = excluded.payload, queue = excluded.queue, phase = 'waiting', priority = excluded.priority,
@@ -210,7 +216,7 @@ export async function enqueueJobs(
     )
     insert into observing_jobs.job_events (job_id, task, queue, event, attempt, source, actor, run_at, trace_id)
     select id, ${task.name}, ${queueName}::text, 'enqueued', attempts, ${origin.source}, ${origin.actor ?? null}::text,
-      run_at, ${origin.traceId ?? null}::text
+      run_at, ${traceId}::text
     from job`.execute(executor);
   return rows.map((row) => ({
     id: String(row.id),
@@ -221,6 +227,12 @@ export async function enqueueJobs(
     maxAttempts: row.max_attempts,
     jobKey: row.key,
   }));
+}
+
+/** The payload as graphile-worker stores it: the task's payload plus the enqueuing trace context. */
+function withTrace(payload: unknown, traceparent: string | undefined): unknown {
+  if (!traceparent || !payload || typeof payload !== "object" || Array.isArray(payload)) return payload;
+  return { ...payload, _trace: traceparent };
 }
 
 /** An EnqueueFunction bound to one handle, registry and origin, as handed to tasks. */

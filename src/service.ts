@@ -15,6 +15,8 @@ import { makeUpstreamClients } from "./upstream/clients.ts";
 import { connectionsNeeded, planRunners, startWorker, type WorkerHandle } from "./worker/worker.ts";
 import { HistoryRecorder } from "./lifecycle/history.ts";
 import { makeQueueStats } from "./lifecycle/queue-stats.ts";
+import { makeCronFreshness } from "./observability/cron-freshness.ts";
+import { ServiceMetrics } from "./observability/metrics.ts";
 
 export interface Service {
   /** Where the HTTP server listens, e.g. http://127.0.0.1:8080. */
@@ -53,10 +55,13 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
     const deps = { db: database.db, registry, upstream: makeUpstreamClients(config), logger, config };
     const history = new HistoryRecorder(database.db, registry, logger);
     releasers.push(() => history.close());
+    const queueStats = makeQueueStats(database.db);
+    const cronFreshness = makeCronFreshness(database.db, crontab);
+    const metrics = new ServiceMetrics({ queueStats, cronFreshness });
     const worker = await startWorker({
       pool: database.pool,
       deps,
-      history,
+      observers: [history, metrics],
       cronItems: crontab.map((entry) => entry.item),
       concurrency: config.worker.concurrency,
       pollIntervalMs: config.worker.pollIntervalMs,
@@ -70,7 +75,9 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
       db: database.db,
       registry,
       crontab,
-      queueStats: makeQueueStats(database.db),
+      queueStats,
+      cronFreshness,
+      metrics,
       worker,
     });
     releasers.push(() => app.close());

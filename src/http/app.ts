@@ -13,6 +13,10 @@ import type { Config } from "../config.ts";
 import type { CrontabEntry } from "../crontab.ts";
 import type { Db } from "../db/database.ts";
 import type { QueueStats } from "../lifecycle/queue-stats.ts";
+import type { CronFreshness } from "../observability/cron-freshness.ts";
+import type { ServiceMetrics } from "../observability/metrics.ts";
+import { RequestLog } from "../observability/request-log.ts";
+import metricsRoutes from "./routes/metrics.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { TaskRegistry } from "../registry.ts";
 import { authPlugin, makeAuthenticator } from "./plugins/auth.ts";
@@ -31,6 +35,8 @@ export interface AppDependencies {
   registry: TaskRegistry;
   crontab: readonly CrontabEntry[];
   queueStats: QueueStats;
+  cronFreshness: CronFreshness;
+  metrics: ServiceMetrics;
   worker: { isRunning(): boolean };
 }
 
@@ -56,6 +62,7 @@ function makeAjv(options: { coerceTypes: boolean }): Ajv {
 export async function buildApp(deps: AppDependencies) {
   const app = Fastify({
     loggerInstance: deps.logger.child({ component: "http" }),
+    logController: new RequestLog(),
     bodyLimit: deps.config.http.bodyLimitBytes,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
@@ -104,6 +111,7 @@ export async function buildApp(deps: AppDependencies) {
     await api.register(jobRoutes, { deps });
     await api.register(taskRoutes, { deps });
     await api.register(queueRoutes, { deps });
+    await api.register(metricsRoutes, { deps });
     api.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   });
   return app;

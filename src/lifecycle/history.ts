@@ -10,8 +10,10 @@ import type { Db } from "../db/database.ts";
 import type { JobPhase } from "../db/tables/job-records.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { TaskRegistry } from "../registry.ts";
+import type { AttemptObserver } from "../worker/worker.ts";
 import { HISTORY_PAYLOAD_MAX_BYTES, HISTORY_STACK_MAX_CHARS } from "./limits.ts";
 import { redactPayload } from "./redaction.ts";
+import { splitJobMetadata } from "../job-metadata.ts";
 
 /** What history needs to know about the job an attempt belongs to. */
 export interface JobSnapshot {
@@ -24,6 +26,8 @@ export interface JobSnapshot {
   createdAt: Date;
   priority: number;
   key: string | null;
+  /** The attempt's trace (the enqueuer's trace when it was traced), for history rows. */
+  traceId: string | null;
 }
 
 type Fact =
@@ -41,7 +45,7 @@ export interface HistoryOptions {
   maxBuffered?: number;
 }
 
-export class HistoryRecorder {
+export class HistoryRecorder implements AttemptObserver {
   readonly #db: Db;
   readonly #registry: TaskRegistry;
   readonly #logger: Logger;
@@ -131,6 +135,7 @@ export class HistoryRecorder {
 
 interface EventRow {
   jobId: string;
+  traceId: string | null;
   task: string;
   queue: string | null;
   event: string;
@@ -146,7 +151,7 @@ interface EventRow {
 
 function eventsOf(fact: Fact, known: Set<string>): EventRow[] {
   const { job } = fact;
-  const base = { jobId: job.id, task: job.task, queue: job.queue, attempt: job.attempt, source: null, workerId: null, error: null, stack: null, durationMs: null, runAt: null, at: fact.at };
+  const base = { jobId: job.id, traceId: job.traceId, task: job.task, queue: job.queue, attempt: job.attempt, source: null, workerId: null, error: null, stack: null, durationMs: null, runAt: null, at: fact.at };
   switch (fact.kind) {
     case "started": {
       const rows: EventRow[] = [];
@@ -201,7 +206,10 @@ function collapse(batch: Fact[], known: Set<string>, registry: TaskRegistry): Re
         task: job.task,
         queue: job.queue,
         source: sourceOf(payload),
-        payload: payload === undefined ? null : JSON.stringify(redactPayload(payload, registry.find(job.task)?.sensitive ?? [], HISTORY_PAYLOAD_MAX_BYTES)),
+        payload:
+          payload === undefined
+            ? null
+            : JSON.stringify(redactPayload(splitJobMetadata(payload).payload, registry.find(job.task)?.sensitive ?? [], HISTORY_PAYLOAD_MAX_BYTES)),
         phase: "running",
         priority: job.priority,
         attempts: job.attempt,
@@ -244,9 +252,9 @@ async function insertEvents(trx: Db, events: EventRow[]): Promise<void> {
   if (events.length === 0) return;
   const column = <K extends keyof EventRow>(key: K) => events.map((event) => event[key]);
   await sql`
-    insert into observing_jobs.job_events (job_id, task, queue, event, attempt, source, worker_id, error, stack, duration_ms, run_at, at)
+    insert into observing_jobs.job_events (job_id, trace_id, task, queue, event, attempt, source, worker_id, error, stack, duration_ms, run_at, at)
     select * from unnest(
-      ${column("jobId")}::bigint[], ${column("task")}::text[], ${column("queue")}::text[], ${column("event")}::text[],
+      ${column("jobId")}::bigint[], ${column("traceId")}::text[], ${column("task")}::text[], ${column("queue")}::text[], ${column("event")}::text[],
       ${column("attempt")}::int[], ${column("source")}::text[], ${column("workerId")}::text[], ${column("error")}::text[],
       ${column("stack")}::text[], ${column("durationMs")}::float8[], ${column("runAt")}::timestamptz[], ${column("at")}::timestamptz[]
     )`.execute(trx);

@@ -1,7 +1,11 @@
 /**
- * The service's logger: pino, JSON lines in production, pretty text on a developer's terminal.
- * graphile-worker's own log lines are routed through it so every line has one shape.
+ * The service's logger: pino, in Cloud Logging's structured format in production (Google's pino
+ * configuration: `severity`, `message`, and the trace fields from the active OpenTelemetry span),
+ * pretty text on a developer's terminal. Job fields become Cloud Logging labels, requests carry
+ * `httpRequest`, and graphile-worker's own lines are routed through the same logger.
  */
+import { createGcpLoggingPinoConfig } from "@google-cloud/pino-logging-gcp-config";
+import { trace } from "@opentelemetry/api";
 import { Logger as WorkerLogger, type LogFunctionFactory } from "graphile-worker";
 import { pino, type Logger } from "pino";
 import type { Config } from "../config.ts";
@@ -14,13 +18,18 @@ export const REDACTED_PATHS = [
   "token",
   "authorization",
   "connectionString",
+  "payload",
   "*.password",
   "*.token",
   "*.authorization",
   "*.connectionString",
+  "*.payload",
   "req.headers.authorization",
   "req.headers.cookie",
 ];
+
+/** Fields that Cloud Logging indexes as labels (filterable in the Logs Explorer). */
+const LABEL_FIELDS = { jobId: "job_id", task: "task", attempt: "attempt", queue: "queue", runner: "worker_pool", workerId: "worker_id" } as const;
 
 export interface LoggerOutput {
   /** Write somewhere else than stdout (tests capture lines this way). */
@@ -34,16 +43,44 @@ export function makeLogger(options: Config["log"], output: LoggerOutput = {}): L
     level: options.level,
     base: { service: "observing-jobs" },
     redact: { paths: REDACTED_PATHS, censor: "[redacted]" },
+    mixin: traceFields,
   };
   const fd = output.toStderr ? 2 : 1;
-  if (output.destination) return pino(base, output.destination);
-  if (options.format === "pretty") {
+  if (options.format === "pretty" && !output.destination) {
     return pino({
       ...base,
-      transport: { target: "pino-pretty", options: { colorize: true, ignore: "pid,hostname,service", destination: fd } },
+      transport: { target: "pino-pretty", options: { colorize: true, ignore: "pid,hostname,service,trace_flags", destination: fd } },
     });
   }
-  return pino(base, pino.destination({ fd, sync: false }));
+  const gcp = createGcpLoggingPinoConfig(
+    {
+      // Both given, so the library never asks the metadata server (nor anything else) at start-up.
+      serviceContext: { service: "observing-jobs", version: options.version },
+      traceGoogleCloudProjectId: options.googleCloudProject ?? "",
+      inihibitDiagnosticMessage: true,
+    },
+    { ...base, mixin: (_entry, _level, logger) => ({ ...traceFields(), ...labelsOf(logger.bindings()) }) },
+  );
+  return pino(gcp, output.destination ?? pino.destination({ fd, sync: false }));
+}
+
+/** The active span's ids, in the fields Google's formatter turns into `logging.googleapis.com/trace` etc. */
+function traceFields(): Record<string, string> {
+  const span = trace.getActiveSpan();
+  if (!span) return {};
+  const context = span.spanContext();
+  if (!trace.isSpanContextValid(context)) return {};
+  return { trace_id: context.traceId, span_id: context.spanId, trace_flags: context.traceFlags.toString(16).padStart(2, "0") };
+}
+
+/** A child logger's job fields (bound when a job starts) as Cloud Logging labels. */
+function labelsOf(bindings: Record<string, unknown>): Record<string, unknown> {
+  const labels: Record<string, string> = {};
+  for (const [field, label] of Object.entries(LABEL_FIELDS)) {
+    const value = bindings[field];
+    if (value !== undefined && value !== null) labels[label] = String(value);
+  }
+  return Object.keys(labels).length === 0 ? {} : { "logging.googleapis.com/labels": labels };
 }
 
 /** graphile-worker's Logger interface, writing through our pino logger with its scope as fields. */

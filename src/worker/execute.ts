@@ -8,6 +8,7 @@ import { checkPayload, makeEnqueue } from "../enqueue.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { RegisteredTask, TaskRegistry } from "../registry.ts";
 import type { JobInfo, TaskContext } from "../task.ts";
+import { splitJobMetadata } from "../job-metadata.ts";
 import type { UpstreamClients } from "../upstream/clients.ts";
 
 /** What every handler gets from the process it runs in. */
@@ -26,16 +27,9 @@ export class TaskTimeoutError extends Error {
   }
 }
 
-/** Cron-fired payloads carry graphile-worker's `_cron` key; it is metadata, not part of the task's payload. */
-export function splitCronMetadata(payload: unknown): { payload: unknown; cron?: JobInfo["cron"] } {
-  if (!payload || typeof payload !== "object" || Array.isArray(payload) || !("_cron" in payload)) return { payload };
-  const { _cron, ...rest } = payload as { _cron: { ts: string; backfilled?: boolean } };
-  return { payload: rest, cron: { ts: _cron.ts, backfilled: Boolean(_cron.backfilled) } };
-}
-
 /** Validates the payload and builds the context a handler (or hook) runs with. */
 function prepare(task: RegisteredTask, rawPayload: unknown, job: Omit<JobInfo, "cron" | "task">, deps: TaskDependencies, signal: AbortSignal) {
-  const { payload, cron } = splitCronMetadata(rawPayload);
+  const { payload, cron } = splitJobMetadata(rawPayload);
   const value = checkPayload(task, payload);
   const info: JobInfo = { ...job, task: task.name, ...(cron ? { cron } : {}) };
   const context: TaskContext = {

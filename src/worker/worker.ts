@@ -10,15 +10,27 @@
 import { EventEmitter } from "node:events";
 import { run, type JobHelpers, type ParsedCronItem, type Runner, type TaskList, type WorkerEvents } from "graphile-worker";
 import type pg from "pg";
-import type { HistoryRecorder, JobSnapshot } from "../lifecycle/history.ts";
+import { trace } from "@opentelemetry/api";
+import { splitJobMetadata } from "../job-metadata.ts";
+import type { JobSnapshot } from "../lifecycle/history.ts";
+import { traceJobAttempt } from "../observability/tracing.ts";
 import { makeWorkerLogger } from "../observability/logger.ts";
 import type { RegisteredTask, TaskRegistry } from "../registry.ts";
 import { executeTask, runExhaustedHook, type TaskDependencies } from "./execute.ts";
 
+/** Told about every attempt as it happens: job history and metrics. Must not block or throw. */
+export interface AttemptObserver {
+  started(job: JobSnapshot, payload: unknown, workerId: string | null): void;
+  succeeded(job: JobSnapshot, durationMs: number): void;
+  /** A failed attempt; when `job.attempt >= job.maxAttempts` the job is now dead. */
+  failed(job: JobSnapshot, error: unknown, durationMs: number): void;
+  hookFailed(job: JobSnapshot, error: unknown): void;
+}
+
 export interface WorkerOptions {
   pool: pg.Pool;
   deps: TaskDependencies;
-  history: HistoryRecorder;
+  observers: AttemptObserver[];
   cronItems: ParsedCronItem[];
   concurrency: number;
   pollIntervalMs: number;
@@ -63,31 +75,36 @@ export function connectionsNeeded(plans: RunnerPlan[]): number {
   return plans.reduce((sum, plan) => sum + plan.concurrency + 1, 0);
 }
 
-export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, history: HistoryRecorder): TaskList {
+export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, observers: AttemptObserver[]): TaskList {
   const taskList: TaskList = {};
   for (const task of tasks) {
     taskList[task.name] = async (payload, helpers) => {
       const job = await snapshot(task, helpers);
       const info = { id: job.id, attempt: job.attempt, maxAttempts: job.maxAttempts, queueName: job.queue };
-      history.started(job, helpers.job.payload, helpers.job.locked_by);
-      const started = performance.now();
-      try {
-        await executeTask(task, payload, info, deps, helpers.abortSignal);
-        history.succeeded(job, performance.now() - started);
-      } catch (error) {
-        const failure = error instanceof Error ? error : new Error(String(error));
-        if (job.attempt >= job.maxAttempts) {
-          // The job is dead after this attempt: run the task's hook once, before the failure is recorded.
-          try {
-            await runExhaustedHook(task, payload, info, failure, deps);
-          } catch (hookError) {
-            deps.logger.error({ err: hookError, jobId: job.id, task: task.name }, "onExhausted hook failed");
-            history.hookFailed(job, hookError);
+      const { traceparent } = splitJobMetadata(payload);
+      await traceJobAttempt({ ...info, task: task.name, queue: job.queue }, traceparent, async (span) => {
+        const context = span.spanContext();
+        if (trace.isSpanContextValid(context)) job.traceId = context.traceId;
+        for (const observer of observers) observer.started(job, helpers.job.payload, helpers.job.locked_by);
+        const started = performance.now();
+        try {
+          await executeTask(task, payload, info, deps, helpers.abortSignal);
+          for (const observer of observers) observer.succeeded(job, performance.now() - started);
+        } catch (error) {
+          const failure = error instanceof Error ? error : new Error(String(error));
+          if (job.attempt >= job.maxAttempts) {
+            // The job is dead after this attempt: run the task's hook once, before the failure is recorded.
+            try {
+              await runExhaustedHook(task, payload, info, failure, deps);
+            } catch (hookError) {
+              deps.logger.error({ err: hookError, jobId: job.id, task: task.name }, "onExhausted hook failed");
+              for (const observer of observers) observer.hookFailed(job, hookError);
+            }
           }
+          for (const observer of observers) observer.failed(job, failure, performance.now() - started);
+          throw failure;
         }
-        history.failed(job, failure, performance.now() - started);
-        throw failure;
-      }
+      });
     };
   }
   return taskList;
@@ -105,6 +122,7 @@ async function snapshot(task: RegisteredTask, helpers: JobHelpers): Promise<JobS
     createdAt: job.created_at,
     priority: job.priority,
     key: job.key,
+    traceId: null,
   };
 }
 
@@ -122,7 +140,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       if (plan.tasks.length === 0 && index > 0) continue;
       const runner = await run({
         pgPool: options.pool,
-        taskList: makeTaskList(plan.tasks, deps, options.history),
+        taskList: makeTaskList(plan.tasks, deps, options.observers),
         // Cron only schedules jobs (any runner with the task works them); one scheduler per process.
         parsedCronItems: index === 0 ? options.cronItems : [],
         noHandleSignals: true,

@@ -80,7 +80,7 @@ describe("the container image, replayed without Docker", () => {
       const started = await waitFor(
         () => {
           if (service.child.exitCode !== null) throw new Error(`the service exited (${service.child.exitCode}):\n${service.output()}`);
-          return service.lines().find((line) => line.msg === "observing-jobs is running");
+          return service.lines().find((line) => line.message === "observing-jobs is running");
         },
         { timeoutMs: 30_000, message: "the service to start" },
       );
@@ -89,7 +89,7 @@ describe("the container image, replayed without Docker", () => {
         cron: expect.arrayContaining(["resolve_taxa_nightly"]),
       });
       // The replay connects as the test server's superuser, which the service must call out.
-      const warnings = service.lines().filter((line) => line.level === 40).map((line) => String(line.msg));
+      const warnings = service.lines().filter((line) => line.level === 40).map((line) => String(line.message));
       expect(warnings).toEqual(expect.arrayContaining([expect.stringMatching(/more privilege than it needs \(connected as superuser/)]));
       const url = String(started.url);
       await waitFor(
@@ -101,7 +101,7 @@ describe("the container image, replayed without Docker", () => {
       );
       service.child.kill("SIGTERM");
       expect(await service.exited).toBe(0);
-      expect(service.lines().map((line) => line.msg)).toContain("shut down cleanly");
+      expect(service.lines().map((line) => line.message)).toContain("shut down cleanly");
     } finally {
       if (service.child.exitCode === null) service.child.kill("SIGKILL");
     }

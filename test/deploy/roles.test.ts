@@ -136,7 +136,7 @@ describe("the runtime role", () => {
     const [id] = await insertTaxa(env.db, [{ scientific_name: "Puma concolor" }]);
     await enqueueJob(as.runtime.db, env.registry, "resolve_taxa", { taxonIds: [id] });
     const history = new HistoryRecorder(as.runtime.db, env.registry, env.logger);
-    await runOnce({ pgPool: as.runtime.pool, taskList: makeTaskList(env.registry.all(), deps(), history), logger: makeWorkerLogger(env.logger) });
+    await runOnce({ pgPool: as.runtime.pool, taskList: makeTaskList(env.registry.all(), deps(), [history]), logger: makeWorkerLogger(env.logger) });
     await history.close();
     // The job's history is written as the runtime role too.
     const events = await env.db.selectFrom("observing_jobs.job_events").select("event").orderBy("id").execute();
@@ -150,7 +150,7 @@ describe("the runtime role", () => {
     const worker = await startWorker({
       pool: as.runtime.pool,
       deps: deps(),
-      history: new HistoryRecorder(as.runtime.db, env.registry, env.logger),
+      observers: [new HistoryRecorder(as.runtime.db, env.registry, env.logger)],
       cronItems: crontab.map((entry) => entry.item),
       concurrency: 1,
       pollIntervalMs: 100,

@@ -1,6 +1,5 @@
 /** The Fastify app over a test environment, with a known API token. */
 import { buildApp, type App } from "../../src/http/app.ts";
-import { makeQueueStats } from "../../src/lifecycle/queue-stats.ts";
 import type { Config } from "../../src/config.ts";
 import { loadCrontab } from "../../src/crontab.ts";
 import type { TestEnv } from "./env.ts";
@@ -22,7 +21,9 @@ export async function buildTestApp(
     db: env.db,
     registry: env.registry,
     crontab: await loadCrontab(env.config.worker.crontabFile, env.registry),
-    queueStats: makeQueueStats(env.db, 0),
+    queueStats: env.queueStats,
+    cronFreshness: env.cronFreshness,
+    metrics: env.metrics,
     worker: overrides.worker ?? { isRunning: () => true },
   });
 }

@@ -15,7 +15,11 @@ import { loadRegistry, type TaskRegistry } from "../../src/registry.ts";
 import { makeUpstreamClients } from "../../src/upstream/clients.ts";
 import { executeTask, type TaskDependencies } from "../../src/worker/execute.ts";
 import { makeTaskList } from "../../src/worker/worker.ts";
+import { loadCrontab } from "../../src/crontab.ts";
 import { HistoryRecorder } from "../../src/lifecycle/history.ts";
+import { makeQueueStats, type QueueStats } from "../../src/lifecycle/queue-stats.ts";
+import { makeCronFreshness, type CronFreshness } from "../../src/observability/cron-freshness.ts";
+import { ServiceMetrics } from "../../src/observability/metrics.ts";
 import { createTestDatabase, type TestDatabase } from "./database.ts";
 import { startFakeGbif, type FakeGbif } from "./fake-gbif.ts";
 import { startFakeIucn, type FakeIucn } from "./fake-iucn.ts";
@@ -33,6 +37,9 @@ export interface TestEnv extends DatabaseHandle {
   logs: Array<Record<string, unknown>>;
   deps: TaskDependencies;
   history: HistoryRecorder;
+  queueStats: QueueStats;
+  cronFreshness: CronFreshness;
+  metrics: ServiceMetrics;
 }
 
 /** Settings every test environment starts from; tests override single variables. */
@@ -65,6 +72,9 @@ export async function makeTestEnv(overrides: Record<string, string> = {}): Promi
   const registry = await loadRegistry();
   const deps = { db: handle.db, registry, upstream: makeUpstreamClients(config), logger, config };
   const history = new HistoryRecorder(handle.db, registry, logger, { flushIntervalMs: 20 });
+  const queueStats = makeQueueStats(handle.db, 0);
+  const cronFreshness = makeCronFreshness(handle.db, await loadCrontab(config.worker.crontabFile, registry), { maxAgeMs: 0 });
+  const metrics = new ServiceMetrics({ queueStats, cronFreshness });
   return {
     ...handle,
     database,
@@ -77,6 +87,9 @@ export async function makeTestEnv(overrides: Record<string, string> = {}): Promi
     logs,
     deps,
     history,
+    queueStats,
+    cronFreshness,
+    metrics,
     async close() {
       await history.close();
       const checkedOut = handle.pool.totalCount - handle.pool.idleCount;
@@ -132,7 +145,7 @@ export async function performTask(env: TestEnv, task: string, payload: unknown, 
  */
 export async function runDueJobs(env: TestEnv, registry: TaskRegistry = env.registry): Promise<void> {
   const deadline = Date.now() + 10_000;
-  const taskList = makeTaskList(registry.all(), { ...env.deps, registry }, env.history);
+  const taskList = makeTaskList(registry.all(), { ...env.deps, registry }, [env.history, env.metrics]);
   for (;;) {
     await runOnce({ pgPool: env.pool, taskList, logger: makeWorkerLogger(env.logger) });
     const { rows } = await sql<{ pending: number }>`

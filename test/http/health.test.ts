@@ -27,7 +27,11 @@ test("readiness is 200 when database, runner and schema are good", async () => {
   running = true;
   const response = await app.inject({ method: "GET", url: "/readyz" });
   expect(response.statusCode).toBe(200);
-  expect(response.json()).toEqual({ status: "ready", checks: { database: { ok: true }, worker: { ok: true }, schema: { ok: true } } });
+  expect(response.json()).toEqual({
+    status: "ready",
+    checks: { database: { ok: true }, worker: { ok: true }, schema: { ok: true } },
+    overdueSchedules: [],
+  });
 });
 
 test("readiness is 503 when the runner has stopped", async () => {

@@ -135,7 +135,7 @@ describe("dead-letter", () => {
     expect(details.state).toBe("dead");
     expect(details.timeline.map((event) => event.event)).toEqual(["enqueued", "started", "hook_failed", "failed", "exhausted"]);
     expect(details.timeline[2]!.error).toBe("hook exploded");
-    expect(env.logs.some((line) => line.msg === "onExhausted hook failed" && line.jobId === job.id)).toBe(true);
+    expect(env.logs.some((line) => line.message === "onExhausted hook failed" && line.jobId === job.id)).toBe(true);
   });
 
   test("resolve_taxa's hook marks the rows a dead batch could not finish", async ({ env }) => {

@@ -14,6 +14,8 @@ const Check = Type.Object({ ok: Type.Boolean(), detail: Type.Optional(Type.Strin
 const Readiness = Type.Object({
   status: Type.Enum(["ready", "not_ready"]),
   checks: Type.Object({ database: Check, worker: Check, schema: Check }),
+  /** Crontab entries whose last success is older than they allow: reported, not a reason to leave traffic. */
+  overdueSchedules: Type.Array(Type.String()),
 });
 
 const healthRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (app, { deps }) => {
@@ -35,13 +37,23 @@ const healthRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async
       ]);
       const worker = deps.worker.isRunning() ? { ok: true } : { ok: false, detail: "job runner is not running" };
       const ready = database.ok && schema.ok && worker.ok;
+      const overdueSchedules = database.ok ? await overdue(deps) : [];
       return reply.status(ready ? 200 : 503).send({
         status: ready ? "ready" : "not_ready",
         checks: { database, worker, schema },
+        overdueSchedules,
       });
     },
   );
 };
+
+async function overdue(deps: AppDependencies): Promise<string[]> {
+  try {
+    return (await deps.cronFreshness.read()).filter((status) => status.overdue).map((status) => status.id);
+  } catch {
+    return []; // freshness is detail; the checks above already say whether the database answers
+  }
+}
 
 async function check(probe: () => Promise<void>): Promise<{ ok: boolean; detail?: string }> {
   let timer: NodeJS.Timeout | undefined;

@@ -25,6 +25,10 @@ const Task = Type.Object({
       backfillSeconds: Type.Integer(),
       payload: Type.Unknown(),
       nextRunAt: Type.String({ format: "date-time" }),
+      lastRunAt: Type.Union([Type.String({ format: "date-time" }), Type.Null()]),
+      lastSuccessAt: Type.Union([Type.String({ format: "date-time" }), Type.Null()]),
+      maxStalenessSeconds: Type.Union([Type.Integer(), Type.Null()], { description: "From stale= on the crontab line" }),
+      overdue: Type.Boolean({ description: "The last success is older than maxStalenessSeconds" }),
     }),
   ),
 });
@@ -41,6 +45,7 @@ const taskRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (
     },
     async () => {
       const schedules = describeSchedules(deps.crontab);
+      const freshness = new Map((await deps.cronFreshness.read()).map((status) => [status.id, status]));
       return {
         tasks: deps.registry.all().map((task) => ({
           name: task.name,
@@ -57,7 +62,17 @@ const taskRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (
           },
           schedules: schedules
             .filter((schedule) => schedule.task === task.name)
-            .map(({ task: _task, nextRunAt, ...schedule }) => ({ ...schedule, nextRunAt: nextRunAt.toISOString() })),
+            .map(({ task: _task, nextRunAt, ...schedule }) => {
+              const status = freshness.get(schedule.id);
+              return {
+                ...schedule,
+                nextRunAt: nextRunAt.toISOString(),
+                lastRunAt: status?.lastRunAt?.toISOString() ?? null,
+                lastSuccessAt: status?.lastSuccessAt?.toISOString() ?? null,
+                maxStalenessSeconds: status?.maxStalenessSeconds ?? null,
+                overdue: status?.overdue ?? false,
+              };
+            }),
         })),
       };
     },

@@ -1,0 +1,114 @@
+/**
+ * Prometheus metrics for `GET /metrics`. Job counters and durations are counted in-process as
+ * attempts happen; queue depth, lag and cron freshness are read at scrape time from sources that
+ * cache their database reads, so a scrape never scans the jobs table by itself.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { JobSnapshot } from "../lifecycle/history.ts";
+import type { QueueStats } from "../lifecycle/queue-stats.ts";
+import type { AttemptObserver } from "../worker/worker.ts";
+import type { CronFreshness } from "./cron-freshness.ts";
+
+const PREFIX = "observing_jobs_";
+
+export interface MetricSources {
+  queueStats: QueueStats;
+  cronFreshness: CronFreshness;
+}
+
+export class ServiceMetrics implements AttemptObserver {
+  readonly registry = new Registry();
+  readonly #started: Counter<"task">;
+  readonly #succeeded: Counter<"task">;
+  readonly #failed: Counter<"task">;
+  readonly #exhausted: Counter<"task">;
+  readonly #duration: Histogram<"task" | "outcome">;
+  /** Jobs of crashed workers released for another worker (crash recovery). */
+  readonly rescued: Counter;
+
+  constructor(sources: MetricSources) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
+    const counter = (name: string, help: string) => new Counter({ name: `${PREFIX}${name}`, help, labelNames: ["task"] as const, registers });
+    this.#started = counter("jobs_started_total", "Job attempts started, by task.");
+    this.#succeeded = counter("jobs_succeeded_total", "Job attempts that succeeded, by task.");
+    this.#failed = counter("jobs_failed_total", "Job attempts that failed (and will be retried, or are exhausted), by task.");
+    this.#exhausted = counter("jobs_exhausted_total", "Jobs that used all their attempts and are now dead, by task.");
+    this.#duration = new Histogram({
+      name: `${PREFIX}job_duration_seconds`,
+      help: "Duration of job attempts, by task and outcome.",
+      labelNames: ["task", "outcome"] as const,
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+      registers,
+    });
+    this.rescued = new Counter({ name: `${PREFIX}rescued_jobs_total`, help: "Jobs of dead workers released for another worker.", registers });
+
+    new Gauge({
+      name: `${PREFIX}queue_jobs`,
+      help: "Jobs in graphile-worker's table, by task, queue and state (refreshed at most every few seconds).",
+      labelNames: ["task", "queue", "state"] as const,
+      registers,
+      async collect() {
+        const { depths } = await sources.queueStats.read();
+        this.reset();
+        for (const row of depths) {
+          const labels = { task: row.task, queue: row.queue ?? "" };
+          for (const [state, value] of [["ready", row.ready], ["scheduled", row.scheduled], ["running", row.running], ["retry_wait", row.retryWait], ["dead", row.dead]] as const) {
+            this.set({ ...labels, state }, value);
+          }
+        }
+      },
+    });
+    new Gauge({
+      name: `${PREFIX}queue_oldest_ready_age_seconds`,
+      help: "How long the oldest ready job has waited past its run time (0 when none is ready), by task and queue.",
+      labelNames: ["task", "queue"] as const,
+      registers,
+      async collect() {
+        const { depths } = await sources.queueStats.read();
+        this.reset();
+        for (const row of depths) this.set({ task: row.task, queue: row.queue ?? "" }, row.oldestReadyAgeSeconds ?? 0);
+      },
+    });
+    new Gauge({
+      name: `${PREFIX}cron_last_success_timestamp_seconds`,
+      help: "When each crontab entry's job last succeeded (Unix time; absent when never).",
+      labelNames: ["schedule", "task"] as const,
+      registers,
+      async collect() {
+        this.reset();
+        for (const entry of await sources.cronFreshness.read()) {
+          if (entry.lastSuccessAt) this.set({ schedule: entry.id, task: entry.task }, entry.lastSuccessAt.getTime() / 1000);
+        }
+      },
+    });
+    new Gauge({
+      name: `${PREFIX}cron_overdue`,
+      help: "1 when a crontab entry's last success is older than the staleness it declares (stale=), else 0.",
+      labelNames: ["schedule", "task"] as const,
+      registers,
+      async collect() {
+        this.reset();
+        for (const entry of await sources.cronFreshness.read()) this.set({ schedule: entry.id, task: entry.task }, entry.overdue ? 1 : 0);
+      },
+    });
+  }
+
+  started(job: JobSnapshot): void {
+    this.#started.inc({ task: job.task });
+  }
+
+  succeeded(job: JobSnapshot, durationMs: number): void {
+    this.#succeeded.inc({ task: job.task });
+    this.#duration.observe({ task: job.task, outcome: "succeeded" }, durationMs / 1000);
+  }
+
+  failed(job: JobSnapshot, _error: unknown, durationMs: number): void {
+    this.#failed.inc({ task: job.task });
+    const exhausted = job.attempt >= job.maxAttempts;
+    if (exhausted) this.#exhausted.inc({ task: job.task });
+    this.#duration.observe({ task: job.task, outcome: exhausted ? "exhausted" : "failed" }, durationMs / 1000);
+  }
+
+  hookFailed(): void {}
+}
