@@ -33,4 +33,4 @@ COPY crontab ./
 USER node
 EXPOSE 8080
 # Exec form, node itself as PID 1: Cloud Run's SIGTERM reaches the service's graceful shutdown.
-CMD ["node", "--enable-source-maps", "dist/src/main.js"]
+CMD ["node", "--enable-source-maps", "--import", "./dist/src/observability/instrumentation.js", "dist/src/main.js"]

@@ -19,7 +19,7 @@ export const SERVICE_VERSION = (JSON.parse(readFileSync(path.join(projectRoot, "
  * Whether to start the OpenTelemetry SDK: only when an exporter is configured through the standard
  * OTEL_* variables, which the SDK itself reads. Without one the service creates no spans at all.
  */
-export function tracingEnabled(environment: Record<string, string | undefined>): boolean {
+export function tracingEnabled(environment: Record<string, string | undefined> = process.env): boolean {
   const exporter = environment.OTEL_TRACES_EXPORTER;
   if (exporter) return exporter !== "none";
   return Boolean(environment.OTEL_EXPORTER_OTLP_ENDPOINT || environment.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);

@@ -5,6 +5,7 @@
 import { ConfigError, loadConfig, type Config } from "./config.ts";
 import { makeLogger } from "./observability/logger.ts";
 import { startService } from "./service.ts";
+import { shutdownTelemetry } from "./observability/telemetry.ts";
 
 let config: Config;
 try {
@@ -26,16 +27,19 @@ try {
     }
     signalled = true;
     logger.info({ signal }, "shutting down: no new requests or jobs, waiting for running jobs");
-    service.stop().then(
-      () => {
-        logger.info("shut down cleanly");
-        process.exit(0);
-      },
-      (error: unknown) => {
-        logger.error({ err: error }, "shutdown failed");
-        process.exit(1);
-      },
-    );
+    service
+      .stop()
+      .then(() => shutdownTelemetry())
+      .then(
+        () => {
+          logger.info("shut down cleanly");
+          process.exit(0);
+        },
+        (error: unknown) => {
+          logger.error({ err: error }, "shutdown failed");
+          process.exit(1);
+        },
+      );
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);

@@ -29,6 +29,11 @@ export class ServiceMetrics implements AttemptObserver {
   constructor(sources: MetricSources) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
+    // prom-client names these gauges *_total, which Prometheus reserves for counters (promtool
+    // rejects them); the process and event-loop metrics that remain say the same and more.
+    for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) {
+      this.registry.removeSingleMetric(`${PREFIX}${name}`);
+    }
     const counter = (name: string, help: string) => new Counter({ name: `${PREFIX}${name}`, help, labelNames: ["task"] as const, registers });
     this.#started = counter("jobs_started_total", "Job attempts started, by task.");
     this.#succeeded = counter("jobs_succeeded_total", "Job attempts that succeeded, by task.");

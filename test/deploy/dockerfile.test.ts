@@ -62,6 +62,8 @@ describe("the Dockerfile", () => {
     const cmd = keywords(runtime, "CMD").at(-1);
     expect(cmd?.execForm?.[0]).toBe("node");
     expect(cmd!.execForm!.at(-1)).toBe("dist/src/main.js");
+    // OpenTelemetry must load before the service's own modules.
+    expect(cmd!.execForm!.join(" ")).toContain("--import ./dist/src/observability/instrumentation.js dist/src/main.js");
   });
 
   test("the invariants catch a shell-form CMD and a root user", () => {

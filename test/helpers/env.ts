@@ -42,6 +42,9 @@ export interface TestEnv extends DatabaseHandle {
   metrics: ServiceMetrics;
 }
 
+/** CI must run every test: a check that needs a tool CI installs may only be skipped elsewhere. */
+export const IN_CI = Boolean(process.env.CI);
+
 /** Settings every test environment starts from; tests override single variables. */
 export function testEnvironment(overrides: Record<string, string> = {}): Record<string, string> {
   return { NODE_ENV: "test", LOG_LEVEL: "debug", LOG_FORMAT: "json", PORT: "0", HOST: "127.0.0.1", ...overrides };

@@ -1,0 +1,74 @@
+/**
+ * An OpenTelemetry collector for tests: a real HTTP server taking OTLP/HTTP JSON exports
+ * (`OTEL_EXPORTER_OTLP_PROTOCOL=http/json`) on /v1/traces and keeping the spans.
+ */
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+
+export interface ExportedSpan {
+  scope: string;
+  name: string;
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  links: Array<{ traceId: string; spanId: string }>;
+  attributes: Record<string, unknown>;
+  status?: { code?: number; message?: string };
+}
+
+interface OtlpValue {
+  stringValue?: string;
+  intValue?: string | number;
+  boolValue?: boolean;
+  doubleValue?: number;
+}
+
+export class FakeOtlpCollector {
+  readonly spans: ExportedSpan[] = [];
+  url = "";
+  #server = http.createServer((request, response) => {
+    let body = "";
+    request.on("data", (chunk: Buffer) => (body += chunk.toString()));
+    request.on("end", () => {
+      if (request.url === "/v1/traces") this.#take(JSON.parse(body));
+      response.writeHead(200, { "content-type": "application/json" });
+      response.end("{}");
+    });
+  });
+
+  async start(): Promise<this> {
+    await new Promise<void>((resolve) => this.#server.listen(0, "127.0.0.1", resolve));
+    this.url = `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    this.#server.closeAllConnections();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  #take(body: { resourceSpans?: Array<{ scopeSpans: Array<{ scope: { name: string }; spans: Array<Record<string, unknown>> }> }> }): void {
+    for (const resource of body.resourceSpans ?? []) {
+      for (const { scope, spans } of resource.scopeSpans) {
+        for (const span of spans) {
+          const attributes = Object.fromEntries(
+            ((span.attributes as Array<{ key: string; value: OtlpValue }>) ?? []).map(({ key, value }) => [
+              key,
+              value.stringValue ?? (value.intValue === undefined ? undefined : Number(value.intValue)) ?? value.boolValue ?? value.doubleValue,
+            ]),
+          );
+          this.spans.push({
+            scope: scope.name,
+            name: span.name as string,
+            traceId: span.traceId as string,
+            spanId: span.spanId as string,
+            ...(span.parentSpanId ? { parentSpanId: span.parentSpanId as string } : {}),
+            links: (span.links as ExportedSpan["links"]) ?? [],
+            attributes,
+            status: span.status as ExportedSpan["status"],
+          });
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,117 @@
+import { spawnSync } from "node:child_process";
+import { describe, expect } from "vitest";
+import { checkCrontab } from "../../src/crontab.ts";
+import { enqueueJob } from "../../src/enqueue.ts";
+import { buildApp } from "../../src/http/app.ts";
+import { makeCronFreshness } from "../../src/observability/cron-freshness.ts";
+import { ServiceMetrics } from "../../src/observability/metrics.ts";
+import { AUTH, buildTestApp } from "../helpers/app.ts";
+import { IN_CI, insertTaxa, resetData, runDueJobs, test } from "../helpers/env.ts";
+
+test.beforeEach(async ({ env }) => {
+  await resetData(env);
+});
+
+const promtool = spawnSync("promtool", ["--version"]).status === 0;
+
+/** The value of one sample in Prometheus text, or undefined. */
+function sample(text: string, series: string): number | undefined {
+  const line = text.split("\n").find((candidate) => candidate.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+describe("GET /metrics", () => {
+  test("counts attempts and outcomes by task, and shows queue depth", async ({ env }) => {
+    const app = await buildTestApp(env);
+    try {
+      const before = (await app.inject({ method: "GET", url: "/metrics", headers: AUTH })).body;
+      expect(sample(before, 'observing_jobs_jobs_started_total{task="resolve_taxa"}') ?? 0).toBe(0);
+
+      const [ok, failing] = await insertTaxa(env.db, [{ scientific_name: "Puma concolor" }, { scientific_name: "Felis concolor" }]);
+      env.gbif.script("Felis concolor", { status: 503, body: {} });
+      await enqueueJob(env.db, env.registry, "resolve_taxa", { taxonIds: [ok] });
+      await enqueueJob(env.db, env.registry, "resolve_taxa", { taxonIds: [failing] }, { maxAttempts: 1 });
+      await enqueueJob(env.db, env.registry, "refresh_thumbnails", {}, { runAt: new Date(Date.now() + 3_600_000) });
+      await runDueJobs(env);
+
+      const response = await app.inject({ method: "GET", url: "/metrics", headers: AUTH });
+      expect(response.statusCode).toBe(200);
+      expect(response.headers["content-type"]).toMatch(/^text\/plain; version=0\.0\.4/);
+      const text = response.body;
+      expect(sample(text, 'observing_jobs_jobs_started_total{task="resolve_taxa"}')).toBe(2);
+      expect(sample(text, 'observing_jobs_jobs_succeeded_total{task="resolve_taxa"}')).toBe(1);
+      expect(sample(text, 'observing_jobs_jobs_failed_total{task="resolve_taxa"}')).toBe(1);
+      expect(sample(text, 'observing_jobs_jobs_exhausted_total{task="resolve_taxa"}')).toBe(1);
+      expect(sample(text, 'observing_jobs_job_duration_seconds_count{task="resolve_taxa",outcome="succeeded"}')).toBe(1);
+      expect(sample(text, 'observing_jobs_queue_jobs{task="resolve_taxa",queue="",state="dead"}')).toBe(1);
+      expect(sample(text, 'observing_jobs_queue_jobs{task="refresh_thumbnails",queue="wikidata",state="scheduled"}')).toBe(1);
+      expect(sample(text, 'observing_jobs_queue_oldest_ready_age_seconds{task="resolve_taxa",queue=""}')).toBe(0);
+      expect(text).toMatch(/^observing_jobs_process_resident_memory_bytes \d+/m);
+      expect((await app.inject({ method: "GET", url: "/metrics" })).statusCode).toBe(401);
+    } finally {
+      await app.close();
+    }
+  });
+
+  test.skipIf(!promtool && !IN_CI)("passes promtool check metrics", async ({ env }) => {
+    const app = await buildTestApp(env);
+    try {
+      await enqueueJob(env.db, env.registry, "resolve_taxa", { force: true });
+      await runDueJobs(env);
+      const text = (await app.inject({ method: "GET", url: "/metrics", headers: AUTH })).body;
+      const check = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" });
+      expect(check.error, "promtool must be installed (Debian's prometheus package; .ci/run installs it)").toBeUndefined();
+      expect(check.stdout + check.stderr).toBe("");
+      expect(check.status).toBe(0);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe("cron freshness", () => {
+  test("an entry whose last success is older than its stale= is reported overdue in metrics, tasks and readiness", async ({ env }) => {
+    const crontab = checkCrontab("30 3 * * * resolve_taxa ?id=resolve_nightly_probe&fill=1d&stale=1h", env.registry);
+    expect(crontab[0]!.maxStalenessMs).toBe(3_600_000);
+    // The service has been up for two hours and the entry never succeeded.
+    const cronFreshness = makeCronFreshness(env.db, crontab, { startedAt: new Date(Date.now() - 7_200_000), maxAgeMs: 0 });
+    const metrics = new ServiceMetrics({ queueStats: env.queueStats, cronFreshness });
+    const app = await buildApp({
+      config: { auth: { disabled: false, tokens: [AUTH.authorization.slice(7)], oidc: null }, http: env.config.http },
+      logger: env.logger,
+      pool: env.pool,
+      db: env.db,
+      registry: env.registry,
+      crontab,
+      queueStats: env.queueStats,
+      cronFreshness,
+      metrics,
+      worker: { isRunning: () => true },
+    });
+    try {
+      const overdueSeries = 'observing_jobs_cron_overdue{schedule="resolve_nightly_probe",task="resolve_taxa"}';
+      expect(sample((await app.inject({ method: "GET", url: "/metrics", headers: AUTH })).body, overdueSeries)).toBe(1);
+      const readiness = await app.inject({ method: "GET", url: "/readyz" });
+      expect(readiness.statusCode).toBe(200);
+      expect(readiness.json().overdueSchedules).toEqual(["resolve_nightly_probe"]);
+      const schedule = (await app.inject({ method: "GET", url: "/tasks", headers: AUTH })).json().tasks.find((task: { name: string }) => task.name === "resolve_taxa").schedules[0];
+      expect(schedule).toMatchObject({ id: "resolve_nightly_probe", overdue: true, maxStalenessSeconds: 3600, lastSuccessAt: null });
+
+      // A cron-fired run succeeds: fresh again.
+      await env.db
+        .insertInto("observing_jobs.job_records")
+        .values({ id: 5001, task: "resolve_taxa", queue: null, source: "cron", payload: {}, phase: "succeeded", max_attempts: 8, run_at: new Date(), finished_at: new Date() })
+        .execute();
+      const text = (await app.inject({ method: "GET", url: "/metrics", headers: AUTH })).body;
+      expect(sample(text, overdueSeries)).toBe(0);
+      expect(sample(text, 'observing_jobs_cron_last_success_timestamp_seconds{schedule="resolve_nightly_probe",task="resolve_taxa"}')).toBeGreaterThan(Date.now() / 1000 - 60);
+      expect((await app.inject({ method: "GET", url: "/readyz" })).json().overdueSchedules).toEqual([]);
+    } finally {
+      await app.close();
+    }
+  });
+
+  test("stale= must be a duration", ({ env }) => {
+    expect(() => checkCrontab("30 3 * * * resolve_taxa ?id=x&stale=soon", env.registry)).toThrow(/crontab line 1: stale=soon is not a duration such as 26h or 2d/);
+  });
+});
