@@ -31,6 +31,8 @@ export interface EnqueueOrigin {
   /** The caller's identity (HTTP), when known. */
   actor?: string;
   traceId?: string;
+  /** The job enqueueing this one (fan-out). */
+  parentId?: string;
 }
 
 export interface EnqueuedJob {
@@ -118,9 +120,9 @@ export async function enqueueJob(
       )
     ), record as (
       insert into observing_jobs.job_records as r
-        (id, task, queue, source, payload, phase, priority, attempts, max_attempts, job_key, run_at, trace_id)
+        (id, task, queue, source, payload, phase, priority, attempts, max_attempts, job_key, run_at, trace_id, parent_id)
       select job.id, ${task.name}, ${spec.queueName}::text, ${origin.source}, ${stored}::jsonb, 'waiting',
-        job.priority, job.attempts, job.max_attempts, job.key, job.run_at, ${traceId}::text
+        job.priority, job.attempts, job.max_attempts, job.key, job.run_at, ${traceId}::text, ${origin.parentId ?? null}::bigint
       from job
       on conflict (id) do update set
         -- unsafe_dedupe keeps the existing job as it was, payload included
@@ -205,9 +207,9 @@ export async function enqueueJobs(
       ) as j(id, payload, priority, attempts, max_attempts, key, run_at)
     ), record as (
       insert into observing_jobs.job_records as r
-        (id, task, queue, source, payload, phase, priority, attempts, max_attempts, job_key, run_at, trace_id)
+        (id, task, queue, source, payload, phase, priority, attempts, max_attempts, job_key, run_at, trace_id, parent_id)
       select id, ${task.name}, ${queueName}::text, ${origin.source}, payload, 'waiting', priority, attempts, max_attempts,
-        key, run_at, ${traceId}::text
+        key, run_at, ${traceId}::text, ${origin.parentId ?? null}::bigint
       from job
       on conflict (id) do update set
         payload = excluded.payload, queue = excluded.queue, phase = 'waiting', priority = excluded.priority,

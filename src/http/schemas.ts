@@ -53,6 +53,21 @@ export const JobDetails = Type.Object({
   links: Type.Object({ self: Type.String() }),
   payload: Type.Unknown({ description: "As stored in history: sensitive fields redacted, large payloads summarised." }),
   timeline: Type.Array(JobEvent),
+  children: Type.Union(
+    [
+      Type.Object({
+        total: Type.Integer(),
+        waiting: Type.Integer({ description: "Queued, scheduled or waiting to retry" }),
+        running: Type.Integer(),
+        succeeded: Type.Integer(),
+        dead: Type.Integer(),
+        cancelled: Type.Integer(),
+        discarded: Type.Integer(),
+      }),
+      Type.Null(),
+    ],
+    { description: "Jobs this job enqueued (fan-out batches) by state: its progress. Null when none." },
+  ),
 });
 
 export const EnqueuedResponse = Type.Object({

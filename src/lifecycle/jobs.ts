@@ -44,9 +44,22 @@ export interface JobSummary {
   finishedAt: Date | null;
 }
 
+/** Jobs a job enqueued (fan-out batches), by phase: the progress of a sweep or a backfill. */
+export interface ChildProgress {
+  total: number;
+  waiting: number;
+  running: number;
+  succeeded: number;
+  dead: number;
+  cancelled: number;
+  discarded: number;
+}
+
 export interface JobDetails extends JobSummary {
   payload: unknown;
   timeline: JobEventRow[];
+  /** Null when the job enqueued no jobs. */
+  children: ChildProgress | null;
 }
 
 export class JobNotFoundError extends Error {
@@ -122,13 +135,14 @@ function summarise(record: JobRecordRow, live: LiveJob | undefined, now: Date): 
 /** A job with its payload (as stored: redacted) and its whole history, or null. */
 export async function findJob(db: Db, id: string): Promise<JobDetails | null> {
   if (!/^\d{1,19}$/.test(id)) return null;
-  const [record, live, timeline] = await Promise.all([
+  const [record, live, timeline, children] = await Promise.all([
     db.selectFrom("observing_jobs.job_records").selectAll().where("id", "=", id).executeTakeFirst(),
     findLive(db, [id]),
     db.selectFrom("observing_jobs.job_events").selectAll().where("job_id", "=", id).orderBy("id").execute(),
+    findChildProgress(db, id),
   ]);
   const liveJob = live.get(id);
-  if (record) return { ...summarise(record, liveJob, new Date()), payload: record.payload, timeline };
+  if (record) return { ...summarise(record, liveJob, new Date()), payload: record.payload, timeline, children };
   if (!liveJob) return null;
   // Added by plain SQL and not started yet: graphile-worker's view is all there is (it hides payloads).
   return {
@@ -148,7 +162,24 @@ export async function findJob(db: Db, id: string): Promise<JobDetails | null> {
     finishedAt: null,
     payload: null,
     timeline,
+    children,
   };
+}
+
+async function findChildProgress(db: Db, id: string): Promise<ChildProgress | null> {
+  const rows = await db
+    .selectFrom("observing_jobs.job_records")
+    .select(["phase", (eb) => eb.fn.countAll<string>().as("count")])
+    .where("parent_id", "=", id)
+    .groupBy("phase")
+    .execute();
+  if (rows.length === 0) return null;
+  const progress: ChildProgress = { total: 0, waiting: 0, running: 0, succeeded: 0, dead: 0, cancelled: 0, discarded: 0 };
+  for (const row of rows) {
+    progress[row.phase] = Number(row.count);
+    progress.total += Number(row.count);
+  }
+  return progress;
 }
 
 export interface JobFilter {
@@ -238,9 +269,52 @@ export async function retryJob(db: Db, id: string, actor: string): Promise<JobDe
   });
 }
 
-/** A job that has not started (queued, scheduled or waiting to retry) is removed from the queue. */
+const CANCELLABLE = ["queued", "scheduled", "retry_wait"] as const;
+
+/**
+ * A job that has not started (queued, scheduled or waiting to retry) is removed from the queue,
+ * and so are the jobs it enqueued that have not started (a backfill's pending batches): cancelling
+ * a fan-out that has already run stops what is left of it.
+ */
 export async function cancelJob(db: Db, id: string, actor: string): Promise<JobDetails> {
-  return act(db, id, actor, "cancel", ["queued", "scheduled", "retry_wait"], "cancelled", (trx) => removeJob(trx, id, "cancelled"));
+  const job = await findJobOrThrow(db, id);
+  const hasPendingChildren = (job.children?.waiting ?? 0) > 0;
+  if (!(CANCELLABLE as readonly JobState[]).includes(job.state) && !hasPendingChildren) {
+    throw new IllegalTransitionError("cancel", id, job.state, CANCELLABLE);
+  }
+  if ((CANCELLABLE as readonly JobState[]).includes(job.state)) {
+    await act(db, id, actor, "cancel", CANCELLABLE, "cancelled", (trx) => removeJob(trx, id, "cancelled"));
+  }
+  if (hasPendingChildren) await cancelPendingChildren(db, id, actor);
+  return findJobOrThrow(db, id);
+}
+
+async function cancelPendingChildren(db: Db, parentId: string, actor: string): Promise<void> {
+  await db.transaction().execute(async (trx) => {
+    const pending = await trx
+      .selectFrom("observing_jobs.job_records")
+      .select("id")
+      .where("parent_id", "=", parentId)
+      .where("phase", "=", "waiting")
+      .execute();
+    if (pending.length === 0) return;
+    // complete_jobs skips jobs that started meanwhile: those run to their end.
+    const { rows } = await sql<{ id: string }>`
+      select id from graphile_worker.complete_jobs(${pending.map((row) => String(row.id))}::bigint[])`.execute(trx);
+    if (rows.length === 0) return;
+    const ids = rows.map((row) => String(row.id));
+    const now = new Date();
+    const cancelled = await trx
+      .updateTable("observing_jobs.job_records")
+      .set({ phase: "cancelled", finished_at: now, updated_at: now })
+      .where("id", "in", ids)
+      .returning(["id", "task", "queue", "attempts"])
+      .execute();
+    await trx
+      .insertInto("observing_jobs.job_events")
+      .values(cancelled.map((row) => ({ job_id: row.id, task: row.task, queue: row.queue, event: "cancelled" as const, attempt: row.attempts, actor })))
+      .execute();
+  });
 }
 
 /** A dead job is removed from the dead-letter; its history stays until retention prunes it. */

@@ -38,7 +38,8 @@ function prepare(task: RegisteredTask, rawPayload: unknown, job: Omit<JobInfo, "
     signal,
     job: info,
     upstream: deps.upstream,
-    enqueue: makeEnqueue(deps.db, deps.registry, { source: "task" }),
+    // Jobs this one enqueues record it as their parent (progress, cancellation); `run` from the CLI has no job row.
+    enqueue: makeEnqueue(deps.db, deps.registry, { source: "task", ...(/^\d+$/.test(info.id) ? { parentId: info.id } : {}) }),
     config: deps.config,
   };
   return { value, context };

@@ -22,6 +22,8 @@ export interface JobRecordsTable {
   run_at: Date;
   last_error: string | null;
   trace_id: string | null;
+  /** The job that enqueued this one (fan-out), if any. */
+  parent_id: ColumnType<string | null, string | number | null | undefined, never>;
   created_at: ColumnType<Date, Date | undefined, Date>;
   started_at: Date | null;
   finished_at: Date | null;

@@ -178,7 +178,7 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
   const actions = { retry: retryJob, cancel: cancelJob, discard: discardJob } as const;
   const descriptions = {
     retry: "Send a dead (or failed, waiting) job back to the queue now, attempts reset",
-    cancel: "Remove a job that has not started",
+    cancel: "Remove a job that has not started, and the jobs it enqueued that have not started (a backfill's pending batches)",
     discard: "Remove a dead job from the dead-letter",
   };
   for (const [name, action] of Object.entries(actions)) {
@@ -245,7 +245,7 @@ function summary(job: JobSummary) {
 }
 
 function details(job: JobDetails) {
-  return { ...summary(job), payload: job.payload, timeline: job.timeline.map(timelineEvent) };
+  return { ...summary(job), payload: job.payload, timeline: job.timeline.map(timelineEvent), children: job.children };
 }
 
 function timelineEvent(event: JobEventRow) {

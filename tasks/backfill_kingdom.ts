@@ -1,0 +1,61 @@
+/**
+ * "Backfill kingdom Y": re-resolve every taxon of a kingdom. Fans out `resolve_taxa` batch jobs
+ * keyed by kingdom and id range, so triggering the backfill again replaces its pending batches
+ * instead of adding more. Its progress (batches done, pending, failed) is the job's `children` in
+ * `GET /jobs/{id}`; `POST /jobs/{id}/cancel` removes the batches that have not started.
+ */
+import Type, { type Static } from "typebox";
+import { findTaxonIdsToResolve } from "../src/db/repositories/taxa.ts";
+import { defineTask } from "../src/task.ts";
+
+const payload = Type.Object(
+  {
+    kingdom: Type.String({ minLength: 1, maxLength: 100, description: "The kingdom, matched case-insensitively against kingdom_hint, else the resolved kingdom." }),
+    force: Type.Optional(Type.Boolean({ default: true, description: "Re-resolve settled rows too (a backfill's usual meaning)." })),
+    batchSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: "Rows per resolve_taxa batch." })),
+  },
+  { additionalProperties: false },
+);
+export type BackfillKingdomPayload = Static<typeof payload>;
+
+declare global {
+  namespace GraphileWorker {
+    interface Tasks {
+      backfill_kingdom: BackfillKingdomPayload;
+    }
+  }
+}
+
+export default defineTask({
+  description: "Re-resolve every taxon of a kingdom, in resolve_taxa batches (progress and cancel through the job API).",
+  payload,
+  defaults: {
+    maxAttempts: 5,
+    timeoutMs: 120_000,
+    // One backfill of a kingdom at a time: triggering it again replaces a pending one.
+    jobKey: (p) => `backfill_kingdom:${p.kingdom.toLowerCase()}`,
+  },
+  async run(p, { db, enqueue, logger, signal }) {
+    const kingdom = p.kingdom.toLowerCase();
+    const force = p.force ?? true;
+    const batchSize = p.batchSize ?? 100;
+    let afterId = 0;
+    let batches = 0;
+    let rows = 0;
+    for (;;) {
+      signal.throwIfAborted();
+      const ids = await findTaxonIdsToResolve(db, { kingdom, force }, { afterId, limit: batchSize });
+      if (ids.length === 0) break;
+      // The kingdom is passed on as a hint for rows without one; it never filters GBIF's answer.
+      await enqueue(
+        "resolve_taxa",
+        { taxonIds: ids, kingdom: p.kingdom, force },
+        { jobKey: `backfill_kingdom:${kingdom}:${ids[0]}-${ids.at(-1)}` },
+      );
+      batches += 1;
+      rows += ids.length;
+      afterId = ids.at(-1)!;
+    }
+    logger.info({ kingdom: p.kingdom, batches, rows }, "enqueued backfill batches");
+  },
+});
