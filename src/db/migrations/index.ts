@@ -2,10 +2,12 @@ import type { Migration } from "kysely/migration";
 import * as taxa from "./0001_taxa.ts";
 import * as jobHistory from "./0002_job_history.ts";
 import * as taxaEnrichment from "./0003_taxa_enrichment.ts";
+import * as dashboardIndexes from "./0007_dashboard_indexes.ts";
 
 /** Every migration, in order. Imported statically so the build and the image carry them. */
 export const migrations: Record<string, Migration> = {
   "0001_taxa": taxa,
   "0002_job_history": jobHistory,
   "0003_taxa_enrichment": taxaEnrichment,
+  "0007_dashboard_indexes": dashboardIndexes,
 };
