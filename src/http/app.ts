@@ -11,10 +11,12 @@ import Fastify from "fastify";
 import type pg from "pg";
 import type { Config } from "../config.ts";
 import type { CrontabEntry } from "../crontab.ts";
+import type { DashboardSources } from "../dashboard/sources.ts";
 import type { Db } from "../db/database.ts";
 import type { QueueStats } from "../lifecycle/queue-stats.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { TaskRegistry } from "../registry.ts";
+import dashboardRoutes from "./dashboard/index.ts";
 import { authPlugin, makeAuthenticator } from "./plugins/auth.ts";
 import healthRoutes from "./routes/health.ts";
 import jobRoutes from "./routes/jobs.ts";
@@ -24,7 +26,7 @@ import { ErrorResponse } from "./schemas.ts";
 
 /** What the routes need from the running service. */
 export interface AppDependencies {
-  config: Pick<Config, "auth" | "http">;
+  config: Pick<Config, "auth" | "http"> & Partial<Pick<Config, "dashboard">>;
   logger: Logger;
   pool: pg.Pool;
   db: Db;
@@ -32,6 +34,8 @@ export interface AppDependencies {
   crontab: readonly CrontabEntry[];
   queueStats: QueueStats;
   worker: { isRunning(): boolean };
+  /** Live worker pools and overdue cron entries for the dashboard; shown as not available when absent. */
+  dashboardSources?: DashboardSources;
 }
 
 const STATUS_NAMES: Record<number, string> = {
@@ -93,6 +97,7 @@ export async function buildApp(deps: AppDependencies) {
   });
 
   await app.register(healthRoutes, { deps });
+  await app.register(dashboardRoutes, { prefix: "/dashboard", deps, sources: deps.dashboardSources });
   await app.register(async (api) => {
     await api.register(authPlugin, { authenticate: makeAuthenticator(deps.config.auth) });
     // Every acting request is logged with who made it.
