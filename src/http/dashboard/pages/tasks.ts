@@ -8,7 +8,7 @@ import cronstrue from "cronstrue";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { findCronRuns, type CronRun } from "../../../dashboard/cron-history.ts";
 import { readSource, type OverdueSchedule } from "../../../dashboard/sources.ts";
-import { enqueueJob, InvalidPayloadError, type EnqueueOptions } from "../../../enqueue.ts";
+import { checkPayload, enqueueJob, InvalidPayloadError, type EnqueueOptions } from "../../../enqueue.ts";
 import type { RegisteredTask } from "../../../registry.ts";
 import { describeSchedules, type Schedule } from "../../../schedules.ts";
 import { operatorOf, sendPage, type DashboardContext } from "../context.ts";
@@ -105,11 +105,15 @@ export function registerTasks(app: FastifyInstance, { deps, sources }: Dashboard
     const { options, errors: optionErrors } = parseOptions(optionValues);
     const errors = [...parsed.errors, ...optionErrors];
     const operator = operatorOf(request);
-    if (errors.length === 0) {
+    if (parsed.errors.length === 0) {
       try {
-        const job = await enqueueJob(db, registry, task.name, parsed.payload, options, { source: "http", actor: operator.id });
-        request.log.info({ operator: operator.id, jobId: job.id, task: task.name }, "job enqueued by operator (dashboard)");
-        return reply.redirect(`/dashboard/jobs/${job.id}?done=enqueued`, 303);
+        if (errors.length === 0) {
+          const job = await enqueueJob(db, registry, task.name, parsed.payload, options, { source: "http", actor: operator.id });
+          request.log.info({ operator: operator.id, jobId: job.id, task: task.name }, "job enqueued by operator (dashboard)");
+          return reply.redirect(`/dashboard/jobs/${job.id}?done=enqueued`, 303);
+        }
+        // A bad option stops the enqueue; still say everything that is wrong with the payload at once.
+        checkPayload(task, parsed.payload);
       } catch (error) {
         if (!(error instanceof InvalidPayloadError)) throw error;
         errors.push(...error.errors);
