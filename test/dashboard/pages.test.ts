@@ -79,7 +79,7 @@ describe("pages", () => {
       const jobs = await enqueueJobs(env.db, env.registry, "resolve_taxa", Array.from({ length: 120 }, () => ({})));
       await enqueueJob(env.db, env.registry, "refresh_thumbnails", {});
       const ids = jobs.map((job) => job.id).reverse();
-      const idsOn = (body: string) => [...body.matchAll(/<td><a href="\/dashboard\/jobs\/(\d+)">/g)].map((match) => match[1]);
+      const idsOn = (body: string) => [...body.matchAll(/<td data-label="Id"><a href="\/dashboard\/jobs\/(\d+)">/g)].map((match) => match[1]);
 
       const first = await get(app, "/dashboard/jobs?task=resolve_taxa&state=queued");
       expect(idsOn(first.body)).toEqual(ids.slice(0, 50));
@@ -216,10 +216,10 @@ describe("pages", () => {
       const page = await get(app, "/dashboard/tasks");
       expect(page.body).toContain("At 03:30 (UTC)<br><code class=\"muted\">30 3 * * *</code>");
       expect(page.body).toContain("At 05:00, only on Sunday (UTC)");
-      const row = /<td><code>resolve_taxa_nightly<\/code>[\s\S]*?<\/tr>/.exec(page.body)![0];
+      const row = /<td data-label="Entry"><code>resolve_taxa_nightly<\/code>[\s\S]*?<\/tr>/.exec(page.body)![0];
       expect(row).toContain(`<a href="/dashboard/jobs/${failed}">job ${failed}</a> <span class="state" data-state="dead"`);
       expect(row).toContain(`<a href="/dashboard/jobs/${succeeded}">job ${succeeded}</a> <span class="state" data-state="succeeded"`);
-      const next = /<td><code>resolve_taxa_nightly<\/code>[\s\S]*?<time datetime="([^"]+)"/.exec(page.body)![1]!;
+      const next = /<td data-label="Entry"><code>resolve_taxa_nightly<\/code>[\s\S]*?<time datetime="([^"]+)"/.exec(page.body)![1]!;
       expect(new Date(next).getUTCHours() * 60 + new Date(next).getUTCMinutes()).toBe(3 * 60 + 30);
       expect(page.body).toContain("<span class=\"muted\">internal (crontab only)</span>");
 
@@ -235,8 +235,12 @@ describe("pages", () => {
     await enqueueJob(env.db, env.registry, "resolve_taxa", {}, { runAt: new Date(Date.now() + 60_000) });
     await withApp(env, async (app) => {
       const page = await get(app, "/dashboard/queues");
-      expect(page.body).toMatch(/<td><strong>wikidata<\/strong><\/td><td><span class="muted">all tasks<\/span><\/td><td>2<\/td><td>0<\/td>/);
-      expect(page.body).toMatch(/<td><strong>\(no named queue\)<\/strong><\/td><td><span class="muted">all tasks<\/span><\/td><td>0<\/td><td>1<\/td>/);
+      const cells = (queue: string) => {
+        const row = new RegExp(`<tr><td data-label="Queue"><strong>${queue}</strong>[\\s\\S]*?</tr>`).exec(page.body)![0];
+        return [...row.matchAll(/<td data-label="([^"]+)">([^<]*)<\/td>/g)].map((match) => `${match[1]}=${match[2]}`);
+      };
+      expect(cells("wikidata")).toEqual(["Ready=2", "Scheduled=0", "Running=0", "Retry wait=0", "Dead=0"]);
+      expect(cells("\\(no named queue\\)")).toEqual(["Ready=0", "Scheduled=1", "Running=0", "Retry wait=0", "Dead=0"]);
       expect(page.body).toContain('<a href="/dashboard/jobs?task=refresh_thumbnails&amp;queue=wikidata">refresh_thumbnails</a>');
       const live = await get(app, "/dashboard/live/queues");
       expect(live.json().fragments.queues).toContain("<strong>wikidata</strong>");

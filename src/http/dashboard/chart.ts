@@ -5,8 +5,8 @@
 import type { OutcomeBucket } from "../../dashboard/activity.ts";
 import { html, type Html } from "./html.ts";
 
-const WIDTH = 600;
-const HEIGHT = 160;
+const WIDTH = 900;
+const HEIGHT = 180;
 const AXIS = 20;
 
 function clock(date: Date): string {
@@ -47,7 +47,7 @@ export function outcomesChart(buckets: OutcomeBucket[]): Html {
     </svg>
     <figcaption id="chart-summary">
       Last hour, per 5 minutes: <span class="key key-ok">${succeeded} succeeded</span>,
-      <span class="key key-failed">${failed} failed attempts</span> (highest bar: ${highest}).
+      <span class="key key-failed">${failed} failed attempt${failed === 1 ? "" : "s"}</span> (highest bar: ${highest}).
     </figcaption>
     <details><summary>As a table</summary>
       <table><thead><tr><th scope="col">From (UTC)</th><th scope="col">Succeeded</th><th scope="col">Failed attempts</th></tr></thead>

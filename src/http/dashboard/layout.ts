@@ -140,12 +140,13 @@ export function jsonBlock(value: unknown, label: string): Html {
   return html`<pre class="json" tabindex="0" aria-label="${label}"><code>${JSON.stringify(value, null, 2) ?? "null"}</code></pre>`;
 }
 
-export function table(caption: string, head: HtmlValue[], rows: HtmlValue[][], options: { empty?: string } = {}): Html {
+/** A table; on a phone its rows become cards, each value labelled with its column (data-label). */
+export function table(caption: string, head: string[], rows: HtmlValue[][], options: { empty?: string } = {}): Html {
   if (rows.length === 0) return html`<p class="empty">${options.empty ?? "Nothing to show."}</p>`;
-  return html`<div class="table-wrap" tabindex="0" role="region" aria-label="${caption}"><table>
+  return html`<div class="table-wrap" tabindex="0" role="region" aria-label="${caption}"><table class="cards">
     <caption class="visually-hidden">${caption}</caption>
     <thead><tr>${head.map((cell) => html`<th scope="col">${cell}</th>`)}</tr></thead>
-    <tbody>${rows.map((row) => html`<tr>${row.map((cell) => html`<td>${cell}</td>`)}</tr>`)}</tbody>
+    <tbody>${rows.map((row) => html`<tr>${row.map((cell, index) => html`<td data-label="${head[index] ?? ""}">${cell}</td>`)}</tr>`)}</tbody>
   </table></div>`;
 }
 

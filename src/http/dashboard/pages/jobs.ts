@@ -185,7 +185,10 @@ function jobFragments(job: JobDetails, operator: Operator, now: Date): { summary
       <div><dt>Started</dt><dd>${timeCell(job.startedAt, now)}</dd></div>
       <div><dt>Finished</dt><dd>${timeCell(job.finishedAt, now)}</dd></div>
     </dl>
-    ${job.lastError ? html`<div class="last-error"><h3>Last error</h3><pre class="error-text">${job.lastError}</pre></div>` : ""}
+    ${job.lastError
+      ? html`<div class="last-error"><h3>${job.state === "dead" || job.state === "retry_wait" ? "Last error" : "Error of an earlier attempt"}</h3>
+          <pre class="error-text">${job.lastError}</pre></div>`
+      : ""}
     ${actions.length > 0
       ? html`<div class="job-actions">${actions.map(([name, action]) => confirmForm(`/dashboard/jobs/${job.id}/${name}`, operator, `${action.label}…`, html`${action.label} job ${job.id} (${job.task})? ${action.explain}`, `Yes, ${action.label.toLowerCase()} it`, name === "discard"))}</div>`
       : ""}
