@@ -117,11 +117,11 @@ export function timeCell(date: Date | null, now: Date): Html {
   return html`<time datetime="${date.toISOString()}" title="${date.toISOString()}">${formatUtc(date)}</time> <span class="muted">(${relative(date, now)})</span>`;
 }
 
-export function formatUtc(date: Date): string {
+function formatUtc(date: Date): string {
   return `${date.toISOString().slice(0, 19).replace("T", " ")} UTC`;
 }
 
-export function relative(date: Date, now: Date): string {
+function relative(date: Date, now: Date): string {
   const seconds = Math.round((date.getTime() - now.getTime()) / 1000);
   const text = formatDuration(Math.abs(seconds));
   if (Math.abs(seconds) < 1) return "now";

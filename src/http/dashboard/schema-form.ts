@@ -41,7 +41,7 @@ type JsonSchema = {
 };
 
 /** Input names are `payload.<property>`, apart from the job options beside them. */
-export const PAYLOAD_PREFIX = "payload.";
+const PAYLOAD_PREFIX = "payload.";
 
 /** The enum values of a property: `enum: [...]`, or a union of constants (TypeBox's Union of Literals). */
 function enumValues(schema: JsonSchema): unknown[] | undefined {

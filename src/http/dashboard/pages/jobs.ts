@@ -24,12 +24,12 @@ import { csrfField, formatDuration, jsonBlock, notice, queryString, stateBadge, 
 
 const PAGE_SIZE = 50;
 
-export const JOB_ACTIONS = {
+const JOB_ACTIONS = {
   retry: { run: retryJob, allowed: ["dead", "retry_wait"], label: "Retry", explain: "It goes back to the queue now with its attempts reset; its history is kept." },
   cancel: { run: cancelJob, allowed: ["queued", "scheduled", "retry_wait"], label: "Cancel", explain: "It is removed from the queue and will not run." },
   discard: { run: discardJob, allowed: ["dead"], label: "Discard", explain: "It leaves the dead-letter for good; its history stays until retention removes it." },
 } as const satisfies Record<string, { run: unknown; allowed: readonly JobState[]; label: string; explain: string }>;
-export type JobAction = keyof typeof JOB_ACTIONS;
+type JobAction = keyof typeof JOB_ACTIONS;
 
 const DONE_MESSAGES: Record<string, string> = {
   retry: "Job retried: it is back in the queue.",

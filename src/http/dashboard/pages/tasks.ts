@@ -17,7 +17,7 @@ import { csrfField, jsonBlock, notice, stateBadge, table, timeCell } from "../la
 import { errorsByField, fieldsFromSchema, payloadFromForm, renderFields } from "../schema-form.ts";
 
 /** "At 03:30 AM" style wording of a crontab expression (always UTC here). */
-export function describeCron(expression: string): string {
+function describeCron(expression: string): string {
   try {
     return `${cronstrue.toString(expression, { use24HourTimeFormat: true, verbose: false })} (UTC)`;
   } catch {
