@@ -61,6 +61,7 @@ const EnvSchema = Type.Object({
   AUTH_OIDC_ISSUERS: Type.String({ minLength: 1, default: "https://accounts.google.com,accounts.google.com" }),
   AUTH_ALLOWED_CALLERS: Type.Optional(Type.String({ pattern: "^[^,\\s@]+@[^,\\s@]+(,[^,\\s@]+@[^,\\s@]+)*$" })),
   AUTH_DISABLED: Type.Boolean({ default: false }),
+  DASHBOARD_SESSION_SECRET: Type.Optional(Type.String({ minLength: 32 })),
   HISTORY_RETENTION_DAYS: Int({ minimum: 0, maximum: 3650, default: 14 }),
   HISTORY_DEAD_RETENTION_DAYS: Int({ minimum: 0, maximum: 3650, default: 90 }),
   GBIF_USER_AGENT: Type.String({ minLength: 1, default: DEFAULT_USER_AGENT }),
@@ -78,7 +79,7 @@ const EnvSchema = Type.Object({
 type Env = Static<typeof EnvSchema>;
 
 /** Variables whose values never appear in messages. */
-const SECRET_VARIABLES = new Set<string>(["API_TOKENS", "IUCN_API_TOKEN"]);
+const SECRET_VARIABLES = new Set<string>(["API_TOKENS", "IUCN_API_TOKEN", "DASHBOARD_SESSION_SECRET"]);
 /** Variables that may carry a password inside a URL. */
 const URL_VARIABLES = new Set(["DATABASE_URL"]);
 
@@ -105,6 +106,13 @@ export interface Config {
       /** Service-account (or user) emails allowed to call. */
       readonly allowedCallers: readonly string[];
     } | null;
+  };
+  readonly dashboard: {
+    /**
+     * Key that signs the dashboard's session cookies; every instance needs the same one. Unset
+     * (development only) means a key made per process, so sessions end when it restarts.
+     */
+    readonly sessionSecret: string | undefined;
   };
   readonly worker: {
     readonly concurrency: number;
@@ -185,6 +193,10 @@ export function parseConfig(environment: Record<string, string | undefined>): Co
   if (env.NODE_ENV === "production" && !env.API_TOKENS && !env.AUTH_OIDC_AUDIENCE) {
     problems.push("API_TOKENS or AUTH_OIDC_AUDIENCE is required when NODE_ENV=production (the jobs API needs authentication)");
   }
+  if (env.NODE_ENV === "production" && !env.DASHBOARD_SESSION_SECRET) {
+    // Instances behind one URL must all accept the cookie one of them signed.
+    problems.push("DASHBOARD_SESSION_SECRET is required when NODE_ENV=production (it signs dashboard sessions on every instance)");
+  }
   if (env.AUTH_OIDC_AUDIENCE && !env.AUTH_ALLOWED_CALLERS) {
     // Anyone with a Google account can mint an ID token for any audience: the allowlist is what restricts callers.
     problems.push("AUTH_ALLOWED_CALLERS is required when AUTH_OIDC_AUDIENCE is set");
@@ -216,6 +228,7 @@ export function parseConfig(environment: Record<string, string | undefined>): Co
           }
         : null,
     },
+    dashboard: { sessionSecret: env.DASHBOARD_SESSION_SECRET },
     worker: {
       concurrency: env.WORKER_CONCURRENCY,
       pollIntervalMs: env.WORKER_POLL_INTERVAL_MS,

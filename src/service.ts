@@ -79,6 +79,12 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
       cronFreshness,
       metrics,
       worker,
+      dashboardSources: {
+        overdueSchedules: async () =>
+          (await cronFreshness.read())
+            .filter((status) => status.overdue)
+            .map((status) => ({ id: status.id, task: status.task, dueAt: status.overdueSince!, lastFiredAt: status.lastRunAt })),
+      },
     });
     releasers.push(() => app.close());
     const url = await app.listen({ host: config.http.host, port: config.http.port });

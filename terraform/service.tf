@@ -8,7 +8,7 @@ locals {
   }
   # Environment variables of the service that come from Secret Manager: name => secret id.
   service_secrets = merge(
-    { DATABASE_URL = var.database_url_secret },
+    { DATABASE_URL = var.database_url_secret, DASHBOARD_SESSION_SECRET = var.dashboard_session_secret },
     { for name, secret in local.optional_secrets : name => secret if secret != null },
   )
 }

@@ -61,6 +61,16 @@ variable "database_url_secret" {
   }
 }
 
+variable "dashboard_session_secret" {
+  description = "Secret Manager secret (id in this project) holding DASHBOARD_SESSION_SECRET, at least 32 random characters that sign the dashboard's session cookies on every instance."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]{1,255}$", var.dashboard_session_secret))
+    error_message = "dashboard_session_secret must be a Secret Manager secret id (letters, digits, - and _)."
+  }
+}
+
 variable "migrate_database_url_secret" {
   description = "Secret Manager secret holding the migrate job's DATABASE_URL: the migrator database role that owns the job schemas. Only the migrate job's service account can read it."
   type        = string

@@ -20,6 +20,7 @@ describe("parseConfig", () => {
       NODE_ENV: "production",
       DATABASE_URL: "postgresql://app:pw@db:5432/observations",
       API_TOKENS: "a-long-enough-token-1,a-long-enough-token-2",
+      DASHBOARD_SESSION_SECRET: "a-session-secret-of-at-least-32-characters",
       PORT: "9000",
       WORKER_CONCURRENCY: "3",
       GBIF_BASE_URL: "http://gbif.test/",

@@ -11,6 +11,7 @@ import Fastify from "fastify";
 import type pg from "pg";
 import type { Config } from "../config.ts";
 import type { CrontabEntry } from "../crontab.ts";
+import type { DashboardSources } from "../dashboard/sources.ts";
 import type { Db } from "../db/database.ts";
 import type { QueueStats } from "../lifecycle/queue-stats.ts";
 import type { CronFreshness } from "../observability/cron-freshness.ts";
@@ -19,6 +20,7 @@ import { RequestLog } from "../observability/request-log.ts";
 import metricsRoutes from "./routes/metrics.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { TaskRegistry } from "../registry.ts";
+import dashboardRoutes from "./dashboard/index.ts";
 import { authPlugin, makeAuthenticator } from "./plugins/auth.ts";
 import healthRoutes from "./routes/health.ts";
 import jobRoutes from "./routes/jobs.ts";
@@ -28,7 +30,7 @@ import { ErrorResponse } from "./schemas.ts";
 
 /** What the routes need from the running service. */
 export interface AppDependencies {
-  config: Pick<Config, "auth" | "http">;
+  config: Pick<Config, "auth" | "http"> & Partial<Pick<Config, "dashboard">>;
   logger: Logger;
   pool: pg.Pool;
   db: Db;
@@ -38,6 +40,8 @@ export interface AppDependencies {
   cronFreshness: CronFreshness;
   metrics: ServiceMetrics;
   worker: { isRunning(): boolean };
+  /** Live worker pools and overdue cron entries for the dashboard; shown as not available when absent. */
+  dashboardSources?: DashboardSources;
 }
 
 const STATUS_NAMES: Record<number, string> = {
@@ -100,6 +104,7 @@ export async function buildApp(deps: AppDependencies) {
   });
 
   await app.register(healthRoutes, { deps });
+  await app.register(dashboardRoutes, { prefix: "/dashboard", deps, sources: deps.dashboardSources });
   await app.register(async (api) => {
     await api.register(authPlugin, { authenticate: makeAuthenticator(deps.config.auth) });
     // Every acting request is logged with who made it.

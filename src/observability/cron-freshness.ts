@@ -17,6 +17,8 @@ export interface CronStatus {
   lastSuccessAt: Date | null;
   /** True when a declared staleness is exceeded (counted from start-up when it never succeeded). */
   overdue: boolean;
+  /** When the entry became overdue (its last success, or start-up, plus its staleness); null when not overdue. */
+  overdueSince: Date | null;
 }
 
 export interface CronFreshness {
@@ -59,12 +61,15 @@ async function statusOf(db: Db, entry: CrontabEntry, startedAt: Date): Promise<C
   const { last_run_at: lastRunAt, last_success_at: lastSuccessAt } = rows[0]!;
   const maxStalenessSeconds = entry.maxStalenessMs === null ? null : Math.round(entry.maxStalenessMs / 1000);
   const since = lastSuccessAt ?? startedAt;
+  const overdueSince = entry.maxStalenessMs === null ? null : new Date(since.getTime() + entry.maxStalenessMs);
+  const overdue = overdueSince !== null && Date.now() > overdueSince.getTime();
   return {
     id: entry.item.identifier,
     task: entry.item.task,
     maxStalenessSeconds,
     lastRunAt,
     lastSuccessAt,
-    overdue: entry.maxStalenessMs !== null && Date.now() - since.getTime() > entry.maxStalenessMs,
+    overdue,
+    overdueSince: overdue ? overdueSince : null,
   };
 }

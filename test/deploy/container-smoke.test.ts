@@ -69,6 +69,7 @@ describe("the container image, replayed without Docker", () => {
       HOST: "127.0.0.1",
       LOG_FORMAT: "json",
       API_TOKENS: "smoke-test-token-0123456789",
+      DASHBOARD_SESSION_SECRET: "smoke-test-dashboard-session-secret-0123",
     };
     const migrate = await runToEnd(MIGRATE_COMMAND, { cwd, env });
     expect(migrate.stderr, migrate.stderr).not.toMatch(/"level":[56]0/);

@@ -19,7 +19,7 @@ import { enqueueJob } from "../../src/enqueue.ts";
 import { makeWorkerLogger } from "../../src/observability/logger.ts";
 import type { TaskDependencies } from "../../src/worker/execute.ts";
 import { makeTaskList, startWorker } from "../../src/worker/worker.ts";
-import { findTaxon, insertTaxa, listJobs, makeCapturingLogger, makeTestEnv, testEnvironment, waitFor, type TestEnv } from "../helpers/env.ts";
+import { FLUSHING_PRESET, findTaxon, insertTaxa, listJobs, makeCapturingLogger, makeTestEnv, testEnvironment, waitFor, type TestEnv } from "../helpers/env.ts";
 
 const suffix = randomBytes(4).toString("hex");
 const names = {
@@ -136,7 +136,12 @@ describe("the runtime role", () => {
     const [id] = await insertTaxa(env.db, [{ scientific_name: "Puma concolor" }]);
     await enqueueJob(as.runtime.db, env.registry, "resolve_taxa", { taxonIds: [id] });
     const history = new HistoryRecorder(as.runtime.db, env.registry, env.logger);
-    await runOnce({ pgPool: as.runtime.pool, taskList: makeTaskList(env.registry.all(), deps(), [history]), logger: makeWorkerLogger(env.logger) });
+    await runOnce({
+      pgPool: as.runtime.pool,
+      taskList: makeTaskList(env.registry.all(), deps(), [history]),
+      logger: makeWorkerLogger(env.logger),
+      preset: FLUSHING_PRESET,
+    });
     await history.close();
     // The job's history is written as the runtime role too.
     const events = await env.db.selectFrom("observing_jobs.job_events").select("event").orderBy("id").execute();
@@ -233,7 +238,7 @@ describe("the start-up privilege check", () => {
 
   test("warns once when the service does not migrate at start-up, and never shows the connection string", async () => {
     const production = parseConfig(
-      testEnvironment({ NODE_ENV: "production", DATABASE_URL: urlFor(names.migrator), API_TOKENS: "roles-test-token-0123456789" }),
+      testEnvironment({ NODE_ENV: "production", DATABASE_URL: urlFor(names.migrator), API_TOKENS: "roles-test-token-0123456789", DASHBOARD_SESSION_SECRET: "roles-test-dashboard-session-secret-012345" }),
     );
     const { logger, logs } = makeCapturingLogger(production);
     await warnAboutExcessPrivileges(as.migrator.pool, logger, production);

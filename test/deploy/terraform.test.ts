@@ -129,6 +129,8 @@ describe("terraform/", () => {
     const secretEnv = serviceContainer.dynamic.env.find((env: Hcl) => env.for_each === "${local.service_secrets}");
     expect(secretEnv.content[0].value_source[0].secret_key_ref[0]).toMatchObject({ secret: "${env.value}" });
     expect(locals.service_secrets).toMatch(/DATABASE_URL = var\.database_url_secret/);
+    // Required in production: the dashboard's sessions are signed with it on every instance.
+    expect(locals.service_secrets).toMatch(/DASHBOARD_SESSION_SECRET = var\.dashboard_session_secret/);
     expect(locals.optional_secrets).toEqual({ IUCN_API_TOKEN: "${var.iucn_api_token_secret}", API_TOKENS: "${var.api_tokens_secret}" });
     const plain = serviceContainer.env.map((env: Hcl) => env.name);
     for (const name of plain) expect(name).not.toMatch(/DATABASE_URL|TOKEN|SECRET|PASSWORD/);

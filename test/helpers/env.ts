@@ -142,6 +142,12 @@ export async function performTask(env: TestEnv, task: string, payload: unknown, 
 }
 
 /**
+ * As the service runs graphile-worker: completions go through its batcher, which runOnce flushes
+ * before it returns. Unbatched, a completion is fire-and-forget and may land after runOnce returns.
+ */
+export const FLUSHING_PRESET = { worker: { completeJobBatchDelay: 0, failJobBatchDelay: 0 } };
+
+/**
  * Works every job that is due now through graphile-worker, then writes their history. runOnce stops
  * as soon as it finds no job it may take, and a named queue's next job is not takeable until the
  * previous job's release reaches the database: so go again while a job is due or locked, up to a deadline.
@@ -150,7 +156,7 @@ export async function runDueJobs(env: TestEnv, registry: TaskRegistry = env.regi
   const deadline = Date.now() + 10_000;
   const taskList = makeTaskList(registry.all(), { ...env.deps, registry }, [env.history, env.metrics]);
   for (;;) {
-    await runOnce({ pgPool: env.pool, taskList, logger: makeWorkerLogger(env.logger) });
+    await runOnce({ pgPool: env.pool, taskList, logger: makeWorkerLogger(env.logger), preset: FLUSHING_PRESET });
     const { rows } = await sql<{ pending: number }>`
       select count(*)::int as pending from graphile_worker.jobs
       where locked_at is not null or (run_at <= now() and attempts < max_attempts)`.execute(env.db);

@@ -5,7 +5,7 @@ import { cancelJob, findJob } from "../../src/lifecycle/jobs.ts";
 import { makeWorkerLogger } from "../../src/observability/logger.ts";
 import { makeTaskList } from "../../src/worker/worker.ts";
 import { AUTH, buildTestApp } from "../helpers/app.ts";
-import { findTaxon, insertTaxa, listJobs, resetData, runDueJobs, test, type TestEnv } from "../helpers/env.ts";
+import { FLUSHING_PRESET, findTaxon, insertTaxa, listJobs, resetData, runDueJobs, test, type TestEnv } from "../helpers/env.ts";
 
 test.beforeEach(async ({ env }) => {
   await resetData(env);
@@ -14,7 +14,7 @@ test.beforeEach(async ({ env }) => {
 /** Runs only the backfill jobs that are due, leaving the batches they enqueue waiting. */
 async function runBackfillOnly(env: TestEnv): Promise<void> {
   const taskList = makeTaskList([env.registry.get("backfill_kingdom")], env.deps, [env.history]);
-  await runOnce({ pgPool: env.pool, taskList, logger: makeWorkerLogger(env.logger) });
+  await runOnce({ pgPool: env.pool, taskList, logger: makeWorkerLogger(env.logger), preset: FLUSHING_PRESET });
   await env.history.flush();
 }
 

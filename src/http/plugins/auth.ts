@@ -36,7 +36,7 @@ export type Authenticate = (authorization: string | undefined) => Promise<Caller
 
 /** Turns an Authorization header into a caller, or throws an AuthError. Shared with the dashboard's login. */
 export function makeAuthenticator(auth: Config["auth"]): Authenticate {
-  const tokens = auth.tokens.map((token) => ({ digest: sha256(token), id: `token:${sha256(token).toString("hex").slice(0, 8)}` }));
+  const tokens = auth.tokens.map((token) => ({ digest: sha256(token), id: tokenCallerId(token) }));
   const oidc = auth.oidc;
   const jwks = oidc ? createRemoteJWKSet(new URL(oidc.jwksUrl), { cooldownDuration: 30_000, timeoutDuration: 5_000 }) : null;
   const allowed = new Set(oidc?.allowedCallers ?? []);
@@ -77,6 +77,17 @@ export function makeAuthenticator(auth: Config["auth"]): Authenticate {
   };
 }
 
+/**
+ * Whether a caller authenticated earlier (a dashboard session) would still be let in now: its
+ * static token is still configured, its email still on the allowlist. Removing a token or an
+ * email from the configuration so ends the sessions it opened.
+ */
+export function isCallerStillAllowed(auth: Config["auth"], callerId: string): boolean {
+  if (auth.disabled) return true;
+  if (callerId.startsWith("token:")) return auth.tokens.some((token) => tokenCallerId(token) === callerId);
+  return auth.oidc?.allowedCallers.includes(callerId) ?? false;
+}
+
 /** Fastify plugin: every route after it in the scope needs a caller. */
 export const authPlugin = fp<{ authenticate: Authenticate }>(
   async (app, { authenticate }) => {
@@ -95,6 +106,11 @@ export const authPlugin = fp<{ authenticate: Authenticate }>(
   },
   { name: "observing-jobs-auth" },
 );
+
+/** A static token's caller id: a fingerprint that names it in history and logs without revealing it. */
+function tokenCallerId(token: string): string {
+  return `token:${sha256(token).toString("hex").slice(0, 8)}`;
+}
 
 function sha256(text: string): Buffer {
   return createHash("sha256").update(text).digest();

@@ -1,0 +1,182 @@
+/**
+ * The ops dashboard under /dashboard: server-rendered pages over the same library functions as
+ * the API (listJobs, findJob, retryJob, enqueueJob, …), a small script that refreshes live
+ * figures, and the API's authentication.
+ *
+ * Who may look: a request with a valid Authorization header (a bearer token, or the ID token that
+ * `gcloud run services proxy` adds), or a browser with a session cookie from the login form.
+ * Who may act: the same, on POST only, and
+ * - from a session, only with the session's CSRF token, since the browser adds the cookie to any
+ *   request to this site, including one a hostile page makes it send;
+ * - from an Authorization header, without a token: browsers never attach that header on their
+ *   own, so a forged cross-site request cannot carry it. A local proxy that adds it to everything
+ *   it forwards (`gcloud run services proxy`) would, which is why cross-site requests are refused
+ *   outright (Fetch Metadata / Origin) whatever their credentials.
+ */
+import cookie from "@fastify/cookie";
+import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
+import type { DashboardSources } from "../../dashboard/sources.ts";
+import type { AppDependencies } from "../app.ts";
+import { AuthError, isCallerStillAllowed, makeAuthenticator } from "../plugins/auth.ts";
+import { ASSETS, type AssetName } from "./assets.ts";
+import { sendPage } from "./context.ts";
+import { html } from "./html.ts";
+import type { Operator } from "./layout.ts";
+import { registerDeadLetter } from "./pages/dead-letter.ts";
+import { registerJobs } from "./pages/jobs.ts";
+import { registerLogin } from "./pages/login.ts";
+import { registerOverview } from "./pages/overview.ts";
+import { registerQueues } from "./pages/queues.ts";
+import { registerTasks } from "./pages/tasks.ts";
+import {
+  CSRF_FIELD,
+  CSRF_HEADER,
+  csrfTokenFor,
+  csrfTokenMatches,
+  decodeSession,
+  isCrossSiteRequest,
+  makeDevelopmentSecret,
+  SESSION_COOKIE,
+} from "./session.ts";
+
+declare module "fastify" {
+  interface FastifyContextConfig {
+    /** Served without a signed-in operator (the login form, the stylesheet and script). */
+    dashboardPublic?: boolean;
+  }
+}
+
+export interface DashboardOptions {
+  deps: AppDependencies;
+  /** Worker pools and overdue cron entries, from their owners; absent ones show as "not available". */
+  sources?: DashboardSources;
+}
+
+const SECURITY_HEADERS = {
+  // Scripts and styles come from the service's own files only: no inline script can run, even
+  // one that slipped past escaping.
+  "content-security-policy": "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'",
+  "x-content-type-options": "nosniff",
+  "x-frame-options": "DENY",
+  "referrer-policy": "same-origin",
+  "cross-origin-opener-policy": "same-origin",
+};
+
+/** Live endpoints answer JSON (the refresh script reads them); everything else is a page. */
+const wantsJson = (request: FastifyRequest) => /\/live(\/|$)/.test(request.url.split("?")[0]!);
+
+const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app, { deps, sources = {} }) => {
+  const { auth } = deps.config;
+  let secret = deps.config.dashboard?.sessionSecret;
+  if (!secret) {
+    // parseConfig requires the secret in production; elsewhere a per-process key will do.
+    secret = makeDevelopmentSecret();
+    deps.logger.info("DASHBOARD_SESSION_SECRET is not set: dashboard sessions are signed with a key made for this process and end when it stops");
+  }
+  const sessionSecret = secret;
+  const authenticate = makeAuthenticator(auth);
+
+  await app.register(cookie, { secret: sessionSecret });
+  app.decorateRequest("operator", null);
+  app.addContentTypeParser("application/x-www-form-urlencoded", { parseAs: "string" }, (_request, body, done) => {
+    done(null, new URLSearchParams(body as string));
+  });
+  // Pages are not part of the API's OpenAPI document.
+  app.addHook("onRoute", (route) => {
+    route.schema = { ...route.schema, hide: true };
+  });
+
+  app.addHook("onSend", async (request, reply) => {
+    for (const [name, value] of Object.entries(SECURITY_HEADERS)) reply.header(name, value);
+    if (!reply.hasHeader("cache-control")) reply.header("cache-control", "no-store");
+  });
+
+  /** The operator behind a request, null when there is none, or the AuthError of a bad Authorization header. */
+  async function identify(request: FastifyRequest): Promise<Operator | AuthError | null> {
+    if (request.headers.authorization !== undefined) {
+      try {
+        return { id: (await authenticate(request.headers.authorization)).id, via: "header", csrfToken: null };
+      } catch (error) {
+        if (error instanceof AuthError) return error;
+        throw error;
+      }
+    }
+    if (auth.disabled) return { id: "anonymous", via: "open", csrfToken: null };
+    const signed = request.cookies[SESSION_COOKIE];
+    if (!signed) return null;
+    const unsigned = request.unsignCookie(signed);
+    const session = unsigned.valid && unsigned.value !== null ? decodeSession(unsigned.value, new Date()) : null;
+    if (!session || !isCallerStillAllowed(auth, session.callerId)) return null;
+    return { id: session.callerId, via: "session", csrfToken: csrfTokenFor(sessionSecret, signed) };
+  }
+
+  app.addHook("onRequest", async (request, reply) => {
+    const found = await identify(request);
+    request.operator = found instanceof AuthError ? null : found;
+    if (request.operator || request.routeOptions.config.dashboardPublic) return;
+    if (found instanceof AuthError) {
+      request.log.info({ reason: found.message, status: found.statusCode }, "dashboard request refused");
+      return refuse(request, reply, found.statusCode, `Refused: ${found.message}.`);
+    }
+    if ((request.method === "GET" || request.method === "HEAD") && !wantsJson(request)) {
+      return reply.redirect(`/dashboard/login?next=${encodeURIComponent(request.url)}`, 303);
+    }
+    return refuse(request, reply, 401, "Your session has ended or you are not signed in: sign in again.");
+  });
+
+  app.addHook("preHandler", async (request, reply) => {
+    if (request.method !== "POST") return;
+    if (isCrossSiteRequest(request)) {
+      request.log.warn({ operator: request.operator?.id, origin: request.headers.origin }, "cross-site dashboard request refused");
+      return refuse(request, reply, 403, "Refused: the request came from another site.");
+    }
+    const operator = request.operator;
+    // The login form has no session yet; a header or disabled authentication needs no token (see above).
+    if (!operator || operator.via !== "session" || request.routeOptions.config.dashboardPublic) return;
+    const body = request.body;
+    const given = body instanceof URLSearchParams ? body.get(CSRF_FIELD) : request.headers[CSRF_HEADER];
+    if (!csrfTokenMatches(operator.csrfToken ?? "", given)) {
+      request.log.warn({ operator: operator.id, url: request.url }, "dashboard action without a valid CSRF token refused");
+      return refuse(request, reply, 403, "Refused: the form's security token is missing or out of date. Reload the page and try again.");
+    }
+  });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const statusCode = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
+    if (statusCode >= 500) {
+      request.log.error({ err: error }, "dashboard request failed");
+      return refuse(request, reply, statusCode, "Something went wrong on the server; the details are in the service logs.");
+    }
+    return refuse(request, reply, statusCode, error.message);
+  });
+  app.setNotFoundHandler((request, reply) => refuse(request, reply, 404, `There is no dashboard page at ${request.url.split("?")[0]}.`));
+
+  app.get("/assets/:file", { config: { dashboardPublic: true } }, async (request, reply) => {
+    const { file } = request.params as { file: string };
+    if (!Object.hasOwn(ASSETS, file)) return reply.callNotFound();
+    const asset = ASSETS[file as AssetName];
+    // The URL names the content (?v=digest): a current URL may be cached for good.
+    const current = request.url === asset.url;
+    return reply
+      .type(asset.contentType)
+      .header("cache-control", current ? "public, max-age=31536000, immutable" : "no-cache")
+      .send(asset.body);
+  });
+
+  registerLogin(app, authenticate);
+  const context = { deps, sources };
+  registerOverview(app, context);
+  registerJobs(app, context);
+  registerDeadLetter(app, context);
+  registerTasks(app, context);
+  registerQueues(app, context);
+};
+
+function refuse(request: FastifyRequest, reply: FastifyReply, statusCode: number, message: string): FastifyReply {
+  if (wantsJson(request)) return reply.status(statusCode).send({ statusCode, message });
+  const signIn = statusCode === 401 ? html` <a href="/dashboard/login">Sign in</a>` : html` <a href="/dashboard">Back to the dashboard</a>`;
+  const title = statusCode === 404 ? "Not found" : statusCode === 401 || statusCode === 403 ? "Not allowed" : statusCode >= 500 ? "Error" : "Cannot do that";
+  return sendPage(request, reply, { title, section: "overview", body: html`<p>${message}${signIn}</p>` }, statusCode);
+}
+
+export default dashboardRoutes;

@@ -1,0 +1,89 @@
+/**
+ * Dashboard sessions and CSRF protection.
+ *
+ * A session is a signed cookie holding only the caller's id and an expiry: never the token that
+ * proved who they are, so a stolen cookie cannot be turned into API access, and it ends after
+ * SESSION_TTL_MS whatever the browser does. Actions from a session carry a synchronizer token
+ * derived from that very cookie, which a page on another site cannot read.
+ */
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import type { FastifyRequest } from "fastify";
+
+export const SESSION_COOKIE = "observing_jobs_session";
+export const SESSION_TTL_MS = 12 * 60 * 60 * 1000;
+/** Where the cookie is sent: the dashboard only, never the API. */
+export const SESSION_PATH = "/dashboard";
+/** The form field (or, for scripts, the header) carrying the CSRF token. */
+export const CSRF_FIELD = "_csrf";
+export const CSRF_HEADER = "x-csrf-token";
+
+export interface Session {
+  callerId: string;
+  expiresAt: Date;
+}
+
+/** The cookie's content before signing: caller id and expiry, nothing else. */
+export function encodeSession(session: Session): string {
+  return Buffer.from(JSON.stringify({ caller: session.callerId, expires: session.expiresAt.getTime() })).toString("base64url");
+}
+
+/** The session in an (already verified) cookie value, or null when it is malformed or expired. */
+export function decodeSession(value: string, now: Date): Session | null {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(value, "base64url").toString("utf8"));
+  } catch {
+    return null;
+  }
+  if (!parsed || typeof parsed !== "object") return null;
+  const { caller, expires } = parsed as { caller?: unknown; expires?: unknown };
+  if (typeof caller !== "string" || caller === "" || typeof expires !== "number") return null;
+  if (expires <= now.getTime()) return null;
+  return { callerId: caller, expiresAt: new Date(expires) };
+}
+
+/** A random key for development, when DASHBOARD_SESSION_SECRET is not set. */
+export function makeDevelopmentSecret(): string {
+  return randomBytes(32).toString("base64url");
+}
+
+/**
+ * The CSRF token of a session: an HMAC of the signed cookie, under a key derived from the session
+ * secret for this purpose only. A new login makes a new cookie and so a new token.
+ */
+export function csrfTokenFor(secret: string, signedCookie: string): string {
+  const key = createHmac("sha256", secret).update("observing-jobs dashboard csrf").digest();
+  return createHmac("sha256", key).update(signedCookie).digest("base64url");
+}
+
+export function csrfTokenMatches(expected: string, given: unknown): boolean {
+  if (typeof given !== "string") return false;
+  const a = Buffer.from(expected);
+  const b = Buffer.from(given);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/**
+ * True when the browser says the request was started by a page of another site: the Fetch
+ * Metadata header when the browser sends it, else the Origin header. Scripts (curl, the API
+ * clients) send neither and pass.
+ */
+export function isCrossSiteRequest(request: FastifyRequest): boolean {
+  const site = request.headers["sec-fetch-site"];
+  if (typeof site === "string") return site !== "same-origin" && site !== "none";
+  const origin = request.headers.origin;
+  if (typeof origin !== "string") return false;
+  try {
+    return new URL(origin).host !== request.headers.host;
+  } catch {
+    // "null" (sandboxed frames, some redirects) cannot be told apart from a hostile page.
+    return true;
+  }
+}
+
+/** Whether the browser reached the service over HTTPS (Cloud Run terminates TLS in front of it). */
+export function isHttps(request: FastifyRequest): boolean {
+  if (request.protocol === "https") return true;
+  const forwarded = request.headers["x-forwarded-proto"];
+  return typeof forwarded === "string" && forwarded.split(",")[0]!.trim() === "https";
+}

@@ -1,0 +1,62 @@
+/** The app with its dashboard over a test environment, and a signed-in browser's credentials. */
+import { expect } from "vitest";
+import type { Config } from "../../src/config.ts";
+import { loadCrontab } from "../../src/crontab.ts";
+import type { DashboardSources } from "../../src/dashboard/sources.ts";
+import { buildApp, type App } from "../../src/http/app.ts";
+import type { TaskRegistry } from "../../src/registry.ts";
+import { API_TOKEN } from "../helpers/app.ts";
+import type { TestEnv } from "../helpers/env.ts";
+
+export const SESSION_SECRET = "dashboard-test-session-secret-0123456789";
+
+export async function buildDashboardApp(
+  env: TestEnv,
+  options: { registry?: TaskRegistry; sources?: DashboardSources; auth?: Partial<Config["auth"]> } = {},
+): Promise<App> {
+  const registry = options.registry ?? env.registry;
+  return buildApp({
+    config: {
+      auth: { disabled: false, tokens: [API_TOKEN], oidc: null, ...options.auth },
+      http: env.config.http,
+      dashboard: { sessionSecret: SESSION_SECRET },
+    },
+    logger: env.logger,
+    pool: env.pool,
+    db: env.db,
+    registry,
+    crontab: await loadCrontab(env.config.worker.crontabFile, registry),
+    queueStats: env.queueStats,
+    cronFreshness: env.cronFreshness,
+    metrics: env.metrics,
+    worker: { isRunning: () => true },
+    ...(options.sources ? { dashboardSources: options.sources } : {}),
+  });
+}
+
+/** A url-encoded form body, as a browser sends it. */
+export function form(values: Record<string, string | string[]>): { payload: string; headers: Record<string, string> } {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(values)) for (const item of [value].flat()) params.append(key, item);
+  return { payload: params.toString(), headers: { "content-type": "application/x-www-form-urlencoded" } };
+}
+
+export interface Browser {
+  /** The Cookie header a browser would send. */
+  cookie: string;
+  /** The CSRF token the session's pages carry. */
+  csrf: string;
+}
+
+/** Signs in through the login form and reads the CSRF token from a page, as a browser would. */
+export async function signIn(app: App, token = API_TOKEN): Promise<Browser> {
+  const login = await app.inject({ method: "POST", url: "/dashboard/login", ...form({ token, next: "/dashboard" }) });
+  expect(login.statusCode).toBe(303);
+  const session = login.cookies.find((cookie) => cookie.name === "observing_jobs_session");
+  expect(session).toBeDefined();
+  const cookie = `${session!.name}=${session!.value}`;
+  const page = await app.inject({ method: "GET", url: "/dashboard/tasks/resolve_taxa", headers: { cookie } });
+  const csrf = /name="_csrf" value="([^"]+)"/.exec(page.body)?.[1];
+  expect(csrf).toBeDefined();
+  return { cookie, csrf: csrf! };
+}
