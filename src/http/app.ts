@@ -76,6 +76,9 @@ export async function buildApp(deps: AppDependencies) {
   const textParts = makeAjv({ coerceTypes: true });
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === "body" ? bodies : textParts).compile(schema));
 
+  // The API speaks JSON only; a text/plain body is what a cross-site form or beacon would send.
+  app.removeContentTypeParser("text/plain");
+
   app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
     const statusCode = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
     if (statusCode >= 500) {

@@ -50,6 +50,28 @@ describe("static bearer tokens", () => {
   });
 });
 
+describe("requests a browser started from another site", () => {
+  test("cannot act on jobs even with credentials (gcloud run services proxy adds them to any request)", async ({ env }) => {
+    const app = await buildTestApp(env);
+    try {
+      const headers = { authorization: `Bearer ${API_TOKEN}`, "sec-fetch-site": "cross-site" };
+      const write = await app.inject({ method: "POST", url: "/jobs/resolve_taxa", headers, payload: {} });
+      expect(write.statusCode).toBe(403);
+      expect(write.json().message).toMatch(/cross-site/);
+      const byOrigin = await app.inject({ method: "POST", url: "/jobs/resolve_taxa", headers: { authorization: `Bearer ${API_TOKEN}`, origin: "https://evil.example" }, payload: {} });
+      expect(byOrigin.statusCode).toBe(403);
+      const plain = await app.inject({ method: "POST", url: "/jobs/resolve_taxa", headers: { authorization: `Bearer ${API_TOKEN}`, "content-type": "text/plain" }, payload: "{}" });
+      expect(plain.statusCode).toBe(415);
+      expect(await env.db.selectFrom("observing_jobs.job_records").select("id").execute()).toHaveLength(0);
+      expect((await app.inject({ method: "GET", url: "/jobs", headers })).statusCode).toBe(200);
+      const sameOrigin = await app.inject({ method: "POST", url: "/jobs/resolve_taxa", headers: { ...headers, "sec-fetch-site": "same-origin" }, payload: {} });
+      expect(sameOrigin.statusCode).toBe(202);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
 describe("Google-signed OIDC ID tokens", () => {
   test("verified for signature, issuer, audience, expiry and caller", async ({ env }) => {
     const google = await new FakeGoogleOidc().start();

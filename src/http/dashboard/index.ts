@@ -13,6 +13,7 @@
  *   it forwards (`gcloud run services proxy`) would, which is why cross-site requests are refused
  *   outright (Fetch Metadata / Origin) whatever their credentials.
  */
+import { isCrossSiteRequest } from "../cross-site.ts";
 import cookie from "@fastify/cookie";
 import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import type { DashboardSources } from "../../dashboard/sources.ts";
@@ -34,7 +35,6 @@ import {
   csrfTokenFor,
   csrfTokenMatches,
   decodeSession,
-  isCrossSiteRequest,
   makeDevelopmentSecret,
   SESSION_COOKIE,
 } from "./session.ts";

@@ -9,6 +9,7 @@ import type { FastifyReply, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify } from "jose";
 import type { Config } from "../../config.ts";
+import { isCrossSiteRequest } from "../cross-site.ts";
 
 /** Who made the request, for history ("retried by …") and logs. */
 export interface Caller {
@@ -22,6 +23,8 @@ declare module "fastify" {
     caller: Caller;
   }
 }
+
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
 
 export class AuthError extends Error {
   override name = "AuthError";
@@ -93,6 +96,11 @@ export const authPlugin = fp<{ authenticate: Authenticate }>(
   async (app, { authenticate }) => {
     app.decorateRequest("caller", null as unknown as Caller);
     app.addHook("onRequest", async (request: FastifyRequest, reply: FastifyReply) => {
+      // A browser behind `gcloud run services proxy` sends the proxy's credentials with any page's
+      // request; a write a browser marks as cross-site is never one of ours.
+      if (!SAFE_METHODS.has(request.method) && isCrossSiteRequest(request)) {
+        return reply.status(403).send({ statusCode: 403, error: "Forbidden", message: "cross-site requests cannot act on jobs" });
+      }
       try {
         request.caller = await authenticate(request.headers.authorization);
       } catch (error) {
