@@ -94,7 +94,7 @@ export async function workThroughRows<R extends { id: number }>(rows: readonly R
   signal.throwIfAborted();
   if (transient) {
     const done = Object.values(counts).reduce((sum, n) => sum + n, 0);
-    throw new Error(`${transient.message}; recorded ${done} of ${rows.length} rows, the rest are retried with the job`, { cause: transient });
+    throw new Error(`${transient.message} (stopped there; recorded ${done} of ${rows.length} rows)`, { cause: transient });
   }
   logger.info({ rows: rows.length, ...counts }, `${options.what}: batch done`);
   return counts;
