@@ -3,7 +3,7 @@
  * https://www.googleapis.com/oauth2/v3/certs does) and real RS256 ID tokens signed with its key.
  */
 import http from "node:http";
-import type { AddressInfo } from "node:net";
+import { closeServer, listenOnLoopback } from "./loopback.ts";
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from "jose";
 
 export const GOOGLE_ISSUER = "https://accounts.google.com";
@@ -30,14 +30,12 @@ export class FakeGoogleOidc {
     const { publicKey, privateKey } = await generateKeyPair("RS256");
     this.#privateKey = privateKey;
     this.#publicJwk = { ...(await exportJWK(publicKey)), kid: "test-key-1", alg: "RS256", use: "sig" };
-    await new Promise<void>((resolve) => this.#server.listen(0, "127.0.0.1", resolve));
-    this.jwksUrl = `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}/oauth2/v3/certs`;
+    this.jwksUrl = `${await listenOnLoopback(this.#server)}/oauth2/v3/certs`;
     return this;
   }
 
   async stop(): Promise<void> {
-    this.#server.closeAllConnections();
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    await closeServer(this.#server);
   }
 
   /** An ID token as Google signs it for a service account calling a Cloud Run service. */

@@ -7,7 +7,7 @@
  * It records each request's arrival time and the most requests ever in flight.
  */
 import http from "node:http";
-import type { AddressInfo } from "node:net";
+import { closeServer, listenOnLoopback } from "./loopback.ts";
 import { delay, readFixture, send, type FakeBehaviour, type RecordedRequest } from "./fake-gbif.ts";
 
 const GLOBAL = { code: "1", description: { en: "Global" } };
@@ -59,14 +59,12 @@ export class FakeIucn {
   }
 
   async start(): Promise<this> {
-    await new Promise<void>((resolve) => this.#server.listen(0, "127.0.0.1", resolve));
-    this.url = `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
+    this.url = await listenOnLoopback(this.#server);
     return this;
   }
 
   async stop(): Promise<void> {
-    this.#server.closeAllConnections();
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    await closeServer(this.#server);
   }
 
   addSpecies(name: string, assessments: unknown[]): void {

@@ -3,7 +3,7 @@
  * (`OTEL_EXPORTER_OTLP_PROTOCOL=http/json`) on /v1/traces and keeping the spans.
  */
 import http from "node:http";
-import type { AddressInfo } from "node:net";
+import { closeServer, listenOnLoopback } from "./loopback.ts";
 
 export interface ExportedSpan {
   scope: string;
@@ -37,14 +37,12 @@ export class FakeOtlpCollector {
   });
 
   async start(): Promise<this> {
-    await new Promise<void>((resolve) => this.#server.listen(0, "127.0.0.1", resolve));
-    this.url = `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
+    this.url = await listenOnLoopback(this.#server);
     return this;
   }
 
   async stop(): Promise<void> {
-    this.#server.closeAllConnections();
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    await closeServer(this.#server);
   }
 
   #take(body: { resourceSpans?: Array<{ scopeSpans: Array<{ scope: { name: string }; spans: Array<Record<string, unknown>> }> }> }): void {

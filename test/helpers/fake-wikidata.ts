@@ -6,7 +6,7 @@
  * User-Agent without contact details, and it records how many requests were ever in flight.
  */
 import http from "node:http";
-import type { AddressInfo } from "node:net";
+import { closeServer, listenOnLoopback } from "./loopback.ts";
 import { delay, readFixture, send, type FakeBehaviour, type RecordedRequest } from "./fake-gbif.ts";
 
 /** A P18 statement as wbgetentities returns it. */
@@ -57,14 +57,12 @@ export class FakeWikidata {
   }
 
   async start(): Promise<this> {
-    await new Promise<void>((resolve) => this.#server.listen(0, "127.0.0.1", resolve));
-    this.url = `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
+    this.url = await listenOnLoopback(this.#server);
     return this;
   }
 
   async stop(): Promise<void> {
-    this.#server.closeAllConnections();
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    await closeServer(this.#server);
   }
 
   /** Adds an item, found by the search for each GBIF key in its P846 claims. */

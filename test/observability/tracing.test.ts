@@ -78,7 +78,7 @@ test("a job enqueued over HTTP runs its attempts in spans of the request's trace
       .split("\n")
       .filter((line) => line.startsWith("{"))
       .map((line) => JSON.parse(line) as Record<string, unknown>)
-      .find((line) => line.message === "resolved taxa batch")!;
+      .find((line) => line.message === "resolve taxa: batch done")!;
     expect(jobLine).toMatchObject({
       severity: "INFO",
       "logging.googleapis.com/labels": { job_id: jobId, task: "resolve_taxa", attempt: "2" },
