@@ -20,22 +20,15 @@ import {
   recordBackboneError,
   type TaxonForFreshness,
 } from "../src/db/repositories/backbone-freshness.ts";
-import { batchJobKey, sweepInBatches, workThroughRows } from "../src/sweep.ts";
+import { batchJobKey, batchSizeField, sweepInBatches, taxonIdsField, workThroughRows } from "../src/sweep.ts";
 import { defineTask, type TaskContext } from "../src/task.ts";
 import type { GbifNameUsage } from "../src/upstream/gbif.ts";
 
-const MAX_BATCH = 1000;
 const DAY_MS = 86_400_000;
 
 const payload = Type.Object(
   {
-    taxonIds: Type.Optional(
-      Type.Array(Type.Integer({ minimum: 1 }), {
-        minItems: 1,
-        maxItems: MAX_BATCH,
-        description: "Check exactly these rows, hot or not (still skipping recently checked ones unless force is set).",
-      }),
-    ),
+    taxonIds: taxonIdsField("Check exactly these rows, hot or not (still skipping recently checked ones unless force is set)."),
     hotWithinDays: Type.Optional(
       Type.Integer({ minimum: 1, maximum: 3650, default: 30, description: "Hot: observed within this many days (last_observed_at)." }),
     ),
@@ -44,7 +37,7 @@ const payload = Type.Object(
     ),
     staleAfterDays: Type.Optional(Type.Integer({ minimum: 1, maximum: 3650, default: 7, description: "A check older than this is done again." })),
     force: Type.Optional(Type.Boolean({ default: false, description: "Check rows that were checked recently." })),
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_BATCH, default: 200, description: "Rows per batch job." })),
+    limit: batchSizeField(200),
   },
   { additionalProperties: false },
 );

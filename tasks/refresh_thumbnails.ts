@@ -17,27 +17,20 @@ import {
   type TaxonForThumbnail,
   type ThumbnailRecord,
 } from "../src/db/repositories/thumbnails.ts";
-import { batchJobKey, sweepInBatches, workThroughRows } from "../src/sweep.ts";
+import { batchJobKey, batchSizeField, sweepInBatches, taxonIdsField, workThroughRows } from "../src/sweep.ts";
 import { defineTask, type TaskContext } from "../src/task.ts";
 import { UpstreamError } from "../src/upstream/http.ts";
 import { commonsThumbnailUrl, MAX_ENTITIES_PER_CALL, type WikidataItemImage } from "../src/upstream/wikidata.ts";
 
-const MAX_BATCH = 1000;
 const DAY_MS = 86_400_000;
 
 const payload = Type.Object(
   {
-    taxonIds: Type.Optional(
-      Type.Array(Type.Integer({ minimum: 1 }), {
-        minItems: 1,
-        maxItems: MAX_BATCH,
-        description: "Refresh exactly these rows (still skipping fresh ones unless force is set).",
-      }),
-    ),
+    taxonIds: taxonIdsField("Refresh exactly these rows (still skipping fresh ones unless force is set)."),
     staleAfterDays: Type.Optional(Type.Integer({ minimum: 1, maximum: 3650, default: 30, description: "A thumbnail older than this is refreshed." })),
     force: Type.Optional(Type.Boolean({ default: false, description: "Refresh rows whose thumbnail is still fresh." })),
     // One wbgetentities call covers a batch of up to 50 items; two calls per row would be the alternative.
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_BATCH, default: MAX_ENTITIES_PER_CALL, description: "Rows per batch job." })),
+    limit: batchSizeField(MAX_ENTITIES_PER_CALL),
   },
   { additionalProperties: false },
 );

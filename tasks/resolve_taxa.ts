@@ -15,28 +15,19 @@ import {
   recordUnfinishedResolution,
   type TaxonToResolve,
 } from "../src/db/repositories/taxa.ts";
-import { batchJobKey, sweepInBatches, workThroughRows } from "../src/sweep.ts";
+import { batchJobKey, batchSizeField, sweepInBatches, taxonIdsField, workThroughRows } from "../src/sweep.ts";
 import { defineTask, type TaskContext } from "../src/task.ts";
 import { interpretMatch } from "../src/taxa/resolution.ts";
 
-const MAX_BATCH = 1000;
 
 const payload = Type.Object(
   {
-    taxonIds: Type.Optional(
-      Type.Array(Type.Integer({ minimum: 1 }), {
-        minItems: 1,
-        maxItems: MAX_BATCH,
-        description: "Resolve exactly these rows (still skipping settled ones unless force is set).",
-      }),
-    ),
+    taxonIds: taxonIdsField("Resolve exactly these rows (still skipping settled ones unless force is set)."),
     kingdom: Type.Optional(
       Type.String({ minLength: 1, maxLength: 100, description: "Only rows of this kingdom (by hint, else by resolved kingdom)." }),
     ),
     force: Type.Optional(Type.Boolean({ default: false, description: "Re-resolve rows that are already settled." })),
-    limit: Type.Optional(
-      Type.Integer({ minimum: 1, maximum: MAX_BATCH, default: 100, description: "Rows per batch job." }),
-    ),
+    limit: batchSizeField(100),
   },
   { additionalProperties: false },
 );

@@ -18,27 +18,20 @@ import {
   type ConservationRecord,
   type TaxonForConservation,
 } from "../src/db/repositories/conservation-status.ts";
-import { batchJobKey, sweepInBatches, workThroughRows } from "../src/sweep.ts";
+import { batchJobKey, batchSizeField, sweepInBatches, taxonIdsField, workThroughRows } from "../src/sweep.ts";
 import { defineTask, type TaskContext } from "../src/task.ts";
 import { IucnConfigurationError, type IucnConservationStatus } from "../src/upstream/iucn.ts";
 
-const MAX_BATCH = 1000;
 const DAY_MS = 86_400_000;
 
 const payload = Type.Object(
   {
-    taxonIds: Type.Optional(
-      Type.Array(Type.Integer({ minimum: 1 }), {
-        minItems: 1,
-        maxItems: MAX_BATCH,
-        description: "Sync exactly these rows (still skipping fresh ones unless force is set).",
-      }),
-    ),
+    taxonIds: taxonIdsField("Sync exactly these rows (still skipping fresh ones unless force is set)."),
     // The Red List is published about twice a year; a quarter keeps us close without re-asking often.
     staleAfterDays: Type.Optional(Type.Integer({ minimum: 1, maximum: 3650, default: 90, description: "A status older than this is synced again." })),
     force: Type.Optional(Type.Boolean({ default: false, description: "Sync rows whose status is still fresh." })),
     // At 0.5 s a call and up to two calls a row, 100 rows take about 1-2 minutes.
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_BATCH, default: 100, description: "Rows per batch job." })),
+    limit: batchSizeField(100),
   },
   { additionalProperties: false },
 );
