@@ -33,7 +33,8 @@ export async function throughput(context: BenchContext): Promise<{ measures: Mea
           const handle = makeDatabase(database.url, { maxConnections: 1, logger: pino({ level: "warn" }) });
           try {
             await handle.pool.query("select 1");
-            const done = subject.request<{ handled: number }>({ cmd: "awaitJobs", count: plan.throughputJobs, timeoutMs: 300_000 });
+            const done = subject.request<{ handled: number }>({ cmd: "awaitJobs", count: plan.throughputJobs, timeoutMs: 120_000 });
+            done.catch(() => {}); // awaited below; a failure while the jobs are added must not go unhandled
             const committedAt = await prefill(handle, system, registry, plan.throughputJobs);
             await done;
             const finishedAt = await waitUntilDrained(handle, system, plan.throughputJobs);
