@@ -69,7 +69,7 @@ const context: BenchContext = {
 };
 
 const measures: Measure[] = [];
-let machine: Record<string, string | number> = {};
+let machine: Record<string, string | number>;
 try {
   machine = await describeMachine(server);
   log(`PostgreSQL: ${server.embedded ? "embedded (DATABASE_URL unset)" : "DATABASE_URL"}; building the template database`);
