@@ -46,6 +46,7 @@ const EnvSchema = Type.Object({
   HOST: Type.String({ minLength: 1, default: "0.0.0.0" }),
   WORKER_CONCURRENCY: Int({ minimum: 1, maximum: 200, default: 10 }),
   WORKER_POLL_INTERVAL_MS: Int({ minimum: 100, maximum: 600_000, default: 2000 }),
+  WORKER_LOCAL_QUEUE_SIZE: Int({ minimum: 0, maximum: 10_000, default: 0 }),
   CRONTAB_FILE: Type.String({ minLength: 1, default: "crontab" }),
   LOG_LEVEL: Type.Enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"], { default: "info" }),
   LOG_FORMAT: Type.Optional(Type.Enum(["json", "pretty"])),
@@ -117,6 +118,11 @@ export interface Config {
   readonly worker: {
     readonly concurrency: number;
     readonly pollIntervalMs: number;
+    /**
+     * Jobs the main runner fetches and locks at once (graphile-worker's `localQueue.size`); 0 fetches
+     * one job per free slot. Batching pays off only for many short jobs; see docs/BENCHMARKS.md.
+     */
+    readonly localQueueSize: number;
     readonly crontabFile: string;
   };
   readonly log: {
@@ -201,6 +207,10 @@ export function parseConfig(environment: Record<string, string | undefined>): Co
     // Anyone with a Google account can mint an ID token for any audience: the allowlist is what restricts callers.
     problems.push("AUTH_ALLOWED_CALLERS is required when AUTH_OIDC_AUDIENCE is set");
   }
+  if (env.WORKER_LOCAL_QUEUE_SIZE > 0 && env.WORKER_LOCAL_QUEUE_SIZE < env.WORKER_CONCURRENCY) {
+    // A local queue smaller than the slots it feeds leaves slots idle (graphile-worker only warns).
+    problems.push(`WORKER_LOCAL_QUEUE_SIZE must be 0 (off) or at least WORKER_CONCURRENCY (${env.WORKER_CONCURRENCY}), got ${env.WORKER_LOCAL_QUEUE_SIZE}`);
+  }
   if (!(STANDARD_THUMBNAIL_WIDTHS as readonly number[]).includes(env.COMMONS_THUMBNAIL_WIDTH)) {
     problems.push(
       `COMMONS_THUMBNAIL_WIDTH must be a standard Wikimedia thumbnail width (${STANDARD_THUMBNAIL_WIDTHS.join(", ")}), got "${raw.COMMONS_THUMBNAIL_WIDTH}"`,
@@ -232,6 +242,7 @@ export function parseConfig(environment: Record<string, string | undefined>): Co
     worker: {
       concurrency: env.WORKER_CONCURRENCY,
       pollIntervalMs: env.WORKER_POLL_INTERVAL_MS,
+      localQueueSize: env.WORKER_LOCAL_QUEUE_SIZE,
       crontabFile: path.resolve(projectRoot, env.CRONTAB_FILE),
     },
     log: {

@@ -29,7 +29,15 @@ export interface Service {
   stop(): Promise<void>;
 }
 
-export async function startService(config: Config, logger: Logger): Promise<Service> {
+export interface ServiceOptions {
+  /**
+   * The tasks to run instead of those in tasks/. The benchmark (bench/) passes the real tasks plus a
+   * no-op task, so it measures the production per-job path without a task file in tasks/.
+   */
+  registry?: TaskRegistry;
+}
+
+export async function startService(config: Config, logger: Logger, options: ServiceOptions = {}): Promise<Service> {
   const releasers: Array<() => Promise<void>> = [];
   const releaseAll = async () => {
     for (const release of releasers.splice(0).reverse()) {
@@ -42,7 +50,7 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
   };
   try {
     // Cheap checks first: a bad task file or crontab line fails before anything starts.
-    const registry = await loadRegistry();
+    const registry = options.registry ?? (await loadRegistry());
     const crontab = await loadCrontab(config.worker.crontabFile, registry);
 
     const connections = connectionsNeeded(planRunners(registry, config.worker.concurrency)) + POOL_OVERHEAD;
@@ -64,6 +72,7 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
       observers: [history, metrics],
       cronItems: crontab.map((entry) => entry.item),
       concurrency: config.worker.concurrency,
+      localQueueSize: config.worker.localQueueSize,
       pollIntervalMs: config.worker.pollIntervalMs,
     });
     releasers.push(() => worker.stop());

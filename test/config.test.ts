@@ -55,6 +55,14 @@ describe("parseConfig", () => {
     expect(() => parseConfig({ WORKER_CONCURRENCY: "0" })).toThrow(/WORKER_CONCURRENCY must be >= 1, got "0"/);
   });
 
+  it("turns graphile-worker's local queue on only at a size that fills every slot", () => {
+    expect(parseConfig({}).worker.localQueueSize).toBe(0);
+    expect(parseConfig({ WORKER_LOCAL_QUEUE_SIZE: "1000" }).worker.localQueueSize).toBe(1000);
+    expect(() => parseConfig({ WORKER_CONCURRENCY: "10", WORKER_LOCAL_QUEUE_SIZE: "5" })).toThrow(
+      /WORKER_LOCAL_QUEUE_SIZE must be 0 \(off\) or at least WORKER_CONCURRENCY \(10\), got 5/,
+    );
+  });
+
   it("requires DATABASE_URL in production rather than starting an embedded database", () => {
     expect(() => parseConfig({ NODE_ENV: "production" })).toThrow(/DATABASE_URL is required when NODE_ENV=production/);
   });

@@ -33,8 +33,9 @@ export function makeDatabase(connectionString: string, options: { maxConnections
     async close() {
       if (closed) return;
       closed = true;
-      // Kysely's destroy ends the pool it was given.
+      // Kysely's destroy ends the pool it was given, but only once Kysely has used it.
       await db.destroy();
+      if (!pool.ended) await pool.end();
     },
   };
 }

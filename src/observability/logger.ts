@@ -86,9 +86,13 @@ function labelsOf(bindings: Record<string, unknown>): Record<string, unknown> {
 /** graphile-worker's Logger interface, writing through our pino logger with its scope as fields. */
 export function makeWorkerLogger(logger: Logger): WorkerLogger {
   const factory: LogFunctionFactory = (scope) => {
-    const child = logger.child({ component: "graphile-worker", ...scope });
+    // graphile-worker makes a scoped logger for every job, and most never write a line: the pino
+    // child (costly with redaction on: its bindings go through the redactor) is made on first use.
+    let child: Logger | undefined;
     return (level, message, meta) => {
       const method = level === "warning" ? "warn" : level === "error" ? "error" : level === "debug" ? "debug" : "info";
+      if (!logger.isLevelEnabled(method)) return;
+      child ??= logger.child({ component: "graphile-worker", ...scope });
       child[method](meta ?? {}, message);
     };
   };

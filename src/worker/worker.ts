@@ -33,6 +33,8 @@ export interface WorkerOptions {
   observers: AttemptObserver[];
   cronItems: ParsedCronItem[];
   concurrency: number;
+  /** The main runner's graphile-worker `localQueue.size`; 0 (or unset) leaves it off. */
+  localQueueSize?: number;
   pollIntervalMs: number;
 }
 
@@ -155,6 +157,9 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
             // just before shutdown could be left locked. A delay of 0 adds no latency.
             completeJobBatchDelay: 0,
             failJobBatchDelay: 0,
+            // Only the main runner batches its fetches: a capped runner works slow, rate-limited jobs,
+            // and a batch locked by one instance would wait there while other instances sit idle.
+            ...(index === 0 && options.localQueueSize ? { localQueue: { size: options.localQueueSize } } : {}),
           },
         },
       });

@@ -177,10 +177,15 @@ export function send(response: http.ServerResponse, status: number, body: unknow
 /** Waits like a slow upstream, but gives up when the client hangs up. */
 export function delay(ms: number, request: http.IncomingMessage): Promise<void> {
   return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    request.socket.once("close", () => {
+    const onClose = () => {
       clearTimeout(timer);
       resolve();
-    });
+    };
+    // Removed once answered: a keep-alive socket carries many requests and would collect listeners.
+    const timer = setTimeout(() => {
+      request.socket.off("close", onClose);
+      resolve();
+    }, ms);
+    request.socket.once("close", onClose);
   });
 }
