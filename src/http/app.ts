@@ -17,6 +17,13 @@ export interface AppDependencies {
   db: Db;
   registry: TaskRegistry;
   worker: { isRunning(): boolean };
+  /** Shutdown state and worker health beyond the database (src/reliability/readiness.ts); reported when given. */
+  reliability?: ReliabilityProbe;
+}
+
+export interface ReliabilityProbe {
+  shuttingDown(): boolean;
+  checks(): Record<"listen" | "cron" | "heartbeat", { ok: boolean; detail?: string }>;
 }
 
 export type App = Awaited<ReturnType<typeof buildApp>>;

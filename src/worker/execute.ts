@@ -26,6 +26,14 @@ export class TaskTimeoutError extends Error {
   }
 }
 
+/** The attempt was stopped because the process is shutting down; the job itself did nothing wrong. */
+export class TaskInterruptedError extends Error {
+  override name = "TaskInterruptedError";
+  constructor(task: string) {
+    super(`task '${task}' was interrupted: the instance is shutting down`);
+  }
+}
+
 /** Cron-fired payloads carry graphile-worker's `_cron` key; it is metadata, not part of the task's payload. */
 export function splitCronMetadata(payload: unknown): { payload: unknown; cron?: JobInfo["cron"] } {
   if (!payload || typeof payload !== "object" || Array.isArray(payload) || !("_cron" in payload)) return { payload };
@@ -61,20 +69,28 @@ export async function executeTask(
   const timeout = AbortSignal.timeout(timeoutMs);
   const { value, context } = prepare(task, rawPayload, job, deps, AbortSignal.any([stopSignal, timeout]));
 
-  const timedOut = new Promise<never>((_, reject) => {
-    const onTimeout = () => reject(new TaskTimeoutError(task.name, timeoutMs));
-    if (timeout.aborted) onTimeout();
-    else timeout.addEventListener("abort", onTimeout, { once: true });
-  });
-  timedOut.catch(() => {}); // only observed through the race below
-  // A handler that ignores its signal still loses the race at the time limit, so the attempt fails on time.
+  // A handler that ignores its signal still loses these races, so the attempt ends on time: at its
+  // time limit, or when shutdown aborts it (and the worker can hand the job back before the kill).
+  const timedOut = rejectOnAbort(timeout, () => new TaskTimeoutError(task.name, timeoutMs));
+  const interrupted = rejectOnAbort(stopSignal, () => new TaskInterruptedError(task.name));
   try {
-    await Promise.race([task.run(value, context), timedOut]);
+    await Promise.race([task.run(value, context), timedOut, interrupted]);
   } catch (error) {
-    // Whatever the handler threw on its way out (an aborted fetch, say), the cause was the time limit.
-    if (timeout.aborted && !stopSignal.aborted) throw new TaskTimeoutError(task.name, timeoutMs);
+    // Whatever the handler threw on its way out (an aborted fetch, say), the cause was the abort.
+    if (stopSignal.aborted) throw new TaskInterruptedError(task.name);
+    if (timeout.aborted) throw new TaskTimeoutError(task.name, timeoutMs);
     throw error;
   }
+}
+
+/** A promise that rejects once the signal aborts; only ever observed through a race. */
+function rejectOnAbort(signal: AbortSignal, makeError: () => Error): Promise<never> {
+  const rejected = new Promise<never>((_, reject) => {
+    if (signal.aborted) reject(makeError());
+    else signal.addEventListener("abort", () => reject(makeError()), { once: true });
+  });
+  rejected.catch(() => {});
+  return rejected;
 }
 
 /** Runs the task's `onExhausted` hook for a job that has just used its last attempt. */
