@@ -42,11 +42,14 @@ export class InFlightJobs {
     this.#byPool.get(poolId)?.delete(jobId);
   }
 
-  /** The jobs of an ended pool that never finished, and forgets the pool. */
-  takeUnfinished(poolId: string): Set<string> {
-    const jobs = this.#byPool.get(poolId) ?? new Set<string>();
+  /** The jobs of a pool that never finished. */
+  unfinished(poolId: string): ReadonlySet<string> {
+    return new Set(this.#byPool.get(poolId));
+  }
+
+  /** Forgets an ended pool once its jobs are settled. */
+  forget(poolId: string): void {
     this.#byPool.delete(poolId);
-    return jobs;
   }
 }
 
@@ -65,7 +68,7 @@ export interface PoolSettlement {
 export async function settleEndedPool(deps: PoolSettlement, poolId: string, cause: PoolEndCause): Promise<void> {
   const { db, history, heartbeats, inFlight, logger } = deps;
   heartbeats.unregister(poolId);
-  const unfinished = inFlight.takeUnfinished(poolId);
+  const unfinished = inFlight.unfinished(poolId);
   // The attempts' `started` events are written before their `rescued` events.
   await history.flush();
   const jobs = await findJobsToRelease(db, [poolId], new Map([...unfinished].map((id) => [id, poolId])));
@@ -80,5 +83,6 @@ export async function settleEndedPool(deps: PoolSettlement, poolId: string, caus
     });
     await markPoolStopped(trx, poolId);
   });
+  inFlight.forget(poolId);
   if (jobs.length > 0) logger.warn({ poolId, cause, jobs: jobs.map((job) => job.id) }, "returned the unfinished jobs of a stopped worker pool to the queue");
 }

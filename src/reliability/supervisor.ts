@@ -1,11 +1,19 @@
 /**
- * Keeps one graphile-worker runner running. graphile-worker recovers from most database trouble by
- * itself (job fetches retry every poll, LISTEN reconnects with backoff, cron restarts and back-fills,
- * completions retry for minutes), but a runner whose pool gives up (completions failing for longer
- * than that, or a pool this service stopped because it was declared dead) ends for good. The
- * supervisor then starts a new runner, with a new pool id, after an exponential backoff.
+ * Keeps one graphile-worker runner running. graphile-worker recovers from some database trouble by
+ * itself (job fetches retry every poll, LISTEN reconnects with backoff, cron restarts and back-fills),
+ * but a pool ends for good when recording a job's completion or failure fails: in 0.18 its batch
+ * retry loop gives up after the first error (`break` in `batch()`), so one refused connection during
+ * a database restart ends the pool, leaving that job locked. A pool this service stopped because it
+ * was declared dead ends too. The supervisor then settles the ended pool (its jobs go back to the
+ * queue, retried in the background while the database is away) and starts a new runner, with a new
+ * pool id, after an exponential backoff.
+ *
+ * A pool that shuts itself down may also never finish: after such a failure its batcher's pending
+ * count can go wrong (the backpressure promise is never cleared), and the graceful shutdown then
+ * waits forever for the batcher, with LISTEN already closed. So a pool that starts shutting down
+ * without being asked is shut down forcefully after `abandonAfterMs`, which always ends it.
  */
-import type { Runner, WorkerPool } from "graphile-worker";
+import type { Runner, WorkerEvents, WorkerPool } from "graphile-worker";
 import type { Logger } from "../observability/logger.ts";
 
 /** Why a pool ended: the service is stopping, or the runner ended on its own and is restarted. */
@@ -20,6 +28,10 @@ export interface SupervisorOptions {
   poolStarted: (poolId: string, runner: string) => Promise<void>;
   /** After the pool has ended and before any restart. */
   poolEnded: (poolId: string, cause: PoolEndCause) => Promise<void>;
+  /** The emitter the runners report to (a pool shutting down on its own is watched through it). */
+  events: WorkerEvents;
+  /** A pool shutting down on its own is ended forcefully after this long. @defaultValue 10000 */
+  abandonAfterMs?: number;
   /** First restart delay, doubled per failed restart up to `maxRestartDelayMs`. @defaultValue 1000 */
   minRestartDelayMs?: number;
   /** @defaultValue 30000 */
@@ -28,6 +40,8 @@ export interface SupervisorOptions {
 
 /** A runner that stayed up this long resets the backoff. */
 const HEALTHY_RUN_MS = 60_000;
+/** Settling an ended pool is retried this often (the database may be away); then the sweeper's turn. */
+const SETTLE_ATTEMPTS = 8;
 
 export class SupervisedRunner {
   readonly name: string;
@@ -35,16 +49,26 @@ export class SupervisedRunner {
   readonly #logger: Logger;
   #runner: Runner | null = null;
   #pool: WorkerPool | null = null;
+  /** The current pool is shutting down on its own (a fatal error): it fetches no more jobs. */
+  #poolEnding = false;
   #stopping = false;
   #restarts = 0;
-  #nextRestartAt: number | null = null;
   #wake: (() => void) | null = null;
   #supervising: Promise<void> = Promise.resolve();
+  readonly #settling = new Set<Promise<void>>();
 
   constructor(options: SupervisorOptions) {
     this.name = options.name;
     this.#options = options;
     this.#logger = options.logger.child({ runner: options.name });
+    options.events.on("pool:gracefulShutdown", ({ workerPool, message }) => {
+      if (this.#stopping || workerPool.id !== this.#pool?.id) return;
+      this.#poolEnding = true;
+      this.#logger.error({ poolId: workerPool.id, reason: message }, "worker pool is shutting down on its own; its runner will be restarted");
+      setTimeout(() => {
+        if (this.#pool === workerPool) void this.forceStop(`shutting down on its own did not finish: ${message}`);
+      }, options.abandonAfterMs ?? 10_000).unref();
+    });
   }
 
   /** Starts the first runner; a failure here is the caller's (start-up fails as before). */
@@ -55,19 +79,12 @@ export class SupervisedRunner {
 
   /** The runner is up (not ended, not waiting to restart). */
   isUp(): boolean {
-    return this.#runner !== null && !this.#stopping;
+    return this.#runner !== null && !this.#stopping && !this.#poolEnding;
   }
 
   /** The current pool's id, once its workers have started. */
   poolId(): string | null {
     return this.#pool?.id ?? null;
-  }
-
-  /** What readiness shows while the runner is down. */
-  describe(): string {
-    if (this.isUp()) return "running";
-    if (this.#nextRestartAt === null) return this.#stopping ? "stopped" : "starting";
-    return `restarting (attempt ${this.#restarts}, in ${Math.max(0, Math.round(this.#nextRestartAt - performance.now()))} ms)`;
   }
 
   /** Stops fetching jobs at once; running jobs finish, or are aborted at the pool's abort timeout. */
@@ -76,6 +93,7 @@ export class SupervisedRunner {
     this.#wake?.();
     if (this.#runner) await this.#runner.stop().catch(() => {});
     await this.#supervising;
+    await Promise.all(this.#settling);
   }
 
   /** Fails the pool's running jobs back to the queue and ends it now (shutdown deadline, or declared dead). */
@@ -86,6 +104,23 @@ export class SupervisedRunner {
       await pool.forcefulShutdown(reason);
     } catch (error) {
       this.#logger.warn({ err: error, poolId: pool.id }, "forceful shutdown of a worker pool reported an error");
+    }
+  }
+
+  /** Runs `poolEnded`, retrying with backoff while it fails; never rejects. */
+  async #settle(poolId: string, cause: PoolEndCause): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#options.poolEnded(poolId, cause);
+        return;
+      } catch (error) {
+        if (attempt >= SETTLE_ATTEMPTS || this.#stopping) {
+          this.#logger.error({ err: error, poolId }, "could not settle an ended worker pool; the sweeper will release its jobs");
+          return;
+        }
+        this.#logger.warn({ err: error, poolId, attempt }, "could not settle an ended worker pool yet; will retry");
+        await new Promise((resolve) => setTimeout(resolve, Math.min(10_000, 500 * 2 ** attempt)).unref());
+      }
     }
   }
 
@@ -111,7 +146,6 @@ export class SupervisedRunner {
     for (;;) {
       if (runner) {
         this.#runner = runner;
-        this.#nextRestartAt = null;
         if (this.#stopping) void runner.stop().catch(() => {});
         const upAt = performance.now();
         let failure: unknown = null;
@@ -119,10 +153,13 @@ export class SupervisedRunner {
         this.#runner = null;
         const pool = this.#pool;
         this.#pool = null;
+        this.#poolEnding = false;
         if (pool) {
-          await this.#options.poolEnded(pool.id, this.#stopping ? "shutdown" : "restart").catch((error: unknown) => {
-            this.#logger.error({ err: error, poolId: pool.id }, "could not settle an ended worker pool; the sweeper will release its jobs");
-          });
+          const settled = this.#settle(pool.id, this.#stopping ? "shutdown" : "restart");
+          this.#settling.add(settled);
+          void settled.finally(() => this.#settling.delete(settled));
+          // At shutdown the settlement is part of stopping; otherwise the restart need not wait for it.
+          if (this.#stopping) await settled;
         }
         if (this.#stopping) return;
         if (performance.now() - upAt > HEALTHY_RUN_MS) this.#restarts = 0;
@@ -132,7 +169,6 @@ export class SupervisedRunner {
       this.#restarts += 1;
       const min = this.#options.minRestartDelayMs ?? 1000;
       const delay = Math.min(this.#options.maxRestartDelayMs ?? 30_000, min * 2 ** (this.#restarts - 1));
-      this.#nextRestartAt = performance.now() + delay;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, delay);
         this.#wake = () => (clearTimeout(timer), resolve());

@@ -153,6 +153,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       const runner = new SupervisedRunner({
         name: plan.name,
         logger: deps.logger,
+        events,
         poolStarted: reliability ? (poolId, name) => reliability.poolStarted(poolId, name) : async () => {},
         poolEnded: reliability ? (poolId, cause) => reliability.poolEnded(poolId, cause) : async () => {},
         startRunner: (plugin) =>
