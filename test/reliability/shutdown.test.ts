@@ -39,10 +39,10 @@ describe("shutdown", () => {
       a.kill("SIGTERM");
       const ready = await waitFor(async () => {
         const answer = await readiness(a!);
-        return answer.status === 503 ? answer : undefined;
-      }, { timeoutMs: 2000, message: "readiness to turn 503" });
+        return answer.body.detail === "shutting down" ? answer : undefined;
+      }, { timeoutMs: 2000, message: "readiness to say 'shutting down'" });
       expect(Date.now() - signalledAt).toBeLessThan(1000);
-      expect(ready.body, JSON.stringify(ready.body)).toMatchObject({ status: "not_ready", detail: "shutting down" });
+      expect(ready).toMatchObject({ status: 503, body: { status: "not_ready", detail: "shutting down" } });
 
       expect(await a.exited).toBe(0);
       const exitedAfterMs = Date.now() - signalledAt;
