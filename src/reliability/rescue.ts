@@ -22,10 +22,11 @@ export interface RescueOptions {
   /** Why, per job (stored as the event's error). */
   reason: (job: LockedJob) => string;
   /**
-   * Jobs whose interrupted attempt does not count: they get it back and are due at once (graphile-
-   * worker's own failure path would have added a backoff delay).
+   * Jobs whose interrupted attempt does not count (id → when the job was due): they get the attempt
+   * back and their old run_at, so they keep their place in the queue (graphile-worker's own failure
+   * path would have added a backoff delay and sent them to the back).
    */
-  giveBackAttempt?: ReadonlySet<string>;
+  giveBackAttempt?: ReadonlyMap<string, Date>;
 }
 
 /**
@@ -74,20 +75,19 @@ export async function releaseJobs(trx: Db, poolIds: readonly string[], jobs: rea
       .execute();
   }
   if (poolIds.length > 0) await sql`select graphile_worker.force_unlock_workers(${[...poolIds]}::text[])`.execute(trx);
-  const givenBack = jobs.filter((job) => options.giveBackAttempt?.has(job.id) && job.attempts > 0);
-  await giveBackAttempts(trx, givenBack);
+  for (const job of jobs) {
+    const runAt = options.giveBackAttempt?.get(job.id);
+    if (runAt && job.attempts > 0) await giveBackAttempt(trx, job, runAt);
+  }
 }
 
 /**
- * Jobs interrupted by this process's shutdown get their attempt back and are due now. graphile-
- * worker's `reschedule_jobs` leaves locked jobs alone, so a job another instance already runs is
- * not touched.
+ * A job interrupted by this process's shutdown gets its attempt back and its old run_at.
+ * graphile-worker's `reschedule_jobs` leaves locked jobs alone, so a job another instance already
+ * runs is not touched.
  */
-export async function giveBackAttempts(trx: Db, jobs: ReadonlyArray<Pick<LockedJob, "id" | "attempts">>): Promise<void> {
-  const byAttempts = new Map<number, string[]>();
-  for (const job of jobs) byAttempts.set(job.attempts - 1, [...(byAttempts.get(job.attempts - 1) ?? []), job.id]);
-  for (const [attempts, ids] of byAttempts) {
-    await sql`select id from graphile_worker.reschedule_jobs(${ids}::bigint[], run_at => now(), attempts => ${attempts}::int)`.execute(trx);
-    await trx.updateTable("observing_jobs.job_records").set({ attempts }).where("id", "in", ids).execute();
-  }
+async function giveBackAttempt(trx: Db, job: Pick<LockedJob, "id" | "attempts">, runAt: Date): Promise<void> {
+  const attempts = job.attempts - 1;
+  await sql`select id from graphile_worker.reschedule_jobs(array[${job.id}]::bigint[], run_at => ${runAt}::timestamptz, attempts => ${attempts}::int)`.execute(trx);
+  await trx.updateTable("observing_jobs.job_records").set({ attempts }).where("id", "=", job.id).execute();
 }

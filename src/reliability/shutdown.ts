@@ -7,8 +7,8 @@
  *   t = SHUTDOWN_ABORT_AFTER_MS  the jobs' abort signal fires; each attempt fails at once with
  *                                TaskInterruptedError, even if its handler ignores the signal
  *   t = SHUTDOWN_TIMEOUT_MS      pools still not stopped are shut down forcefully
- *   as each pool ends            its unfinished jobs are returned to the queue, due now, with the
- *                                interrupted attempt given back and a `rescued` event (actor
+ *   as each pool ends            its unfinished jobs are returned to the queue at their old place
+ *                                (their original run_at), with the interrupted attempt given back and a `rescued` event (actor
  *                                "shutdown"); jobs still locked by it are force-unlocked; its
  *                                heartbeat row becomes `stopped`
  *   then                         HTTP closes, job history is flushed, the database pool closes
@@ -30,11 +30,12 @@ export const EXIT_GRACE_MS = 1000;
  * returned to the queue.
  */
 export class InFlightJobs {
-  readonly #byPool = new Map<string, Set<string>>();
+  /** Pool id → job id → when the job was due (it keeps its place in the queue when returned). */
+  readonly #byPool = new Map<string, Map<string, Date>>();
 
-  began(poolId: string, jobId: string): void {
-    const jobs = this.#byPool.get(poolId) ?? new Set<string>();
-    jobs.add(jobId);
+  began(poolId: string, jobId: string, runAt: Date): void {
+    const jobs = this.#byPool.get(poolId) ?? new Map<string, Date>();
+    jobs.set(jobId, runAt);
     this.#byPool.set(poolId, jobs);
   }
 
@@ -42,9 +43,9 @@ export class InFlightJobs {
     this.#byPool.get(poolId)?.delete(jobId);
   }
 
-  /** The jobs of a pool that never finished. */
-  unfinished(poolId: string): ReadonlySet<string> {
-    return new Set(this.#byPool.get(poolId));
+  /** The jobs of a pool that never finished, with when they were due. */
+  unfinished(poolId: string): ReadonlyMap<string, Date> {
+    return new Map(this.#byPool.get(poolId));
   }
 
   /** Forgets an ended pool once its jobs are settled. */
@@ -71,7 +72,7 @@ export async function settleEndedPool(deps: PoolSettlement, poolId: string, caus
   const unfinished = inFlight.unfinished(poolId);
   // The attempts' `started` events are written before their `rescued` events.
   await history.flush();
-  const jobs = await findJobsToRelease(db, [poolId], new Map([...unfinished].map((id) => [id, poolId])));
+  const jobs = await findJobsToRelease(db, [poolId], new Map([...unfinished.keys()].map((id) => [id, poolId])));
   await db.transaction().execute(async (trx) => {
     await releaseJobs(trx, [poolId], jobs, {
       actor: cause === "shutdown" ? "shutdown" : "supervisor",

@@ -95,7 +95,7 @@ export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, hi
       const job = await snapshot(task, helpers);
       const info = { id: job.id, attempt: job.attempt, maxAttempts: job.maxAttempts, queueName: job.queue };
       const poolId = helpers.job.locked_by ?? "";
-      inFlight?.began(poolId, job.id);
+      inFlight?.began(poolId, job.id, job.runAt);
       history.started(job, helpers.job.payload, helpers.job.locked_by);
       const started = performance.now();
       try {
