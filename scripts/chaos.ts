@@ -98,7 +98,19 @@ async function main(): Promise<void> {
     const crontab = path.join(workDir, "crontab");
     await writeFile(crontab, "* * * * * prune_job_history ?id=chaos_every_minute&fill=10m\n");
     const environment = { ...SETTINGS, NODE_ENV: "test", DATABASE_URL: postgres.url, GBIF_BASE_URL: gbif.url, CRONTAB_FILE: crontab, PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", LOG_FORMAT: "json" };
-    const start = (index: number) => startInstance(index, environment, workDir).then((slot) => (slots[index] = slot));
+    // Like Cloud Run restarting a container: an instance that cannot start (the database is away) is tried again.
+    const start = async (index: number) => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          slots[index] = await startInstance(index, environment, workDir);
+          return;
+        } catch (error) {
+          if (attempt === 10) throw error;
+          log(`instance ${index} failed to start (attempt ${attempt}); retrying`);
+          await sleep(2000);
+        }
+      }
+    };
 
     // Mostly quick GBIF answers, 2 % slow ones (3-8 s) so faults catch jobs mid-run.
     const names = Array.from({ length: JOBS }, (_, i) => `Chaos species ${String(i).padStart(5, "0")}`);
