@@ -65,6 +65,12 @@ const EnvSchema = Type.Object({
   DASHBOARD_SESSION_SECRET: Type.Optional(Type.String({ minLength: 32 })),
   HISTORY_RETENTION_DAYS: Int({ minimum: 0, maximum: 3650, default: 14 }),
   HISTORY_DEAD_RETENTION_DAYS: Int({ minimum: 0, maximum: 3650, default: 90 }),
+  HEARTBEAT_INTERVAL_MS: Int({ minimum: 100, maximum: 600_000, default: 10_000 }),
+  RESCUE_AFTER_MS: Int({ minimum: 500, maximum: 86_400_000, default: 60_000 }),
+  SWEEP_INTERVAL_MS: Int({ minimum: 100, maximum: 600_000, default: 5000 }),
+  SHUTDOWN_ABORT_AFTER_MS: Int({ minimum: 0, maximum: 3_600_000, default: 6000 }),
+  SHUTDOWN_TIMEOUT_MS: Int({ minimum: 1, maximum: 3_600_000, default: 8500 }),
+  K_REVISION: Type.Optional(Type.String({ minLength: 1 })),
   GBIF_USER_AGENT: Type.String({ minLength: 1, default: DEFAULT_USER_AGENT }),
   WIKIDATA_BASE_URL: Type.String({ pattern: "^https?://", default: "https://www.wikidata.org" }),
   WIKIDATA_TIMEOUT_MS: Int({ minimum: 1, maximum: 300_000, default: 10_000 }),
@@ -138,6 +144,20 @@ export interface Config {
     readonly retentionDays: number;
     /** Days dead and discarded jobs stay (dead ones in the dead-letter too). */
     readonly deadRetentionDays: number;
+  };
+  readonly reliability: {
+    /** How often each worker pool records that it is alive. */
+    readonly heartbeatIntervalMs: number;
+    /** A pool whose heartbeat is older than this (database time) is dead and its jobs are released. */
+    readonly rescueAfterMs: number;
+    /** How often one instance looks for dead pools. */
+    readonly sweepIntervalMs: number;
+    /** After SIGTERM, running jobs' abort signal fires at this point and their attempt is interrupted. */
+    readonly shutdownAbortAfterMs: number;
+    /** After SIGTERM, jobs still running are released at this point; the process exits a second later at most. */
+    readonly shutdownTimeoutMs: number;
+    /** Cloud Run's revision name (K_REVISION), recorded with heartbeats. */
+    readonly revision: string | null;
   };
   readonly gbif: {
     readonly baseUrl: string;
@@ -216,6 +236,13 @@ export function parseConfig(environment: Record<string, string | undefined>): Co
       `COMMONS_THUMBNAIL_WIDTH must be a standard Wikimedia thumbnail width (${STANDARD_THUMBNAIL_WIDTHS.join(", ")}), got "${raw.COMMONS_THUMBNAIL_WIDTH}"`,
     );
   }
+  if (env.RESCUE_AFTER_MS < 2 * env.HEARTBEAT_INTERVAL_MS) {
+    // One late heartbeat must not make a live pool look dead.
+    problems.push(`RESCUE_AFTER_MS must be at least twice HEARTBEAT_INTERVAL_MS (${env.HEARTBEAT_INTERVAL_MS}), got ${env.RESCUE_AFTER_MS}`);
+  }
+  if (env.SHUTDOWN_ABORT_AFTER_MS >= env.SHUTDOWN_TIMEOUT_MS) {
+    problems.push(`SHUTDOWN_ABORT_AFTER_MS must be less than SHUTDOWN_TIMEOUT_MS (${env.SHUTDOWN_TIMEOUT_MS}), got ${env.SHUTDOWN_ABORT_AFTER_MS}`);
+  }
   if (problems.length > 0) throw new ConfigError(problems);
 
   return deepFreeze({
@@ -252,6 +279,14 @@ export function parseConfig(environment: Record<string, string | undefined>): Co
       googleCloudProject: env.GOOGLE_CLOUD_PROJECT,
     },
     history: { retentionDays: env.HISTORY_RETENTION_DAYS, deadRetentionDays: env.HISTORY_DEAD_RETENTION_DAYS },
+    reliability: {
+      heartbeatIntervalMs: env.HEARTBEAT_INTERVAL_MS,
+      rescueAfterMs: env.RESCUE_AFTER_MS,
+      sweepIntervalMs: env.SWEEP_INTERVAL_MS,
+      shutdownAbortAfterMs: env.SHUTDOWN_ABORT_AFTER_MS,
+      shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
+      revision: env.K_REVISION ?? null,
+    },
     gbif: {
       baseUrl: env.GBIF_BASE_URL.replace(/\/+$/, ""),
       checklistKey: env.GBIF_CHECKLIST_KEY,

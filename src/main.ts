@@ -1,9 +1,11 @@
 /**
  * Service entry point (`npm start`, and the container's command). SIGTERM or SIGINT shuts down
- * gracefully; a second signal exits at once.
+ * gracefully within the shutdown deadlines (see src/reliability/shutdown.ts); a second signal exits
+ * at once.
  */
 import { ConfigError, loadConfig, type Config } from "./config.ts";
 import { makeLogger } from "./observability/logger.ts";
+import { EXIT_GRACE_MS } from "./reliability/shutdown.ts";
 import { startService } from "./service.ts";
 import { shutdownTelemetry } from "./observability/telemetry.ts";
 
@@ -26,7 +28,12 @@ try {
       process.exit(1);
     }
     signalled = true;
-    logger.info({ signal }, "shutting down: no new requests or jobs, waiting for running jobs");
+    logger.info({ signal }, "shutting down: no new jobs, waiting for running jobs");
+    // Cloud Run kills the instance ~10 s after SIGTERM; exit first, whatever is still pending.
+    setTimeout(() => {
+      logger.error("shutdown took longer than its deadline: exiting now");
+      process.exit(1);
+    }, config.reliability.shutdownTimeoutMs + EXIT_GRACE_MS).unref();
     service
       .stop()
       .then(() => shutdownTelemetry())

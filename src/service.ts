@@ -1,7 +1,11 @@
 /**
- * The composition root: config → registry and crontab → database → migrations → runner → HTTP.
- * Everything started is released in reverse order by `stop()`, also when start-up fails half way.
+ * The composition root: config → registry and crontab → database → migrations → heartbeats →
+ * runners → sweeper → HTTP. Everything started is released in reverse order by `stop()`, also when
+ * start-up fails half way. `stop()` first turns readiness off and drains the runners within the
+ * shutdown deadlines (src/reliability/shutdown.ts), while HTTP and heartbeats keep going.
  */
+import { EventEmitter } from "node:events";
+import type { WorkerEvents } from "graphile-worker";
 import type { Config } from "./config.ts";
 import { loadCrontab } from "./crontab.ts";
 import { connectDatabase, type ConnectedDatabase } from "./db/connect.ts";
@@ -17,6 +21,10 @@ import { HistoryRecorder } from "./lifecycle/history.ts";
 import { makeQueueStats } from "./lifecycle/queue-stats.ts";
 import { makeCronFreshness } from "./observability/cron-freshness.ts";
 import { ServiceMetrics } from "./observability/metrics.ts";
+import { describeInstance, HeartbeatWriter, listWorkerPools } from "./reliability/heartbeat.ts";
+import { ReadinessSignals } from "./reliability/readiness.ts";
+import { InFlightJobs, settleEndedPool } from "./reliability/shutdown.ts";
+import { Sweeper } from "./reliability/sweeper.ts";
 
 export interface Service {
   /** Where the HTTP server listens, e.g. http://127.0.0.1:8080. */
@@ -25,7 +33,9 @@ export interface Service {
   worker: WorkerHandle;
   database: ConnectedDatabase;
   registry: TaskRegistry;
-  /** Stops accepting HTTP, lets running jobs finish, then releases the database. Safe to call twice. */
+  heartbeats: HeartbeatWriter;
+  sweeper: Sweeper;
+  /** Readiness off, runners drained within the shutdown deadlines, then HTTP, history and database closed. Safe to call twice. */
   stop(): Promise<void>;
 }
 
@@ -65,7 +75,26 @@ export async function startService(config: Config, logger: Logger, options: Serv
     releasers.push(() => history.close());
     const queueStats = makeQueueStats(database.db);
     const cronFreshness = makeCronFreshness(database.db, crontab);
-    const metrics = new ServiceMetrics({ queueStats, cronFreshness });
+    const workerPools = () => listWorkerPools(database.db);
+    const metrics = new ServiceMetrics({ queueStats, cronFreshness, workerPools });
+
+    const { reliability } = config;
+    const events: WorkerEvents = new EventEmitter();
+    // Set once the runners exist. A pool declared dead has had its jobs released to other pools: it
+    // ends at once and its runner restarts with a new pool.
+    let abandonPool = (poolId: string): void => void poolId;
+    const heartbeats = new HeartbeatWriter(database.db, describeInstance(reliability.revision), {
+      intervalMs: reliability.heartbeatIntervalMs,
+      logger,
+      onDeclaredDead: (poolId) => abandonPool(poolId),
+    });
+    releasers.push(() => heartbeats.close());
+    const signals = new ReadinessSignals(events, {
+      cronItems: crontab.length,
+      heartbeatIntervalMs: reliability.heartbeatIntervalMs,
+      heartbeats,
+    });
+    const inFlight = new InFlightJobs();
     const worker = await startWorker({
       pool: database.pool,
       deps,
@@ -74,8 +103,27 @@ export async function startService(config: Config, logger: Logger, options: Serv
       concurrency: config.worker.concurrency,
       localQueueSize: config.worker.localQueueSize,
       pollIntervalMs: config.worker.pollIntervalMs,
+      events,
+      reliability: {
+        inFlight,
+        poolStarted: (poolId, runner) => heartbeats.register(poolId, runner),
+        poolEnded: (poolId, cause) => settleEndedPool({ db: database.db, history, heartbeats, inFlight, logger }, poolId, cause),
+        shutdownAbortAfterMs: reliability.shutdownAbortAfterMs,
+        shutdownTimeoutMs: reliability.shutdownTimeoutMs,
+      },
     });
+    abandonPool = (poolId) => void worker.abandonPool(poolId, "declared dead by the sweeper: its heartbeat was too old");
     releasers.push(() => worker.stop());
+
+    const sweeper = new Sweeper(database.db, {
+      intervalMs: reliability.sweepIntervalMs,
+      rescueAfterMs: reliability.rescueAfterMs,
+      logger,
+      heartbeats,
+      onRescued: (count) => metrics.rescued.inc(count),
+    });
+    sweeper.start();
+    releasers.push(() => sweeper.stop());
 
     const app = await buildApp({
       config,
@@ -89,21 +137,29 @@ export async function startService(config: Config, logger: Logger, options: Serv
       metrics,
       worker,
       dashboardSources: {
+        workerPools: async () =>
+          (await workerPools()).map((pool) => ({ id: pool.pool_id, instance: pool.instance_id, runner: pool.runner, lastSeen: pool.last_seen, status: pool.status })),
         overdueSchedules: async () =>
           (await cronFreshness.read())
             .filter((status) => status.overdue)
             .map((status) => ({ id: status.id, task: status.task, dueAt: status.overdueSince!, lastFiredAt: status.lastRunAt })),
       },
+      reliability: { shuttingDown: () => signals.shuttingDown(), checks: () => signals.checks(worker) },
     });
     releasers.push(() => app.close());
     const url = await app.listen({ host: config.http.host, port: config.http.port });
     logger.info(
-      { url, tasks: registry.names(), cron: crontab.map((entry) => entry.item.identifier), concurrency: config.worker.concurrency },
+      { url, tasks: registry.names(), cron: crontab.map((entry) => entry.item.identifier), concurrency: config.worker.concurrency, instance: heartbeats.identity },
       "observing-jobs is running",
     );
 
     let stopping: Promise<void> | undefined;
-    return { url, app, worker, database, registry, stop: () => (stopping ??= releaseAll()) };
+    const stop = async () => {
+      signals.beginShutdown();
+      await worker.stop();
+      await releaseAll();
+    };
+    return { url, app, worker, database, registry, heartbeats, sweeper, stop: () => (stopping ??= stop()) };
   } catch (error) {
     await releaseAll();
     throw error;

@@ -38,6 +38,24 @@ describe("parseConfig", () => {
     });
   });
 
+  it("reads the reliability settings, with defaults that fit Cloud Run's 10 s and the 90 s rescue target", () => {
+    expect(parseConfig({}).reliability).toEqual({
+      heartbeatIntervalMs: 10_000,
+      rescueAfterMs: 60_000,
+      sweepIntervalMs: 5000,
+      shutdownAbortAfterMs: 6000,
+      shutdownTimeoutMs: 8500,
+      revision: null,
+    });
+    expect(parseConfig({ K_REVISION: "observing-jobs-00042-xyz", HEARTBEAT_INTERVAL_MS: "1000", RESCUE_AFTER_MS: "3000" }).reliability).toMatchObject({
+      revision: "observing-jobs-00042-xyz",
+      heartbeatIntervalMs: 1000,
+      rescueAfterMs: 3000,
+    });
+    expect(() => parseConfig({ HEARTBEAT_INTERVAL_MS: "10000", RESCUE_AFTER_MS: "15000" })).toThrow(/RESCUE_AFTER_MS must be at least twice HEARTBEAT_INTERVAL_MS/);
+    expect(() => parseConfig({ SHUTDOWN_ABORT_AFTER_MS: "9000" })).toThrow(/SHUTDOWN_ABORT_AFTER_MS must be less than SHUTDOWN_TIMEOUT_MS/);
+  });
+
   it("treats empty variables as unset", () => {
     expect(parseConfig({ PORT: "", DATABASE_URL: "" })).toMatchObject({ http: { port: 8080 }, database: { url: undefined } });
   });

@@ -42,6 +42,13 @@ export interface AppDependencies {
   worker: { isRunning(): boolean };
   /** Live worker pools and overdue cron entries for the dashboard; shown as not available when absent. */
   dashboardSources?: DashboardSources;
+  /** Shutdown state and worker health beyond the database (src/reliability/readiness.ts); reported when given. */
+  reliability?: ReliabilityProbe;
+}
+
+export interface ReliabilityProbe {
+  shuttingDown(): boolean;
+  checks(): Record<"listen" | "cron" | "heartbeat", { ok: boolean; detail?: string }>;
 }
 
 const STATUS_NAMES: Record<number, string> = {

@@ -13,7 +13,6 @@ import type { TaskRegistry } from "../registry.ts";
 import type { AttemptObserver } from "../worker/worker.ts";
 import { HISTORY_PAYLOAD_MAX_BYTES, HISTORY_STACK_MAX_CHARS } from "./limits.ts";
 import { redactPayload } from "./redaction.ts";
-import { splitJobMetadata } from "../job-metadata.ts";
 
 /** What history needs to know about the job an attempt belongs to. */
 export interface JobSnapshot {
@@ -209,7 +208,7 @@ function collapse(batch: Fact[], known: Set<string>, registry: TaskRegistry): Re
         payload:
           payload === undefined
             ? null
-            : JSON.stringify(redactPayload(splitJobMetadata(payload).payload, registry.find(job.task)?.sensitive ?? [], HISTORY_PAYLOAD_MAX_BYTES)),
+            : JSON.stringify(redactPayload(withoutTrace(payload), registry.find(job.task)?.sensitive ?? [], HISTORY_PAYLOAD_MAX_BYTES)),
         phase: "running",
         priority: job.priority,
         attempts: job.attempt,
@@ -282,6 +281,13 @@ async function upsertRecords(trx: Db, records: RecordRow[]): Promise<void> {
       started_at = coalesce(excluded.started_at, r.started_at), finished_at = excluded.finished_at,
       updated_at = excluded.updated_at
     where excluded.attempts >= r.attempts and r.phase not in ('cancelled', 'discarded')`.execute(trx);
+}
+
+/** The payload as history keeps it: `_cron` (when and whether back-filled) stays, the trace context goes to its column. */
+function withoutTrace(payload: unknown): unknown {
+  if (!payload || typeof payload !== "object" || Array.isArray(payload) || !("_trace" in payload)) return payload;
+  const { _trace: _, ...rest } = payload as Record<string, unknown>;
+  return rest;
 }
 
 function sourceOf(payload: unknown): "cron" | "sql" {

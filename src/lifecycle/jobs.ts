@@ -228,8 +228,9 @@ export async function listJobs(db: Db, filter: JobFilter): Promise<{ jobs: JobSu
   return {
     jobs: page.map((row) => {
       const summary = summarise(row, live.get(String(row.id)), now);
-      // Without a live row the record is the truth, including a waiting job's queued/scheduled split.
-      return live.has(String(row.id)) || TERMINAL_PHASES.has(row.phase) ? summary : { ...summary, state: stateOfRecord(row, now) };
+      // Without a live row a waiting record tells queued, scheduled and retry-wait apart by itself; a
+      // running one whose success was never written (a SIGKILL lost the buffer) has succeeded.
+      return !live.has(String(row.id)) && row.phase === "waiting" ? { ...summary, state: stateOfRecord(row, now) } : summary;
     }),
     nextCursor: rows.length > filter.limit ? String(page.at(-1)!.id) : null,
   };

@@ -14,6 +14,8 @@ const PREFIX = "observing_jobs_";
 export interface MetricSources {
   queueStats: QueueStats;
   cronFreshness: CronFreshness;
+  /** Worker pools (all instances) by their heartbeat status; absent where heartbeats are not written. */
+  workerPools?: () => Promise<Array<{ status: string }>>;
 }
 
 export class ServiceMetrics implements AttemptObserver {
@@ -97,6 +99,20 @@ export class ServiceMetrics implements AttemptObserver {
         for (const entry of await sources.cronFreshness.read()) this.set({ schedule: entry.id, task: entry.task }, entry.overdue ? 1 : 0);
       },
     });
+    const { workerPools } = sources;
+    if (workerPools) {
+      new Gauge({
+        name: `${PREFIX}worker_pools`,
+        help: "Worker pools of every instance by heartbeat status: live, or ended in the last hour as stopped (clean) or dead (rescued).",
+        labelNames: ["status"] as const,
+        registers,
+        async collect() {
+          const pools = await workerPools();
+          this.reset();
+          for (const status of ["live", "stopped", "dead"]) this.set({ status }, pools.filter((pool) => pool.status === status).length);
+        },
+      });
+    }
   }
 
   started(job: JobSnapshot): void {

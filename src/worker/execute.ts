@@ -27,6 +27,14 @@ export class TaskTimeoutError extends Error {
   }
 }
 
+/** The attempt was stopped because the process is shutting down; the job itself did nothing wrong. */
+export class TaskInterruptedError extends Error {
+  override name = "TaskInterruptedError";
+  constructor(task: string) {
+    super(`task '${task}' was interrupted: the instance is shutting down`);
+  }
+}
+
 /** Validates the payload and builds the context a handler (or hook) runs with. */
 function prepare(task: RegisteredTask, rawPayload: unknown, job: Omit<JobInfo, "cron" | "task">, deps: TaskDependencies, signal: AbortSignal) {
   const { payload, cron } = splitJobMetadata(rawPayload);
@@ -56,20 +64,37 @@ export async function executeTask(
   const timeout = AbortSignal.timeout(timeoutMs);
   const { value, context } = prepare(task, rawPayload, job, deps, AbortSignal.any([stopSignal, timeout]));
 
-  const timedOut = new Promise<never>((_, reject) => {
-    const onTimeout = () => reject(new TaskTimeoutError(task.name, timeoutMs));
-    if (timeout.aborted) onTimeout();
-    else timeout.addEventListener("abort", onTimeout, { once: true });
-  });
-  timedOut.catch(() => {}); // only observed through the race below
-  // A handler that ignores its signal still loses the race at the time limit, so the attempt fails on time.
+  // A handler that ignores its signal still loses these races, so the attempt ends on time: at its
+  // time limit, or when shutdown aborts it (and the worker can hand the job back before the kill).
+  const timedOut = rejectOnAbort(timeout, () => new TaskTimeoutError(task.name, timeoutMs));
+  const interrupted = rejectOnAbort(stopSignal, () => new TaskInterruptedError(task.name));
   try {
-    await Promise.race([task.run(value, context), timedOut]);
+    await Promise.race([task.run(value, context), timedOut.rejected, interrupted.rejected]);
   } catch (error) {
-    // Whatever the handler threw on its way out (an aborted fetch, say), the cause was the time limit.
-    if (timeout.aborted && !stopSignal.aborted) throw new TaskTimeoutError(task.name, timeoutMs);
+    // Whatever the handler threw on its way out (an aborted fetch, say), the cause was the abort.
+    if (stopSignal.aborted) throw new TaskInterruptedError(task.name);
+    if (timeout.aborted) throw new TaskTimeoutError(task.name, timeoutMs);
     throw error;
+  } finally {
+    timedOut.dispose();
+    interrupted.dispose();
   }
+}
+
+/** A promise that rejects once the signal aborts; only ever observed through a race. */
+/**
+ * A promise that rejects when the signal aborts, and the way to stop listening: the stop signal is
+ * the worker pool's and lives as long as the pool, so every attempt must remove its listener.
+ */
+function rejectOnAbort(signal: AbortSignal, makeError: () => Error): { rejected: Promise<never>; dispose(): void } {
+  let onAbort = () => {};
+  const rejected = new Promise<never>((_, reject) => {
+    onAbort = () => reject(makeError());
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+  });
+  rejected.catch(() => {}); // observed only through the race
+  return { rejected, dispose: () => signal.removeEventListener("abort", onAbort) };
 }
 
 /** Runs the task's `onExhausted` hook for a job that has just used its last attempt. */

@@ -6,17 +6,23 @@
  * cap get a runner of their own (one per cap group) whose concurrency is that cap; every other task
  * shares the main runner. A runner only fetches jobs of the tasks in its list, so the caps hold.
  * Each extra runner costs one more LISTEN connection plus up to its cap in busy connections.
+ *
+ * Each runner is supervised (restarted with backoff if it ends on its own) and, with the service's
+ * reliability wiring, registers a heartbeat before fetching and returns its unfinished jobs when it
+ * ends (src/reliability/).
  */
 import { EventEmitter } from "node:events";
-import { run, type JobHelpers, type ParsedCronItem, type Runner, type TaskList, type WorkerEvents } from "graphile-worker";
-import type pg from "pg";
 import { trace } from "@opentelemetry/api";
+import { run, type JobHelpers, type ParsedCronItem, type TaskList, type WorkerEvents } from "graphile-worker";
+import type pg from "pg";
 import { splitJobMetadata } from "../job-metadata.ts";
 import type { JobSnapshot } from "../lifecycle/history.ts";
-import { traceJobAttempt } from "../observability/tracing.ts";
 import { makeWorkerLogger } from "../observability/logger.ts";
+import { traceJobAttempt } from "../observability/tracing.ts";
 import type { RegisteredTask, TaskRegistry } from "../registry.ts";
-import { executeTask, runExhaustedHook, type TaskDependencies } from "./execute.ts";
+import type { InFlightJobs } from "../reliability/shutdown.ts";
+import { SupervisedRunner, type PoolEndCause } from "../reliability/supervisor.ts";
+import { executeTask, runExhaustedHook, TaskInterruptedError, type TaskDependencies } from "./execute.ts";
 
 /** Told about every attempt as it happens: job history and metrics. Must not block or throw. */
 export interface AttemptObserver {
@@ -36,16 +42,35 @@ export interface WorkerOptions {
   /** The main runner's graphile-worker `localQueue.size`; 0 (or unset) leaves it off. */
   localQueueSize?: number;
   pollIntervalMs: number;
+  /** The emitter every runner reports to; subscribe before starting to miss nothing. @defaultValue a new one */
+  events?: WorkerEvents;
+  /** Heartbeats, returning unfinished jobs and shutdown deadlines; without it pools only restart. */
+  reliability?: RunnerReliability;
+}
+
+/** What src/reliability/ plugs into every runner. */
+export interface RunnerReliability {
+  inFlight: InFlightJobs;
+  /** Before a pool's workers fetch their first job. */
+  poolStarted(poolId: string, runner: string): Promise<void>;
+  /** After a pool has ended, before its runner is restarted. */
+  poolEnded(poolId: string, cause: PoolEndCause): Promise<void>;
+  /** From `stop()`: running jobs' abort signal fires after this long. */
+  shutdownAbortAfterMs: number;
+  /** From `stop()`: pools still running are shut down forcefully after this long. */
+  shutdownTimeoutMs: number;
 }
 
 export interface WorkerHandle {
-  runners: Runner[];
+  runners: SupervisedRunner[];
   /** One emitter for every runner's events (observability subscribes here). */
   events: WorkerEvents;
-  /** False once any runner has stopped, by request or by a fatal error. */
+  /** True while every runner is up (false while one restarts, and once stopping). */
   isRunning(): boolean;
-  /** Stops fetching jobs, lets running jobs finish (their abort signal fires), then resolves. */
+  /** Stops fetching jobs, lets running jobs finish until the shutdown deadlines, then resolves. */
   stop(): Promise<void>;
+  /** Ends the pool with this id at once (declared dead); its runner restarts with a new pool. */
+  abandonPool(poolId: string, reason: string): Promise<void>;
 }
 
 /** A runner to start: the tasks it fetches and how many it runs at once. */
@@ -77,23 +102,30 @@ export function connectionsNeeded(plans: RunnerPlan[]): number {
   return plans.reduce((sum, plan) => sum + plan.concurrency + 1, 0);
 }
 
-export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, observers: AttemptObserver[]): TaskList {
+export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, observers: AttemptObserver[], inFlight?: InFlightJobs): TaskList {
   const taskList: TaskList = {};
   for (const task of tasks) {
     taskList[task.name] = async (payload, helpers) => {
       const job = await snapshot(task, helpers);
       const info = { id: job.id, attempt: job.attempt, maxAttempts: job.maxAttempts, queueName: job.queue };
+      const poolId = helpers.job.locked_by ?? "";
       const { traceparent } = splitJobMetadata(payload);
       await traceJobAttempt({ ...info, task: task.name, queue: job.queue }, traceparent, async (span) => {
         const context = span.spanContext();
         if (trace.isSpanContextValid(context)) job.traceId = context.traceId;
+        inFlight?.began(poolId, job.id, job.runAt);
         for (const observer of observers) observer.started(job, helpers.job.payload, helpers.job.locked_by);
         const started = performance.now();
         try {
           await executeTask(task, payload, info, deps, helpers.abortSignal);
+          inFlight?.finished(poolId, job.id);
           for (const observer of observers) observer.succeeded(job, performance.now() - started);
         } catch (error) {
           const failure = error instanceof Error ? error : new Error(String(error));
+          // Not the job's failure: once this pool has ended, the job goes back to the queue with its
+          // attempt given back and a `rescued` event (src/reliability/shutdown.ts).
+          if (failure instanceof TaskInterruptedError && inFlight) throw failure;
+          inFlight?.finished(poolId, job.id);
           if (job.attempt >= job.maxAttempts) {
             // The job is dead after this attempt: run the task's hook once, before the failure is recorded.
             try {
@@ -129,60 +161,76 @@ async function snapshot(task: RegisteredTask, helpers: JobHelpers): Promise<JobS
 }
 
 export async function startWorker(options: WorkerOptions): Promise<WorkerHandle> {
-  const { deps } = options;
-  const events: WorkerEvents = new EventEmitter();
+  const { deps, reliability } = options;
+  const events: WorkerEvents = options.events ?? new EventEmitter();
   const plans = planRunners(deps.registry, options.concurrency);
-  const runners: Runner[] = [];
-  let running = true;
-  const stopAll = async () => {
-    await Promise.all(runners.map((runner) => runner.stop().catch(() => {})));
-  };
+  const runners: SupervisedRunner[] = [];
+  const stopAll = () => Promise.all(runners.map((runner) => runner.stop()));
   try {
     for (const [index, plan] of plans.entries()) {
       if (plan.tasks.length === 0 && index > 0) continue;
-      const runner = await run({
-        pgPool: options.pool,
-        taskList: makeTaskList(plan.tasks, deps, options.observers),
-        // Cron only schedules jobs (any runner with the task works them); one scheduler per process.
-        parsedCronItems: index === 0 ? options.cronItems : [],
-        noHandleSignals: true,
+      const taskList = makeTaskList(plan.tasks, deps, options.observers, reliability?.inFlight);
+      const runner = new SupervisedRunner({
+        name: plan.name,
+        logger: deps.logger,
         events,
-        logger: makeWorkerLogger(deps.logger.child({ runner: plan.name })),
-        preset: {
-          worker: {
-            concurrentJobs: plan.concurrency,
-            pollInterval: options.pollIntervalMs,
-            // Completions and failures go through graphile-worker's batchers, which a graceful shutdown
-            // flushes before it resolves; unbatched, they are fire-and-forget and a job that finished
-            // just before shutdown could be left locked. A delay of 0 adds no latency.
-            completeJobBatchDelay: 0,
-            failJobBatchDelay: 0,
-            // Only the main runner batches its fetches: a capped runner works slow, rate-limited jobs,
-            // and a batch locked by one instance would wait there while other instances sit idle.
-            ...(index === 0 && options.localQueueSize ? { localQueue: { size: options.localQueueSize } } : {}),
-          },
-        },
+        poolStarted: reliability ? (poolId, name) => reliability.poolStarted(poolId, name) : async () => {},
+        poolEnded: reliability ? (poolId, cause) => reliability.poolEnded(poolId, cause) : async () => {},
+        startRunner: (plugin) =>
+          run({
+            pgPool: options.pool,
+            taskList,
+            // Cron only schedules jobs (any runner with the task works them); one scheduler per process.
+            parsedCronItems: index === 0 ? options.cronItems : [],
+            noHandleSignals: true,
+            events,
+            logger: makeWorkerLogger(deps.logger.child({ runner: plan.name })),
+            preset: {
+              plugins: [plugin],
+              worker: {
+                concurrentJobs: plan.concurrency,
+                pollInterval: options.pollIntervalMs,
+                // Completions and failures go through graphile-worker's batchers, which a graceful shutdown
+                // flushes before it resolves; unbatched, they are fire-and-forget and a job that finished
+                // just before shutdown could be left locked. A delay of 0 adds no latency.
+                completeJobBatchDelay: 0,
+                failJobBatchDelay: 0,
+                ...(reliability ? { gracefulShutdownAbortTimeout: reliability.shutdownAbortAfterMs } : {}),
+                // Only the main runner batches its fetches: a capped runner works slow, rate-limited jobs,
+                // and a batch locked by one instance would wait there while other instances sit idle.
+                ...(index === 0 && options.localQueueSize ? { localQueue: { size: options.localQueueSize } } : {}),
+              },
+            },
+          }),
       });
+      await runner.start();
       runners.push(runner);
-      runner.promise.then(
-        () => {
-          running = false;
-        },
-        (error: unknown) => {
-          running = false;
-          deps.logger.error({ err: error, runner: plan.name }, "a job runner stopped with an error");
-        },
-      );
     }
   } catch (error) {
     await stopAll();
     throw error;
   }
   let stopping: Promise<void> | undefined;
+  const stop = async () => {
+    // The hard deadline: whatever still runs is failed back to the queue so the process can exit.
+    const deadline = reliability
+      ? setTimeout(() => {
+          for (const runner of runners) void runner.forceStop("the instance is shutting down and its deadline has passed");
+        }, reliability.shutdownTimeoutMs)
+      : undefined;
+    try {
+      await stopAll();
+    } finally {
+      clearTimeout(deadline);
+    }
+  };
   return {
     runners,
     events,
-    isRunning: () => running,
-    stop: () => (stopping ??= stopAll()),
+    isRunning: () => runners.every((runner) => runner.isUp()),
+    stop: () => (stopping ??= stop()),
+    async abandonPool(poolId, reason) {
+      await runners.find((runner) => runner.poolId() === poolId)?.forceStop(reason);
+    },
   };
 }

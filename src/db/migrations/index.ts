@@ -3,6 +3,7 @@ import * as taxa from "./0001_taxa.ts";
 import * as jobHistory from "./0002_job_history.ts";
 import * as taxaEnrichment from "./0003_taxa_enrichment.ts";
 import * as jobParent from "./0004_job_parent.ts";
+import * as workerHeartbeats from "./0005_worker_heartbeats.ts";
 import * as dashboardIndexes from "./0007_dashboard_indexes.ts";
 
 /** Every migration, in order. Imported statically so the build and the image carry them. */
@@ -11,5 +12,6 @@ export const migrations: Record<string, Migration> = {
   "0002_job_history": jobHistory,
   "0003_taxa_enrichment": taxaEnrichment,
   "0004_job_parent": jobParent,
+  "0005_worker_heartbeats": workerHeartbeats,
   "0007_dashboard_indexes": dashboardIndexes,
 };

@@ -1,7 +1,8 @@
 /**
  * Liveness and readiness. Liveness only says the process serves; readiness says this instance can
- * do its work: the database answers, the runner runs, the schema is at least what this build expects.
- * Neither scans the jobs table.
+ * do its work: the database answers, the runner runs, the schema is at least what this build expects,
+ * and (with the reliability wiring) it is not shutting down, every pool's LISTEN connection is up,
+ * the cron loop is alive and heartbeats are written. Neither scans the jobs table.
  */
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import Type from "typebox";
@@ -13,7 +14,16 @@ const CHECK_TIMEOUT_MS = 2000;
 const Check = Type.Object({ ok: Type.Boolean(), detail: Type.Optional(Type.String()) });
 const Readiness = Type.Object({
   status: Type.Enum(["ready", "not_ready"]),
-  checks: Type.Object({ database: Check, worker: Check, schema: Check }),
+  detail: Type.Optional(Type.String()),
+  checks: Type.Object({
+    // Not probed while shutting down: the answer is "not ready" at once.
+    database: Type.Optional(Check),
+    worker: Check,
+    schema: Type.Optional(Check),
+    listen: Type.Optional(Check),
+    cron: Type.Optional(Check),
+    heartbeat: Type.Optional(Check),
+  }),
   /** Crontab entries whose last success is older than they allow: reported, not a reason to leave traffic. */
   overdueSchedules: Type.Array(Type.String()),
 });
@@ -29,6 +39,11 @@ const healthRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async
     "/readyz",
     { logLevel: "warn", schema: { summary: "Readiness", tags: ["health"], security: [], response: { 200: Readiness, 503: Readiness } } },
     async (_request, reply) => {
+      if (deps.reliability?.shuttingDown()) {
+        return reply
+          .status(503)
+          .send({ status: "not_ready", detail: "shutting down", checks: { worker: { ok: false, detail: "shutting down" } }, overdueSchedules: [] });
+      }
       const [database, schema] = await Promise.all([
         check(async () => {
           await deps.pool.query("select 1");
@@ -36,13 +51,10 @@ const healthRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async
         check(() => assertSchemaCurrent(deps.pool)),
       ]);
       const worker = deps.worker.isRunning() ? { ok: true } : { ok: false, detail: "job runner is not running" };
-      const ready = database.ok && schema.ok && worker.ok;
+      const checks = { database, worker, schema, ...deps.reliability?.checks() };
+      const ready = Object.values(checks).every((result) => result.ok);
       const overdueSchedules = database.ok ? await overdue(deps) : [];
-      return reply.status(ready ? 200 : 503).send({
-        status: ready ? "ready" : "not_ready",
-        checks: { database, worker, schema },
-        overdueSchedules,
-      });
+      return reply.status(ready ? 200 : 503).send({ status: ready ? "ready" : "not_ready", checks, overdueSchedules });
     },
   );
 };

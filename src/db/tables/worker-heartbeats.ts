@@ -1,0 +1,20 @@
+import type { ColumnType, Selectable } from "kysely";
+
+export const POOL_STATUSES = ["live", "stopped", "dead"] as const;
+export type PoolStatus = (typeof POOL_STATUSES)[number];
+
+/** One row per graphile-worker pool: who runs it and when it last said it was alive. */
+export interface WorkerHeartbeatsTable {
+  pool_id: string;
+  instance_id: string;
+  revision: string | null;
+  hostname: string;
+  pid: number;
+  runner: string;
+  started_at: ColumnType<Date, Date | undefined, never>;
+  last_seen: ColumnType<Date, Date | undefined, Date>;
+  status: ColumnType<PoolStatus, PoolStatus | undefined, PoolStatus>;
+  ended_at: Date | null;
+}
+
+export type WorkerHeartbeatRow = Selectable<WorkerHeartbeatsTable>;

@@ -1,0 +1,89 @@
+/**
+ * Shutdown tuned to Cloud Run, which sends SIGTERM and kills the instance about 10 s later:
+ *
+ *   t = 0                        SIGTERM: readiness answers 503 "shutting down"; runners fetch no new
+ *                                jobs; cron stops; heartbeats go on (the instance is alive)
+ *   t < SHUTDOWN_ABORT_AFTER_MS  running jobs may finish normally
+ *   t = SHUTDOWN_ABORT_AFTER_MS  the jobs' abort signal fires; each attempt fails at once with
+ *                                TaskInterruptedError, even if its handler ignores the signal
+ *   t = SHUTDOWN_TIMEOUT_MS      pools still not stopped are shut down forcefully
+ *   as each pool ends            its unfinished jobs are returned to the queue at their old place
+ *                                (their original run_at), with the interrupted attempt given back and a `rescued` event (actor
+ *                                "shutdown"); jobs still locked by it are force-unlocked; its
+ *                                heartbeat row becomes `stopped`
+ *   then                         HTTP closes, job history is flushed, the database pool closes
+ *   t = SHUTDOWN_TIMEOUT_MS + 1 s  the process exits, finished or not (main.ts)
+ */
+import type { Db } from "../db/database.ts";
+import type { HistoryRecorder } from "../lifecycle/history.ts";
+import type { Logger } from "../observability/logger.ts";
+import { markPoolStopped, type HeartbeatWriter } from "./heartbeat.ts";
+import { findJobsToRelease, releaseJobs } from "./rescue.ts";
+import type { PoolEndCause } from "./supervisor.ts";
+
+/** How long after the shutdown deadline the process exits regardless. */
+export const EXIT_GRACE_MS = 1000;
+
+/**
+ * The jobs each pool of this process is running. A job leaves when its attempt ends on its own
+ * (success or failure); one interrupted by shutdown stays until its pool has ended, and is then
+ * returned to the queue.
+ */
+export class InFlightJobs {
+  /** Pool id → job id → when the job was due (it keeps its place in the queue when returned). */
+  readonly #byPool = new Map<string, Map<string, Date>>();
+
+  began(poolId: string, jobId: string, runAt: Date): void {
+    const jobs = this.#byPool.get(poolId) ?? new Map<string, Date>();
+    jobs.set(jobId, runAt);
+    this.#byPool.set(poolId, jobs);
+  }
+
+  finished(poolId: string, jobId: string): void {
+    this.#byPool.get(poolId)?.delete(jobId);
+  }
+
+  /** The jobs of a pool that never finished, with when they were due. */
+  unfinished(poolId: string): ReadonlyMap<string, Date> {
+    return new Map(this.#byPool.get(poolId));
+  }
+
+  /** Forgets an ended pool once its jobs are settled. */
+  forget(poolId: string): void {
+    this.#byPool.delete(poolId);
+  }
+}
+
+export interface PoolSettlement {
+  db: Db;
+  history: HistoryRecorder;
+  heartbeats: Pick<HeartbeatWriter, "unregister">;
+  inFlight: InFlightJobs;
+  logger: Logger;
+}
+
+/**
+ * Called once a pool of this process has ended: nothing of it runs any more, so every job it left
+ * locked or interrupted is released now instead of waiting for the sweeper.
+ */
+export async function settleEndedPool(deps: PoolSettlement, poolId: string, cause: PoolEndCause): Promise<void> {
+  const { db, history, heartbeats, inFlight, logger } = deps;
+  heartbeats.unregister(poolId);
+  const unfinished = inFlight.unfinished(poolId);
+  // The attempts' `started` events are written before their `rescued` events.
+  await history.flush();
+  const jobs = await findJobsToRelease(db, [poolId], new Map([...unfinished.keys()].map((id) => [id, poolId])));
+  await db.transaction().execute(async (trx) => {
+    await releaseJobs(trx, [poolId], jobs, {
+      actor: cause === "shutdown" ? "shutdown" : "supervisor",
+      reason: (job) =>
+        unfinished.has(job.id)
+          ? `interrupted when worker pool ${poolId} stopped (${cause}); returned to the queue with its attempt given back`
+          : `still locked by worker pool ${poolId} when it stopped (${cause})`,
+      giveBackAttempt: unfinished,
+    });
+    await markPoolStopped(trx, poolId);
+  });
+  inFlight.forget(poolId);
+  if (jobs.length > 0) logger.warn({ poolId, cause, jobs: jobs.map((job) => job.id) }, "returned the unfinished jobs of a stopped worker pool to the queue");
+}

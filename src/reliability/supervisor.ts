@@ -1,0 +1,187 @@
+/**
+ * Keeps one graphile-worker runner running. graphile-worker recovers from some database trouble by
+ * itself (job fetches retry every poll, LISTEN reconnects with backoff, cron restarts and back-fills),
+ * but a pool ends for good when recording a job's completion or failure fails: in 0.18 its batch
+ * retry loop gives up after the first error (`break` in `batch()`), so one refused connection during
+ * a database restart ends the pool, leaving that job locked. A pool this service stopped because it
+ * was declared dead ends too. The supervisor then settles the ended pool (its jobs go back to the
+ * queue, retried in the background while the database is away) and starts a new runner, with a new
+ * pool id, after an exponential backoff.
+ *
+ * A pool that shuts itself down may also never finish: after such a failure its batcher's pending
+ * count can go wrong (the backpressure promise is never cleared), and the graceful shutdown then
+ * waits forever for the batcher, with LISTEN already closed. So a pool that starts shutting down
+ * without being asked is shut down forcefully after `abandonAfterMs`, which always ends it.
+ */
+import type { Runner, WorkerEvents, WorkerPool } from "graphile-worker";
+import type { Logger } from "../observability/logger.ts";
+
+/** Why a pool ended: the service is stopping, or the runner ended on its own and is restarted. */
+export type PoolEndCause = "shutdown" | "restart";
+
+export interface SupervisorOptions {
+  name: string;
+  logger: Logger;
+  /** Starts one runner with `plugin` in its preset (the plugin reports the runner's pool). */
+  startRunner: (plugin: GraphileConfig.Plugin) => Promise<Runner>;
+  /** Before the pool's workers fetch their first job; fetching waits for it. */
+  poolStarted: (poolId: string, runner: string) => Promise<void>;
+  /** After the pool has ended and before any restart. */
+  poolEnded: (poolId: string, cause: PoolEndCause) => Promise<void>;
+  /** The emitter the runners report to (a pool shutting down on its own is watched through it). */
+  events: WorkerEvents;
+  /** A pool shutting down on its own is ended forcefully after this long. @defaultValue 10000 */
+  abandonAfterMs?: number;
+  /** First restart delay, doubled per failed restart up to `maxRestartDelayMs`. @defaultValue 1000 */
+  minRestartDelayMs?: number;
+  /** @defaultValue 30000 */
+  maxRestartDelayMs?: number;
+}
+
+/** A runner that stayed up this long resets the backoff. */
+const HEALTHY_RUN_MS = 60_000;
+/** Settling an ended pool is retried this often (the database may be away); then the sweeper's turn. */
+const SETTLE_ATTEMPTS = 8;
+
+export class SupervisedRunner {
+  readonly name: string;
+  readonly #options: SupervisorOptions;
+  readonly #logger: Logger;
+  #runner: Runner | null = null;
+  #pool: WorkerPool | null = null;
+  /** The current pool is shutting down on its own (a fatal error): it fetches no more jobs. */
+  #poolEnding = false;
+  #stopping = false;
+  #restarts = 0;
+  #wake: (() => void) | null = null;
+  #supervising: Promise<void> = Promise.resolve();
+  readonly #settling = new Set<Promise<void>>();
+
+  constructor(options: SupervisorOptions) {
+    this.name = options.name;
+    this.#options = options;
+    this.#logger = options.logger.child({ runner: options.name });
+    options.events.on("pool:gracefulShutdown", ({ workerPool, message }) => {
+      if (this.#stopping || workerPool.id !== this.#pool?.id) return;
+      this.#poolEnding = true;
+      this.#logger.error({ poolId: workerPool.id, reason: message }, "worker pool is shutting down on its own; its runner will be restarted");
+      setTimeout(() => {
+        if (this.#pool === workerPool) void this.forceStop(`shutting down on its own did not finish: ${message}`);
+      }, options.abandonAfterMs ?? 10_000).unref();
+    });
+  }
+
+  /** Starts the first runner; a failure here is the caller's (start-up fails as before). */
+  async start(): Promise<void> {
+    const runner = await this.#options.startRunner(this.#plugin());
+    this.#supervising = this.#supervise(runner);
+  }
+
+  /** The runner is up (not ended, not waiting to restart). */
+  isUp(): boolean {
+    return this.#runner !== null && !this.#stopping && !this.#poolEnding;
+  }
+
+  /** The current pool's id, once its workers have started. */
+  poolId(): string | null {
+    return this.#pool?.id ?? null;
+  }
+
+  /** Stops fetching jobs at once; running jobs finish, or are aborted at the pool's abort timeout. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    this.#wake?.();
+    if (this.#runner) await this.#runner.stop().catch(() => {});
+    await this.#supervising;
+    await Promise.all(this.#settling);
+  }
+
+  /** Fails the pool's running jobs back to the queue and ends it now (shutdown deadline, or declared dead). */
+  async forceStop(reason: string): Promise<void> {
+    const pool = this.#pool;
+    if (!pool) return;
+    try {
+      await pool.forcefulShutdown(reason);
+    } catch (error) {
+      this.#logger.warn({ err: error, poolId: pool.id }, "forceful shutdown of a worker pool reported an error");
+    }
+  }
+
+  /** Runs `poolEnded`, retrying with backoff while it fails; never rejects. */
+  async #settle(poolId: string, cause: PoolEndCause): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#options.poolEnded(poolId, cause);
+        return;
+      } catch (error) {
+        if (attempt >= SETTLE_ATTEMPTS || this.#stopping) {
+          this.#logger.error({ err: error, poolId }, "could not settle an ended worker pool; the sweeper will release its jobs");
+          return;
+        }
+        this.#logger.warn({ err: error, poolId, attempt }, "could not settle an ended worker pool yet; will retry");
+        await new Promise((resolve) => setTimeout(resolve, Math.min(10_000, 500 * 2 ** attempt)).unref());
+      }
+    }
+  }
+
+  #plugin(): GraphileConfig.Plugin {
+    return {
+      name: "ObservingJobsPoolPlugin",
+      version: "1.0.0",
+      worker: {
+        hooks: {
+          // Runs in each worker before its first fetch: the pool is known here, and its heartbeat
+          // row is written before it can lock a job.
+          startWorker: async (_context, { worker }) => {
+            this.#pool = worker.workerPool;
+            await this.#options.poolStarted(worker.workerPool.id, this.name);
+          },
+        },
+      },
+    };
+  }
+
+  async #supervise(first: Runner): Promise<void> {
+    let runner: Runner | null = first;
+    for (;;) {
+      if (runner) {
+        this.#runner = runner;
+        if (this.#stopping) void runner.stop().catch(() => {});
+        const upAt = performance.now();
+        let failure: unknown = null;
+        await runner.promise.catch((error: unknown) => (failure = error));
+        this.#runner = null;
+        const pool = this.#pool;
+        this.#pool = null;
+        this.#poolEnding = false;
+        if (pool) {
+          const settled = this.#settle(pool.id, this.#stopping ? "shutdown" : "restart");
+          this.#settling.add(settled);
+          void settled.finally(() => this.#settling.delete(settled));
+          // At shutdown the settlement is part of stopping; otherwise the restart need not wait for it.
+          if (this.#stopping) await settled;
+        }
+        if (this.#stopping) return;
+        if (performance.now() - upAt > HEALTHY_RUN_MS) this.#restarts = 0;
+        this.#logger.error({ err: failure, poolId: pool?.id }, "job runner ended unexpectedly; restarting it");
+      }
+      if (this.#stopping) return;
+      this.#restarts += 1;
+      const min = this.#options.minRestartDelayMs ?? 1000;
+      const delay = Math.min(this.#options.maxRestartDelayMs ?? 30_000, min * 2 ** (this.#restarts - 1));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, delay);
+        this.#wake = () => (clearTimeout(timer), resolve());
+      });
+      this.#wake = null;
+      if (this.#stopping) return;
+      try {
+        runner = await this.#options.startRunner(this.#plugin());
+        this.#logger.info({ restarts: this.#restarts }, "job runner restarted");
+      } catch (error) {
+        this.#logger.warn({ err: error, restarts: this.#restarts }, "could not restart the job runner; will try again");
+        runner = null;
+      }
+    }
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * Service instances as child processes, set up for reliability tests: small heartbeat and rescue
+ * thresholds, one database, one fake GBIF. Also what tests read back: an instance's pools and a
+ * job's history.
+ */
+import { sql } from "kysely";
+import type { Db } from "../../src/db/database.ts";
+import type { JobEventRow } from "../../src/db/tables/job-events.ts";
+import type { WorkerHeartbeatRow } from "../../src/db/tables/worker-heartbeats.ts";
+import { testEnvironment, waitFor } from "./env.ts";
+import { startChild, type ChildService } from "./service-process.ts";
+
+/** Thresholds small enough for tests: beats every second, rescue after 3 s of silence. */
+export const FAST_RELIABILITY = {
+  HEARTBEAT_INTERVAL_MS: "1000",
+  RESCUE_AFTER_MS: "3000",
+  SWEEP_INTERVAL_MS: "500",
+  WORKER_POLL_INTERVAL_MS: "300",
+};
+
+export interface Instance extends Omit<ChildService, "waitForStatus"> {
+  pid: number;
+}
+
+/**
+ * Starts `node src/main.ts` on a port the kernel picks (a port chosen beforehand could be taken by
+ * an instance of another test file running in parallel) and waits until it is ready.
+ */
+export async function startInstance(databaseUrl: string, gbifUrl: string, overrides: Record<string, string> = {}): Promise<Instance> {
+  const service = startChild(
+    ["src/main.ts"],
+    testEnvironment({ DATABASE_URL: databaseUrl, GBIF_BASE_URL: gbifUrl, PORT: "0", LOG_LEVEL: "info", ...FAST_RELIABILITY, ...overrides }),
+  );
+  let exited = false;
+  void service.exited.then(() => (exited = true));
+  const baseUrl = await waitFor(
+    () => {
+      if (exited) throw new Error(`the service exited while starting:\n${service.output()}`);
+      return /"url":"(http:\/\/[^"]+)"[^\n]*"message":"observing-jobs is running"/.exec(service.output())?.[1];
+    },
+    { timeoutMs: 30_000, message: "the service to listen" },
+  );
+  const instance = { ...service, baseUrl, pid: service.child.pid! };
+  await waitFor(async () => (await readiness(instance)).status === 200, { timeoutMs: 30_000, message: "the service to be ready" });
+  return instance;
+}
+
+/** Stops an instance that is still running (SIGKILL: cleanup after a failed test must not wait). */
+export async function killInstance(instance: Instance | undefined): Promise<void> {
+  if (!instance || instance.child.exitCode !== null || instance.child.signalCode !== null) return;
+  instance.kill("SIGKILL");
+  await instance.exited;
+}
+
+export async function findPools(db: Db, pid: number): Promise<WorkerHeartbeatRow[]> {
+  return db.selectFrom("observing_jobs.worker_heartbeats").selectAll().where("pid", "=", pid).orderBy("started_at").execute();
+}
+
+export async function findEvents(db: Db, jobId: string): Promise<JobEventRow[]> {
+  return db.selectFrom("observing_jobs.job_events").selectAll().where("job_id", "=", jobId).orderBy("id").execute();
+}
+
+/** The job's record says it succeeded and graphile-worker no longer has it. */
+export async function hasSucceeded(db: Db, jobId: string): Promise<boolean> {
+  const { rows } = await sql<{ done: boolean }>`
+    select exists (select 1 from observing_jobs.job_records where id = ${jobId} and phase = 'succeeded')
+       and not exists (select 1 from graphile_worker.jobs where id = ${jobId}) as done`.execute(db);
+  return rows[0]!.done;
+}
+
+/** Readiness as the instance reports it. */
+export async function readiness(instance: Pick<ChildService, "baseUrl">): Promise<{ status: number; body: Record<string, unknown> }> {
+  const response = await fetch(`${instance.baseUrl}/readyz`);
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
