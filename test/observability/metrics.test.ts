@@ -5,6 +5,7 @@ import { enqueueJob } from "../../src/enqueue.ts";
 import { buildApp } from "../../src/http/app.ts";
 import { makeCronFreshness } from "../../src/observability/cron-freshness.ts";
 import { ServiceMetrics } from "../../src/observability/metrics.ts";
+import { listWorkerPools } from "../../src/reliability/heartbeat.ts";
 import { AUTH, buildTestApp } from "../helpers/app.ts";
 import { IN_CI, insertTaxa, resetData, runDueJobs, test } from "../helpers/env.ts";
 
@@ -67,6 +68,28 @@ describe("GET /metrics", () => {
       await app.close();
     }
   });
+});
+
+test("counts rescues and worker pools by heartbeat status", async ({ env }) => {
+  await env.db.deleteFrom("observing_jobs.worker_heartbeats").execute();
+  const pool = (id: string, status: "live" | "dead" | "stopped") => ({
+    pool_id: id,
+    instance_id: "instance-a",
+    revision: null,
+    hostname: "test",
+    pid: 1,
+    runner: "main",
+    status,
+    ended_at: status === "live" ? null : new Date(),
+  });
+  await env.db.insertInto("observing_jobs.worker_heartbeats").values([pool("pool-1", "live"), pool("pool-2", "live"), pool("pool-3", "dead")]).execute();
+  const metrics = new ServiceMetrics({ queueStats: env.queueStats, cronFreshness: env.cronFreshness, workerPools: () => listWorkerPools(env.db) });
+  metrics.rescued.inc(2);
+  const text = await metrics.registry.metrics();
+  expect(sample(text, 'observing_jobs_worker_pools{status="live"}')).toBe(2);
+  expect(sample(text, 'observing_jobs_worker_pools{status="dead"}')).toBe(1);
+  expect(sample(text, 'observing_jobs_worker_pools{status="stopped"}')).toBe(0);
+  expect(sample(text, "observing_jobs_rescued_jobs_total")).toBe(2);
 });
 
 describe("cron freshness", () => {
