@@ -78,6 +78,8 @@ async function startRaw(options: SubjectOptions, appPool: pg.Pool): Promise<Syst
     runner = await run({
       pgPool: pool,
       taskList: { [NOOP_TASK]: async (payload) => noopProbe.onRun((payload as { seq?: number }).seq) },
+      // No schedule: left unset, graphile-worker would read the service's ./crontab (and refuse its stale= option).
+      parsedCronItems: [],
       noHandleSignals: true,
       preset: {
         worker: {
@@ -126,6 +128,7 @@ async function startObservingJobs(options: SubjectOptions, appPool: pg.Pool): Pr
     DATABASE_URL: options.databaseUrl,
     MIGRATE_ON_START: "false",
     API_TOKENS: options.apiToken,
+    DASHBOARD_SESSION_SECRET: "bench-dashboard-session-secret-0123456789",
     HOST: "127.0.0.1",
     PORT: "0",
     LOG_LEVEL: "info",

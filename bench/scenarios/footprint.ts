@@ -60,6 +60,7 @@ async function startService(databaseUrl: string): Promise<number> {
       NODE_ENV: "production",
       DATABASE_URL: databaseUrl,
       API_TOKENS: API_TOKEN,
+      DASHBOARD_SESSION_SECRET: "bench-dashboard-session-secret-0123456789",
       HOST: "127.0.0.1",
       PORT: String(port),
     },
