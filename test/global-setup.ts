@@ -3,7 +3,6 @@
  * in a temporary directory), then build a migrated template database that every test file clones.
  */
 import { chmod, mkdtemp, rm } from "node:fs/promises";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import pg from "pg";
@@ -12,6 +11,7 @@ import type { TestProject } from "vitest/node";
 import { makeDatabase } from "../src/db/database.ts";
 import { startEmbeddedPostgres } from "../src/db/embedded-postgres.ts";
 import { migrateDatabase } from "../src/db/migrate.ts";
+import { freePort } from "./helpers/ports.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -75,13 +75,3 @@ export function withDatabase(url: string, database: string): string {
   return parsed.toString();
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}

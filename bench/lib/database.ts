@@ -5,7 +5,6 @@
  * is dropped by `close()`.
  */
 import { chmod, mkdtemp, rm } from "node:fs/promises";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import pg from "pg";
@@ -13,6 +12,7 @@ import { pino } from "pino";
 import { makeDatabase } from "../../src/db/database.ts";
 import { startEmbeddedPostgres } from "../../src/db/embedded-postgres.ts";
 import { migrateDatabase } from "../../src/db/migrate.ts";
+import { freePort } from "../../test/helpers/ports.ts";
 
 export interface BenchDatabase {
   name: string;
@@ -157,13 +157,3 @@ export class BenchServer {
   }
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}

@@ -8,7 +8,7 @@ import { spawn } from "node:child_process";
 import path from "node:path";
 import { projectRoot } from "../../src/config.ts";
 import { API_TOKEN, subjectOptions, type BenchContext } from "../lib/context.ts";
-import { freePort } from "../lib/database.ts";
+import { freePort } from "../../test/helpers/ports.ts";
 import type { Measure } from "../lib/report.ts";
 import { SubjectProcess } from "../lib/subject-process.ts";
 

@@ -4,13 +4,13 @@
  * shared server. The `postgres` database is migrated like a real deployment.
  */
 import { chmod, mkdtemp, rm } from "node:fs/promises";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { pino } from "pino";
 import { makeDatabase } from "../../src/db/database.ts";
 import { startEmbeddedPostgres, type EmbeddedDatabase } from "../../src/db/embedded-postgres.ts";
 import { migrateDatabase } from "../../src/db/migrate.ts";
+import { freePort } from "./ports.ts";
 
 export interface OwnPostgres {
   /** Connection string of the migrated database. */
@@ -58,13 +58,3 @@ export async function startOwnPostgres(): Promise<OwnPostgres> {
   };
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}

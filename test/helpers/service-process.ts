@@ -3,9 +3,11 @@
  * collects what it prints. Used where signals, exit codes and start-up failures are the point.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import net from "node:net";
 import path from "node:path";
 import { waitFor } from "./env.ts";
+import { freePort } from "./ports.ts";
+
+export { freePort };
 
 export const PROJECT_ROOT = path.resolve(import.meta.dirname, "../..");
 
@@ -18,17 +20,6 @@ export interface ChildService {
   /** Polls until `path` answers with `status` or the deadline passes. */
   waitForStatus(path: string, status: number, timeoutMs?: number): Promise<void>;
   kill(signal?: NodeJS.Signals): void;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** The environment a child gets: nothing inherited that could point it elsewhere. */
