@@ -14,7 +14,7 @@ import { describe, expect } from "vitest";
 import { enqueueJob } from "../../src/enqueue.ts";
 import { API_TOKEN } from "../helpers/app.ts";
 import { insertTaxa, resetData, test, testEnvironment, waitFor } from "../helpers/env.ts";
-import { freePort, PROJECT_ROOT, startChild, type ChildService } from "../helpers/service-process.ts";
+import { PROJECT_ROOT, startChild, type ChildService } from "../helpers/service-process.ts";
 import { SESSION_SECRET } from "./helpers.ts";
 
 const SCREENSHOTS = path.join(PROJECT_ROOT, "artifacts/screenshots");
@@ -56,7 +56,6 @@ describe.skipIf(!executablePath)("the dashboard in a browser", () => {
   test("sign in, run a job and watch it succeed, read its history, retry a dead job, and be refused a forged action", { timeout: 120_000 }, async ({ env }) => {
     await resetData(env);
     await mkdir(SCREENSHOTS, { recursive: true });
-    const port = await freePort();
     const service: ChildService = startChild(
       ["src/main.ts"],
       testEnvironment({
@@ -64,11 +63,9 @@ describe.skipIf(!executablePath)("the dashboard in a browser", () => {
         GBIF_BASE_URL: env.gbif.url,
         API_TOKENS: API_TOKEN,
         DASHBOARD_SESSION_SECRET: SESSION_SECRET,
-        PORT: String(port),
         WORKER_POLL_INTERVAL_MS: "500",
         LOG_LEVEL: "info",
       }),
-      port,
     );
     const userDataDir = await mkdtemp(path.join(os.tmpdir(), "observing-jobs-chromium-"));
     let context: BrowserContext | undefined;

@@ -4,7 +4,7 @@ import path from "node:path";
 import { expect, it } from "vitest";
 import { createTestDatabase } from "../helpers/database.ts";
 import { testEnvironment } from "../helpers/env.ts";
-import { freePort, PROJECT_ROOT, startChild } from "../helpers/service-process.ts";
+import { PROJECT_ROOT, startChild } from "../helpers/service-process.ts";
 
 /** The README's API examples, run as written against a real service (only the host and port change). */
 it("the README's curl examples work", async () => {
@@ -15,12 +15,11 @@ it("the README's curl examples work", async () => {
   expect(examples).toContain(`TOKEN=${token}`);
 
   const database = await createTestDatabase();
-  const port = await freePort();
-  const service = startChild(["src/main.ts"], testEnvironment({ DATABASE_URL: database.url, PORT: String(port), API_TOKENS: token, LOG_LEVEL: "warn" }), port);
+  const service = startChild(["src/main.ts"], testEnvironment({ DATABASE_URL: database.url, API_TOKENS: token, LOG_LEVEL: "info" }));
   try {
     await service.waitForStatus("/readyz", 200);
     // -f makes curl fail on an HTTP error, so every example must succeed.
-    const script = `set -euo pipefail\n${examples!.replaceAll("localhost:8080", `127.0.0.1:${port}`).replaceAll("curl -s ", "curl -sf ")}`;
+    const script = `set -euo pipefail\n${examples!.replaceAll("localhost:8080", new URL(service.baseUrl).host).replaceAll("curl -s ", "curl -sf ")}`;
     const result = await new Promise<{ code: number | null; output: string }>((resolve) => {
       const child = spawn("bash", ["-c", script], { stdio: ["ignore", "pipe", "pipe"] });
       let output = "";

@@ -7,7 +7,7 @@ import { sql } from "kysely";
 import type { Db } from "../../src/db/database.ts";
 import type { JobEventRow } from "../../src/db/tables/job-events.ts";
 import type { WorkerHeartbeatRow } from "../../src/db/tables/worker-heartbeats.ts";
-import { testEnvironment, waitFor } from "./env.ts";
+import { testEnvironment } from "./env.ts";
 import { startChild, type ChildService } from "./service-process.ts";
 
 /** Thresholds small enough for tests: beats every second, rescue after 3 s of silence. */
@@ -31,17 +31,8 @@ export async function startInstance(databaseUrl: string, gbifUrl: string, overri
     ["src/main.ts"],
     testEnvironment({ DATABASE_URL: databaseUrl, GBIF_BASE_URL: gbifUrl, PORT: "0", LOG_LEVEL: "info", ...FAST_RELIABILITY, ...overrides }),
   );
-  let exited = false;
-  void service.exited.then(() => (exited = true));
-  const baseUrl = await waitFor(
-    () => {
-      if (exited) throw new Error(`the service exited while starting:\n${service.output()}`);
-      return /"url":"(http:\/\/[^"]+)"[^\n]*"message":"observing-jobs is running"/.exec(service.output())?.[1];
-    },
-    { timeoutMs: 30_000, message: "the service to listen" },
-  );
-  const instance = { ...service, baseUrl, pid: service.child.pid! };
-  await waitFor(async () => (await readiness(instance)).status === 200, { timeoutMs: 30_000, message: "the service to be ready" });
+  await service.waitForStatus("/readyz", 200, 60_000);
+  const instance = { ...service, baseUrl: service.baseUrl, pid: service.child.pid! };
   return instance;
 }
 

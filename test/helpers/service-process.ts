@@ -16,7 +16,8 @@ export interface ChildService {
   output: () => string;
   /** Resolves with the exit code (or the signal's name) once the process has exited. */
   exited: Promise<number | string>;
-  baseUrl: string;
+  /** Where the service listens, read from its start-up line (it binds a port the kernel picks). */
+  readonly baseUrl: string;
   /** Polls until `path` answers with `status` or the deadline passes. */
   waitForStatus(path: string, status: number, timeoutMs?: number): Promise<void>;
   kill(signal?: NodeJS.Signals): void;
@@ -27,26 +28,36 @@ function childEnvironment(env: Record<string, string>): NodeJS.ProcessEnv {
   return { PATH: process.env.PATH, HOME: process.env.HOME, ...env };
 }
 
-export function startChild(args: string[], env: Record<string, string>, port = 0): ChildService {
-  const child = spawn(process.execPath, args, { cwd: PROJECT_ROOT, env: childEnvironment(env), stdio: ["ignore", "pipe", "pipe"] });
+/**
+ * Starts the service (or another entry point) with PORT=0, so the kernel picks a port no other test
+ * file can take first, and learns it from the start-up line (JSON logs, as testEnvironment sets).
+ */
+export function startChild(args: string[], env: Record<string, string>): ChildService {
+  const child = spawn(process.execPath, args, { cwd: PROJECT_ROOT, env: childEnvironment({ ...env, PORT: "0" }), stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
   child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<number | string>((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal ?? -1)));
-  const baseUrl = `http://127.0.0.1:${port}`;
+  const listening = () => /"url":"(http:\/\/[^"]+)"[^\n]*"message":"observing-jobs is running"/.exec(output)?.[1];
   return {
     child,
     output: () => output,
     exited,
-    baseUrl,
+    get baseUrl() {
+      const url = listening();
+      if (!url) throw new Error("the service has not said where it listens yet: wait for a status first");
+      return url;
+    },
     async waitForStatus(route, status, timeoutMs = 30_000) {
       let exitedEarly = false;
       void exited.then(() => (exitedEarly = true));
       await waitFor(
         async () => {
           if (exitedEarly) throw new Error(`the process exited while waiting for ${route}:\n${output}`);
+          const url = listening();
+          if (!url) return false;
           try {
-            return (await fetch(`${baseUrl}${route}`)).status === status;
+            return (await fetch(`${url}${route}`)).status === status;
           } catch {
             return false;
           }

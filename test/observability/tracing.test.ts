@@ -4,7 +4,7 @@ import { API_TOKEN } from "../helpers/app.ts";
 import { insertTaxa, resetData, test, testEnvironment, waitFor } from "../helpers/env.ts";
 import { KNOWN_NAMES } from "../helpers/fake-gbif.ts";
 import { FakeOtlpCollector } from "../helpers/fake-otlp-collector.ts";
-import { freePort, startChild } from "../helpers/service-process.ts";
+import { startChild } from "../helpers/service-process.ts";
 
 test.beforeEach(async ({ env }) => {
   await resetData(env);
@@ -12,13 +12,11 @@ test.beforeEach(async ({ env }) => {
 
 test("a job enqueued over HTTP runs its attempts in spans of the request's trace, and logs with them", async ({ env }) => {
   const collector = await new FakeOtlpCollector().start();
-  const port = await freePort();
   const service = startChild(
     ["--import", "./src/observability/instrumentation.ts", "src/main.ts"],
     testEnvironment({
       DATABASE_URL: env.database.url,
       GBIF_BASE_URL: env.gbif.url,
-      PORT: String(port),
       API_TOKENS: API_TOKEN,
       LOG_LEVEL: "info",
       GOOGLE_CLOUD_PROJECT: "observing-test",
@@ -27,7 +25,6 @@ test("a job enqueued over HTTP runs its attempts in spans of the request's trace
       OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
       OTEL_BSP_SCHEDULE_DELAY: "100",
     }),
-    port,
   );
   try {
     await service.waitForStatus("/readyz", 200);

@@ -12,11 +12,9 @@ test.beforeEach(async ({ env }) => {
 });
 
 async function startService(env: TestEnv, overrides: Record<string, string> = {}) {
-  const port = await freePort();
   const service = startChild(
     ["src/main.ts"],
-    testEnvironment({ DATABASE_URL: env.database.url, GBIF_BASE_URL: env.gbif.url, PORT: String(port), WORKER_POLL_INTERVAL_MS: "500", ...overrides }),
-    port,
+    testEnvironment({ DATABASE_URL: env.database.url, GBIF_BASE_URL: env.gbif.url, WORKER_POLL_INTERVAL_MS: "500", ...overrides }),
   );
   await service.waitForStatus("/readyz", 200);
   return service;
@@ -35,9 +33,9 @@ describe("the service process", () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), "observing-jobs-embedded-"));
     await chmod(dir, 0o755); // as root, PostgreSQL runs as `postgres` and must reach its data directory
     try {
-      const [port, pgPort] = [await freePort(), await freePort()];
-      const settings = testEnvironment({ PORT: String(port), EMBEDDED_POSTGRES_DIR: path.join(dir, "pg"), EMBEDDED_POSTGRES_PORT: String(pgPort) });
-      const first = startChild(["src/main.ts"], settings, port);
+      const pgPort = await freePort();
+      const settings = testEnvironment({ EMBEDDED_POSTGRES_DIR: path.join(dir, "pg"), EMBEDDED_POSTGRES_PORT: String(pgPort) });
+      const first = startChild(["src/main.ts"], settings);
       await first.waitForStatus("/healthz", 200, 30_000);
       await first.waitForStatus("/readyz", 200);
       expect(first.output()).toMatch(/DATABASE_URL is not set: started an embedded PostgreSQL/);
@@ -46,7 +44,7 @@ describe("the service process", () => {
       expect(await portIsOpen(pgPort)).toBe(false);
       expect(existsSync(path.join(dir, "pg", "PG_VERSION"))).toBe(true);
 
-      const second = startChild(["src/main.ts"], settings, port);
+      const second = startChild(["src/main.ts"], settings);
       await second.waitForStatus("/readyz", 200);
       expect(second.output()).toMatch(/"fresh":false/);
       second.kill("SIGINT");
