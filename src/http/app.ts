@@ -117,12 +117,6 @@ export async function buildApp(deps: AppDependencies) {
   await app.register(dashboardRoutes, { prefix: "/dashboard", deps, sources: deps.dashboardSources });
   await app.register(async (api) => {
     await api.register(authPlugin, { authenticate: makeAuthenticator(deps.config.auth) });
-    // Every acting request is logged with who made it.
-    api.addHook("onResponse", async (request, reply) => {
-      if (request.method !== "GET" && request.method !== "HEAD") {
-        request.log.info({ caller: request.caller?.id, method: request.method, url: request.url, statusCode: reply.statusCode }, "api request");
-      }
-    });
     await api.register(jobRoutes, { deps });
     await api.register(taskRoutes, { deps });
     await api.register(queueRoutes, { deps });

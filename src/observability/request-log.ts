@@ -1,7 +1,8 @@
 /**
  * One log line per HTTP request, when it completes, with Cloud Logging's `httpRequest` field so
- * the Logs Explorer shows method, URL, status and latency (and groups the line with its trace).
- * Routes that log at `warn` (health checks) stay quiet unless they fail.
+ * the Logs Explorer shows method, URL, status and latency (and groups the line with its trace), and
+ * the authenticated caller, so every acting request says who made it. Routes that log at `warn`
+ * (health checks) stay quiet unless they fail.
  */
 import { LogController, type FastifyReply, type FastifyRequest } from "fastify";
 
@@ -18,7 +19,9 @@ export class RequestLog extends LogController {
       remoteIp: request.ip,
       protocol: `HTTP/${request.raw.httpVersion}`,
     };
-    if (error || reply.statusCode >= 500) reply.log.error({ httpRequest, err: error }, "request failed");
-    else reply.log.info({ httpRequest }, "request completed");
+    const caller = (request as FastifyRequest & { caller?: { id: string } | null }).caller?.id;
+    const fields = caller ? { httpRequest, caller } : { httpRequest };
+    if (error || reply.statusCode >= 500) reply.log.error({ ...fields, err: error }, "request failed");
+    else reply.log.info(fields, "request completed");
   }
 }

@@ -34,6 +34,9 @@ describe("POST /jobs/:task", () => {
 
     const details = (await get(body.links.self)).json();
     expect(details.timeline[0]).toMatchObject({ event: "enqueued", source: "http", actor: expect.stringMatching(/^token:[0-9a-f]{8}$/) });
+    // The request's log line says who acted.
+    const line = env.logs.find((entry) => entry.message === "request completed" && (entry.httpRequest as { requestUrl?: string })?.requestUrl === "/jobs/resolve_taxa");
+    expect(line).toMatchObject({ caller: details.timeline[0].actor, httpRequest: { requestMethod: "POST", status: 202 } });
     expect(JSON.stringify(details)).not.toContain(API_TOKEN);
   });
 
