@@ -24,7 +24,7 @@ export interface CrontabEntry {
 const DURATION_UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 
 /** "26h", "1d12h": graphile-worker's time phrases, in milliseconds; null when not one. */
-export function parseDuration(text: string): number | null {
+function parseDuration(text: string): number | null {
   if (!/^(\d+[smhdw])+$/.test(text)) return null;
   let total = 0;
   for (const [, amount, unit] of text.matchAll(/(\d+)([smhdw])/g)) total += Number(amount) * DURATION_UNITS[unit!]!;

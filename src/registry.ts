@@ -27,7 +27,7 @@ export interface ResolvedTaskDefaults {
   concurrency: { limit: number; group: string } | null;
 }
 
-export const DEFAULT_TASK_DEFAULTS: Omit<ResolvedTaskDefaults, "jobKey" | "concurrency"> = {
+const DEFAULT_TASK_DEFAULTS: Omit<ResolvedTaskDefaults, "jobKey" | "concurrency"> = {
   maxAttempts: 5,
   queueName: null,
   priority: 0,

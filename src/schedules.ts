@@ -17,14 +17,10 @@ export interface Schedule {
   nextRunAt: Date;
 }
 
-export function nextRunAfter(expression: string, after: Date): Date {
+function nextRunAfter(expression: string, after: Date): Date {
   return CronExpressionParser.parse(expression, { tz: "UTC", currentDate: after }).next().toDate();
 }
 
-/** The time the entry last fired (or should have) at or before `at`. */
-export function previousRunBefore(expression: string, at: Date): Date {
-  return CronExpressionParser.parse(expression, { tz: "UTC", currentDate: at }).prev().toDate();
-}
 
 export function describeSchedules(entries: readonly CrontabEntry[], now: Date = new Date()): Schedule[] {
   return entries.map(({ expression, item }) => ({

@@ -2,7 +2,7 @@
  * What of a payload may be stored and shown: fields a task marks sensitive, and any field whose
  * name says it is a secret, are replaced; a payload over the size bound is replaced by a summary.
  */
-export const REDACTED = "[redacted]";
+const REDACTED = "[redacted]";
 
 const SECRET_NAME = /pass(word)?|secret|token|api[-_]?key|authorization|credential/i;
 
