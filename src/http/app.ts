@@ -48,7 +48,7 @@ export interface AppDependencies {
 
 export interface ReliabilityProbe {
   shuttingDown(): boolean;
-  checks(): Record<"listen" | "cron" | "heartbeat", { ok: boolean; detail?: string }>;
+  checks(): Record<"listen" | "cron" | "heartbeat" | "restarts", { ok: boolean; detail?: string }>;
 }
 
 const STATUS_NAMES: Record<number, string> = {

@@ -13,6 +13,7 @@ import type { TaskRegistry } from "../registry.ts";
 import type { AttemptObserver } from "../worker/worker.ts";
 import { HISTORY_PAYLOAD_MAX_BYTES, HISTORY_STACK_MAX_CHARS } from "./limits.ts";
 import { redactPayload } from "./redaction.ts";
+import { sanitizeJson, sanitizeText } from "../text/sanitize.ts";
 
 /** What history needs to know about the job an attempt belongs to. */
 export interface JobSnapshot {
@@ -208,7 +209,7 @@ function collapse(batch: Fact[], known: Set<string>, registry: TaskRegistry): Re
         payload:
           payload === undefined
             ? null
-            : JSON.stringify(redactPayload(withoutTrace(payload), registry.find(job.task)?.sensitive ?? [], HISTORY_PAYLOAD_MAX_BYTES)),
+            : JSON.stringify(sanitizeJson(redactPayload(withoutTrace(payload), registry.find(job.task)?.sensitive ?? [], HISTORY_PAYLOAD_MAX_BYTES))),
         phase: "running",
         priority: job.priority,
         attempts: job.attempt,
@@ -294,11 +295,12 @@ function sourceOf(payload: unknown): "cron" | "sql" {
   return payload && typeof payload === "object" && "_cron" in payload ? "cron" : "sql";
 }
 
+/** Sanitized: a NUL or a lone surrogate would make the whole history flush fail. */
 function describeError(error: unknown): { error: string; stack: string | null } {
   if (error instanceof Error) {
-    return { error: error.message || error.name, stack: error.stack ? error.stack.slice(0, HISTORY_STACK_MAX_CHARS) : null };
+    return { error: sanitizeText(error.message || error.name), stack: error.stack ? sanitizeText(error.stack.slice(0, HISTORY_STACK_MAX_CHARS)) : null };
   }
-  return { error: String(error), stack: null };
+  return { error: sanitizeText(String(error)), stack: null };
 }
 
 /** graphile-worker's backoff: `greatest(now(), run_at) + exp(least(attempts, 10))` seconds. */

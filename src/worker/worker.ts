@@ -22,6 +22,7 @@ import { traceJobAttempt } from "../observability/tracing.ts";
 import type { RegisteredTask, TaskRegistry } from "../registry.ts";
 import type { InFlightJobs } from "../reliability/shutdown.ts";
 import { SupervisedRunner, type PoolEndCause } from "../reliability/supervisor.ts";
+import { sanitizeError } from "../text/sanitize.ts";
 import { executeTask, runExhaustedHook, TaskInterruptedError, type TaskDependencies } from "./execute.ts";
 
 /** Told about every attempt as it happens: job history and metrics. Must not block or throw. */
@@ -121,7 +122,9 @@ export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, ob
           inFlight?.finished(poolId, job.id);
           for (const observer of observers) observer.succeeded(job, performance.now() - started);
         } catch (error) {
-          const failure = error instanceof Error ? error : new Error(String(error));
+          // A NUL or a lone surrogate in the message would make graphile-worker's failJob statement
+          // fail, which ends the whole pool (and the job would keep no error): clean it first.
+          const failure = sanitizeError(error);
           // Not the job's failure: once this pool has ended, the job goes back to the queue with its
           // attempt given back and a `rescued` event (src/reliability/shutdown.ts).
           if (failure instanceof TaskInterruptedError && inFlight) throw failure;
