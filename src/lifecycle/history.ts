@@ -34,7 +34,11 @@ type Fact =
   | { kind: "started"; job: JobSnapshot; at: Date; workerId: string | null; payload: unknown }
   | { kind: "succeeded"; job: JobSnapshot; at: Date; durationMs: number }
   | { kind: "failed"; job: JobSnapshot; at: Date; durationMs: number; error: string; stack: string | null; nextRunAt: Date | null }
-  | { kind: "hook_failed"; job: JobSnapshot; at: Date; error: string; stack: string | null };
+  | { kind: "hook_failed"; job: JobSnapshot; at: Date; error: string; stack: string | null }
+  // The attempt's pool was declared dead: an event only; the record belongs to the job's next attempt.
+  | { kind: "abandoned"; job: JobSnapshot; at: Date; durationMs: number; reason: string; workerId: string | null }
+  // An upstream asked to wait: the job waits until runAt with this attempt given back.
+  | { kind: "deferred"; job: JobSnapshot; at: Date; durationMs: number; error: string; stack: string | null; runAt: Date };
 
 export interface HistoryOptions {
   /** How often buffered events are written. @defaultValue 100 */
@@ -84,6 +88,14 @@ export class HistoryRecorder implements AttemptObserver {
     this.#push({ kind: "hook_failed", job, at: new Date(), ...describeError(error) });
   }
 
+  abandoned(job: JobSnapshot, reason: string, durationMs: number, workerId: string | null): void {
+    this.#push({ kind: "abandoned", job, at: new Date(), durationMs, reason: sanitizeText(reason), workerId });
+  }
+
+  deferred(job: JobSnapshot, error: unknown, runAt: Date, durationMs: number): void {
+    this.#push({ kind: "deferred", job, at: new Date(), durationMs, ...describeError(error), runAt });
+  }
+
   /** Writes everything buffered so far. Concurrent calls share one write. */
   async flush(): Promise<void> {
     while (this.#flushing) await this.#flushing;
@@ -125,7 +137,7 @@ export class HistoryRecorder implements AttemptObserver {
       const known = new Set(
         (await trx.selectFrom("observing_jobs.job_records").select("id").where("id", "in", ids).execute()).map((row) => String(row.id)),
       );
-      const records = collapse(batch, known, this.#registry);
+      const records = collapse(batch.filter((fact) => fact.kind !== "abandoned"), known, this.#registry);
       const events = batch.flatMap((fact) => eventsOf(fact, known));
       await insertEvents(trx, events);
       await upsertRecords(trx, records);
@@ -171,6 +183,10 @@ function eventsOf(fact: Fact, known: Set<string>): EventRow[] {
     }
     case "hook_failed":
       return [{ ...base, event: "hook_failed", error: fact.error, stack: fact.stack }];
+    case "abandoned":
+      return [{ ...base, event: "abandoned", workerId: fact.workerId, error: fact.reason, durationMs: fact.durationMs }];
+    case "deferred":
+      return [{ ...base, event: "deferred", error: fact.error, stack: fact.stack, durationMs: fact.durationMs, runAt: fact.runAt }];
   }
 }
 
@@ -241,7 +257,11 @@ function collapse(batch: Fact[], known: Set<string>, registry: TaskRegistry): Re
           finishedAt: fact.nextRunAt ? null : fact.at,
         });
         break;
+      case "deferred":
+        Object.assign(row, { phase: "waiting", lastError: fact.error, runAt: fact.runAt, finishedAt: null });
+        break;
       case "hook_failed":
+      case "abandoned":
         break;
     }
   }

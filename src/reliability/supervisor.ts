@@ -16,8 +16,11 @@
 import type { Runner, WorkerEvents, WorkerPool } from "graphile-worker";
 import type { Logger } from "../observability/logger.ts";
 
-/** Why a pool ended: the service is stopping, or the runner ended on its own and is restarted. */
-export type PoolEndCause = "shutdown" | "restart";
+/**
+ * Why a pool ended: the service is stopping; the runner ended on its own and is restarted; or the
+ * pool was declared dead and abandoned (its jobs were already released by the sweeper).
+ */
+export type PoolEndCause = "shutdown" | "restart" | "abandoned";
 
 export interface SupervisorOptions {
   name: string;

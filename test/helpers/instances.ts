@@ -22,16 +22,24 @@ export interface Instance extends Omit<ChildService, "waitForStatus"> {
   pid: number;
 }
 
+/** The service with the test-only task files too (test/fixtures/tasks), e.g. `block_event_loop`. */
+export const WITH_TEST_TASKS = "test/helpers/service-entry.ts";
+
 /**
- * Starts `node src/main.ts` on a port the kernel picks (a port chosen beforehand could be taken by
- * an instance of another test file running in parallel) and waits until it is ready.
+ * Starts `node src/main.ts` (or `entry`) on a port the kernel picks (a port chosen beforehand could
+ * be taken by an instance of another test file running in parallel) and waits until it is ready.
  */
-export async function startInstance(databaseUrl: string, gbifUrl: string, overrides: Record<string, string> = {}): Promise<Instance> {
+export async function startInstance(databaseUrl: string, gbifUrl: string, overrides: Record<string, string> = {}, entry = "src/main.ts"): Promise<Instance> {
   const service = startChild(
-    ["src/main.ts"],
+    [entry],
     testEnvironment({ DATABASE_URL: databaseUrl, GBIF_BASE_URL: gbifUrl, PORT: "0", LOG_LEVEL: "info", ...FAST_RELIABILITY, ...overrides }),
   );
-  await service.waitForStatus("/readyz", 200, 60_000);
+  try {
+    await service.waitForStatus("/readyz", 200, 60_000);
+  } catch (error) {
+    service.kill("SIGKILL");
+    throw new Error(`${(error as Error).message}; the instance said:\n${service.output().split("\n").slice(-12).map((line) => line.slice(0, 300)).join("\n")}`, { cause: error });
+  }
   const instance = { ...service, baseUrl: service.baseUrl, pid: service.child.pid! };
   return instance;
 }

@@ -31,7 +31,7 @@ function registryWithPoisonedTask(env: TestEnv): TaskRegistry {
       defineTask({
         description: "fails with text PostgreSQL cannot store",
         payload: Type.Object({ note: Type.Optional(Type.String()) }),
-        defaults: { maxAttempts: 3 },
+        defaults: { maxAttempts: 1 },
         async run() {
           const error = new Error(POISONED);
           error.stack = `Error: ${POISONED}\n    at somewhere (file.ts:1:1)`;
@@ -75,7 +75,7 @@ describe("a poisoned error message", () => {
     const job = await enqueueJob(env.db, registry, "poisoned_task", {});
     const worker = await startWorker({ pool: env.pool, deps: { ...env.deps, registry }, observers: [env.history], cronItems: [], concurrency: 2, pollIntervalMs: 100 });
     try {
-      await waitFor(async () => (await listJobs(env.db, "poisoned_task"))[0]?.last_error, { message: "the failure to be recorded" });
+      await waitFor(async () => (await listJobs(env.db, "poisoned_task"))[0]?.last_error ?? undefined, { timeoutMs: 30_000, message: "the failure to be recorded" });
       const [row] = await listJobs(env.db, "poisoned_task");
       expect(row).toMatchObject({ attempts: 1, locked_by: null, last_error: `bad answer ${REPLACEMENT_CHARACTER} from upstream` });
       expect(worker.isRunning()).toBe(true);
@@ -88,7 +88,7 @@ describe("a poisoned error message", () => {
     const failed = details.timeline.find((event) => event.event === "failed")!;
     expect(failed.error).toBe(`bad answer ${REPLACEMENT_CHARACTER} from upstream`);
     expect(failed.stack).toMatch(/^Error: bad answer \uFFFD from upstream\n/);
-    expect(env.logs.some((line) => line.msg === "job runner ended unexpectedly; restarting it")).toBe(false);
+    expect(env.logs.some((line) => line.message === "job runner ended unexpectedly; restarting it")).toBe(false);
   });
 
   test("a payload holding a NUL (added by plain SQL) reaches history cleaned, and history keeps flushing", async ({ env }) => {
@@ -98,13 +98,13 @@ describe("a poisoned error message", () => {
       select id from graphile_worker.add_job('poisoned_task', '{"note":"a\\u0000b\\ud83d"}'::json, max_attempts => 1)`.execute(env.db);
     const worker = await startWorker({ pool: env.pool, deps: { ...env.deps, registry }, observers: [env.history], cronItems: [], concurrency: 1, pollIntervalMs: 100 });
     try {
-      await waitFor(async () => (await findJob(env.db, rows[0]!.id))?.state === "dead", { message: "the job to be recorded dead" });
+      await waitFor(async () => (await findJob(env.db, rows[0]!.id))?.state === "dead", { timeoutMs: 30_000, message: "the job to be recorded dead" });
     } finally {
       await worker.stop();
     }
     const details = (await findJob(env.db, rows[0]!.id))!;
     expect(details.payload).toEqual({ note: `ab${REPLACEMENT_CHARACTER}` });
-    expect(env.logs.filter((line) => line.msg === "could not write job history; will retry")).toEqual([]);
+    expect(env.logs.filter((line) => line.message === "could not write job history; will retry")).toEqual([]);
   });
 });
 

@@ -5,6 +5,9 @@ import * as taxaEnrichment from "./0003_taxa_enrichment.ts";
 import * as jobParent from "./0004_job_parent.ts";
 import * as workerHeartbeats from "./0005_worker_heartbeats.ts";
 import * as dashboardIndexes from "./0007_dashboard_indexes.ts";
+import * as jobFencing from "./0100_job_fencing.ts";
+import * as internalTasks from "./0101_internal_tasks.ts";
+import * as attemptOutcomes from "./0102_attempt_outcomes.ts";
 
 /** Every migration, in order. Imported statically so the build and the image carry them. */
 export const migrations: Record<string, Migration> = {
@@ -14,4 +17,7 @@ export const migrations: Record<string, Migration> = {
   "0004_job_parent": jobParent,
   "0005_worker_heartbeats": workerHeartbeats,
   "0007_dashboard_indexes": dashboardIndexes,
+  "0100_job_fencing": jobFencing,
+  "0101_internal_tasks": internalTasks,
+  "0102_attempt_outcomes": attemptOutcomes,
 };

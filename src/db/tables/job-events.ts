@@ -11,6 +11,9 @@ export const JOB_EVENTS = [
   "cancelled",
   "discarded",
   "rescued",
+  // 0102_attempt_outcomes: an attempt whose pool was declared dead; an attempt deferred by an upstream's Retry-After.
+  "abandoned",
+  "deferred",
 ] as const;
 export type JobEventName = (typeof JOB_EVENTS)[number];
 
