@@ -3,11 +3,12 @@
  * thresholds, one database, one fake GBIF. Also what tests read back: an instance's pools and a
  * job's history.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { sql } from "kysely";
 import type { Db } from "../../src/db/database.ts";
 import type { JobEventRow } from "../../src/db/tables/job-events.ts";
 import type { WorkerHeartbeatRow } from "../../src/db/tables/worker-heartbeats.ts";
-import { testEnvironment } from "./env.ts";
+import { testEnvironment, waitFor } from "./env.ts";
 import { startChild, type ChildService } from "./service-process.ts";
 
 /** Thresholds small enough for tests: beats every second, rescue after 3 s of silence. */
@@ -71,4 +72,22 @@ export async function hasSucceeded(db: Db, jobId: string): Promise<boolean> {
 export async function readiness(instance: Pick<ChildService, "baseUrl">): Promise<{ status: number; body: Record<string, unknown> }> {
   const response = await fetch(`${instance.baseUrl}/readyz`);
   return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+/** The instance whose pool started the job's latest attempt (both run the same tasks). */
+export async function holderOf(db: Db, jobId: string, instances: Instance[]): Promise<{ holder: Instance; other: Instance; poolId: string }> {
+  const started = await waitFor(async () => (await findEvents(db, jobId)).findLast((event) => event.event === "started"), { message: "the job to start" });
+  const pool = await db.selectFrom("observing_jobs.worker_heartbeats").select(["pid"]).where("pool_id", "=", started.worker_id!).executeTakeFirstOrThrow();
+  const holder = instances.find((instance) => instance.pid === pool.pid)!;
+  return { holder, other: instances.find((instance) => instance !== holder)!, poolId: started.worker_id! };
+}
+
+/** Holds the process still (as a VM pause or a long stop-the-world pause would), then lets it go on. */
+export async function freeze(instance: Instance, ms: number): Promise<void> {
+  instance.kill("SIGSTOP");
+  try {
+    await sleep(ms);
+  } finally {
+    instance.kill("SIGCONT");
+  }
 }

@@ -6,13 +6,12 @@
  * both runs "succeeding". Now beats come from a worker thread with its own connection, and a pool
  * that was declared dead abandons what it was running: it completes nothing it no longer holds.
  */
-import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect } from "vitest";
 import { enqueueJob } from "../../src/enqueue.ts";
 import { KNOWN_NAMES } from "../helpers/fake-gbif.ts";
 import { insertTaxa, resetData, test, waitFor, type TestEnv } from "../helpers/env.ts";
 import { loadRegistryWithFixtureTasks } from "../helpers/fixture-tasks.ts";
-import { findEvents, findPools, hasSucceeded, killInstance, startInstance, WITH_TEST_TASKS, type Instance } from "../helpers/instances.ts";
+import { findEvents, findPools, freeze, hasSucceeded, holderOf, killInstance, startInstance, WITH_TEST_TASKS, type Instance } from "../helpers/instances.ts";
 import { sql } from "kysely";
 
 test.beforeEach(async ({ env }) => {
@@ -27,24 +26,6 @@ async function enqueueSlowJob(env: TestEnv, name: string, delayMs: number): Prom
 }
 
 const gbifCalls = (env: TestEnv, name: string) => env.gbif.matchRequests().filter((request) => request.query.get("scientificName") === name).length;
-
-/** The instance whose pool started the job's latest attempt (both run the same tasks). */
-async function holderOf(env: TestEnv, jobId: string, instances: Instance[]): Promise<{ holder: Instance; other: Instance; poolId: string }> {
-  const started = await waitFor(async () => (await findEvents(env.db, jobId)).findLast((event) => event.event === "started"), { message: "the job to start" });
-  const pool = await env.db.selectFrom("observing_jobs.worker_heartbeats").select(["pid"]).where("pool_id", "=", started.worker_id!).executeTakeFirstOrThrow();
-  const holder = instances.find((instance) => instance.pid === pool.pid)!;
-  return { holder, other: instances.find((instance) => instance !== holder)!, poolId: started.worker_id! };
-}
-
-/** Holds the process still (as a VM pause or a long stop-the-world pause would), then lets it go on. */
-async function freeze(instance: Instance, ms: number): Promise<void> {
-  instance.kill("SIGSTOP");
-  try {
-    await sleep(ms);
-  } finally {
-    instance.kill("SIGCONT");
-  }
-}
 
 // Two service processes per test on a shared machine: minutes, not the default 30 s.
 describe("a stalled but live instance", { timeout: 120_000 }, () => {
@@ -76,7 +57,7 @@ describe("a stalled but live instance", { timeout: 120_000 }, () => {
     try {
       [a, b] = await Promise.all([startInstance(env.database.url, env.gbif.url, settings), startInstance(env.database.url, env.gbif.url, settings)]);
       const jobId = await enqueueSlowJob(env, "Puma concolor", 4000);
-      const { holder } = await holderOf(env, jobId, [a, b]);
+      const { holder } = await holderOf(env.db, jobId, [a, b]);
       await freeze(holder, 2000);
       expect(await hasSucceeded(env.db, jobId)).toBe(false); // the freeze caught the job mid-run
       await waitFor(() => hasSucceeded(env.db, jobId), { timeoutMs: 20_000, message: "the job to succeed" });
@@ -95,7 +76,7 @@ describe("a stalled but live instance", { timeout: 120_000 }, () => {
     try {
       [a, b] = await Promise.all([startInstance(env.database.url, env.gbif.url), startInstance(env.database.url, env.gbif.url)]);
       const jobId = await enqueueSlowJob(env, "Felis concolor", 4000);
-      const { holder, poolId } = await holderOf(env, jobId, [a, b]);
+      const { holder, poolId } = await holderOf(env.db, jobId, [a, b]);
       const poolOfA = { pool_id: poolId };
       // Frozen past the 3 s threshold: the other sweeper releases the job and its instance runs it
       // (GBIF answers the frozen one meanwhile, so on waking its handler finds the answer waiting).
