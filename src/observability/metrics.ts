@@ -7,7 +7,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import type { JobSnapshot } from "../lifecycle/history.ts";
 import type { QueueStats } from "../lifecycle/queue-stats.ts";
 import type { AttemptObserver } from "../worker/worker.ts";
-import type { CronFreshness } from "./cron-freshness.ts";
+import type { CronFreshness } from "../cron/freshness.ts";
 
 const PREFIX = "observing_jobs_";
 

@@ -1,7 +1,7 @@
 /** The app with its dashboard over a test environment, and a signed-in browser's credentials. */
 import { expect } from "vitest";
 import type { Config } from "../../src/config.ts";
-import { loadCrontab } from "../../src/crontab.ts";
+import { loadCrontab } from "../../src/cron/crontab.ts";
 import type { DashboardSources } from "../../src/dashboard/sources.ts";
 import { buildApp, type App } from "../../src/http/app.ts";
 import type { TaskRegistry } from "../../src/registry.ts";

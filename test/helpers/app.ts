@@ -1,7 +1,7 @@
 /** The Fastify app over a test environment, with a known API token. */
 import { buildApp, type App } from "../../src/http/app.ts";
 import type { Config } from "../../src/config.ts";
-import { loadCrontab } from "../../src/crontab.ts";
+import { loadCrontab } from "../../src/cron/crontab.ts";
 import type { TestEnv } from "./env.ts";
 
 export const API_TOKEN = "test-token-0123456789abcdef";

@@ -10,7 +10,7 @@ import { findCronRuns, type CronRun } from "../../../dashboard/cron-history.ts";
 import { readSource, type OverdueSchedule } from "../../../dashboard/sources.ts";
 import { checkPayload, enqueueJob, InvalidPayloadError, type EnqueueOptions } from "../../../enqueue.ts";
 import type { RegisteredTask } from "../../../registry.ts";
-import { describeSchedules, type Schedule } from "../../../schedules.ts";
+import { describeSchedules, type Schedule } from "../../../cron/schedules.ts";
 import { operatorOf, sendPage, type DashboardContext } from "../context.ts";
 import { html, type Html } from "../html.ts";
 import { csrfField, jsonBlock, notice, stateBadge, table, timeCell } from "../layout.ts";

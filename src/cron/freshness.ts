@@ -5,7 +5,7 @@
  * cached, so however often they ask, the database sees one small query per entry per interval.
  */
 import { sql } from "kysely";
-import type { CrontabEntry } from "../crontab.ts";
+import type { CrontabEntry } from "./crontab.ts";
 import type { Db } from "../db/database.ts";
 
 export interface CronStatus {
