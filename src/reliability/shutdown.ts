@@ -19,7 +19,7 @@ import type { HistoryRecorder } from "../lifecycle/history.ts";
 import type { Logger } from "../observability/logger.ts";
 import { markPoolStopped, type HeartbeatWriter } from "./heartbeat.ts";
 import { findJobsToRelease, releaseJobs } from "./rescue.ts";
-import type { PoolEndCause } from "./supervisor.ts";
+import type { PoolEndCause } from "../worker/supervisor.ts";
 
 /** How long after the shutdown deadline the process exits regardless. */
 export const EXIT_GRACE_MS = 1000;

@@ -21,7 +21,7 @@ import { makeWorkerLogger } from "../observability/logger.ts";
 import { traceJobAttempt } from "../observability/tracing.ts";
 import type { RegisteredTask, TaskRegistry } from "../registry.ts";
 import type { InFlightJobs } from "../reliability/shutdown.ts";
-import { SupervisedRunner, type PoolEndCause } from "../reliability/supervisor.ts";
+import { SupervisedRunner, type PoolEndCause } from "./supervisor.ts";
 import { executeTask, runExhaustedHook, TaskInterruptedError, type TaskDependencies } from "./execute.ts";
 
 /** Told about every attempt as it happens: job history and metrics. Must not block or throw. */
