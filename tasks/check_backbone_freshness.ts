@@ -20,7 +20,7 @@ import {
   recordBackboneError,
   type TaxonForFreshness,
 } from "../src/db/repositories/backbone-freshness.ts";
-import { batchJobKey, batchSizeField, sweepInBatches, taxonIdsField, workThroughRows } from "../src/sweep.ts";
+import { batchJobKey, batchSizeField, sweepInBatches, taxonIdsField, workThroughRows } from "../src/taxa/batches.ts";
 import { defineTask, type TaskContext } from "../src/task.ts";
 import type { GbifNameUsage } from "../src/upstream/gbif.ts";
 

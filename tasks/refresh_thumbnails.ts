@@ -17,7 +17,7 @@ import {
   type TaxonForThumbnail,
   type ThumbnailRecord,
 } from "../src/db/repositories/thumbnails.ts";
-import { batchJobKey, batchSizeField, sweepInBatches, taxonIdsField, workThroughRows } from "../src/sweep.ts";
+import { batchJobKey, batchSizeField, sweepInBatches, taxonIdsField, workThroughRows } from "../src/taxa/batches.ts";
 import { defineTask, type TaskContext } from "../src/task.ts";
 import { UpstreamError } from "../src/upstream/http.ts";
 import { commonsThumbnailUrl, MAX_ENTITIES_PER_CALL, type WikidataItemImage } from "../src/upstream/wikidata.ts";

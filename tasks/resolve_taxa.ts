@@ -15,7 +15,7 @@ import {
   recordUnfinishedResolution,
   type TaxonToResolve,
 } from "../src/db/repositories/taxa.ts";
-import { batchJobKey, batchSizeField, sweepInBatches, taxonIdsField, workThroughRows } from "../src/sweep.ts";
+import { batchJobKey, batchSizeField, sweepInBatches, taxonIdsField, workThroughRows } from "../src/taxa/batches.ts";
 import { defineTask, type TaskContext } from "../src/task.ts";
 import { interpretMatch } from "../src/taxa/resolution.ts";
 

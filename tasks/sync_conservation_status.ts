@@ -18,7 +18,7 @@ import {
   type ConservationRecord,
   type TaxonForConservation,
 } from "../src/db/repositories/conservation-status.ts";
-import { batchJobKey, batchSizeField, sweepInBatches, taxonIdsField, workThroughRows } from "../src/sweep.ts";
+import { batchJobKey, batchSizeField, sweepInBatches, taxonIdsField, workThroughRows } from "../src/taxa/batches.ts";
 import { defineTask, type TaskContext } from "../src/task.ts";
 import { IucnConfigurationError, type IucnConservationStatus } from "../src/upstream/iucn.ts";
 

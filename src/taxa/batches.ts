@@ -10,8 +10,8 @@
  */
 import pLimit from "p-limit";
 import Type from "typebox";
-import type { Logger } from "./observability/logger.ts";
-import { UpstreamError } from "./upstream/http.ts";
+import type { Logger } from "../observability/logger.ts";
+import { UpstreamError } from "../upstream/http.ts";
 
 /** The most rows one batch job takes. */
 export const MAX_BATCH = 1000;
