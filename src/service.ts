@@ -23,7 +23,8 @@ import { makeCronFreshness } from "./cron/freshness.ts";
 import { ServiceMetrics } from "./observability/metrics.ts";
 import { describeInstance, HeartbeatWriter, listWorkerPools } from "./reliability/heartbeat.ts";
 import { ReadinessSignals } from "./reliability/readiness.ts";
-import { InFlightJobs, settleEndedPool } from "./reliability/shutdown.ts";
+import { settleEndedPool } from "./reliability/shutdown.ts";
+import { InFlightJobs } from "./worker/in-flight-jobs.ts";
 import { Sweeper } from "./reliability/sweeper.ts";
 
 export interface Service {

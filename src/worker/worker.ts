@@ -19,7 +19,7 @@ import { splitJobMetadata } from "../job-metadata.ts";
 import { makeWorkerLogger } from "../observability/logger.ts";
 import { traceJobAttempt } from "../observability/tracing.ts";
 import type { RegisteredTask, TaskRegistry } from "../registry.ts";
-import type { InFlightJobs } from "../reliability/shutdown.ts";
+import type { InFlightJobs } from "./in-flight-jobs.ts";
 import { SupervisedRunner, type PoolEndCause } from "./supervisor.ts";
 import type { AttemptObserver, JobSnapshot } from "./attempt.ts";
 import { executeTask, runExhaustedHook, TaskInterruptedError, type TaskDependencies } from "./execute.ts";
