@@ -8,48 +8,16 @@ import { Ajv } from "ajv";
 import addFormats from "ajv-formats";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify from "fastify";
-import type pg from "pg";
-import type { Config } from "../config.ts";
-import type { CrontabEntry } from "../cron/crontab.ts";
-import type { DashboardSources } from "../dashboard/sources.ts";
-import type { Db } from "../db/database.ts";
-import type { QueueStats } from "../lifecycle/queue-stats.ts";
-import type { CronFreshness } from "../cron/freshness.ts";
-import type { ServiceMetrics } from "../observability/metrics.ts";
 import { RequestLog } from "../observability/request-log.ts";
-import metricsRoutes from "./routes/metrics.ts";
-import type { Logger } from "../observability/logger.ts";
-import type { TaskRegistry } from "../registry.ts";
 import dashboardRoutes from "./dashboard/index.ts";
+import type { AppDependencies } from "./dependencies.ts";
 import { authPlugin, makeAuthenticator } from "./plugins/auth.ts";
 import healthRoutes from "./routes/health.ts";
 import jobRoutes from "./routes/jobs.ts";
+import metricsRoutes from "./routes/metrics.ts";
 import queueRoutes from "./routes/queues.ts";
 import taskRoutes from "./routes/tasks.ts";
 import { ErrorResponse } from "./schemas.ts";
-
-/** What the routes need from the running service. */
-export interface AppDependencies {
-  config: Pick<Config, "auth" | "http"> & Partial<Pick<Config, "dashboard">>;
-  logger: Logger;
-  pool: pg.Pool;
-  db: Db;
-  registry: TaskRegistry;
-  crontab: readonly CrontabEntry[];
-  queueStats: QueueStats;
-  cronFreshness: CronFreshness;
-  metrics: ServiceMetrics;
-  worker: { isRunning(): boolean };
-  /** Live worker pools and overdue cron entries for the dashboard; shown as not available when absent. */
-  dashboardSources?: DashboardSources;
-  /** Shutdown state and worker health beyond the database (src/reliability/readiness.ts); reported when given. */
-  reliability?: ReliabilityProbe;
-}
-
-export interface ReliabilityProbe {
-  shuttingDown(): boolean;
-  checks(): Record<"listen" | "cron" | "heartbeat", { ok: boolean; detail?: string }>;
-}
 
 const STATUS_NAMES: Record<number, string> = {
   400: "Bad Request",

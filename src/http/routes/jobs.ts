@@ -24,7 +24,7 @@ import {
 } from "../../lifecycle/jobs.ts";
 import { describeError } from "../../payload-validation.ts";
 import type { RegisteredTask } from "../../registry.ts";
-import type { AppDependencies } from "../app.ts";
+import type { AppDependencies } from "../dependencies.ts";
 import { EnqueuedResponse, EnqueueQuery, ErrorResponse, IdempotencyHeaders, JobDetails as JobDetailsSchema, JobSummary as JobSummarySchema } from "../schemas.ts";
 
 const MAX_BATCH = 1000;

@@ -2,7 +2,7 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import Type from "typebox";
 import { describeSchedules } from "../../cron/schedules.ts";
-import type { AppDependencies } from "../app.ts";
+import type { AppDependencies } from "../dependencies.ts";
 import { ErrorResponse } from "../schemas.ts";
 
 const Task = Type.Object({
