@@ -7,7 +7,7 @@ import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import type { FastifySchemaValidationError } from "fastify/types/schema.js";
 import Type from "typebox";
 import type { JobEventRow } from "../../db/tables/job-events.ts";
-import { enqueueJob, enqueueJobs, type EnqueueOptions, type EnqueuedJob } from "../../enqueue.ts";
+import { enqueueJob, enqueueJobs } from "../../enqueue.ts";
 import { HttpError } from "../errors.ts";
 import {
   cancelJob,
@@ -24,6 +24,7 @@ import {
 } from "../../lifecycle/jobs.ts";
 import { describeError } from "../../payload-validation.ts";
 import type { RegisteredTask } from "../../registry.ts";
+import type { EnqueuedJob, EnqueueOptions } from "../../task.ts";
 import type { AppDependencies } from "../dependencies.ts";
 import { EnqueuedResponse, EnqueueQuery, ErrorResponse, IdempotencyHeaders, JobDetails as JobDetailsSchema, JobSummary as JobSummarySchema } from "../schemas.ts";
 
