@@ -340,10 +340,11 @@ function describe(error: ErrorObject, raw: Record<string, string>): string {
       : error.keyword === "enum"
         ? `must be one of ${(error.params.allowedValues as string[]).join(", ")}`
         : error.message;
-  return `${name} ${expected}, got ${value === undefined ? "nothing" : JSON.stringify(redactValue(name, value))}`;
+  return `${name} ${expected}, got ${value === undefined ? "nothing" : JSON.stringify(redactSetting(name, value))}`;
 }
 
-function redactValue(name: string, value: string): string {
+/** A variable's value as an error may show it: secrets hidden, URLs without their password. */
+function redactSetting(name: string, value: string): string {
   if (SECRET_VARIABLES.has(name)) return "[redacted]";
   if (URL_VARIABLES.has(name)) return redactUrl(value);
   return value;

@@ -13,17 +13,17 @@ import Type from "typebox";
 import type { Logger } from "../observability/logger.ts";
 import { UpstreamError } from "../upstream/http.ts";
 
-/** The most rows one batch job takes. */
-export const MAX_BATCH = 1000;
+/** The most taxa rows one batch job takes. */
+export const MAX_ROWS_PER_BATCH = 1000;
 
 /** A sweep task's `taxonIds` payload field: exactly these rows, at most one batch of them. */
 export function taxonIdsField(description: string) {
-  return Type.Optional(Type.Array(Type.Integer({ minimum: 1 }), { minItems: 1, maxItems: MAX_BATCH, description }));
+  return Type.Optional(Type.Array(Type.Integer({ minimum: 1 }), { minItems: 1, maxItems: MAX_ROWS_PER_BATCH, description }));
 }
 
 /** A sweep task's `limit` payload field: rows per batch job. */
 export function batchSizeField(defaultSize: number) {
-  return Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_BATCH, default: defaultSize, description: "Rows per batch job." }));
+  return Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_ROWS_PER_BATCH, default: defaultSize, description: "Rows per batch job." }));
 }
 
 export interface SweepOptions {

@@ -22,19 +22,20 @@ import {
   type JobDetails,
   type JobSummary,
 } from "../../lifecycle/jobs.ts";
-import { describeError } from "../../payload-validation.ts";
+import { describeSchemaError } from "../../payload-validation.ts";
 import type { RegisteredTask } from "../../registry.ts";
 import type { EnqueuedJob, EnqueueOptions } from "../../task.ts";
 import type { AppDependencies } from "../dependencies.ts";
 import { EnqueuedResponse, EnqueueQuery, ErrorResponse, IdempotencyHeaders, JobDetails as JobDetailsSchema, JobSummary as JobSummarySchema } from "../schemas.ts";
 
-const MAX_BATCH = 1000;
+/** The most payloads one `POST /jobs/{task}/batch` request may carry. */
+const MAX_PAYLOADS_PER_REQUEST = 1000;
 const JobId = Type.Object({ id: Type.String({ pattern: "^[0-9]{1,19}$", description: "Job id" }) });
 const errors = { 400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 413: ErrorResponse, 415: ErrorResponse };
 
 /** Validation errors named the way the worker and the CLI name them ("payload/taxonIds must be array"). */
 const formatErrors = (root: string) => (validationErrors: FastifySchemaValidationError[], dataVar: string) =>
-  new Error(validationErrors.map((error) => describeError(error as Parameters<typeof describeError>[0], dataVar === "body" ? root : dataVar)).join("; "));
+  new Error(validationErrors.map((error) => describeSchemaError(error as Parameters<typeof describeSchemaError>[0], dataVar === "body" ? root : dataVar)).join("; "));
 
 const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (app, { deps }) => {
   const { db, registry } = deps;
@@ -91,7 +92,7 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
           summary: `Enqueue many ${task.name} jobs, all or nothing`,
           tags: ["jobs"],
           body: Type.Object(
-            { payloads: Type.Array(task.schema, { minItems: 1, maxItems: MAX_BATCH }) },
+            { payloads: Type.Array(task.schema, { minItems: 1, maxItems: MAX_PAYLOADS_PER_REQUEST }) },
             { additionalProperties: false },
           ),
           querystring: Type.Omit(EnqueueQuery, ["jobKey"]),
