@@ -8,7 +8,10 @@ import { Ajv } from "ajv";
 import addFormats from "ajv-formats";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify from "fastify";
+import { InvalidPayloadError } from "../enqueue.ts";
+import { IllegalTransitionError, JobNotFoundError } from "../lifecycle/jobs.ts";
 import { RequestLog } from "../observability/request-log.ts";
+import { UnknownTaskError } from "../registry.ts";
 import dashboardRoutes from "./dashboard/index.ts";
 import type { AppDependencies } from "./dependencies.ts";
 import { authPlugin, makeAuthenticator } from "./plugins/auth.ts";
@@ -29,6 +32,17 @@ const STATUS_NAMES: Record<number, string> = {
   415: "Unsupported Media Type",
   429: "Too Many Requests",
 };
+
+/**
+ * The status an error stands for. The lifecycle and enqueue errors know nothing of HTTP, so they
+ * are mapped here, once; an HttpError or a Fastify error carries its own; anything else is a 500.
+ */
+function statusOf(error: Error & { statusCode?: number }): number {
+  if (error instanceof JobNotFoundError || error instanceof UnknownTaskError) return 404;
+  if (error instanceof IllegalTransitionError) return 409;
+  if (error instanceof InvalidPayloadError) return 400;
+  return error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
+}
 
 export type App = Awaited<ReturnType<typeof buildApp>>;
 
@@ -55,13 +69,15 @@ export async function buildApp(deps: AppDependencies) {
   app.removeContentTypeParser("text/plain");
 
   app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
-    const statusCode = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
+    const statusCode = statusOf(error);
     if (statusCode >= 500) {
       request.log.error({ err: error }, "request failed");
       // Internals (stack traces, SQL, connection details) stay in the logs.
       return reply.status(statusCode).send({ statusCode, error: "Internal Server Error", message: "internal error" });
     }
-    return reply.status(statusCode).send({ statusCode, error: STATUS_NAMES[statusCode] ?? "Error", message: error.message });
+    // A 409 says which state the job is in, so the caller can tell what would apply.
+    const state = error instanceof IllegalTransitionError ? { state: error.state } : {};
+    return reply.status(statusCode).send({ statusCode, error: STATUS_NAMES[statusCode] ?? "Error", message: error.message, ...state });
   });
   app.setNotFoundHandler((request, reply) =>
     reply.status(404).send({ statusCode: 404, error: "Not Found", message: `no route ${request.method} ${request.url.split("?")[0]}` }),

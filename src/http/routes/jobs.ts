@@ -14,7 +14,6 @@ import {
   discardJob,
   findJob,
   findJobByKey,
-  IllegalTransitionError,
   JOB_STATES,
   JobNotFoundError,
   listJobs,
@@ -23,7 +22,7 @@ import {
   type JobSummary,
 } from "../../lifecycle/jobs.ts";
 import { describeSchemaError } from "../../payload-validation.ts";
-import type { RegisteredTask } from "../../registry.ts";
+import { UnknownTaskError, type RegisteredTask } from "../../registry.ts";
 import type { EnqueuedJob, EnqueueOptions } from "../../task.ts";
 import type { AppDependencies } from "../dependencies.ts";
 import { EnqueuedResponse, EnqueueQuery, ErrorResponse, IdempotencyHeaders, JobDetails as JobDetailsSchema, JobSummary as JobSummarySchema } from "../schemas.ts";
@@ -114,19 +113,13 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
   // Any other name: not a task this service runs (or not one the API may trigger).
   const unknownTask = Type.Object({ name: Type.String() });
   for (const path of ["/jobs/:name", "/jobs/:name/batch"]) {
-    app.post(path, { schema: { hide: true, params: unknownTask } }, async (request, reply) => {
+    app.post(path, { schema: { hide: true, params: unknownTask } }, async (request) => {
       const { name } = request.params as { name: string };
       const task = registry.find(name);
-      if (task?.internal) {
-        return reply.status(403).send({ statusCode: 403, error: "Forbidden", message: `task '${name}' is internal: it runs from the crontab only` });
-      }
+      if (task?.internal) throw new HttpError(403, `task '${name}' is internal: it runs from the crontab only`);
+      // Never suggest a task the API may not trigger.
       const closest = registry.suggest(name);
-      const suggestion = closest && !registry.get(closest).internal ? closest : undefined;
-      return reply.status(404).send({
-        statusCode: 404,
-        error: "Not Found",
-        message: `unknown task '${name}'${suggestion ? ` (did you mean '${suggestion}'?)` : ""}`,
-      });
+      throw new UnknownTaskError(name, closest && !registry.get(closest).internal ? closest : undefined);
     });
   }
 
@@ -170,9 +163,9 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
   app.get(
     "/jobs/:id",
     { schema: { summary: "A job's state and history", tags: ["jobs"], params: JobId, response: { 200: JobDetailsSchema, ...errors } } },
-    async (request, reply) => {
+    async (request) => {
       const job = await findJob(db, request.params.id);
-      if (!job) return reply.status(404).send({ statusCode: 404, error: "Not Found", message: `no job with id ${request.params.id}` });
+      if (!job) throw new JobNotFoundError(request.params.id);
       return details(job);
     },
   );
@@ -194,18 +187,11 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
           response: { 200: JobDetailsSchema, ...errors },
         },
       },
-      async (request, reply) => {
-        try {
-          const job = await action(db, request.params.id, request.caller.id);
-          request.log.info({ caller: request.caller.id, jobId: job.id, action: name }, `job ${name} by operator`);
-          return details(job);
-        } catch (error) {
-          if (error instanceof JobNotFoundError) return reply.status(404).send({ statusCode: 404, error: "Not Found", message: error.message });
-          if (error instanceof IllegalTransitionError) {
-            return reply.status(409).send({ statusCode: 409, error: "Conflict", message: error.message, state: error.state });
-          }
-          throw error;
-        }
+      // JobNotFoundError (404) and IllegalTransitionError (409, with the job's state) are mapped by the app's error handler.
+      async (request) => {
+        const job = await action(db, request.params.id, request.caller.id);
+        request.log.info({ caller: request.caller.id, jobId: job.id, action: name }, `job ${name} by operator`);
+        return details(job);
       },
     );
   }
