@@ -1,5 +1,5 @@
 import { beforeEach, describe, expect } from "vitest";
-import { GBIF_BACKBONE_CHECKLIST_KEY } from "../../src/config.ts";
+import { GBIF_BACKBONE_CHECKLIST_KEY } from "../../src/upstream/gbif.ts";
 import type { NewTaxon } from "../../src/db/tables/taxa.ts";
 import { enqueueJob } from "../../src/enqueue.ts";
 import { findTaxon, insertTaxa, listJobs, performTask, resetData, runDueJobs, test, type TestEnv } from "../helpers/env.ts";

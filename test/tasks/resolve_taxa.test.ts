@@ -1,5 +1,5 @@
 import { describe, expect } from "vitest";
-import { GBIF_BACKBONE_CHECKLIST_KEY } from "../../src/config.ts";
+import { GBIF_BACKBONE_CHECKLIST_KEY } from "../../src/upstream/gbif.ts";
 import { enqueueJob, InvalidPayloadError } from "../../src/enqueue.ts";
 import { makeGbifClient } from "../../src/upstream/gbif.ts";
 import { findTaxon, insertTaxa, listJobs, performTask, resetData, runDueJobs, test } from "../helpers/env.ts";
