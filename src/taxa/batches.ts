@@ -38,13 +38,21 @@ export interface SweepOptions {
 }
 
 export async function sweepInBatches(options: SweepOptions): Promise<void> {
-  const { limit, findIds, signal, logger } = options;
+  const { limit, findIds, logger } = options;
   const firstPage = await findIds({ afterId: 0, limit: limit + 1 });
   if (firstPage.length <= limit) {
     if (firstPage.length > 0) await options.runBatch(firstPage);
     else logger.info("no rows are due");
     return;
   }
+  const { batches, rows } = await fanOut(options);
+  logger.info({ batches, rows, batchSize: limit }, "fanned out into batch jobs");
+}
+
+export type FanOutOptions = Pick<SweepOptions, "limit" | "findIds" | "enqueueBatch" | "signal">;
+
+/** Enqueues one batch job per page of `limit` candidate ids, in id order; says how many jobs and rows. */
+export async function fanOut({ limit, findIds, enqueueBatch, signal }: FanOutOptions): Promise<{ batches: number; rows: number }> {
   let afterId = 0;
   let batches = 0;
   let rows = 0;
@@ -52,12 +60,12 @@ export async function sweepInBatches(options: SweepOptions): Promise<void> {
     signal.throwIfAborted();
     const ids = await findIds({ afterId, limit });
     if (ids.length === 0) break;
-    await options.enqueueBatch(ids);
+    await enqueueBatch(ids);
     batches += 1;
     rows += ids.length;
     afterId = ids.at(-1)!;
   }
-  logger.info({ batches, rows, batchSize: limit }, "fanned out into batch jobs");
+  return { batches, rows };
 }
 
 /** The standard job key of a batch: re-enqueueing the same rows replaces the pending job. */
