@@ -21,6 +21,23 @@ export function taxonIdsField(description: string) {
   return Type.Optional(Type.Array(Type.Integer({ minimum: 1 }), { minItems: 1, maxItems: MAX_ROWS_PER_BATCH, description }));
 }
 
+/** A sweep task's `force` payload field: also the rows that are not due. */
+export function forceField(description: string) {
+  return Type.Optional(Type.Boolean({ default: false, description }));
+}
+
+/** An enrichment task's `staleAfterDays` payload field: a row recorded longer ago than this is due again. */
+export function staleAfterDaysField(defaultDays: number, description: string) {
+  return Type.Optional(Type.Integer({ minimum: 1, maximum: 3650, default: defaultDays, description }));
+}
+
+const DAY_MS = 86_400_000;
+
+/** Rows recorded before this are due again; null when `force` makes every row due. */
+export function staleCutoff(now: Date, staleAfterDays: number, force: boolean | undefined): Date | null {
+  return force ? null : new Date(now.getTime() - staleAfterDays * DAY_MS);
+}
+
 /** A sweep task's `limit` payload field: rows per batch job. */
 export function batchSizeField(defaultSize: number) {
   return Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_ROWS_PER_BATCH, default: defaultSize, description: "Rows per batch job." }));
