@@ -6,6 +6,7 @@ import { IllegalTransitionError, JobNotFoundError } from "../../src/lifecycle/jo
 import { UnknownTaskError } from "../../src/registry.ts";
 import { makeDatabase } from "../../src/db/database.ts";
 import { API_TOKEN, AUTH, buildTestApp } from "../helpers/app.ts";
+import { expectEnqueued } from "../helpers/enqueued.ts";
 import { findTaxon, insertTaxa, listJobs, resetData, runDueJobs, test } from "../helpers/env.ts";
 import { freePort } from "../helpers/service-process.ts";
 
@@ -32,8 +33,9 @@ describe("POST /jobs/:task", () => {
     const body = response.json();
     expect(body).toMatchObject({ task: "resolve_taxa", state: "queued", queue: null, links: { self: `/jobs/${body.jobId}` } });
     expect(response.headers.location).toBe(`/jobs/${body.jobId}`);
-    const [job] = await listJobs(env.db);
-    expect(job).toMatchObject({ id: body.jobId, task_identifier: "resolve_taxa", max_attempts: 8 });
+    const job = await expectEnqueued(env.db, "resolve_taxa", { payload: { taxonIds: [42], force: false, limit: 100 }, maxAttempts: 8 });
+    expect(job.id).toBe(body.jobId);
+    expect(await listJobs(env.db)).toHaveLength(1);
 
     const details = (await get(body.links.self)).json();
     expect(details.timeline[0]).toMatchObject({ event: "enqueued", source: "http", actor: expect.stringMatching(/^token:[0-9a-f]{8}$/) });
