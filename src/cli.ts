@@ -13,9 +13,10 @@ import { ConfigError, loadConfig as loadConfigFromEnv, type Config } from "./con
 import { connectDatabase, type ConnectedDatabase } from "./db/connect.ts";
 import { migrateDatabase } from "./db/migrate.ts";
 import { DEFAULT_ROLE_NAMES, setupRoles } from "./db/roles.ts";
-import { enqueueJob, InvalidPayloadError, type EnqueueOptions } from "./enqueue.ts";
+import { enqueueJob, InvalidPayloadError } from "./enqueue.ts";
 import { makeLogger, type Logger } from "./observability/logger.ts";
 import { loadRegistry, UnknownTaskError } from "./registry.ts";
+import type { EnqueueOptions } from "./task.ts";
 import { makeUpstreamClients } from "./upstream/clients.ts";
 import { executeTask } from "./worker/execute.ts";
 

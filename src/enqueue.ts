@@ -12,18 +12,7 @@ import { redactPayload } from "./lifecycle/redaction.ts";
 import { currentTraceparent, traceIdOf } from "./observability/tracing.ts";
 import { splitJobMetadata } from "./job-metadata.ts";
 import type { RegisteredTask, TaskRegistry } from "./registry.ts";
-import type { JobKeyMode } from "./task.ts";
-
-/** Per-enqueue overrides of a task's defaults. */
-export interface EnqueueOptions {
-  runAt?: Date;
-  priority?: number;
-  maxAttempts?: number;
-  /** `null` runs the job outside any named queue even when the task has a default queue. */
-  queueName?: string | null;
-  jobKey?: string | null;
-  jobKeyMode?: JobKeyMode;
-}
+import type { EnqueuedJob, EnqueueFunction, EnqueueOptions, JobKeyMode } from "./task.ts";
 
 /** Who enqueued, recorded in the job's history. */
 export interface EnqueueOrigin {
@@ -34,18 +23,6 @@ export interface EnqueueOrigin {
   /** The job enqueueing this one (fan-out). */
   parentId?: string;
 }
-
-export interface EnqueuedJob {
-  id: string;
-  task: string;
-  queueName: string | null;
-  runAt: Date;
-  priority: number;
-  maxAttempts: number;
-  jobKey: string | null;
-}
-
-export type EnqueueFunction = (task: string, payload: unknown, options?: EnqueueOptions) => Promise<EnqueuedJob>;
 
 // Any application's Kysely instance or transaction: the statements name their tables themselves.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

@@ -7,7 +7,7 @@
 import { EventEmitter } from "node:events";
 import type { WorkerEvents } from "graphile-worker";
 import type { Config } from "./config.ts";
-import { loadCrontab } from "./crontab.ts";
+import { loadCrontab } from "./cron/crontab.ts";
 import { connectDatabase, type ConnectedDatabase } from "./db/connect.ts";
 import { POOL_OVERHEAD } from "./db/database.ts";
 import { assertSchemaCurrent, migrateDatabase } from "./db/migrate.ts";
@@ -19,11 +19,12 @@ import { makeUpstreamClients } from "./upstream/clients.ts";
 import { connectionsNeeded, planRunners, startWorker, type WorkerHandle } from "./worker/worker.ts";
 import { HistoryRecorder } from "./lifecycle/history.ts";
 import { makeQueueStats } from "./lifecycle/queue-stats.ts";
-import { makeCronFreshness } from "./observability/cron-freshness.ts";
+import { makeCronFreshness } from "./cron/freshness.ts";
 import { ServiceMetrics } from "./observability/metrics.ts";
 import { describeInstance, HeartbeatWriter, listWorkerPools } from "./reliability/heartbeat.ts";
 import { ReadinessSignals } from "./reliability/readiness.ts";
-import { InFlightJobs, settleEndedPool } from "./reliability/shutdown.ts";
+import { settleEndedPool } from "./reliability/shutdown.ts";
+import { InFlightJobs } from "./worker/in-flight-jobs.ts";
 import { Sweeper } from "./reliability/sweeper.ts";
 
 export interface Service {

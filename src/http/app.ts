@@ -8,48 +8,19 @@ import { Ajv } from "ajv";
 import addFormats from "ajv-formats";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify from "fastify";
-import type pg from "pg";
-import type { Config } from "../config.ts";
-import type { CrontabEntry } from "../crontab.ts";
-import type { DashboardSources } from "../dashboard/sources.ts";
-import type { Db } from "../db/database.ts";
-import type { QueueStats } from "../lifecycle/queue-stats.ts";
-import type { CronFreshness } from "../observability/cron-freshness.ts";
-import type { ServiceMetrics } from "../observability/metrics.ts";
+import { InvalidPayloadError } from "../enqueue.ts";
+import { IllegalTransitionError, JobNotFoundError } from "../lifecycle/jobs.ts";
 import { RequestLog } from "../observability/request-log.ts";
-import metricsRoutes from "./routes/metrics.ts";
-import type { Logger } from "../observability/logger.ts";
-import type { TaskRegistry } from "../registry.ts";
+import { UnknownTaskError } from "../registry.ts";
 import dashboardRoutes from "./dashboard/index.ts";
+import type { AppDependencies } from "./dependencies.ts";
 import { authPlugin, makeAuthenticator } from "./plugins/auth.ts";
 import healthRoutes from "./routes/health.ts";
 import jobRoutes from "./routes/jobs.ts";
+import metricsRoutes from "./routes/metrics.ts";
 import queueRoutes from "./routes/queues.ts";
 import taskRoutes from "./routes/tasks.ts";
 import { ErrorResponse } from "./schemas.ts";
-
-/** What the routes need from the running service. */
-export interface AppDependencies {
-  config: Pick<Config, "auth" | "http"> & Partial<Pick<Config, "dashboard">>;
-  logger: Logger;
-  pool: pg.Pool;
-  db: Db;
-  registry: TaskRegistry;
-  crontab: readonly CrontabEntry[];
-  queueStats: QueueStats;
-  cronFreshness: CronFreshness;
-  metrics: ServiceMetrics;
-  worker: { isRunning(): boolean };
-  /** Live worker pools and overdue cron entries for the dashboard; shown as not available when absent. */
-  dashboardSources?: DashboardSources;
-  /** Shutdown state and worker health beyond the database (src/reliability/readiness.ts); reported when given. */
-  reliability?: ReliabilityProbe;
-}
-
-export interface ReliabilityProbe {
-  shuttingDown(): boolean;
-  checks(): Record<"listen" | "cron" | "heartbeat", { ok: boolean; detail?: string }>;
-}
 
 const STATUS_NAMES: Record<number, string> = {
   400: "Bad Request",
@@ -61,6 +32,17 @@ const STATUS_NAMES: Record<number, string> = {
   415: "Unsupported Media Type",
   429: "Too Many Requests",
 };
+
+/**
+ * The status an error stands for. The lifecycle and enqueue errors know nothing of HTTP, so they
+ * are mapped here, once; an HttpError or a Fastify error carries its own; anything else is a 500.
+ */
+function statusOf(error: Error & { statusCode?: number }): number {
+  if (error instanceof JobNotFoundError || error instanceof UnknownTaskError) return 404;
+  if (error instanceof IllegalTransitionError) return 409;
+  if (error instanceof InvalidPayloadError) return 400;
+  return error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
+}
 
 export type App = Awaited<ReturnType<typeof buildApp>>;
 
@@ -87,13 +69,15 @@ export async function buildApp(deps: AppDependencies) {
   app.removeContentTypeParser("text/plain");
 
   app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
-    const statusCode = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
+    const statusCode = statusOf(error);
     if (statusCode >= 500) {
       request.log.error({ err: error }, "request failed");
       // Internals (stack traces, SQL, connection details) stay in the logs.
       return reply.status(statusCode).send({ statusCode, error: "Internal Server Error", message: "internal error" });
     }
-    return reply.status(statusCode).send({ statusCode, error: STATUS_NAMES[statusCode] ?? "Error", message: error.message });
+    // A 409 says which state the job is in, so the caller can tell what would apply.
+    const state = error instanceof IllegalTransitionError ? { state: error.state } : {};
+    return reply.status(statusCode).send({ statusCode, error: STATUS_NAMES[statusCode] ?? "Error", message: error.message, ...state });
   });
   app.setNotFoundHandler((request, reply) =>
     reply.status(404).send({ statusCode: 404, error: "Not Found", message: `no route ${request.method} ${request.url.split("?")[0]}` }),

@@ -10,24 +10,9 @@ import type { Db } from "../db/database.ts";
 import type { JobPhase } from "../db/tables/job-records.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { TaskRegistry } from "../registry.ts";
-import type { AttemptObserver } from "../worker/worker.ts";
+import type { AttemptObserver, JobSnapshot } from "../worker/attempt.ts";
 import { HISTORY_PAYLOAD_MAX_BYTES, HISTORY_STACK_MAX_CHARS } from "./limits.ts";
 import { redactPayload } from "./redaction.ts";
-
-/** What history needs to know about the job an attempt belongs to. */
-export interface JobSnapshot {
-  id: string;
-  task: string;
-  queue: string | null;
-  attempt: number;
-  maxAttempts: number;
-  runAt: Date;
-  createdAt: Date;
-  priority: number;
-  key: string | null;
-  /** The attempt's trace (the enqueuer's trace when it was traced), for history rows. */
-  traceId: string | null;
-}
 
 type Fact =
   | { kind: "started"; job: JobSnapshot; at: Date; workerId: string | null; payload: unknown }

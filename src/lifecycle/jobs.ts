@@ -3,6 +3,17 @@
  * while the job exists there, and from the service's own record once graphile-worker has deleted
  * it. Operator actions go through graphile-worker's public functions (reschedule_jobs,
  * complete_jobs) and are recorded with who did them, in the same transaction.
+ *
+ * Two words for where a job is:
+ * - its **phase** (`JobPhase`, the `phase` column of job_records) is what the service itself
+ *   records: `waiting` (in the queue, whether due, scheduled or waiting to retry), `running`, or
+ *   how it ended;
+ * - its **state** (`JobState`, what the API, the CLI and the dashboard show) is derived here from
+ *   the phase and, while the job still exists, graphile-worker's row, which tells `waiting` apart
+ *   as `queued`, `scheduled` or `retry_wait`, and sees `running` and `dead` as they happen.
+ * A job is **dead** when it used all its attempts (it stays in the dead-letter); it is
+ * **discarded** when an operator removed a dead job from the dead-letter. (River calls what this
+ * project calls dead "discarded"; here discarded always means an operator's act.)
  */
 import { sql } from "kysely";
 import type { Db } from "../db/database.ts";

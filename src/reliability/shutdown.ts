@@ -19,40 +19,11 @@ import type { HistoryRecorder } from "../lifecycle/history.ts";
 import type { Logger } from "../observability/logger.ts";
 import { markPoolStopped, type HeartbeatWriter } from "./heartbeat.ts";
 import { findJobsToRelease, releaseJobs } from "./rescue.ts";
-import type { PoolEndCause } from "./supervisor.ts";
+import type { InFlightJobs } from "../worker/in-flight-jobs.ts";
+import type { PoolEndCause } from "../worker/supervisor.ts";
 
 /** How long after the shutdown deadline the process exits regardless. */
 export const EXIT_GRACE_MS = 1000;
-
-/**
- * The jobs each pool of this process is running. A job leaves when its attempt ends on its own
- * (success or failure); one interrupted by shutdown stays until its pool has ended, and is then
- * returned to the queue.
- */
-export class InFlightJobs {
-  /** Pool id → job id → when the job was due (it keeps its place in the queue when returned). */
-  readonly #byPool = new Map<string, Map<string, Date>>();
-
-  began(poolId: string, jobId: string, runAt: Date): void {
-    const jobs = this.#byPool.get(poolId) ?? new Map<string, Date>();
-    jobs.set(jobId, runAt);
-    this.#byPool.set(poolId, jobs);
-  }
-
-  finished(poolId: string, jobId: string): void {
-    this.#byPool.get(poolId)?.delete(jobId);
-  }
-
-  /** The jobs of a pool that never finished, with when they were due. */
-  unfinished(poolId: string): ReadonlyMap<string, Date> {
-    return new Map(this.#byPool.get(poolId));
-  }
-
-  /** Forgets an ended pool once its jobs are settled. */
-  forget(poolId: string): void {
-    this.#byPool.delete(poolId);
-  }
-}
 
 export interface PoolSettlement {
   db: Db;

@@ -16,22 +16,13 @@ import { trace } from "@opentelemetry/api";
 import { run, type JobHelpers, type ParsedCronItem, type TaskList, type WorkerEvents } from "graphile-worker";
 import type pg from "pg";
 import { splitJobMetadata } from "../job-metadata.ts";
-import type { JobSnapshot } from "../lifecycle/history.ts";
 import { makeWorkerLogger } from "../observability/logger.ts";
 import { traceJobAttempt } from "../observability/tracing.ts";
 import type { RegisteredTask, TaskRegistry } from "../registry.ts";
-import type { InFlightJobs } from "../reliability/shutdown.ts";
-import { SupervisedRunner, type PoolEndCause } from "../reliability/supervisor.ts";
+import type { InFlightJobs } from "./in-flight-jobs.ts";
+import { SupervisedRunner, type PoolEndCause } from "./supervisor.ts";
+import type { AttemptObserver, JobSnapshot } from "./attempt.ts";
 import { executeTask, runExhaustedHook, TaskInterruptedError, type TaskDependencies } from "./execute.ts";
-
-/** Told about every attempt as it happens: job history and metrics. Must not block or throw. */
-export interface AttemptObserver {
-  started(job: JobSnapshot, payload: unknown, workerId: string | null): void;
-  succeeded(job: JobSnapshot, durationMs: number): void;
-  /** A failed attempt; when `job.attempt >= job.maxAttempts` the job is now dead. */
-  failed(job: JobSnapshot, error: unknown, durationMs: number): void;
-  hookFailed(job: JobSnapshot, error: unknown): void;
-}
 
 export interface WorkerOptions {
   pool: pg.Pool;

@@ -1,9 +1,9 @@
 import Type from "typebox";
 import { describe, expect } from "vitest";
 import { fieldsFromSchema, payloadFromForm } from "../../src/http/dashboard/schema-form.ts";
-import { AUTH } from "../helpers/app.ts";
+import { AUTH, buildTestApp } from "../helpers/app.ts";
 import { resetData, test } from "../helpers/env.ts";
-import { buildDashboardApp, form, signIn } from "./helpers.ts";
+import { form, signIn } from "./helpers.ts";
 
 test.beforeEach(async ({ env }) => {
   await resetData(env);
@@ -63,7 +63,7 @@ describe("the run-now form's fields come from the payload schema", () => {
 
 describe("running a task from the dashboard", () => {
   test("the form for resolve_taxa has a labelled input per payload property, with its limits", async ({ env }) => {
-    const app = await buildDashboardApp(env);
+    const app = await buildTestApp(env);
     try {
       const page = (await app.inject({ url: "/dashboard/tasks/resolve_taxa", headers: AUTH })).body;
       const form = /<form method="post" action="\/dashboard\/tasks\/resolve_taxa\/run"[\s\S]*?<\/form>/.exec(page)![0];
@@ -80,7 +80,7 @@ describe("running a task from the dashboard", () => {
   });
 
   test("invalid input comes back with the same messages as the API, next to its fields, and enqueues nothing", async ({ env }) => {
-    const app = await buildDashboardApp(env);
+    const app = await buildTestApp(env);
     try {
       const { cookie, csrf } = await signIn(app);
       const response = await app.inject({
@@ -112,7 +112,7 @@ describe("running a task from the dashboard", () => {
   });
 
   test("valid input enqueues an ad-hoc job as source http with the operator as actor, options applied", async ({ env }) => {
-    const app = await buildDashboardApp(env);
+    const app = await buildTestApp(env);
     try {
       const { cookie, csrf } = await signIn(app);
       const response = await app.inject({
@@ -135,7 +135,7 @@ describe("running a task from the dashboard", () => {
   });
 
   test("internal tasks have no form and cannot be run by hand", async ({ env }) => {
-    const app = await buildDashboardApp(env);
+    const app = await buildTestApp(env);
     try {
       const page = await app.inject({ url: "/dashboard/tasks/prune_job_history", headers: AUTH });
       expect(page.body).toContain("Internal tasks cannot be started by hand.");

@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import { runOnce } from "graphile-worker";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
-import { checkCrontab } from "../../src/crontab.ts";
+import { checkCrontab } from "../../src/cron/crontab.ts";
 import { makeDatabase, type DatabaseHandle } from "../../src/db/database.ts";
 import { EXPECTED_SCHEMA_VERSION, findSchemaVersion, migrateDatabase } from "../../src/db/migrate.ts";
 import { findExcessPrivileges, warnAboutExcessPrivileges } from "../../src/db/privileges.ts";

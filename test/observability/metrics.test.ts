@@ -1,9 +1,9 @@
 import { spawnSync } from "node:child_process";
 import { describe, expect } from "vitest";
-import { checkCrontab } from "../../src/crontab.ts";
+import { checkCrontab } from "../../src/cron/crontab.ts";
 import { enqueueJob } from "../../src/enqueue.ts";
 import { buildApp } from "../../src/http/app.ts";
-import { makeCronFreshness } from "../../src/observability/cron-freshness.ts";
+import { makeCronFreshness } from "../../src/cron/freshness.ts";
 import { ServiceMetrics } from "../../src/observability/metrics.ts";
 import { listWorkerPools } from "../../src/reliability/heartbeat.ts";
 import { AUTH, buildTestApp } from "../helpers/app.ts";

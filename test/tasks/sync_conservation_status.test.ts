@@ -1,6 +1,6 @@
 import { beforeEach, describe, expect } from "vitest";
-import { GBIF_BACKBONE_CHECKLIST_KEY } from "../../src/config.ts";
-import { loadCrontab } from "../../src/crontab.ts";
+import { GBIF_BACKBONE_CHECKLIST_KEY } from "../../src/upstream/gbif.ts";
+import { loadCrontab } from "../../src/cron/crontab.ts";
 import type { NewTaxon } from "../../src/db/tables/taxa.ts";
 import { enqueueJob } from "../../src/enqueue.ts";
 import { makeUpstreamClients } from "../../src/upstream/clients.ts";

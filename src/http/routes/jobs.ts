@@ -7,14 +7,13 @@ import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import type { FastifySchemaValidationError } from "fastify/types/schema.js";
 import Type from "typebox";
 import type { JobEventRow } from "../../db/tables/job-events.ts";
-import { enqueueJob, enqueueJobs, type EnqueueOptions, type EnqueuedJob } from "../../enqueue.ts";
+import { enqueueJob, enqueueJobs } from "../../enqueue.ts";
 import { HttpError } from "../errors.ts";
 import {
   cancelJob,
   discardJob,
   findJob,
   findJobByKey,
-  IllegalTransitionError,
   JOB_STATES,
   JobNotFoundError,
   listJobs,
@@ -22,18 +21,20 @@ import {
   type JobDetails,
   type JobSummary,
 } from "../../lifecycle/jobs.ts";
-import { describeError } from "../../payload-validation.ts";
-import type { RegisteredTask } from "../../registry.ts";
-import type { AppDependencies } from "../app.ts";
+import { describeSchemaError } from "../../payload-validation.ts";
+import { UnknownTaskError, type RegisteredTask } from "../../registry.ts";
+import type { EnqueuedJob, EnqueueOptions } from "../../task.ts";
+import type { AppDependencies } from "../dependencies.ts";
 import { EnqueuedResponse, EnqueueQuery, ErrorResponse, IdempotencyHeaders, JobDetails as JobDetailsSchema, JobSummary as JobSummarySchema } from "../schemas.ts";
 
-const MAX_BATCH = 1000;
+/** The most payloads one `POST /jobs/{task}/batch` request may carry. */
+const MAX_PAYLOADS_PER_REQUEST = 1000;
 const JobId = Type.Object({ id: Type.String({ pattern: "^[0-9]{1,19}$", description: "Job id" }) });
 const errors = { 400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 413: ErrorResponse, 415: ErrorResponse };
 
 /** Validation errors named the way the worker and the CLI name them ("payload/taxonIds must be array"). */
 const formatErrors = (root: string) => (validationErrors: FastifySchemaValidationError[], dataVar: string) =>
-  new Error(validationErrors.map((error) => describeError(error as Parameters<typeof describeError>[0], dataVar === "body" ? root : dataVar)).join("; "));
+  new Error(validationErrors.map((error) => describeSchemaError(error as Parameters<typeof describeSchemaError>[0], dataVar === "body" ? root : dataVar)).join("; "));
 
 const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (app, { deps }) => {
   const { db, registry } = deps;
@@ -90,7 +91,7 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
           summary: `Enqueue many ${task.name} jobs, all or nothing`,
           tags: ["jobs"],
           body: Type.Object(
-            { payloads: Type.Array(task.schema, { minItems: 1, maxItems: MAX_BATCH }) },
+            { payloads: Type.Array(task.schema, { minItems: 1, maxItems: MAX_PAYLOADS_PER_REQUEST }) },
             { additionalProperties: false },
           ),
           querystring: Type.Omit(EnqueueQuery, ["jobKey"]),
@@ -112,19 +113,13 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
   // Any other name: not a task this service runs (or not one the API may trigger).
   const unknownTask = Type.Object({ name: Type.String() });
   for (const path of ["/jobs/:name", "/jobs/:name/batch"]) {
-    app.post(path, { schema: { hide: true, params: unknownTask } }, async (request, reply) => {
+    app.post(path, { schema: { hide: true, params: unknownTask } }, async (request) => {
       const { name } = request.params as { name: string };
       const task = registry.find(name);
-      if (task?.internal) {
-        return reply.status(403).send({ statusCode: 403, error: "Forbidden", message: `task '${name}' is internal: it runs from the crontab only` });
-      }
+      if (task?.internal) throw new HttpError(403, `task '${name}' is internal: it runs from the crontab only`);
+      // Never suggest a task the API may not trigger.
       const closest = registry.suggest(name);
-      const suggestion = closest && !registry.get(closest).internal ? closest : undefined;
-      return reply.status(404).send({
-        statusCode: 404,
-        error: "Not Found",
-        message: `unknown task '${name}'${suggestion ? ` (did you mean '${suggestion}'?)` : ""}`,
-      });
+      throw new UnknownTaskError(name, closest && !registry.get(closest).internal ? closest : undefined);
     });
   }
 
@@ -168,9 +163,9 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
   app.get(
     "/jobs/:id",
     { schema: { summary: "A job's state and history", tags: ["jobs"], params: JobId, response: { 200: JobDetailsSchema, ...errors } } },
-    async (request, reply) => {
+    async (request) => {
       const job = await findJob(db, request.params.id);
-      if (!job) return reply.status(404).send({ statusCode: 404, error: "Not Found", message: `no job with id ${request.params.id}` });
+      if (!job) throw new JobNotFoundError(request.params.id);
       return details(job);
     },
   );
@@ -192,18 +187,11 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
           response: { 200: JobDetailsSchema, ...errors },
         },
       },
-      async (request, reply) => {
-        try {
-          const job = await action(db, request.params.id, request.caller.id);
-          request.log.info({ caller: request.caller.id, jobId: job.id, action: name }, `job ${name} by operator`);
-          return details(job);
-        } catch (error) {
-          if (error instanceof JobNotFoundError) return reply.status(404).send({ statusCode: 404, error: "Not Found", message: error.message });
-          if (error instanceof IllegalTransitionError) {
-            return reply.status(409).send({ statusCode: 409, error: "Conflict", message: error.message, state: error.state });
-          }
-          throw error;
-        }
+      // JobNotFoundError (404) and IllegalTransitionError (409, with the job's state) are mapped by the app's error handler.
+      async (request) => {
+        const job = await action(db, request.params.id, request.caller.id);
+        request.log.info({ caller: request.caller.id, jobId: job.id, action: name }, `job ${name} by operator`);
+        return details(job);
       },
     );
   }

@@ -1,7 +1,7 @@
 /** Queue depth and lag per task and queue (cached for a few seconds; see src/lifecycle/queue-stats.ts). */
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import Type from "typebox";
-import type { AppDependencies } from "../app.ts";
+import type { AppDependencies } from "../dependencies.ts";
 import { ErrorResponse } from "../schemas.ts";
 
 const Depth = Type.Object({

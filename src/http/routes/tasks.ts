@@ -1,8 +1,8 @@
 /** The registry as the API shows it: each task's payload schema, defaults and schedules. */
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import Type from "typebox";
-import { describeSchedules } from "../../schedules.ts";
-import type { AppDependencies } from "../app.ts";
+import { describeSchedules } from "../../cron/schedules.ts";
+import type { AppDependencies } from "../dependencies.ts";
 import { ErrorResponse } from "../schemas.ts";
 
 const Task = Type.Object({

@@ -1,9 +1,9 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { checkCrontab, CrontabError, loadCrontab } from "../src/crontab.ts";
-import { loadRegistry, type TaskRegistry } from "../src/registry.ts";
-import { PROJECT_ROOT } from "./helpers/service-process.ts";
+import { checkCrontab, CrontabError, loadCrontab } from "../../src/cron/crontab.ts";
+import { loadRegistry, type TaskRegistry } from "../../src/registry.ts";
+import { PROJECT_ROOT } from "../helpers/service-process.ts";
 
 let registry: TaskRegistry;
 beforeAll(async () => {

@@ -5,7 +5,8 @@
  * cached, so however often they ask, the database sees one small query per entry per interval.
  */
 import { sql } from "kysely";
-import type { CrontabEntry } from "../crontab.ts";
+import type { CrontabEntry } from "./crontab.ts";
+import { cachedRead } from "../db/cached-read.ts";
 import type { Db } from "../db/database.ts";
 
 export interface CronStatus {
@@ -27,23 +28,8 @@ export interface CronFreshness {
 
 export function makeCronFreshness(db: Db, entries: readonly CrontabEntry[], options: { startedAt?: Date; maxAgeMs?: number } = {}): CronFreshness {
   const startedAt = options.startedAt ?? new Date();
-  const maxAgeMs = options.maxAgeMs ?? 15_000;
-  let cached: { at: number; statuses: CronStatus[] } | undefined;
-  let inFlight: Promise<CronStatus[]> | undefined;
-  return {
-    async read() {
-      if (cached && Date.now() - cached.at < maxAgeMs) return cached.statuses;
-      inFlight ??= Promise.all(entries.map((entry) => statusOf(db, entry, startedAt)))
-        .then((statuses) => {
-          cached = { at: Date.now(), statuses };
-          return statuses;
-        })
-        .finally(() => {
-          inFlight = undefined;
-        });
-      return inFlight;
-    },
-  };
+  const read = cachedRead(() => Promise.all(entries.map((entry) => statusOf(db, entry, startedAt))), options.maxAgeMs ?? 15_000);
+  return { read };
 }
 
 async function statusOf(db: Db, entry: CrontabEntry, startedAt: Date): Promise<CronStatus> {

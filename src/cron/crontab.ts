@@ -5,7 +5,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { parseCrontab, type ParsedCronItem } from "graphile-worker";
-import type { TaskRegistry } from "./registry.ts";
+import type { TaskRegistry } from "../registry.ts";
 
 export class CrontabError extends Error {
   override name = "CrontabError";
