@@ -102,7 +102,7 @@ resource "google_cloud_run_v2_service" "service" {
         }
       }
 
-      # Traffic reaches a revision only once /readyz answers 200: database up, runner running and
+      # Traffic reaches a revision only once /ready answers 200: database up, runner running and
       # the schema at least what this build needs, so a revision whose migration has not run stays out.
       startup_probe {
         period_seconds    = 5
@@ -110,7 +110,7 @@ resource "google_cloud_run_v2_service" "service" {
         failure_threshold = 24
 
         http_get {
-          path = "/readyz"
+          path = "/ready"
         }
       }
 
@@ -121,7 +121,7 @@ resource "google_cloud_run_v2_service" "service" {
         failure_threshold = 4
 
         http_get {
-          path = "/healthz"
+          path = "/health"
         }
       }
     }

@@ -211,10 +211,10 @@ describe("the probes point at routes the service serves", () => {
     await env?.close();
   });
 
-  test("startup on /readyz, liveness on /healthz, both answering 200 on a healthy instance", async () => {
+  test("startup on /ready, liveness on /health (paths that also work through the service URL), both answering 200", async () => {
     const startup = serviceContainer.startup_probe[0].http_get[0].path;
     const liveness = serviceContainer.liveness_probe[0].http_get[0].path;
-    expect([startup, liveness]).toEqual(["/readyz", "/healthz"]);
+    expect([startup, liveness]).toEqual(["/ready", "/health"]);
     for (const url of [startup, liveness]) {
       expect(app.hasRoute({ method: "GET", url }), url).toBe(true);
       expect((await app.inject({ method: "GET", url })).statusCode, url).toBe(200);
