@@ -86,14 +86,16 @@ export async function buildApp(deps: AppDependencies) {
   // The API speaks JSON only; a text/plain body is what a cross-site form or beacon would send.
   app.removeContentTypeParser("text/plain");
 
-  app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
+  app.setErrorHandler((error: Error & { statusCode?: number; code?: unknown }, request, reply) => {
     const statusCode = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
     if (statusCode >= 500) {
       request.log.error({ err: error }, "request failed");
-      // Internals (stack traces, SQL, connection details) stay in the logs.
+      // Internals (stack traces, SQL, connection details, driver error codes) stay in the logs.
       return reply.status(statusCode).send({ statusCode, error: "Internal Server Error", message: "internal error" });
     }
-    return reply.status(statusCode).send({ statusCode, error: STATUS_NAMES[statusCode] ?? "Error", message: error.message });
+    // Fastify's own code (FST_ERR_VALIDATION, FST_ERR_CTP_INVALID_MEDIA_TYPE, ...) is what clients match on.
+    const code = typeof error.code === "string" ? { code: error.code } : {};
+    return reply.status(statusCode).send({ statusCode, ...code, error: STATUS_NAMES[statusCode] ?? "Error", message: error.message });
   });
   app.setNotFoundHandler((request, reply) =>
     reply.status(404).send({ statusCode: 404, error: "Not Found", message: `no route ${request.method} ${request.url.split("?")[0]}` }),
@@ -111,6 +113,9 @@ export async function buildApp(deps: AppDependencies) {
       components: { securitySchemes: { bearer: { type: "http", scheme: "bearer", description: "Google-signed ID token, or a static API token" } } },
       security: [{ bearer: [] }],
     },
+    // Shared schemas keep their $id as their name (components.schemas.ErrorResponse, not def-0):
+    // generated clients name their types after it.
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, index) => (typeof json.$id === "string" ? json.$id : `def-${index}`) },
   });
 
   await app.register(healthRoutes, { deps });
