@@ -57,6 +57,7 @@ const EnvSchema = Type.Object({
   GBIF_CONCURRENCY: Int({ minimum: 1, maximum: 20, default: 2 }),
   HTTP_BODY_LIMIT_BYTES: Int({ minimum: 1024, maximum: 10 * 1024 * 1024, default: 256 * 1024 }),
   API_TOKENS: Type.Optional(Type.String({ pattern: "^[^,\\s]{16,}(,[^,\\s]{16,})*$" })),
+  METRICS_TOKEN: Type.Optional(Type.String({ pattern: "^\\S{16,}$" })),
   AUTH_OIDC_AUDIENCE: Type.Optional(Type.String({ minLength: 1 })),
   AUTH_OIDC_JWKS_URL: Type.String({ pattern: "^https?://", default: "https://www.googleapis.com/oauth2/v3/certs" }),
   AUTH_OIDC_ISSUERS: Type.String({ minLength: 1, default: "https://accounts.google.com,accounts.google.com" }),
@@ -86,7 +87,7 @@ const EnvSchema = Type.Object({
 type Env = Static<typeof EnvSchema>;
 
 /** Variables whose values never appear in messages. */
-const SECRET_VARIABLES = new Set<string>(["API_TOKENS", "IUCN_API_TOKEN", "DASHBOARD_SESSION_SECRET"]);
+const SECRET_VARIABLES = new Set<string>(["API_TOKENS", "METRICS_TOKEN", "IUCN_API_TOKEN", "DASHBOARD_SESSION_SECRET"]);
 /** Variables that may carry a password inside a URL. */
 const URL_VARIABLES = new Set(["DATABASE_URL"]);
 
@@ -105,6 +106,8 @@ export interface Config {
     readonly disabled: boolean;
     /** Static bearer tokens (development, CI, break-glass). */
     readonly tokens: readonly string[];
+    /** A bearer token that opens `GET /metrics` and nothing else (the telemetry sidecar's scraper). */
+    readonly metricsToken?: string | undefined;
     /** Google-signed OIDC ID tokens (Cloud Run callers, Cloud Scheduler), or null when not configured. */
     readonly oidc: {
       readonly audience: string;
@@ -256,6 +259,7 @@ export function parseConfig(environment: Record<string, string | undefined>): Co
     auth: {
       disabled: env.AUTH_DISABLED,
       tokens: list(env.API_TOKENS),
+      metricsToken: env.METRICS_TOKEN,
       oidc: env.AUTH_OIDC_AUDIENCE
         ? {
             audience: env.AUTH_OIDC_AUDIENCE,
@@ -333,6 +337,8 @@ function describe(error: ErrorObject, raw: Record<string, string>): string {
   const expected =
     error.keyword === "pattern" && name === "API_TOKENS"
       ? "must be comma-separated tokens of at least 16 characters without spaces"
+      : error.keyword === "pattern" && name === "METRICS_TOKEN"
+        ? "must be one token of at least 16 characters without spaces"
       : error.keyword === "pattern" && name === "AUTH_ALLOWED_CALLERS"
         ? "must be comma-separated email addresses"
         : error.keyword === "pattern" && name.endsWith("_URL")

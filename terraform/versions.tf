@@ -5,7 +5,8 @@ terraform {
   required_providers {
     google = {
       source  = "hashicorp/google"
-      version = "~> 6.0"
+      # 7.x, the current major; nothing used here changed from 6.x (see the 7.0.0 upgrade guide).
+      version = "~> 7.0"
     }
   }
 

@@ -21,7 +21,7 @@ import metricsRoutes from "./routes/metrics.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { TaskRegistry } from "../registry.ts";
 import dashboardRoutes from "./dashboard/index.ts";
-import { authPlugin, makeAuthenticator } from "./plugins/auth.ts";
+import { authPlugin, makeAuthenticator, makeMetricsAuthenticator } from "./plugins/auth.ts";
 import healthRoutes from "./routes/health.ts";
 import jobRoutes from "./routes/jobs.ts";
 import queueRoutes from "./routes/queues.ts";
@@ -125,8 +125,11 @@ export async function buildApp(deps: AppDependencies) {
     await api.register(jobRoutes, { deps });
     await api.register(taskRoutes, { deps });
     await api.register(queueRoutes, { deps });
-    await api.register(metricsRoutes, { deps });
     api.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+  });
+  await app.register(async (scraped) => {
+    await scraped.register(authPlugin, { authenticate: makeMetricsAuthenticator(deps.config.auth) });
+    await scraped.register(metricsRoutes, { deps });
   });
   return app;
 }
