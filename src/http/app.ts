@@ -118,17 +118,18 @@ export async function buildApp(deps: AppDependencies) {
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, index) => (typeof json.$id === "string" ? json.$id : `def-${index}`) },
   });
 
+  const authenticate = makeAuthenticator(deps.config.auth);
   await app.register(healthRoutes, { deps });
   await app.register(dashboardRoutes, { prefix: "/dashboard", deps, sources: deps.dashboardSources });
   await app.register(async (api) => {
-    await api.register(authPlugin, { authenticate: makeAuthenticator(deps.config.auth) });
+    await api.register(authPlugin, { authenticate });
     await api.register(jobRoutes, { deps });
     await api.register(taskRoutes, { deps });
     await api.register(queueRoutes, { deps });
     api.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   });
   await app.register(async (scraped) => {
-    await scraped.register(authPlugin, { authenticate: makeMetricsAuthenticator(deps.config.auth) });
+    await scraped.register(authPlugin, { authenticate: makeMetricsAuthenticator(deps.config.auth.metricsToken, authenticate) });
     await scraped.register(metricsRoutes, { deps });
   });
   return app;

@@ -85,9 +85,8 @@ export function makeAuthenticator(auth: Config["auth"]): Authenticate {
  * opens nothing else. The telemetry sidecar holds that token, so it can read metrics but never act
  * on jobs.
  */
-export function makeMetricsAuthenticator(auth: Config["auth"]): Authenticate {
-  const api = makeAuthenticator(auth);
-  const scraper = auth.metricsToken ? sha256(auth.metricsToken) : null;
+export function makeMetricsAuthenticator(metricsToken: string | undefined, api: Authenticate): Authenticate {
+  const scraper = metricsToken ? sha256(metricsToken) : null;
   return async (authorization) => {
     const credential = /^Bearer\s+(\S+)$/i.exec(authorization ?? "")?.[1];
     if (scraper && credential && timingSafeEqual(sha256(credential), scraper)) return { id: "metrics-scraper", method: "token" };
