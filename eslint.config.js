@@ -3,7 +3,7 @@ import globals from "globals";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules/", "dist/", ".data/", "artifacts/", "coverage/", ".contributing-*/"] },
+  { ignores: ["node_modules/", "dist/", ".data/", "artifacts/", "coverage/", ".contributing-*/", ".openapi-client-*/"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

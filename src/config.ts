@@ -54,6 +54,7 @@ const EnvSchema = Type.Object({
   HTTP_BODY_LIMIT_BYTES: Int({ minimum: 1024, maximum: 10 * 1024 * 1024, default: 256 * 1024 }),
   // auth
   API_TOKENS: Type.Optional(Matching("^[^,\\s]{16,}(,[^,\\s]{16,})*$", "must be comma-separated tokens of at least 16 characters without spaces")),
+  METRICS_TOKEN: Type.Optional(Matching("^\\S{16,}$", "must be one token of at least 16 characters without spaces")),
   AUTH_OIDC_AUDIENCE: Type.Optional(Type.String({ minLength: 1 })),
   AUTH_OIDC_JWKS_URL: HttpUrl("https://www.googleapis.com/oauth2/v3/certs"),
   AUTH_OIDC_ISSUERS: Type.String({ minLength: 1, default: "https://accounts.google.com,accounts.google.com" }),
@@ -106,7 +107,7 @@ const EnvSchema = Type.Object({
 type Env = Static<typeof EnvSchema>;
 
 /** Variables whose values never appear in messages. */
-const SECRET_VARIABLES = new Set<string>(["API_TOKENS", "IUCN_API_TOKEN", "DASHBOARD_SESSION_SECRET"]);
+const SECRET_VARIABLES = new Set<string>(["API_TOKENS", "METRICS_TOKEN", "IUCN_API_TOKEN", "DASHBOARD_SESSION_SECRET"]);
 /** Variables that may carry a password inside a URL. */
 const URL_VARIABLES = new Set(["DATABASE_URL"]);
 
@@ -125,6 +126,8 @@ export interface Config {
     readonly disabled: boolean;
     /** Static bearer tokens (development, CI, break-glass). */
     readonly tokens: readonly string[];
+    /** A bearer token that opens `GET /metrics` and nothing else (the telemetry sidecar's scraper). */
+    readonly metricsToken?: string | undefined;
     /** Google-signed OIDC ID tokens (Cloud Run callers, Cloud Scheduler), or null when not configured. */
     readonly oidc: {
       readonly audience: string;
@@ -274,6 +277,7 @@ export function parseConfig(environment: Record<string, string | undefined>): Co
     auth: {
       disabled: env.AUTH_DISABLED,
       tokens: list(env.API_TOKENS),
+      metricsToken: env.METRICS_TOKEN,
       oidc: env.AUTH_OIDC_AUDIENCE
         ? {
             audience: env.AUTH_OIDC_AUDIENCE,

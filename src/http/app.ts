@@ -14,7 +14,7 @@ import { RequestLog } from "../observability/request-log.ts";
 import { UnknownTaskError } from "../registry.ts";
 import dashboardRoutes from "./dashboard/index.ts";
 import type { AppDependencies } from "./dependencies.ts";
-import { authPlugin, makeAuthenticator } from "./plugins/auth.ts";
+import { authPlugin, makeAuthenticator, makeMetricsAuthenticator } from "./plugins/auth.ts";
 import healthRoutes from "./routes/health.ts";
 import jobRoutes from "./routes/jobs.ts";
 import metricsRoutes from "./routes/metrics.ts";
@@ -68,16 +68,18 @@ export async function buildApp(deps: AppDependencies) {
   // The API speaks JSON only; a text/plain body is what a cross-site form or beacon would send.
   app.removeContentTypeParser("text/plain");
 
-  app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
+  app.setErrorHandler((error: Error & { statusCode?: number; code?: unknown }, request, reply) => {
     const statusCode = statusOf(error);
     if (statusCode >= 500) {
       request.log.error({ err: error }, "request failed");
-      // Internals (stack traces, SQL, connection details) stay in the logs.
+      // Internals (stack traces, SQL, connection details, driver error codes) stay in the logs.
       return reply.status(statusCode).send({ statusCode, error: "Internal Server Error", message: "internal error" });
     }
-    // A 409 says which state the job is in, so the caller can tell what would apply.
+    // A 409 says which state the job is in, so the caller can tell what would apply; Fastify's own
+    // code (FST_ERR_VALIDATION, FST_ERR_CTP_INVALID_MEDIA_TYPE, ...) is what clients match on.
     const state = error instanceof IllegalTransitionError ? { state: error.state } : {};
-    return reply.status(statusCode).send({ statusCode, error: STATUS_NAMES[statusCode] ?? "Error", message: error.message, ...state });
+    const code = typeof error.code === "string" ? { code: error.code } : {};
+    return reply.status(statusCode).send({ statusCode, ...code, error: STATUS_NAMES[statusCode] ?? "Error", message: error.message, ...state });
   });
   app.setNotFoundHandler((request, reply) =>
     reply.status(404).send({ statusCode: 404, error: "Not Found", message: `no route ${request.method} ${request.url.split("?")[0]}` }),
@@ -95,17 +97,24 @@ export async function buildApp(deps: AppDependencies) {
       components: { securitySchemes: { bearer: { type: "http", scheme: "bearer", description: "Google-signed ID token, or a static API token" } } },
       security: [{ bearer: [] }],
     },
+    // Shared schemas keep their $id as their name (components.schemas.ErrorResponse, not def-0):
+    // generated clients name their types after it.
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, index) => (typeof json.$id === "string" ? json.$id : `def-${index}`) },
   });
 
+  const authenticate = makeAuthenticator(deps.config.auth);
   await app.register(healthRoutes, { deps });
   await app.register(dashboardRoutes, { prefix: "/dashboard", deps, sources: deps.dashboardSources });
   await app.register(async (api) => {
-    await api.register(authPlugin, { authenticate: makeAuthenticator(deps.config.auth) });
+    await api.register(authPlugin, { authenticate });
     await api.register(jobRoutes, { deps });
     await api.register(taskRoutes, { deps });
     await api.register(queueRoutes, { deps });
-    await api.register(metricsRoutes, { deps });
     api.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+  });
+  await app.register(async (scraped) => {
+    await scraped.register(authPlugin, { authenticate: makeMetricsAuthenticator(deps.config.auth.metricsToken, authenticate) });
+    await scraped.register(metricsRoutes, { deps });
   });
   return app;
 }

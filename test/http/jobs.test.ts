@@ -243,7 +243,7 @@ describe("the OpenAPI document", () => {
     expect(result.errors ?? []).toEqual([]);
     expect(result.valid).toBe(true);
     expect(Object.keys(document.paths)).toEqual(
-      expect.arrayContaining(["/jobs/resolve_taxa", "/jobs/resolve_taxa/batch", "/jobs", "/jobs/{id}", "/jobs/{id}/retry", "/tasks", "/queues", "/healthz"]),
+      expect.arrayContaining(["/jobs/resolve_taxa", "/jobs/resolve_taxa/batch", "/jobs", "/jobs/{id}", "/jobs/{id}/retry", "/tasks", "/queues", "/health"]),
     );
     expect(document.paths["/jobs/resolve_taxa"].post.requestBody.content["application/json"].schema.properties.taxonIds.type).toBe("array");
     expect(document.paths["/jobs/prune_job_history"]).toBeUndefined();
@@ -309,7 +309,7 @@ test("the API works through a real listening port", async ({ env }) => {
     const job = await fetch(`${address}${links.self}`, { headers: AUTH });
     expect(job.status).toBe(200);
     expect((await fetch(`${address}/jobs`)).status).toBe(401);
-    expect((await fetch(`${address}/healthz`)).status).toBe(200);
+    expect((await fetch(`${address}/health`)).status).toBe(200);
   } finally {
     await served.close();
   }

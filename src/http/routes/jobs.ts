@@ -30,6 +30,14 @@ import { EnqueuedResponse, EnqueueQuery, ErrorResponse, IdempotencyHeaders, JobD
 /** The most payloads one `POST /jobs/{task}/batch` request may carry. */
 const MAX_PAYLOADS_PER_REQUEST = 1000;
 const JobId = Type.Object({ id: Type.String({ pattern: "^[0-9]{1,19}$", description: "Job id" }) });
+/** A 202 enqueue answer: the job in the body, and its URL in `Location` (generated clients read both). */
+const Enqueued = Type.Object(EnqueuedResponse.properties, {
+  description: "Enqueued; with a replayed Idempotency-Key, the job that request enqueued",
+  headers: {
+    location: Type.String({ description: "The job's URL relative to the service (links.self): GET it for state and history" }),
+    "idempotent-replayed": Type.Optional(Type.Literal("true", { description: "Present when an earlier request with this Idempotency-Key enqueued the job" })),
+  },
+});
 const errors = { 400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 413: ErrorResponse, 415: ErrorResponse };
 
 /** Validation errors named the way the worker and the CLI name them ("payload/taxonIds must be array"). */
@@ -54,13 +62,14 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
       `/jobs/${task.name}`,
       {
         schema: {
+          operationId: operationId("enqueue", task.name),
           summary: `Enqueue a ${task.name} job`,
           description: task.description,
           tags: ["jobs"],
           body: task.schema,
           querystring: EnqueueQuery,
           headers: IdempotencyHeaders,
-          response: { 202: EnqueuedResponse, ...errors },
+          response: { 202: Enqueued, ...errors },
         },
         schemaErrorFormatter: formatErrors("payload"),
       },
@@ -88,6 +97,7 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
       `/jobs/${task.name}/batch`,
       {
         schema: {
+          operationId: operationId("enqueue", task.name, "batch"),
           summary: `Enqueue many ${task.name} jobs, all or nothing`,
           tags: ["jobs"],
           body: Type.Object(
@@ -127,6 +137,7 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
     "/jobs",
     {
       schema: {
+        operationId: "listJobs",
         summary: "List jobs, newest first",
         tags: ["jobs"],
         querystring: Type.Object(
@@ -162,7 +173,7 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
 
   app.get(
     "/jobs/:id",
-    { schema: { summary: "A job's state and history", tags: ["jobs"], params: JobId, response: { 200: JobDetailsSchema, ...errors } } },
+    { schema: { operationId: "getJob", summary: "A job's state and history", tags: ["jobs"], params: JobId, response: { 200: JobDetailsSchema, ...errors } } },
     async (request) => {
       const job = await findJob(db, request.params.id);
       if (!job) throw new JobNotFoundError(request.params.id);
@@ -181,6 +192,7 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
       `/jobs/:id/${name}`,
       {
         schema: {
+          operationId: operationId(name, "job"),
           summary: descriptions[name as keyof typeof actions],
           tags: ["jobs"],
           params: JobId,
@@ -205,6 +217,12 @@ function enqueueOptions(query: { runAt?: string; priority?: number; maxAttempts?
     ...(query.jobKey ? { jobKey: query.jobKey } : {}),
     ...(query.queue ? { queueName: query.queue } : {}),
   };
+}
+
+/** camelCase from snake_case words: ("enqueue", "resolve_taxa", "batch") → enqueueResolveTaxaBatch. */
+function operationId(...words: string[]): string {
+  const parts = words.flatMap((word) => word.split("_"));
+  return parts.map((part, index) => (index === 0 ? part : part.charAt(0).toUpperCase() + part.slice(1))).join("");
 }
 
 export function jobLink(id: string): string {

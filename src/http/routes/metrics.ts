@@ -9,6 +9,7 @@ const metricsRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = asyn
     {
       logLevel: "warn",
       schema: {
+        operationId: "getMetrics",
         summary: "Prometheus metrics: job counters and durations, queue depth and lag, cron freshness",
         tags: ["observability"],
         response: { 200: Type.String() },

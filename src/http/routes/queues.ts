@@ -20,6 +20,7 @@ const queueRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async 
     "/queues",
     {
       schema: {
+        operationId: "getQueues",
         summary: "Jobs per task and queue by state, and the age of the oldest ready job",
         tags: ["queues"],
         response: { 200: Type.Object({ measuredAt: Type.String({ format: "date-time" }), queues: Type.Array(Depth) }), 401: ErrorResponse, 403: ErrorResponse },

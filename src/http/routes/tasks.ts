@@ -38,6 +38,7 @@ const taskRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (
     "/tasks",
     {
       schema: {
+        operationId: "listTasks",
         summary: "The tasks this service runs, with their payload schemas, defaults and schedules",
         tags: ["tasks"],
         response: { 200: Type.Object({ tasks: Type.Array(Task) }), 401: ErrorResponse, 403: ErrorResponse },
