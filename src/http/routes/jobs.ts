@@ -6,7 +6,6 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import type { FastifySchemaValidationError } from "fastify/types/schema.js";
 import Type from "typebox";
-import type { JobEventRow } from "../../db/tables/job-events.ts";
 import { enqueueJob, enqueueJobs, type EnqueueOptions, type EnqueuedJob } from "../../enqueue.ts";
 import { HttpError } from "../errors.ts";
 import {
@@ -21,6 +20,7 @@ import {
   retryJob,
   type JobDetails,
   type JobSummary,
+  type TimelineEvent,
 } from "../../lifecycle/jobs.ts";
 import { describeError } from "../../payload-validation.ts";
 import type { RegisteredTask } from "../../registry.ts";
@@ -248,9 +248,9 @@ function details(job: JobDetails) {
   return { ...summary(job), payload: job.payload, timeline: job.timeline.map(timelineEvent), children: job.children };
 }
 
-function timelineEvent(event: JobEventRow) {
+function timelineEvent(event: TimelineEvent) {
   return {
-    id: String(event.id),
+    id: event.id,
     event: event.event,
     attempt: event.attempt,
     source: event.source,
