@@ -51,10 +51,10 @@ export class AttemptHistory {
     }
   }
 
-  /** A failed attempt's event, with its stack and when the next attempt runs (null when none will). */
-  async failed(job: JobSnapshot, error: unknown, durationMs: number, last: boolean): Promise<void> {
-    const at = new Date();
+  /** A failed attempt's event (at when it ended), with its stack and when the next attempt runs (null when none will). */
+  async failed(job: JobSnapshot, error: unknown, durationMs: number, last: boolean, at: Date): Promise<void> {
     await this.#write(job, {
+      at,
       event: "failed",
       ...describeError(error),
       durationMs,
@@ -66,7 +66,7 @@ export class AttemptHistory {
     await this.#write(job, { event: "hook_failed", ...describeError(error) });
   }
 
-  async #write(job: JobSnapshot, event: { event: "failed" | "hook_failed"; error: string; stack: string | null; durationMs?: number; runAt?: Date | null }): Promise<void> {
+  async #write(job: JobSnapshot, event: { event: "failed" | "hook_failed"; error: string; stack: string | null; durationMs?: number; runAt?: Date | null; at?: Date }): Promise<void> {
     try {
       await insertEvents(this.#db, [{ jobId: job.id, task: job.task, queue: job.queue, attempt: job.attempt, traceId: job.traceId, ...event }]);
     } catch (error) {

@@ -131,6 +131,7 @@ export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, ob
           if (failure instanceof TaskInterruptedError && inFlight) throw failure;
           inFlight?.finished(poolId, job.id);
           const durationMs = performance.now() - started;
+          const endedAt = new Date();
           const last = await history.isLastAttempt(job);
           if (last) {
             // The job is dead after this attempt: run the task's hook once, before the failure is recorded.
@@ -141,7 +142,7 @@ export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, ob
               await history.hookFailed(job, hookError);
             }
           }
-          await history.failed(job, failure, durationMs, last);
+          await history.failed(job, failure, durationMs, last, endedAt);
           // Observers tell a dead job by attempt >= maxAttempts: give them graphile-worker's verdict.
           const judged = last ? { ...job, attempt: Math.max(job.attempt, job.maxAttempts) } : { ...job, maxAttempts: Math.max(job.maxAttempts, job.attempt + 1) };
           for (const observer of observers) observer.failed(judged, failure, durationMs);

@@ -69,6 +69,8 @@ export interface EventInsert {
   durationMs?: number | null;
   runAt?: Date | null;
   traceId?: string | null;
+  /** When it happened; the database's now() when unset. */
+  at?: Date;
 }
 
 /** Any number of events in one statement (one array per column, never a parameter per row). */
@@ -76,13 +78,14 @@ export async function insertEvents(db: AnyKysely, events: readonly EventInsert[]
   if (events.length === 0) return;
   const column = <T>(pick: (event: EventInsert) => T) => events.map(pick);
   await sql`
-    insert into observing_jobs.job_events (job_id, task, queue, event, attempt, actor, worker_id, error, stack, duration_ms, run_at, trace_id)
-    select * from unnest(
+    insert into observing_jobs.job_events (job_id, task, queue, event, attempt, actor, worker_id, error, stack, duration_ms, run_at, trace_id, at)
+    select job_id, task, queue, event, attempt, actor, worker_id, error, stack, duration_ms, run_at, trace_id, coalesce(at, now()) from unnest(
       ${column((e) => e.jobId)}::bigint[], ${column((e) => e.task)}::text[], ${column((e) => e.queue)}::text[],
       ${column((e) => e.event)}::text[], ${column((e) => e.attempt)}::int[], ${column((e) => e.actor ?? null)}::text[],
       ${column((e) => e.workerId ?? null)}::text[], ${column((e) => e.error ?? null)}::text[], ${column((e) => e.stack ?? null)}::text[],
-      ${column((e) => e.durationMs ?? null)}::float8[], ${column((e) => e.runAt ?? null)}::timestamptz[], ${column((e) => e.traceId ?? null)}::text[]
-    )`.execute(db);
+      ${column((e) => e.durationMs ?? null)}::float8[], ${column((e) => e.runAt ?? null)}::timestamptz[], ${column((e) => e.traceId ?? null)}::text[],
+      ${column((e) => e.at ?? null)}::timestamptz[]
+    ) as e(job_id, task, queue, event, attempt, actor, worker_id, error, stack, duration_ms, run_at, trace_id, at)`.execute(db);
 }
 
 /** A job added by plain SQL has no record until its first attempt ends; an operator acting on it first gives it one. */
