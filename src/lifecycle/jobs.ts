@@ -274,6 +274,16 @@ const LIVE_STATES: ReadonlySet<JobState> = new Set(["queued", "scheduled", "retr
 export async function listJobs(db: Db, filter: JobFilter): Promise<{ jobs: JobSummary[]; nextCursor: string | null }> {
   const now = new Date();
   if (filter.state && LIVE_STATES.has(filter.state)) return listLiveJobs(db, filter, now);
+  const rows = await (filter.state === "cancelled" || filter.state === "discarded" ? listEndedThroughEvents(db, filter, filter.state) : listRecords(db, filter));
+  const page = rows.slice(0, filter.limit);
+  const live = await findLive(db, page.filter((row) => !TERMINAL_PHASES.has(row.phase)).map((row) => String(row.id)));
+  return {
+    jobs: page.map((row) => summarise(row, live.get(String(row.id)), now)),
+    nextCursor: rows.length > filter.limit ? String(page.at(-1)!.id) : null,
+  };
+}
+
+function listRecords(db: Db, filter: JobFilter) {
   let query = db.selectFrom("observing_jobs.job_records as r").selectAll("r").orderBy("r.id", "desc").limit(filter.limit + 1);
   if (filter.task) query = query.where("r.task", "=", filter.task);
   if (filter.queue) query = query.where("r.queue", "=", filter.queue);
@@ -281,21 +291,25 @@ export async function listJobs(db: Db, filter: JobFilter): Promise<{ jobs: JobSu
   if (filter.to) query = query.where("r.created_at", "<", filter.to);
   if (filter.before) query = query.where("r.id", "<", filter.before);
   if (filter.state === "succeeded") query = query.where("r.phase", "=", "succeeded");
-  if (filter.state === "cancelled" || filter.state === "discarded") {
-    const event = filter.state;
-    query = query
-      .where("r.phase", "=", event)
-      .where(({ exists, selectFrom }) =>
-        exists(selectFrom("observing_jobs.job_events as e").select("e.id").where("e.event", "=", event).whereRef("e.job_id", "=", "r.id")),
-      );
-  }
-  const rows = await query.execute();
-  const page = rows.slice(0, filter.limit);
-  const live = await findLive(db, page.filter((row) => !TERMINAL_PHASES.has(row.phase)).map((row) => String(row.id)));
-  return {
-    jobs: page.map((row) => summarise(row, live.get(String(row.id)), now)),
-    nextCursor: rows.length > filter.limit ? String(page.at(-1)!.id) : null,
-  };
+  return query.execute();
+}
+
+/** Rare end states: walk their events, newest job first, instead of every record. */
+function listEndedThroughEvents(db: Db, filter: JobFilter, state: "cancelled" | "discarded") {
+  let query = db
+    .selectFrom("observing_jobs.job_events as e")
+    .innerJoin("observing_jobs.job_records as r", "r.id", "e.job_id")
+    .selectAll("r")
+    .where("e.event", "=", state)
+    .where("r.phase", "=", state)
+    .orderBy("e.job_id", "desc")
+    .limit(filter.limit + 1);
+  if (filter.task) query = query.where("r.task", "=", filter.task);
+  if (filter.queue) query = query.where("r.queue", "=", filter.queue);
+  if (filter.from) query = query.where("r.created_at", ">=", filter.from);
+  if (filter.to) query = query.where("r.created_at", "<", filter.to);
+  if (filter.before) query = query.where("e.job_id", "<", filter.before);
+  return query.execute();
 }
 
 async function listLiveJobs(db: Db, filter: JobFilter, now: Date): Promise<{ jobs: JobSummary[]; nextCursor: string | null }> {

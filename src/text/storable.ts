@@ -4,7 +4,8 @@
  * payload added by plain SQL (`json` accepts `\u0000`) or an upstream answer.
  */
 
-// A NUL, or a surrogate half without its partner.
+// A NUL, or a surrogate half without its partner (matching NUL is the point of this expression).
+// eslint-disable-next-line no-control-regex
 const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
 /** NUL removed, lone surrogates replaced by U+FFFD. */

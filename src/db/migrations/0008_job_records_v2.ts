@@ -51,7 +51,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`create index job_records_parent_id_idx on observing_jobs.job_records (parent_id) where parent_id is not null`.execute(db);
   await sql`create index job_records_queue_id_idx on observing_jobs.job_records (queue, id desc) where queue is not null`.execute(db);
   await sql`create index job_records_created_at_idx on observing_jobs.job_records (created_at)`.execute(db);
-  await sql`alter table observing_jobs.job_records set (fillfactor = 80)`.execute(db);
+  await sql`alter table observing_jobs.job_records set (fillfactor = 70)`.execute(db);
 
   await sql`alter table observing_jobs.job_events drop constraint job_events_event_check`.execute(db);
   await sql`
@@ -110,6 +110,7 @@ export async function down(db: Kysely<unknown>): Promise<void> {
   await sql`drop function if exists observing_jobs.record_failed_attempt()`.execute(db);
   await sql`drop function if exists observing_jobs.record_dead_changed()`.execute(db);
   await sql`drop function if exists observing_jobs.insert_missing_record(graphile_worker._private_jobs, text)`.execute(db);
+  await sql`drop function if exists observing_jobs.is_cron(json)`.execute(db);
   await sql`drop function if exists observing_jobs.storable_payload(json)`.execute(db);
   await sql`drop function if exists observing_jobs.count_outcomes(integer, integer)`.execute(db);
   await sql`drop function if exists observing_jobs.note_cron_run(graphile_worker._private_jobs, boolean)`.execute(db);
@@ -157,6 +158,13 @@ const RECORDING_FUNCTIONS = [
      end;
    end $$`,
 
+  // Whether graphile-worker's cron fired the job. A text search first: most payloads are not, and
+  // json operators would refuse a payload holding \u0000 (which json accepts and jsonb does not).
+  `create function observing_jobs.is_cron(payload json) returns boolean
+   language sql immutable set search_path = pg_catalog, pg_temp as $$
+     select strpos(payload::text, '"_cron"') > 0 and coalesce(observing_jobs.storable_payload(payload) ? '_cron', false)
+   $$`,
+
   `create function observing_jobs.count_outcomes(succeeded integer, failed integer) returns void
    language sql security definer set search_path = pg_catalog, pg_temp as $$
      insert into observing_jobs.job_outcome_counts as c (minute, shard, succeeded, failed)
@@ -190,7 +198,7 @@ const RECORDING_FUNCTIONS = [
        (id, task, queue, source, payload, phase, priority, attempts, max_attempts, job_key, run_at, last_error,
         created_at, started_at, finished_at, worker_id, updated_at)
      select job.id, t.identifier, q.queue_name,
-       case when (job.payload -> '_cron') is not null then 'cron' else 'sql' end,
+       case when observing_jobs.is_cron(job.payload) then 'cron' else 'sql' end,
        observing_jobs.storable_payload(job.payload)::jsonb - '_trace',
        phase, job.priority, job.attempts, job.max_attempts, job.key, job.run_at, job.last_error,
        job.created_at, job.locked_at, case when phase in ('waiting') then null else now() end, job.locked_by, now()
@@ -219,7 +227,7 @@ const RECORDING_FUNCTIONS = [
      where r.id = d.id and d.locked_at >= now() - interval '4 hours' and r.phase = 'waiting';
      get diagnostics done = row_count;
      select count(*) filter (where d.locked_at >= now() - interval '4 hours'),
-       coalesce(bool_or((d.payload -> '_cron') is not null), false)
+       coalesce(bool_or(observing_jobs.is_cron(d.payload)), false)
      into total, has_cron from deleted d;
      -- Jobs nobody recorded at enqueue, and cron entries' last success (both rare: most batches skip this).
      if done < total or has_cron then
@@ -228,7 +236,7 @@ const RECORDING_FUNCTIONS = [
            perform observing_jobs.insert_missing_record(job, 'succeeded');
            done := done + 1;
          end if;
-         if (job.payload -> '_cron') is not null then perform observing_jobs.note_cron_run(job, true); end if;
+         if observing_jobs.is_cron(job.payload) then perform observing_jobs.note_cron_run(job, true); end if;
        end loop;
      end if;
      if done > 0 then perform observing_jobs.count_outcomes(done, 0); end if;
@@ -270,7 +278,7 @@ const RECORDING_FUNCTIONS = [
        select new.id, r.task, r.queue, 'exhausted', new.attempts, new.last_error
        from observing_jobs.job_records r where r.id = new.id;
      end if;
-     if (new.payload -> '_cron') is not null then perform observing_jobs.note_cron_run(new, false); end if;
+     if observing_jobs.is_cron(new.payload) then perform observing_jobs.note_cron_run(new, false); end if;
      perform observing_jobs.count_outcomes(0, 1);
      return null;
    end $$`,
