@@ -3,40 +3,17 @@
  * (checked on the plan PostgreSQL picks when sequential scans are made unattractive, since on a
  * test-sized table it would rightly scan), and the chart counts what happened in its hour only.
  */
-import { Kysely, PostgresDialect, type CompiledQuery } from "kysely";
 import { describe, expect } from "vitest";
 import { countFinishedSince, findRecentOutcomes } from "../../src/dashboard/activity.ts";
 import { findCronRuns } from "../../src/dashboard/cron-history.ts";
 import { findDeadLetterGroups } from "../../src/dashboard/dead-letter.ts";
-import type { Db } from "../../src/db/database.ts";
-import type { Database } from "../../src/db/schema.ts";
+import { capture, planOf } from "../helpers/plans.ts";
 import { enqueueJob } from "../../src/enqueue.ts";
-import { resetData, runDueJobs, test, type TestEnv } from "../helpers/env.ts";
+import { resetData, runDueJobs, test } from "../helpers/env.ts";
 
 test.beforeEach(async ({ env }) => {
   await resetData(env);
 });
-
-/** The plan PostgreSQL picks for a query when sequential scans are made unattractive. */
-async function planOf(env: TestEnv, query: CompiledQuery): Promise<string> {
-  const client = await env.pool.connect();
-  try {
-    await client.query("set enable_seqscan = off");
-    const { rows } = await client.query<{ "QUERY PLAN": string }>(`explain ${query.sql}`, [...query.parameters]);
-    return rows.map((row) => row["QUERY PLAN"]).join("\n");
-  } finally {
-    await client.query("reset enable_seqscan");
-    client.release();
-  }
-}
-
-/** The queries a repository function sends, through a Kysely on the same pool that logs them (never destroyed: that would end the pool). */
-async function capture(env: TestEnv, run: (db: Db) => Promise<unknown>): Promise<CompiledQuery[]> {
-  const queries: CompiledQuery[] = [];
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: env.pool }), log: (event) => void queries.push(event.query) });
-  await run(db);
-  return queries;
-}
 
 describe("the dashboard's queries", () => {
   test("the last-hour chart counts succeeded jobs and failed attempts per 5 minutes, from the outcome counters", async ({ env }) => {
