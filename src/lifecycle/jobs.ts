@@ -12,8 +12,11 @@ import {
   findEvents,
   findNewestIdByKey,
   findRecord,
+  findRecords,
   findWaitingChildren,
   insertEvents,
+  listRecords,
+  listRecordsEndedBy,
   recordChangesHere,
   RECORD_CHUNK_SIZE,
   setPhase,
@@ -274,45 +277,16 @@ const LIVE_STATES: ReadonlySet<JobState> = new Set(["queued", "scheduled", "retr
 export async function listJobs(db: Db, filter: JobFilter): Promise<{ jobs: JobSummary[]; nextCursor: string | null }> {
   const now = new Date();
   if (filter.state && LIVE_STATES.has(filter.state)) return listLiveJobs(db, filter, now);
-  const rows = await (filter.state === "cancelled" || filter.state === "discarded" ? listEndedThroughEvents(db, filter, filter.state) : listRecords(db, filter));
+  const { state, ...narrowing } = filter;
+  const rows = await (state === "cancelled" || state === "discarded"
+    ? listRecordsEndedBy(db, state, narrowing)
+    : listRecords(db, { ...narrowing, ...(state === "succeeded" ? { phase: "succeeded" as const } : {}) }));
   const page = rows.slice(0, filter.limit);
   const live = await findLive(db, page.filter((row) => !TERMINAL_PHASES.has(row.phase)).map((row) => String(row.id)));
   return {
     jobs: page.map((row) => summarise(row, live.get(String(row.id)), now)),
     nextCursor: rows.length > filter.limit ? String(page.at(-1)!.id) : null,
   };
-}
-
-function listRecords(db: Db, filter: JobFilter) {
-  let query = db.selectFrom("observing_jobs.job_records as r").selectAll("r").orderBy("r.id", "desc").limit(filter.limit + 1);
-  if (filter.task) query = query.where("r.task", "=", filter.task);
-  if (filter.queue) query = query.where("r.queue", "=", filter.queue);
-  if (filter.from) query = query.where("r.created_at", ">=", filter.from);
-  if (filter.to) query = query.where("r.created_at", "<", filter.to);
-  if (filter.before) query = query.where("r.id", "<", filter.before);
-  if (filter.state === "succeeded") query = query.where("r.phase", "=", "succeeded");
-  return query.execute();
-}
-
-/**
- * Rare end states: walk their events, newest job first, instead of every record. Cancel and discard
- * are final, so the event alone says the state (a filter on the record's phase too would mislead the
- * planner's estimate into scanning every record).
- */
-function listEndedThroughEvents(db: Db, filter: JobFilter, state: "cancelled" | "discarded") {
-  let query = db
-    .selectFrom("observing_jobs.job_events as e")
-    .innerJoin("observing_jobs.job_records as r", "r.id", "e.job_id")
-    .selectAll("r")
-    .where("e.event", "=", state)
-    .orderBy("e.job_id", "desc")
-    .limit(filter.limit + 1);
-  if (filter.task) query = query.where("r.task", "=", filter.task);
-  if (filter.queue) query = query.where("r.queue", "=", filter.queue);
-  if (filter.from) query = query.where("r.created_at", ">=", filter.from);
-  if (filter.to) query = query.where("r.created_at", "<", filter.to);
-  if (filter.before) query = query.where("e.job_id", "<", filter.before);
-  return query.execute();
 }
 
 async function listLiveJobs(db: Db, filter: JobFilter, now: Date): Promise<{ jobs: JobSummary[]; nextCursor: string | null }> {
@@ -342,7 +316,7 @@ async function listLiveJobs(db: Db, filter: JobFilter, now: Date): Promise<{ job
   const rows = await query.execute();
   const page = rows.slice(0, filter.limit);
   const ids = page.map((row) => String(row.id));
-  const records = ids.length === 0 ? [] : await db.selectFrom("observing_jobs.job_records").selectAll().where(sql<boolean>`id = any(${ids}::bigint[])`).execute();
+  const records = await findRecords(db, ids);
   const byId = new Map(records.map((record) => [String(record.id), record]));
   return {
     jobs: page.map((live) => {

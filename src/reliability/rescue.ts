@@ -42,8 +42,8 @@ export async function findJobsToRelease(db: Db, poolIds: readonly string[], inte
     .select(["id", "task_identifier", "queue_name", "locked_by", "attempts"])
     .where((eb) =>
       eb.or([
-        ...(poolIds.length > 0 ? [eb("locked_by", "in", [...poolIds])] : []),
-        ...(interrupted.size > 0 ? [eb.and([eb("id", "in", [...interrupted.keys()]), eb("locked_by", "is", null)])] : []),
+        ...(poolIds.length > 0 ? [sql<boolean>`locked_by = any(${[...poolIds]}::text[])`] : []),
+        ...(interrupted.size > 0 ? [eb.and([sql<boolean>`id = any(${[...interrupted.keys()]}::bigint[])`, eb("locked_by", "is", null)])] : []),
       ]),
     )
     .execute();

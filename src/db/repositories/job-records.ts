@@ -134,6 +134,59 @@ export async function setPhase(
     .execute();
 }
 
+/** What a page of records may be narrowed by; newest first, keyset by id. */
+export interface RecordPage {
+  task?: string;
+  queue?: string;
+  /** Created at or after. */
+  from?: Date;
+  /** Created before. */
+  to?: Date;
+  /** Only ids below this one. */
+  before?: string;
+  /** Only records in this phase. */
+  phase?: JobPhase;
+  limit: number;
+}
+
+/** One page of records, one more than the limit (so the caller knows whether another follows). */
+export async function listRecords(db: Db, page: RecordPage): Promise<JobRecordRow[]> {
+  let query = db.selectFrom("observing_jobs.job_records as r").selectAll("r").orderBy("r.id", "desc").limit(page.limit + 1);
+  if (page.task) query = query.where("r.task", "=", page.task);
+  if (page.queue) query = query.where("r.queue", "=", page.queue);
+  if (page.from) query = query.where("r.created_at", ">=", page.from);
+  if (page.to) query = query.where("r.created_at", "<", page.to);
+  if (page.before) query = query.where("r.id", "<", page.before);
+  if (page.phase) query = query.where("r.phase", "=", page.phase);
+  return query.execute();
+}
+
+/**
+ * One page of records that ended in a rare, final state, walking their events newest job first
+ * instead of every record. Cancel and discard are final, so the event alone says the state (a
+ * filter on the record's phase too would mislead the planner's estimate into scanning every record).
+ */
+export async function listRecordsEndedBy(db: Db, event: "cancelled" | "discarded", page: Omit<RecordPage, "phase">): Promise<JobRecordRow[]> {
+  let query = db
+    .selectFrom("observing_jobs.job_events as e")
+    .innerJoin("observing_jobs.job_records as r", "r.id", "e.job_id")
+    .selectAll("r")
+    .where("e.event", "=", event)
+    .orderBy("e.job_id", "desc")
+    .limit(page.limit + 1);
+  if (page.task) query = query.where("r.task", "=", page.task);
+  if (page.queue) query = query.where("r.queue", "=", page.queue);
+  if (page.from) query = query.where("r.created_at", ">=", page.from);
+  if (page.to) query = query.where("r.created_at", "<", page.to);
+  if (page.before) query = query.where("e.job_id", "<", page.before);
+  return query.execute();
+}
+
+export async function findRecords(db: Db, ids: readonly string[]): Promise<JobRecordRow[]> {
+  if (ids.length === 0) return [];
+  return db.selectFrom("observing_jobs.job_records").selectAll().where(sql<boolean>`id = any(${ids}::bigint[])`).execute();
+}
+
 export async function findRecord(db: Db, id: string): Promise<JobRecordRow | undefined> {
   return db.selectFrom("observing_jobs.job_records").selectAll().where("id", "=", id).executeTakeFirst();
 }
