@@ -17,7 +17,6 @@ import type { Logger } from "./observability/logger.ts";
 import { loadRegistry, type TaskRegistry } from "./registry.ts";
 import { makeUpstreamClients } from "./upstream/clients.ts";
 import { connectionsNeeded, planRunners, startWorker, type WorkerHandle } from "./worker/worker.ts";
-import { HistoryRecorder } from "./lifecycle/history.ts";
 import { makeQueueStats } from "./lifecycle/queue-stats.ts";
 import { makeCronFreshness } from "./cron/freshness.ts";
 import { ServiceMetrics } from "./observability/metrics.ts";
@@ -72,8 +71,6 @@ export async function startService(config: Config, logger: Logger, options: Serv
     await warnAboutExcessPrivileges(database.pool, logger, config);
 
     const deps = { db: database.db, registry, upstream: makeUpstreamClients(config), logger, config };
-    const history = new HistoryRecorder(database.db, registry, logger);
-    releasers.push(() => history.close());
     const queueStats = makeQueueStats(database.db);
     const cronFreshness = makeCronFreshness(database.db, crontab);
     const workerPools = () => listWorkerPools(database.db);
@@ -99,7 +96,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
     const worker = await startWorker({
       pool: database.pool,
       deps,
-      observers: [history, metrics],
+      observers: [metrics],
       cronItems: crontab.map((entry) => entry.item),
       concurrency: config.worker.concurrency,
       localQueueSize: config.worker.localQueueSize,
@@ -108,7 +105,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
       reliability: {
         inFlight,
         poolStarted: (poolId, runner) => heartbeats.register(poolId, runner),
-        poolEnded: (poolId, cause) => settleEndedPool({ db: database.db, history, heartbeats, inFlight, logger }, poolId, cause),
+        poolEnded: (poolId, cause) => settleEndedPool({ db: database.db, heartbeats, inFlight, logger }, poolId, cause),
         shutdownAbortAfterMs: reliability.shutdownAbortAfterMs,
         shutdownTimeoutMs: reliability.shutdownTimeoutMs,
       },

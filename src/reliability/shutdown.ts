@@ -11,11 +11,10 @@
  *                                (their original run_at), with the interrupted attempt given back and a `rescued` event (actor
  *                                "shutdown"); jobs still locked by it are force-unlocked; its
  *                                heartbeat row becomes `stopped`
- *   then                         HTTP closes, job history is flushed, the database pool closes
+ *   then                         HTTP closes, the database pool closes
  *   t = SHUTDOWN_TIMEOUT_MS + 1 s  the process exits, finished or not (main.ts)
  */
 import type { Db } from "../db/database.ts";
-import type { HistoryRecorder } from "../lifecycle/history.ts";
 import type { Logger } from "../observability/logger.ts";
 import { markPoolStopped, type HeartbeatWriter } from "./heartbeat.ts";
 import { findJobsToRelease, releaseJobs } from "./rescue.ts";
@@ -27,7 +26,6 @@ export const EXIT_GRACE_MS = 1000;
 
 export interface PoolSettlement {
   db: Db;
-  history: HistoryRecorder;
   heartbeats: Pick<HeartbeatWriter, "unregister">;
   inFlight: InFlightJobs;
   logger: Logger;
@@ -38,11 +36,9 @@ export interface PoolSettlement {
  * locked or interrupted is released now instead of waiting for the sweeper.
  */
 export async function settleEndedPool(deps: PoolSettlement, poolId: string, cause: PoolEndCause): Promise<void> {
-  const { db, history, heartbeats, inFlight, logger } = deps;
+  const { db, heartbeats, inFlight, logger } = deps;
   heartbeats.unregister(poolId);
   const unfinished = inFlight.unfinished(poolId);
-  // The attempts' `started` events are written before their `rescued` events.
-  await history.flush();
   const jobs = await findJobsToRelease(db, [poolId], new Map([...unfinished.keys()].map((id) => [id, poolId])));
   await db.transaction().execute(async (trx) => {
     await releaseJobs(trx, [poolId], jobs, {

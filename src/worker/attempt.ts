@@ -18,7 +18,10 @@ export interface JobSnapshot {
   traceId: string | null;
 }
 
-/** Told about every attempt as it happens: job history and metrics. Must not block or throw. */
+/**
+ * Told about every attempt as it happens (metrics). Must not block or throw. The job's record is
+ * not an observer: graphile-worker's own statements keep it (src/lifecycle/history.ts).
+ */
 export interface AttemptObserver {
   started(job: JobSnapshot, payload: unknown, workerId: string | null): void;
   succeeded(job: JobSnapshot, durationMs: number): void;

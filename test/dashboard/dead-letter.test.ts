@@ -10,13 +10,13 @@ test.beforeEach(async ({ env }) => {
   await resetData(env);
 });
 
-/** Dead flaky_task jobs whose last errors are the given ones (set in history, so groups are predictable). */
+/** Dead flaky_task jobs whose last errors are the given ones (set through graphile-worker, so groups are predictable). */
 async function makeDeadJobs(env: TestEnv, errors: string[]) {
   const registry = registryWithTestTasks(env, { flaky: { ...makeScript(), failures: 1_000 } });
   const jobs = await enqueueJobs(env.db, registry, "flaky_task", errors.map(() => ({})), { maxAttempts: 1 });
   await runDueJobs(env, registry);
   for (const [index, job] of jobs.entries()) {
-    await sql`update observing_jobs.job_records set last_error = ${errors[index]!} where id = ${job.id}`.execute(env.db);
+    await sql`select graphile_worker.permanently_fail_jobs(array[${job.id}::bigint], ${errors[index]!})`.execute(env.db);
   }
   return { registry, ids: jobs.map((job) => job.id) };
 }

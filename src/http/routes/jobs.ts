@@ -6,7 +6,6 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import type { FastifySchemaValidationError } from "fastify/types/schema.js";
 import Type from "typebox";
-import type { JobEventRow } from "../../db/tables/job-events.ts";
 import { enqueueJob, enqueueJobs } from "../../enqueue.ts";
 import { HttpError } from "../errors.ts";
 import {
@@ -20,6 +19,7 @@ import {
   retryJob,
   type JobDetails,
   type JobSummary,
+  type TimelineEvent,
 } from "../../lifecycle/jobs.ts";
 import { describeSchemaError } from "../../payload-validation.ts";
 import { UnknownTaskError, type RegisteredTask } from "../../registry.ts";
@@ -254,9 +254,9 @@ function details(job: JobDetails) {
   return { ...summary(job), payload: job.payload, timeline: job.timeline.map(timelineEvent), children: job.children };
 }
 
-function timelineEvent(event: JobEventRow) {
+function timelineEvent(event: TimelineEvent) {
   return {
-    id: String(event.id),
+    id: event.id,
     event: event.event,
     attempt: event.attempt,
     source: event.source,
