@@ -229,10 +229,10 @@ function buildTimeline(record: JobRecordRow | null, live: LiveJob | undefined, s
   if (record && !has("enqueued")) {
     events.push(implied({ id: "enqueued", event: "enqueued", attempt: 0, source: record.source, actor: record.enqueued_by, run_at: null, at: record.created_at }));
   }
-  // Each failed attempt's start, from its duration.
-  for (const failed of stored) {
-    if (failed.event !== "failed" || failed.attempt === null || has("started", failed.attempt) || failed.duration_ms === null) continue;
-    events.push(implied({ id: `started-${failed.attempt}`, event: "started", attempt: failed.attempt, at: new Date(failed.at.getTime() - failed.duration_ms) }));
+  // Each failed or rescued attempt's start, from how long it had run.
+  for (const ended of stored) {
+    if ((ended.event !== "failed" && ended.event !== "rescued") || ended.attempt === null || has("started", ended.attempt) || ended.duration_ms === null) continue;
+    events.push(implied({ id: `started-before-${ended.id}`, event: "started", attempt: ended.attempt, worker_id: ended.worker_id, at: new Date(ended.at.getTime() - ended.duration_ms) }));
   }
   const current = live?.locked_at
     ? { attempt: live.attempts, at: live.locked_at, workerId: live.locked_by }

@@ -14,6 +14,8 @@ export interface LockedJob {
   queue: string | null;
   poolId: string;
   attempts: number;
+  /** When its attempt took the lock (null once graphile-worker has unlocked it). */
+  lockedAt: Date | null;
 }
 
 export interface RescueOptions {
@@ -27,6 +29,8 @@ export interface RescueOptions {
    * path would have added a backoff delay and sent them to the back).
    */
   giveBackAttempt?: ReadonlyMap<string, Date>;
+  /** When interrupted attempts started (this process knows; graphile-worker has unlocked them). */
+  startedAt?: ReadonlyMap<string, Date>;
 }
 
 /**
@@ -39,7 +43,7 @@ export async function findJobsToRelease(db: Db, poolIds: readonly string[], inte
   if (poolIds.length === 0 && interrupted.size === 0) return [];
   const rows = await db
     .selectFrom("graphile_worker.jobs")
-    .select(["id", "task_identifier", "queue_name", "locked_by", "attempts"])
+    .select(["id", "task_identifier", "queue_name", "locked_by", "attempts", "locked_at"])
     .where((eb) =>
       eb.or([
         ...(poolIds.length > 0 ? [sql<boolean>`locked_by = any(${[...poolIds]}::text[])`] : []),
@@ -53,6 +57,7 @@ export async function findJobsToRelease(db: Db, poolIds: readonly string[], inte
     queue: row.queue_name,
     poolId: row.locked_by ?? interrupted.get(String(row.id))!,
     attempts: row.attempts,
+    lockedAt: row.locked_at,
   }));
 }
 
@@ -63,9 +68,25 @@ export async function findJobsToRelease(db: Db, poolIds: readonly string[], inte
  * waiting through the recording trigger (migration 0008).
  */
 export async function releaseJobs(trx: Db, poolIds: readonly string[], jobs: readonly LockedJob[], options: RescueOptions): Promise<void> {
+  // The event says how long the attempt had run, so the timeline shows when it started.
+  const at = new Date();
   await insertEvents(
     trx,
-    jobs.map((job) => ({ jobId: job.id, task: job.task, queue: job.queue, event: "rescued" as const, attempt: job.attempts, workerId: job.poolId, actor: options.actor, error: options.reason(job) })),
+    jobs.map((job) => {
+      const started = options.startedAt?.get(job.id) ?? job.lockedAt;
+      return {
+        jobId: job.id,
+        task: job.task,
+        queue: job.queue,
+        event: "rescued" as const,
+        attempt: job.attempts,
+        workerId: job.poolId,
+        actor: options.actor,
+        error: options.reason(job),
+        durationMs: started ? Math.max(0, at.getTime() - started.getTime()) : null,
+        at,
+      };
+    }),
   );
   if (poolIds.length > 0) await sql`select graphile_worker.force_unlock_workers(${[...poolIds]}::text[])`.execute(trx);
   for (const job of jobs) {

@@ -48,6 +48,7 @@ export async function settleEndedPool(deps: PoolSettlement, poolId: string, caus
           ? `interrupted when worker pool ${poolId} stopped (${cause}); returned to the queue with its attempt given back`
           : `still locked by worker pool ${poolId} when it stopped (${cause})`,
       giveBackAttempt: unfinished,
+      startedAt: inFlight.startedAt(unfinished.keys()),
     });
     await markPoolStopped(trx, poolId);
   });
