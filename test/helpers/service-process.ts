@@ -69,9 +69,13 @@ export function startChild(args: string[], env: Record<string, string>): ChildSe
   };
 }
 
-/** Runs a command to completion and returns its exit code and output. */
-export async function runToCompletion(args: string[], env: Record<string, string>): Promise<{ code: number | string; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, args, { cwd: PROJECT_ROOT, env: childEnvironment(env), stdio: ["ignore", "pipe", "pipe"] });
+/** Runs a command (with this Node, unless another is given) to completion and returns its exit code and output. */
+export async function runToCompletion(
+  args: string[],
+  env: Record<string, string>,
+  node = process.execPath,
+): Promise<{ code: number | string; stdout: string; stderr: string }> {
+  const child = spawn(node, args, { cwd: PROJECT_ROOT, env: childEnvironment(env), stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
