@@ -21,6 +21,8 @@ export interface ChildService {
   /** Polls until `path` answers with `status` or the deadline passes. */
   waitForStatus(path: string, status: number, timeoutMs?: number): Promise<void>;
   kill(signal?: NodeJS.Signals): void;
+  /** Sends the signal to the child's whole process group, as a terminal's Ctrl-C does (needs `ownProcessGroup`). */
+  killGroup(signal: NodeJS.Signals): void;
 }
 
 /** The environment a child gets: nothing inherited that could point it elsewhere. */
@@ -32,8 +34,14 @@ function childEnvironment(env: Record<string, string>): NodeJS.ProcessEnv {
  * Starts the service (or another entry point) with PORT=0, so the kernel picks a port no other test
  * file can take first, and learns it from the start-up line (JSON logs, as testEnvironment sets).
  */
-export function startChild(args: string[], env: Record<string, string>): ChildService {
-  const child = spawn(process.execPath, args, { cwd: PROJECT_ROOT, env: childEnvironment({ ...env, PORT: "0" }), stdio: ["ignore", "pipe", "pipe"] });
+export function startChild(args: string[], env: Record<string, string>, options: { ownProcessGroup?: boolean } = {}): ChildService {
+  const child = spawn(process.execPath, args, {
+    cwd: PROJECT_ROOT,
+    env: childEnvironment({ ...env, PORT: "0" }),
+    stdio: ["ignore", "pipe", "pipe"],
+    // The child leads a process group of its own, like a command a terminal's shell runs.
+    detached: options.ownProcessGroup ?? false,
+  });
   let output = "";
   child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
   child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
@@ -66,6 +74,10 @@ export function startChild(args: string[], env: Record<string, string>): ChildSe
       );
     },
     kill: (signal = "SIGTERM") => void child.kill(signal),
+    killGroup(signal) {
+      if (!options.ownProcessGroup) throw new Error("killGroup needs a child started with ownProcessGroup");
+      process.kill(-child.pid!, signal);
+    },
   };
 }
 

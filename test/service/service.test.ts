@@ -1,11 +1,9 @@
-import { existsSync } from "node:fs";
-import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
-import net from "node:net";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { describe, expect } from "vitest";
 import { findTaxon, insertTaxa, listJobs, resetData, test, testEnvironment, waitFor, type TestEnv } from "../helpers/env.ts";
-import { freePort, runToCompletion, startChild } from "../helpers/service-process.ts";
+import { runToCompletion, startChild } from "../helpers/service-process.ts";
 
 test.beforeEach(async ({ env }) => {
   await resetData(env);
@@ -20,40 +18,8 @@ async function startService(env: TestEnv, overrides: Record<string, string> = {}
   return service;
 }
 
-function portIsOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, "127.0.0.1");
-    socket.once("connect", () => (socket.destroy(), resolve(true)));
-    socket.once("error", () => resolve(false));
-  });
-}
-
 describe("the service process", () => {
-  test("starts with no DATABASE_URL on an embedded PostgreSQL that keeps its data and stops with it", async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), "observing-jobs-embedded-"));
-    await chmod(dir, 0o755); // as root, PostgreSQL runs as `postgres` and must reach its data directory
-    try {
-      const pgPort = await freePort();
-      const settings = testEnvironment({ EMBEDDED_POSTGRES_DIR: path.join(dir, "pg"), EMBEDDED_POSTGRES_PORT: String(pgPort) });
-      const first = startChild(["src/main.ts"], settings);
-      await first.waitForStatus("/healthz", 200, 30_000);
-      await first.waitForStatus("/readyz", 200);
-      expect(first.output()).toMatch(/DATABASE_URL is not set: started an embedded PostgreSQL/);
-      first.kill("SIGTERM");
-      expect(await first.exited).toBe(0);
-      expect(await portIsOpen(pgPort)).toBe(false);
-      expect(existsSync(path.join(dir, "pg", "PG_VERSION"))).toBe(true);
-
-      const second = startChild(["src/main.ts"], settings);
-      await second.waitForStatus("/readyz", 200);
-      expect(second.output()).toMatch(/"fresh":false/);
-      second.kill("SIGINT");
-      expect(await second.exited).toBe(0);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
-
+  // On the embedded PostgreSQL (no DATABASE_URL): test/service/embedded-postgres.test.ts.
   test("works a job enqueued by the CLI through the runner", async ({ env }) => {
     const service = await startService(env);
     try {
