@@ -40,7 +40,8 @@ try {
       .then(
         () => {
           logger.info("shut down cleanly");
-          process.exit(0);
+          // Flushed first: exiting with a write in flight can print the last lines out of order.
+          logger.flush(() => process.exit(0));
         },
         (error: unknown) => {
           logger.error({ err: error }, "shutdown failed");

@@ -77,9 +77,11 @@ describe("the embedded PostgreSQL of a local instance", () => {
     first.killGroup("SIGINT");
     expect(await first.exited).toBe(0);
     const lines = linesAfter(first, printed);
-    expect(lines.map((line) => line.message).sort()).toEqual(
-      ["shut down cleanly", "shutting down: no new jobs, waiting for running jobs", "stopped the embedded PostgreSQL"].sort(),
-    );
+    expect(lines.map((line) => line.message)).toEqual([
+      "shutting down: no new jobs, waiting for running jobs",
+      "stopped the embedded PostgreSQL",
+      "shut down cleanly",
+    ]);
     expect(lines.filter((line) => line.severity !== "INFO")).toEqual([]);
     expect(await portIsOpen(pgPort)).toBe(false);
     expect(existsSync(path.join(dir, "pg", "PG_VERSION"))).toBe(true);
