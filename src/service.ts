@@ -152,6 +152,14 @@ export async function startService(config: Config, logger: Logger, options: Serv
       { url, tasks: registry.names(), cron: crontab.map((entry) => entry.item.identifier), concurrency: config.worker.concurrency, instance: heartbeats.identity },
       "observing-jobs is running",
     );
+    if (!config.auth.disabled && config.auth.tokens.length === 0 && !config.auth.oidc) {
+      // Only outside production: there, config refuses to start without credentials.
+      logger.warn(
+        `no API credentials are configured, so every API call answers 401 and the dashboard cannot sign in: ` +
+          `set API_TOKENS to a token of at least 16 characters (e.g. API_TOKENS=local-dev-token-0123456789 npm start) ` +
+          `and sign in with it, or try the offline demo (npm run demo)`,
+      );
+    }
 
     let stopping: Promise<void> | undefined;
     const stop = async () => {

@@ -31,6 +31,8 @@ describe("the service process", () => {
       expect(added.code).toBe(0);
       await waitFor(async () => (await findTaxon(env.db, id!)).status === "resolved", { message: "the job to resolve the taxon" });
       await waitFor(async () => (await listJobs(env.db)).length === 0, { message: "the job to leave the queue" });
+      // Started without API_TOKENS: it says how to get in.
+      expect(service.output()).toMatch(/no API credentials are configured.*set API_TOKENS to a token of at least 16 characters/);
     } finally {
       service.kill();
       expect(await service.exited).toBe(0);
@@ -40,7 +42,7 @@ describe("the service process", () => {
   test("on SIGTERM finishes the job in flight, then exits 0", async ({ env }) => {
     const service = await startService(env);
     const [id] = await insertTaxa(env.db, [{ scientific_name: "Puma concolor" }]);
-    env.gbif.script("Puma concolor", { delayMs: 1500, body: (await import("../helpers/fake-gbif.ts")).KNOWN_NAMES["Puma concolor"] });
+    env.gbif.script("Puma concolor", { delayMs: 1500, body: (await import("../../src/demo/fake-gbif.ts")).KNOWN_NAMES["Puma concolor"] });
     await runToCompletion(
       ["bin/observing-jobs.js", "add", "resolve_taxa", "--payload", JSON.stringify({ taxonIds: [id] })],
       testEnvironment({ DATABASE_URL: env.database.url, LOG_LEVEL: "warn" }),
