@@ -95,6 +95,8 @@ export async function startService(config: Config, logger: Logger, options: Serv
       heartbeats,
     });
     const inFlight = new InFlightJobs();
+    // Recorded with each pool's heartbeat: `observing-jobs add` checks that a running instance knows its task.
+    const tasksOfRunner = new Map(planRunners(registry, config.worker.concurrency).map((plan) => [plan.name, plan.tasks.map((task) => task.name)]));
     const worker = await startWorker({
       pool: database.pool,
       deps,
@@ -106,7 +108,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
       events,
       reliability: {
         inFlight,
-        poolStarted: (poolId, runner) => heartbeats.register(poolId, runner),
+        poolStarted: (poolId, runner) => heartbeats.register(poolId, runner, tasksOfRunner.get(runner) ?? []),
         poolEnded: (poolId, cause) => settleEndedPool({ db: database.db, history, heartbeats, inFlight, logger }, poolId, cause),
         shutdownAbortAfterMs: reliability.shutdownAbortAfterMs,
         shutdownTimeoutMs: reliability.shutdownTimeoutMs,
