@@ -4,7 +4,7 @@
  */
 import { ConfigError, loadConfig, type Config } from "./config.ts";
 import { makeLogger } from "./observability/logger.ts";
-import { startService } from "./service.ts";
+import { logStartFailure, startService } from "./service.ts";
 import { stopOnSignals } from "./signals.ts";
 
 let config: Config;
@@ -20,6 +20,6 @@ const logger = makeLogger(config.log);
 try {
   stopOnSignals(await startService(config, logger), config, logger);
 } catch (error) {
-  logger.fatal({ err: error }, `observing-jobs failed to start: ${(error as Error).message}`);
+  logStartFailure(logger, error);
   logger.flush(() => process.exit(1));
 }

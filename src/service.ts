@@ -7,7 +7,7 @@
 import { EventEmitter } from "node:events";
 import type { WorkerEvents } from "graphile-worker";
 import type { Config } from "./config.ts";
-import { loadCrontab } from "./crontab.ts";
+import { CrontabError, loadCrontab } from "./crontab.ts";
 import { connectDatabase, type ConnectedDatabase } from "./db/connect.ts";
 import { POOL_OVERHEAD } from "./db/database.ts";
 import { assertSchemaCurrent, migrateDatabase } from "./db/migrate.ts";
@@ -45,6 +45,16 @@ export interface ServiceOptions {
    * no-op task, so it measures the production per-job path without a task file in tasks/.
    */
   registry?: TaskRegistry;
+}
+
+/**
+ * How an entry point reports a start that failed: a mistake in the crontab is one line that names
+ * the file, the line and what is wrong, like a bad setting; anything else comes with its stack.
+ */
+export function logStartFailure(logger: Logger, error: unknown, what = "observing-jobs"): void {
+  const message = `${what} failed to start: ${(error as Error).message}`;
+  if (error instanceof CrontabError) logger.fatal(message);
+  else logger.fatal({ err: error }, message);
 }
 
 export async function startService(config: Config, logger: Logger, options: ServiceOptions = {}): Promise<Service> {

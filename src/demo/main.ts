@@ -10,7 +10,7 @@ import { ConfigError, loadConfig, type Config } from "../config.ts";
 import { connectDatabase } from "../db/connect.ts";
 import type { Db } from "../db/database.ts";
 import { makeLogger } from "../observability/logger.ts";
-import { startService } from "../service.ts";
+import { logStartFailure, startService } from "../service.ts";
 import { stopOnSignals } from "../signals.ts";
 import { startFakeGbif } from "./fake-gbif.ts";
 import { startFakeIucn } from "./fake-iucn.ts";
@@ -87,7 +87,7 @@ async function runDemo(): Promise<void> {
       ].join("\n"),
     );
   } catch (error) {
-    logger.fatal({ err: error }, `the demo failed to start: ${(error as Error).message}`);
+    logStartFailure(logger, error, "the demo");
     await stopFakes();
     logger.flush(() => process.exit(1));
   }

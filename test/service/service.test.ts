@@ -80,7 +80,14 @@ describe("the service process", () => {
         testEnvironment({ DATABASE_URL: env.database.url, CRONTAB_FILE: path.join(dir, "crontab") }),
       );
       expect(result.code).toBe(1);
-      expect(result.stdout + result.stderr).toMatch(/line 2: unknown task 'resolve_taxon' \(did you mean 'resolve_taxa'\?\)/);
+      // One line, like a bad setting: no error object, no stack.
+      const lines = (result.stdout + result.stderr).split("\n").filter((line) => line.trim() !== "");
+      expect(lines).toHaveLength(1);
+      expect(JSON.parse(lines[0]!)).toMatchObject({
+        severity: "CRITICAL",
+        message: expect.stringMatching(/crontab line 2: unknown task 'resolve_taxon' \(did you mean 'resolve_taxa'\?\) \(in: 30 3 \* \* \* resolve_taxon \?id=nightly\)$/),
+      });
+      expect(lines[0]).not.toMatch(/stack/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
