@@ -17,8 +17,10 @@ try {
 }
 
 const logger = makeLogger(config.log);
+const starting = startService(config, logger);
+stopOnSignals(starting, config, logger);
 try {
-  stopOnSignals(await startService(config, logger), config, logger);
+  await starting;
 } catch (error) {
   logStartFailure(logger, error);
   logger.flush(() => process.exit(1));

