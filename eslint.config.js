@@ -24,4 +24,10 @@ export default tseslint.config(
     files: ["src/config.ts", "test/global-setup.ts", "test/helpers/**", "vitest.config.ts", "bench/**", "scripts/**"],
     rules: { "no-restricted-properties": "off" },
   },
+  {
+    // bin/check-node.cjs runs before anything else, on whatever Node the machine has: CommonJS.
+    files: ["**/*.cjs"],
+    languageOptions: { sourceType: "commonjs" },
+    rules: { "@typescript-eslint/no-require-imports": "off" },
+  },
 );

@@ -332,9 +332,12 @@ export function parseConfig(environment: Record<string, string | undefined>): Co
   });
 }
 
-/** Reads `process.env` once. Call from entry points only. */
-export function loadConfig(): Config {
-  return parseConfig(process.env);
+/**
+ * Reads `process.env` once. Call from entry points only; `adjust` lets one set or default variables
+ * before they are parsed (the demo points the upstream clients at its fake servers).
+ */
+export function loadConfig(adjust: (environment: NodeJS.ProcessEnv) => Record<string, string | undefined> = (environment) => environment): Config {
+  return parseConfig(adjust(process.env));
 }
 
 /** A connection string with its password replaced, safe for logs and errors. */

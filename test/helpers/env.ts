@@ -20,9 +20,9 @@ import { makeQueueStats, type QueueStats } from "../../src/lifecycle/queue-stats
 import { makeCronFreshness, type CronFreshness } from "../../src/cron/freshness.ts";
 import { ServiceMetrics } from "../../src/observability/metrics.ts";
 import { createTestDatabase, type TestDatabase } from "./database.ts";
-import { startFakeGbif, type FakeGbif } from "./fake-gbif.ts";
-import { startFakeIucn, type FakeIucn } from "./fake-iucn.ts";
-import { startFakeWikidata, type FakeWikidata } from "./fake-wikidata.ts";
+import { startFakeGbif, type FakeGbif } from "../../src/demo/fake-gbif.ts";
+import { startFakeIucn, type FakeIucn } from "../../src/demo/fake-iucn.ts";
+import { startFakeWikidata, type FakeWikidata } from "../../src/demo/fake-wikidata.ts";
 
 export interface TestEnv extends DatabaseHandle {
   database: TestDatabase;

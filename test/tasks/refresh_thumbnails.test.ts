@@ -6,7 +6,7 @@ import { enqueueJob } from "../../src/enqueue.ts";
 import { makeUpstreamClients } from "../../src/upstream/clients.ts";
 import { expectEnqueuedMany } from "../helpers/enqueued.ts";
 import { findTaxon, insertTaxa, listJobs, performTask, resetData, runDueJobs, test } from "../helpers/env.ts";
-import { imageStatement, itemEntity } from "../helpers/fake-wikidata.ts";
+import { imageStatement, itemEntity } from "../../src/demo/fake-wikidata.ts";
 
 beforeEach<{ env: Parameters<typeof resetData>[0] }>(async ({ env }) => {
   await resetData(env);
