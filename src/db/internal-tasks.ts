@@ -1,6 +1,6 @@
 /**
  * The list of internal tasks the database refuses to the enqueue-only role (migration
- * 0101_internal_tasks). The task files say which tasks are internal; every start of the service
+ * 0011_internal_tasks). The task files say which tasks are internal; every start of the service
  * writes that list, in one statement, so the database's check follows the code.
  */
 import { sql } from "kysely";

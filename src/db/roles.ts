@@ -7,7 +7,7 @@
  *   runtime    the service: reads and writes the job tables and calls graphile-worker's functions, no DDL
  *   enqueuers  other services: may call graphile_worker.add_job / add_jobs and nothing else in the job schemas,
  *              and not for internal tasks (prune_job_history, ...): a trigger refuses those to any login
- *              role that may not insert into the jobs table itself (migration 0101_internal_tasks)
+ *              role that may not insert into the jobs table itself (migration 0011_internal_tasks)
  *
  * Everyone else loses write access to the job schemas. Missing roles are created without LOGIN
  * (give them passwords, or create them beforehand as Cloud SQL users). Idempotent: run it again

@@ -24,7 +24,7 @@ import type { HeartbeatThreadData, ToHeartbeatThread } from "./heartbeat.ts";
 const data = workerData as HeartbeatThreadData;
 const state = new BigInt64Array(data.shared);
 const port = parentPort!;
-const pools = new Map<string, { runner: string; session: string | null; slot: number }>();
+const pools = new Map<string, { runner: string; tasks: string[]; session: string | null; slot: number }>();
 
 let client: pg.Client | null = null;
 let beating: Promise<void> | null = null;
@@ -39,7 +39,7 @@ const timer = setInterval(() => void beat(), data.intervalMs);
 port.on("message", (message: ToHeartbeatThread) => {
   switch (message.type) {
     case "register":
-      pools.set(message.poolId, { runner: message.runner, session: message.session, slot: message.slot });
+      pools.set(message.poolId, { runner: message.runner, tasks: message.tasks, session: message.session, slot: message.slot });
       void beat();
       break;
     case "unregister":
@@ -122,12 +122,22 @@ async function write(): Promise<void> {
     // The database's clock sets last_seen: the sweeper compares it with the same clock. A pool
     // the sweeper declared dead stays dead: no row comes back for it.
     const { rows } = await db.query<{ pool_id: string }>(
-      `insert into observing_jobs.worker_heartbeats as h (pool_id, runner, session_name, instance_id, revision, hostname, pid)
-       select pool_id, runner, session_name, $4, $5, $6, $7
-       from unnest($1::text[], $2::text[], $3::text[]) as p(pool_id, runner, session_name)
+      // One comma-joined task list per pool: unnest cannot pair a text[][] with the other columns row by row.
+      `insert into observing_jobs.worker_heartbeats as h (pool_id, runner, tasks, session_name, instance_id, revision, hostname, pid)
+       select pool_id, runner, string_to_array(tasks, ','), session_name, $5, $6, $7, $8
+       from unnest($1::text[], $2::text[], $3::text[], $4::text[]) as p(pool_id, runner, tasks, session_name)
        on conflict (pool_id) do update set last_seen = now() where h.status = 'live'
        returning pool_id`,
-      [ids, entries.map((entry) => entry.runner), entries.map((entry) => entry.session), instanceId, revision, hostname, pid],
+      [
+        ids,
+        entries.map((entry) => entry.runner),
+        entries.map((entry) => entry.tasks.join(",")),
+        entries.map((entry) => entry.session),
+        instanceId,
+        revision,
+        hostname,
+        pid,
+      ],
     );
     state[0] = sentAt;
     if (state[1] === 0n) state[1] = sentAt;

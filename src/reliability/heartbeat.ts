@@ -2,7 +2,7 @@
  * Heartbeats: every worker pool of this process records in `observing_jobs.worker_heartbeats`
  * that it is alive, every `HEARTBEAT_INTERVAL_MS`, in one statement for all pools. A pool starts
  * fetching jobs only once its row exists (see `register`; the fetch fence of migration
- * 0100_job_fencing enforces it), so every lock a pool of this service takes can be traced to a
+ * 0010_job_fencing enforces it), so every lock a pool of this service takes can be traced to a
  * heartbeat and released by the sweeper if the beats stop.
  *
  * The beats are written by a worker thread with its own connection (heartbeat-thread.ts), so
@@ -70,7 +70,7 @@ export interface HeartbeatThreadData {
 }
 
 export type ToHeartbeatThread =
-  | { type: "register"; poolId: string; runner: string; session: string | null; slot: number }
+  | { type: "register"; poolId: string; runner: string; tasks: string[]; session: string | null; slot: number }
   | { type: "unregister"; poolId: string }
   | { type: "beat" }
   | { type: "close" };
@@ -131,8 +131,8 @@ export class HeartbeatWriter {
     this.#exited = new Promise((resolve) => this.#thread.once("exit", () => resolve()));
   }
 
-  /** Starts beating for a pool; resolves once its row is written (or the writer is closed). */
-  register(poolId: string, runner: string, session: string | null = null): Promise<void> {
+  /** Starts beating for a pool serving these tasks; resolves once its row is written (or the writer is closed). */
+  register(poolId: string, runner: string, tasks: readonly string[], session: string | null = null): Promise<void> {
     let pool = this.#pools.get(poolId);
     if (!pool) {
       const slot = this.#freeSlots.shift();
@@ -141,7 +141,7 @@ export class HeartbeatWriter {
       pool = { slot, registered: Promise.withResolvers<void>() };
       this.#pools.set(poolId, pool);
       if (this.#closed) pool.registered.resolve();
-      else this.#thread.postMessage({ type: "register", poolId, runner, session, slot } satisfies ToHeartbeatThread);
+      else this.#thread.postMessage({ type: "register", poolId, runner, tasks: [...tasks], session, slot } satisfies ToHeartbeatThread);
     }
     return pool.registered.promise;
   }

@@ -10,7 +10,7 @@
  *
  * Every statement is fenced by `locked_by`: it changes the job only while the calling pool holds
  * it, so a pool declared dead (its jobs released to others) changes nothing. graphile-worker's
- * completion is fenced by triggers instead (migration 0100_job_fencing), which recognise the
+ * completion is fenced by triggers instead (migration 0010_job_fencing), which recognise the
  * runners' connections by the session name made here. test/worker/job-control.test.ts pins each
  * assumption about graphile-worker's tables.
  */

@@ -25,32 +25,17 @@ import { trace } from "@opentelemetry/api";
 import { run, type JobHelpers, type ParsedCronItem, type TaskList, type WorkerEvents } from "graphile-worker";
 import type pg from "pg";
 import { splitJobMetadata } from "../job-metadata.ts";
-import type { JobSnapshot } from "../lifecycle/history.ts";
+import { AttemptHistory } from "../lifecycle/history.ts";
 import { makeWorkerLogger } from "../observability/logger.ts";
 import { traceJobAttempt } from "../observability/tracing.ts";
 import type { RegisteredTask, TaskRegistry } from "../registry.ts";
-import type { InFlightJobs } from "../reliability/shutdown.ts";
-import { SupervisedRunner, type PoolEndCause } from "../reliability/supervisor.ts";
 import { sanitizeError } from "../text/sanitize.ts";
+import type { AttemptObserver, JobSnapshot } from "./attempt.ts";
 import { AttemptAbandonedError, executeTask, runExhaustedHook, TaskInterruptedError, type TaskDependencies } from "./execute.ts";
+import type { InFlightJobs } from "./in-flight-jobs.ts";
 import { deferJob, failPermanently, holdsJob, makeRunnerSessionName, type HeldJob } from "./job-control.ts";
 import { isPermanentFailure, requestedBackoffMs } from "./outcomes.ts";
-
-/** Told about every attempt as it happens: job history and metrics. Must not block or throw. */
-export interface AttemptObserver {
-  started(job: JobSnapshot, payload: unknown, workerId: string | null): void;
-  succeeded(job: JobSnapshot, durationMs: number): void;
-  /** A failed attempt; when `job.attempt >= job.maxAttempts` the job is now dead. */
-  failed(job: JobSnapshot, error: unknown, durationMs: number): void;
-  hookFailed(job: JobSnapshot, error: unknown): void;
-  /**
-   * The attempt's pool was declared dead while it ran: the job was released to other pools, and
-   * this attempt's outcome (success or failure) is discarded. Neither succeeded nor failed.
-   */
-  abandoned?(job: JobSnapshot, reason: string, durationMs: number, workerId: string | null): void;
-  /** An upstream asked to wait: the job is due again at `runAt`, with this attempt given back (`job.attempt - 1` spent). */
-  deferred?(job: JobSnapshot, error: unknown, runAt: Date, durationMs: number): void;
-}
+import { SupervisedRunner, type PoolEndCause } from "./supervisor.ts";
 
 /** What the reliability wiring adds to every attempt. */
 export interface AttemptGuards {
@@ -150,6 +135,7 @@ export function runnerPoolSize(plan: Pick<RunnerPlan, "concurrency">): number {
 }
 
 export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, observers: AttemptObserver[], guards?: AttemptGuards): TaskList {
+  const history = new AttemptHistory(deps.db, deps.logger);
   const taskList: TaskList = {};
   for (const task of tasks) {
     taskList[task.name] = async (payload, helpers) => {
@@ -183,7 +169,8 @@ export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, ob
           const durationMs = () => performance.now() - started;
           if (failure instanceof AttemptAbandonedError) {
             // graphile-worker's failure statement that follows is fenced by locked_by: it changes nothing.
-            for (const observer of observers) observer.abandoned?.(job, failure.message, durationMs(), helpers.job.locked_by);
+            await history.abandoned(job, failure.message, durationMs(), helpers.job.locked_by);
+            for (const observer of observers) observer.abandoned(job, failure.message, durationMs());
             throw failure;
           }
           const backoffMs = requestedBackoffMs(failure);
@@ -191,27 +178,31 @@ export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, ob
             const runAt = new Date(Date.now() + backoffMs);
             if (await control(deps, () => deferJob(deps.db, held, runAt, `deferred until ${runAt.toISOString()} (the upstream asked to wait): ${failure.message}`))) {
               deps.logger.warn({ jobId: job.id, task: task.name, runAt, err: failure }, "job deferred: the upstream asked to wait; this attempt does not count");
-              for (const observer of observers) observer.deferred?.(job, failure, runAt, durationMs());
+              await history.deferred(job, failure, runAt, durationMs());
+              for (const observer of observers) observer.deferred(job, failure, durationMs());
               throw failure;
             }
           }
-          let outcome = job;
+          let permanent = false;
           if (job.attempt < job.maxAttempts && isPermanentFailure(failure)) {
-            if (await control(deps, () => failPermanently(deps.db, held, failure.message))) {
-              outcome = { ...job, maxAttempts: job.attempt };
-              deps.logger.warn({ jobId: job.id, task: task.name, err: failure }, "job failed permanently: no retry can succeed; its remaining attempts are not spent");
-            }
+            permanent = await control(deps, () => failPermanently(deps.db, held, failure.message));
+            if (permanent) deps.logger.warn({ jobId: job.id, task: task.name, err: failure }, "job failed permanently: no retry can succeed; its remaining attempts are not spent");
           }
-          if (outcome.attempt >= outcome.maxAttempts) {
+          const endedAt = new Date();
+          const last = permanent || (await history.isLastAttempt(job));
+          if (last) {
             // The job is dead after this attempt: run the task's hook once, before the failure is recorded.
             try {
-              await runExhaustedHook(task, payload, { ...info, maxAttempts: outcome.maxAttempts }, failure, deps);
+              await runExhaustedHook(task, payload, permanent ? { ...info, maxAttempts: job.attempt } : info, failure, deps);
             } catch (hookError) {
               deps.logger.error({ err: hookError, jobId: job.id, task: task.name }, "onExhausted hook failed");
-              for (const observer of observers) observer.hookFailed(outcome, hookError);
+              await history.hookFailed(job, hookError);
             }
           }
-          for (const observer of observers) observer.failed(outcome, failure, durationMs());
+          await history.failed(job, failure, durationMs(), last, endedAt);
+          // Observers tell a dead job by attempt >= maxAttempts: give them graphile-worker's verdict.
+          const judged = last ? { ...job, maxAttempts: job.attempt } : { ...job, maxAttempts: Math.max(job.maxAttempts, job.attempt + 1) };
+          for (const observer of observers) observer.failed(judged, failure, durationMs());
           throw failure;
         }
       });

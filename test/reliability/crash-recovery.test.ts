@@ -5,7 +5,7 @@
  */
 import { describe, expect } from "vitest";
 import { enqueueJob } from "../../src/enqueue.ts";
-import { KNOWN_NAMES } from "../helpers/fake-gbif.ts";
+import { KNOWN_NAMES } from "../../src/demo/fake-gbif.ts";
 import { insertTaxa, resetData, test, waitFor, type TestEnv } from "../helpers/env.ts";
 import { findEvents, findPools, hasSucceeded, holderOf, killInstance, readiness, startInstance, type Instance } from "../helpers/instances.ts";
 
@@ -42,6 +42,8 @@ describe("crash recovery", { timeout: 180_000 }, () => {
       // Both up before the job starts: a slow start of the second must not outlast the job's GBIF time limit.
       [a, b] = await Promise.all([startInstance(env.database.url, env.gbif.url, SLOW_GBIF_AND(DEFAULT_THRESHOLDS)), startInstance(env.database.url, env.gbif.url, SLOW_GBIF_AND(DEFAULT_THRESHOLDS))]);
       const jobId = await enqueueSlowJob(env, "Puma concuolor", 120_000);
+      // Killed inside its slow GBIF call: the scripted delay is spent, the next call answers at once.
+      await waitFor(() => gbifCalls(env, "Puma concuolor") === 1, { message: "the job to call GBIF" });
       const { holder } = await holderOf(env.db, jobId, [a, b]);
       holder.kill("SIGKILL");
       const killedAt = Date.now();
@@ -64,6 +66,7 @@ describe("crash recovery", { timeout: 180_000 }, () => {
     try {
       [a, b] = await Promise.all([startInstance(env.database.url, env.gbif.url, SLOW_GBIF_AND({})), startInstance(env.database.url, env.gbif.url, SLOW_GBIF_AND({}))]);
       const jobId = await enqueueSlowJob(env, "Puma concolor", 60_000);
+      await waitFor(() => gbifCalls(env, "Puma concolor") === 1, { message: "the job to call GBIF" });
       const { holder, poolId } = await holderOf(env.db, jobId, [a, b]);
       holder.kill("SIGKILL");
       const killedAt = Date.now();
@@ -85,8 +88,6 @@ describe("crash recovery", { timeout: 180_000 }, () => {
       expect((await findPools(env.db, holder.pid)).map((pool) => pool.status)).toEqual(["dead", "dead"]);
       expect(gbifCalls(env, "Puma concolor")).toBe(2);
     } finally {
-      (await import("node:fs")).writeFileSync("/tmp/i14-a.log", a?.output() ?? "");
-      (await import("node:fs")).writeFileSync("/tmp/i14-b.log", b?.output() ?? "");
       await killInstance(a);
       await killInstance(b);
     }

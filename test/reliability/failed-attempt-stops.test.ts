@@ -7,7 +7,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, test } from "vitest";
 import { makeLogger } from "../../src/observability/logger.ts";
-import { workThroughRows, type WorkOptions } from "../../src/sweep.ts";
+import { workThroughRows, type WorkOptions } from "../../src/taxa/batches.ts";
 import { UpstreamError } from "../../src/upstream/http.ts";
 
 const logger = makeLogger({ level: "silent", format: "json", version: "test", googleCloudProject: undefined });

@@ -59,7 +59,7 @@ describe("a half-open connection", () => {
       onDeclaredDead: () => {},
     });
     try {
-      await heartbeats.register("pool-half-open", "main");
+      await heartbeats.register("pool-half-open", "main", []);
       const lastSeen = async () => (await env.db.selectFrom("observing_jobs.worker_heartbeats").select("last_seen").where("pool_id", "=", "pool-half-open").executeTakeFirstOrThrow()).last_seen;
       proxy.stall();
       const before = await lastSeen();

@@ -8,7 +8,7 @@
  */
 import { describe, expect } from "vitest";
 import { enqueueJob } from "../../src/enqueue.ts";
-import { KNOWN_NAMES } from "../helpers/fake-gbif.ts";
+import { KNOWN_NAMES } from "../../src/demo/fake-gbif.ts";
 import { insertTaxa, resetData, test, waitFor, type TestEnv } from "../helpers/env.ts";
 import { loadRegistryWithFixtureTasks } from "../helpers/fixture-tasks.ts";
 import { findEvents, findPools, freeze, hasSucceeded, holderOf, killInstance, startInstance, WITH_TEST_TASKS, type Instance } from "../helpers/instances.ts";

@@ -1,5 +1,5 @@
 /**
- * src/worker/job-control.ts and the fencing triggers (migrations 0100, 0101) write graphile-worker's
+ * src/worker/job-control.ts and the fencing triggers (migrations 0010, 0011) write graphile-worker's
  * private tables. These tests pin every assumption that makes that sound: the columns used, that
  * graphile-worker's completion deletes by id alone (so a stale pool would complete a job another
  * pool holds, were it not for the fence), and that each statement changes a job only for the
@@ -12,7 +12,7 @@ import Type from "typebox";
 import { describe, expect } from "vitest";
 import { enqueueJob } from "../../src/enqueue.ts";
 import { registerTask, TaskRegistry } from "../../src/registry.ts";
-import { InFlightJobs } from "../../src/reliability/shutdown.ts";
+import { InFlightJobs } from "../../src/worker/in-flight-jobs.ts";
 import { defineTask } from "../../src/task.ts";
 import { deferJob, failPermanently, holdsJob, makeRunnerSessionName, RUNNER_SESSION_PREFIX } from "../../src/worker/job-control.ts";
 import { startWorker } from "../../src/worker/worker.ts";
@@ -147,7 +147,7 @@ describe("the fence on graphile-worker's own statements", () => {
       pool: env.pool,
       openRunnerPool: (applicationName, max) => env.derive({ max, applicationName }),
       deps: { ...env.deps, registry },
-      observers: [env.history],
+      observers: [],
       cronItems: [],
       concurrency: 1,
       pollIntervalMs: 100,

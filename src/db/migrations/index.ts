@@ -5,9 +5,11 @@ import * as taxaEnrichment from "./0003_taxa_enrichment.ts";
 import * as jobParent from "./0004_job_parent.ts";
 import * as workerHeartbeats from "./0005_worker_heartbeats.ts";
 import * as dashboardIndexes from "./0007_dashboard_indexes.ts";
-import * as jobFencing from "./0100_job_fencing.ts";
-import * as internalTasks from "./0101_internal_tasks.ts";
-import * as attemptOutcomes from "./0102_attempt_outcomes.ts";
+import * as jobRecordsV2 from "./0008_job_records_v2.ts";
+import * as workerTasks from "./0009_worker_tasks.ts";
+import * as jobFencing from "./0010_job_fencing.ts";
+import * as internalTasks from "./0011_internal_tasks.ts";
+import * as attemptOutcomes from "./0012_attempt_outcomes.ts";
 
 /** Every migration, in order. Imported statically so the build and the image carry them. */
 export const migrations: Record<string, Migration> = {
@@ -17,7 +19,9 @@ export const migrations: Record<string, Migration> = {
   "0004_job_parent": jobParent,
   "0005_worker_heartbeats": workerHeartbeats,
   "0007_dashboard_indexes": dashboardIndexes,
-  "0100_job_fencing": jobFencing,
-  "0101_internal_tasks": internalTasks,
-  "0102_attempt_outcomes": attemptOutcomes,
+  "0008_job_records_v2": jobRecordsV2,
+  "0009_worker_tasks": workerTasks,
+  "0010_job_fencing": jobFencing,
+  "0011_internal_tasks": internalTasks,
+  "0012_attempt_outcomes": attemptOutcomes,
 };

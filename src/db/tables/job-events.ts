@@ -11,7 +11,7 @@ export const JOB_EVENTS = [
   "cancelled",
   "discarded",
   "rescued",
-  // 0102_attempt_outcomes: an attempt whose pool was declared dead; an attempt deferred by an upstream's Retry-After.
+  // 0008_job_records_v2: an attempt whose pool was declared dead; 0012_attempt_outcomes: an attempt deferred by an upstream's Retry-After.
   "abandoned",
   "deferred",
 ] as const;
