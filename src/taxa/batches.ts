@@ -6,7 +6,8 @@
  * - a permanent upstream problem with one row is recorded on that row and the batch goes on;
  * - a transient upstream failure stops the batch and fails the job so it is retried with backoff.
  *   Rows already recorded stay recorded, and the retry's candidate query skips them;
- * - anything else (a configuration error, a database error) fails the job at once.
+ * - anything else (a configuration error, a database error) stops the batch too and fails the job.
+ * A batch that stops skips its rows not yet started and waits for those in flight before it fails.
  */
 import pLimit from "p-limit";
 import Type from "typebox";
@@ -103,26 +104,45 @@ export interface WorkOptions<R> {
   what: string;
 }
 
-/** Works through the rows; throws after the rows in flight settle when one hit a transient failure. */
+/**
+ * Works through the rows. The first failure (a transient upstream failure, or anything that is not
+ * an upstream problem with one row) stops the batch: rows not yet started are skipped, the rows in
+ * flight are waited for (their answers are recorded), and only then does the attempt fail. Without
+ * the wait, the failed attempt's rows would go on calling upstream and writing in the background
+ * while the retry worked through the same rows.
+ */
 export async function workThroughRows<R extends { id: number }>(rows: readonly R[], options: WorkOptions<R>): Promise<Record<string, number>> {
   const { signal, logger } = options;
   const counts: Record<string, number> = {};
   let transient: UpstreamError | undefined;
+  let failure: { error: unknown } | undefined;
+  let skipped = 0;
   const limit = pLimit(options.concurrency);
   await Promise.all(
     rows.map((row) =>
       limit(async () => {
-        if (transient || signal.aborted) return;
+        if (transient || failure || signal.aborted) {
+          skipped += 1;
+          return;
+        }
         let outcome: string;
         try {
           outcome = await options.work(row);
         } catch (error) {
-          if (!(error instanceof UpstreamError)) throw error;
-          if (error.transient) {
+          if (error instanceof UpstreamError && error.transient) {
             transient ??= error;
             return;
           }
-          await options.recordError(row, error);
+          if (!(error instanceof UpstreamError)) {
+            failure ??= { error };
+            return;
+          }
+          try {
+            await options.recordError(row, error);
+          } catch (recordFailure) {
+            failure ??= { error: recordFailure };
+            return;
+          }
           logger.warn({ taxonId: row.id, err: error }, `could not ${options.what}`);
           outcome = "error";
         }
@@ -130,9 +150,13 @@ export async function workThroughRows<R extends { id: number }>(rows: readonly R
       }),
     ),
   );
+  const done = Object.values(counts).reduce((sum, n) => sum + n, 0);
+  if (failure) {
+    logger.warn({ rows: rows.length, recorded: done, skipped, ...counts }, `${options.what}: batch stopped by a failure`);
+    throw failure.error;
+  }
   signal.throwIfAborted();
   if (transient) {
-    const done = Object.values(counts).reduce((sum, n) => sum + n, 0);
     throw new Error(`${transient.message} (stopped there; recorded ${done} of ${rows.length} rows)`, { cause: transient });
   }
   logger.info({ rows: rows.length, ...counts }, `${options.what}: batch done`);

@@ -6,6 +6,7 @@
  */
 import { Ajv } from "ajv";
 import Type, { type Static } from "typebox";
+import { PermanentJobError } from "../permanent-failure.ts";
 import { fetchJson, UpstreamError } from "./http.ts";
 import { makePacer } from "./pacing.ts";
 
@@ -33,8 +34,8 @@ const isTaxonResponse = ajv.compile<Static<typeof TaxonResponse>>(TaxonResponse)
 const isAssessmentResponse = ajv.compile<Static<typeof AssessmentResponse>>(AssessmentResponse);
 const isNotFoundResponse = ajv.compile(Type.Object({ error: Type.Literal("Not found") }));
 
-/** The token is missing or IUCN refused it: no call can succeed until the setting is fixed. */
-export class IucnConfigurationError extends Error {
+/** The token is missing or IUCN refused it: no call can succeed until the setting is fixed, so the job fails permanently. */
+export class IucnConfigurationError extends PermanentJobError {
   override name = "IucnConfigurationError";
 }
 
@@ -60,7 +61,7 @@ export interface IucnClient {
 }
 
 export function makeIucnClient(options: IucnClientOptions): IucnClient {
-  // A Retry-After longer than this fails the job for a later retry instead of holding the queue.
+  // A Retry-After longer than this defers the job (attempt given back) instead of holding the queue.
   const pacer = makePacer({ upstream: UPSTREAM, minIntervalMs: options.minIntervalMs, maxWaitMs: 10_000 });
 
   async function get(path: string, query: Record<string, string>, signal: AbortSignal | undefined) {

@@ -111,9 +111,11 @@ describe("resolve_taxa under upstream failures", () => {
       expect((await findTaxon(env.db, ids[0]!)).status).toBe("resolved");
       expect((await findTaxon(env.db, ids[1]!)).status).toBe("unresolved");
 
-      // The retry works on what is left only.
+      // The retry works on what is left only. It comes after any back-off asked for: a new client,
+      // since this one holds its calls back until the Retry-After has passed.
       env.gbif.reset();
-      await performTask(env, "resolve_taxa", { taxonIds: ids });
+      const later = { ...env, deps: { ...env.deps, upstream: { ...env.deps.upstream, gbif: makeGbifClient(env.config.gbif) } } };
+      await performTask(later, "resolve_taxa", { taxonIds: ids });
       expect(env.gbif.matchRequests().map((r) => r.query.get("scientificName"))).toEqual(["Felis concolor"]);
       expect((await findTaxon(env.db, ids[1]!)).status).toBe("resolved");
     });

@@ -29,6 +29,7 @@ const Readiness = Type.Object({
     listen: Type.Optional(Check),
     cron: Type.Optional(Check),
     heartbeat: Type.Optional(Check),
+    restarts: Type.Optional(Check),
   }),
   /** Crontab entries whose last success is older than they allow: reported, not a reason to leave traffic. */
   overdueSchedules: Type.Array(Type.String()),
