@@ -38,6 +38,26 @@ describe("records kept by graphile-worker's own statements", () => {
     expect(after.hotUpdates - before.hotUpdates).toBe(50);
   });
 
+  test("a batched completion of many pages of records in one statement keeps every update HOT", async ({ env }) => {
+    // graphile-worker's batched completion deletes many jobs in one statement, so every record of a
+    // page grows (started_at, finished_at, worker_id) in one transaction, before pruning can reclaim
+    // anything: the fillfactor must leave room for a whole page of grown rows.
+    const count = 600;
+    const jobs = await enqueueJobs(env.db, env.registry, "resolve_taxa", Array.from({ length: count }, () => ({})));
+    const ids = jobs.map((job) => job.id);
+    const before = await tableStats(env);
+    await sql`
+      update graphile_worker._private_jobs set locked_at = now(), locked_by = 'pool-' || md5(id::text), attempts = 1
+      where id = any(${ids}::bigint[])`.execute(env.db);
+    await sql`delete from graphile_worker._private_jobs where id = any(${ids}::bigint[])`.execute(env.db);
+    const after = await waitFor(async () => {
+      const stats = await tableStats(env);
+      return stats.updates - before.updates >= count && stats;
+    }, { message: "the statistics collector to report the records' updates" });
+    expect(after.updates - before.updates).toBe(count);
+    expect(after.hotUpdates - before.hotUpdates).toBe(count);
+  });
+
   test("a job added by plain SQL with NUL in its payload is recorded, and blocks no other job's record", async ({ env }) => {
     const { rows } = await sql<{ id: string }>`
       select id from graphile_worker.add_job('resolve_taxa', '{"kingdom": "Plan\\u0000tae", "note": "a\\u0000b"}'::json)`.execute(env.db);
