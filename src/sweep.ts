@@ -10,6 +10,7 @@
  */
 import pLimit from "p-limit";
 import Type from "typebox";
+import { INT4_MAX } from "./input-limits.ts";
 import type { Logger } from "./observability/logger.ts";
 import { UpstreamError } from "./upstream/http.ts";
 
@@ -18,7 +19,8 @@ export const MAX_BATCH = 1000;
 
 /** A sweep task's `taxonIds` payload field: exactly these rows, at most one batch of them. */
 export function taxonIdsField(description: string) {
-  return Type.Optional(Type.Array(Type.Integer({ minimum: 1 }), { minItems: 1, maxItems: MAX_BATCH, description }));
+  // taxa.id is an integer column: a larger id could never name a row, and the query would fail on it.
+  return Type.Optional(Type.Array(Type.Integer({ minimum: 1, maximum: INT4_MAX }), { minItems: 1, maxItems: MAX_BATCH, description }));
 }
 
 /** A sweep task's `limit` payload field: rows per batch job. */

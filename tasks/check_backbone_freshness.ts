@@ -20,6 +20,7 @@ import {
   recordBackboneError,
   type TaxonForFreshness,
 } from "../src/db/repositories/backbone-freshness.ts";
+import { INT4_MAX } from "../src/input-limits.ts";
 import { batchJobKey, batchSizeField, sweepInBatches, taxonIdsField, workThroughRows } from "../src/sweep.ts";
 import { defineTask, type TaskContext } from "../src/task.ts";
 import type { GbifNameUsage } from "../src/upstream/gbif.ts";
@@ -33,7 +34,8 @@ const payload = Type.Object(
       Type.Integer({ minimum: 1, maximum: 3650, default: 30, description: "Hot: observed within this many days (last_observed_at)." }),
     ),
     hotMinObservations: Type.Optional(
-      Type.Integer({ minimum: 1, default: 100, description: "Hot: at least this many observations (observation_count)." }),
+      // observation_count is an integer column.
+      Type.Integer({ minimum: 1, maximum: INT4_MAX, default: 100, description: "Hot: at least this many observations (observation_count)." }),
     ),
     staleAfterDays: Type.Optional(Type.Integer({ minimum: 1, maximum: 3650, default: 7, description: "A check older than this is done again." })),
     force: Type.Optional(Type.Boolean({ default: false, description: "Check rows that were checked recently." })),

@@ -8,6 +8,7 @@ import { Ajv } from "ajv";
 import addFormats from "ajv-formats";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify from "fastify";
+import type { FastifySchemaValidationError } from "fastify/types/schema.js";
 import type pg from "pg";
 import type { Config } from "../config.ts";
 import type { CrontabEntry } from "../crontab.ts";
@@ -20,6 +21,8 @@ import { RequestLog } from "../observability/request-log.ts";
 import metricsRoutes from "./routes/metrics.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { TaskRegistry } from "../registry.ts";
+import { findUnstorableText, useStorableDateTimes } from "../input-limits.ts";
+import { clientErrorOf, loggableError } from "./database-errors.ts";
 import dashboardRoutes from "./dashboard/index.ts";
 import { authPlugin, makeAuthenticator } from "./plugins/auth.ts";
 import healthRoutes from "./routes/health.ts";
@@ -64,10 +67,52 @@ const STATUS_NAMES: Record<number, string> = {
 
 export type App = Awaited<ReturnType<typeof buildApp>>;
 
-function makeAjv(options: { coerceTypes: boolean }): Ajv {
-  const ajv = new Ajv({ ...options, allErrors: true, removeAdditional: false, useDefaults: true, strict: false });
+function makeAjv(): Ajv {
+  const ajv = new Ajv({ coerceTypes: false, allErrors: true, removeAdditional: false, useDefaults: true, strict: false });
   addFormats.default(ajv);
+  useStorableDateTimes(ajv);
   return ajv;
+}
+
+type HttpPart = "body" | "querystring" | "params" | "headers";
+type CheckedValidator = ((data: unknown, context?: unknown) => boolean) & { errors?: FastifySchemaValidationError[] | null; schemaEnv?: unknown };
+
+/**
+ * A route part's validator: text PostgreSQL cannot store is refused first (naming the field, as
+ * any validation error does), query-string integers are read only when written as plain decimals
+ * (no `0x10`, `1e1`, `+7`: ajv's own coercion would take those), then the schema decides.
+ */
+function compileValidator(ajv: Ajv, schema: object, httpPart: HttpPart): CheckedValidator {
+  const validate = ajv.compile(schema);
+  const integers = httpPart === "querystring" ? integerProperties(schema) : [];
+  const checked: CheckedValidator = (data, context) => {
+    const problem = findUnstorableText(data);
+    if (problem) {
+      checked.errors = [{ keyword: "text", instancePath: problem.path, schemaPath: "#", params: {}, message: problem.message }];
+      return false;
+    }
+    if (integers.length > 0 && data && typeof data === "object") readIntegers(data as Record<string, unknown>, integers);
+    const valid = context === undefined ? validate(data) : validate(data, context as Parameters<typeof validate>[1]);
+    checked.errors = validate.errors as FastifySchemaValidationError[] | null | undefined;
+    return valid;
+  };
+  // Lets Fastify hand ajv the parent object, so defaults can be filled into the request part.
+  checked.schemaEnv = (validate as unknown as { schemaEnv: unknown }).schemaEnv;
+  return checked;
+}
+
+function integerProperties(schema: object): string[] {
+  const properties = (schema as { properties?: Record<string, { type?: unknown }> }).properties ?? {};
+  return Object.entries(properties).flatMap(([name, property]) => (property.type === "integer" ? [name] : []));
+}
+
+const PLAIN_INTEGER = /^(?:0|-?[1-9][0-9]{0,15})$/;
+
+function readIntegers(query: Record<string, unknown>, names: readonly string[]): void {
+  for (const name of names) {
+    const value = query[name];
+    if (typeof value === "string" && PLAIN_INTEGER.test(value) && Number.isSafeInteger(Number(value))) query[name] = Number(value);
+  }
 }
 
 export async function buildApp(deps: AppDependencies) {
@@ -78,18 +123,22 @@ export async function buildApp(deps: AppDependencies) {
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // Bodies (task payloads) are validated as written: no coercion, no silent stripping, the way the
-  // worker validates them. Query strings and path parameters arrive as text, so those are coerced.
-  const bodies = makeAjv({ coerceTypes: false });
-  const textParts = makeAjv({ coerceTypes: true });
-  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === "body" ? bodies : textParts).compile(schema));
+  // worker validates them. Query strings arrive as text: their integers are read strictly (above).
+  const ajv = makeAjv();
+  app.setValidatorCompiler(({ schema, httpPart }) => compileValidator(ajv, schema, httpPart as HttpPart));
 
   // The API speaks JSON only; a text/plain body is what a cross-site form or beacon would send.
   app.removeContentTypeParser("text/plain");
 
   app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
+    const refusedByDatabase = clientErrorOf(error);
+    if (refusedByDatabase) {
+      request.log.warn({ err: loggableError(error) }, "request refused: the database cannot store a value it holds");
+      return reply.status(400).send({ statusCode: 400, error: STATUS_NAMES[400], message: refusedByDatabase.message });
+    }
     const statusCode = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
     if (statusCode >= 500) {
-      request.log.error({ err: error }, "request failed");
+      request.log.error({ err: loggableError(error) }, "request failed");
       // Internals (stack traces, SQL, connection details) stay in the logs.
       return reply.status(statusCode).send({ statusCode, error: "Internal Server Error", message: "internal error" });
     }

@@ -1,5 +1,6 @@
 /** Response shapes shared by the API's routes (and so by its OpenAPI document). */
 import Type from "typebox";
+import { DATE_TIME_DESCRIPTION, JOB_ID_PATTERN } from "../input-limits.ts";
 import { JOB_STATES } from "../lifecycle/jobs.ts";
 
 const DateTime = Type.String({ format: "date-time" });
@@ -79,16 +80,32 @@ export const EnqueuedResponse = Type.Object({
   links: Type.Object({ self: Type.String() }),
 });
 
+/** The query string of a route that takes no parameters: anything in it is refused, not ignored. */
+export const NoQuery = Type.Object({}, { additionalProperties: false });
+
+/** A job id in a path or a cursor: what PostgreSQL's bigint holds. */
+export const JobIdString = (description: string) => Type.String({ pattern: JOB_ID_PATTERN, description: `${description} (1 to 9223372036854775807)` });
+
+/** A date-time a caller sends: a real instant PostgreSQL and JavaScript both hold (see src/input-limits.ts). */
+export const InstantString = (description: string) => Type.String({ format: "date-time", description: `${description} ${DATE_TIME_DESCRIPTION}.` });
+
+const enqueueOptions = {
+  runAt: Type.Optional(InstantString("Run at this time instead of now.")),
+  priority: Type.Optional(Type.Integer({ minimum: -32768, maximum: 32767, description: "Lower runs first." })),
+  maxAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 32767 })),
+  queue: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: "Named queue (jobs in it run one at a time)." })),
+};
+
 export const EnqueueQuery = Type.Object(
   {
-    runAt: Type.Optional(Type.String({ format: "date-time", description: "Run at this time instead of now." })),
-    priority: Type.Optional(Type.Integer({ minimum: -32768, maximum: 32767, description: "Lower runs first." })),
-    maxAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 32767 })),
+    ...enqueueOptions,
     jobKey: Type.Optional(Type.String({ minLength: 1, maxLength: 512, description: "A pending job with this key is replaced." })),
-    queue: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: "Named queue (jobs in it run one at a time)." })),
   },
   { additionalProperties: false },
 );
+
+/** A batch takes the same options but no job key (each payload has its own, from its task). */
+export const BatchEnqueueQuery = Type.Object(enqueueOptions, { additionalProperties: false });
 
 export const IdempotencyHeaders = Type.Object({
   "idempotency-key": Type.Optional(

@@ -14,6 +14,8 @@
  *   outright (Fetch Metadata / Origin) whatever their credentials.
  */
 import { isCrossSiteRequest } from "../cross-site.ts";
+import { findUnstorableText } from "../../input-limits.ts";
+import { clientErrorOf, loggableError } from "../database-errors.ts";
 import cookie from "@fastify/cookie";
 import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import type { DashboardSources } from "../../dashboard/sources.ts";
@@ -141,10 +143,25 @@ const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app, { deps
     }
   });
 
+  // What a form or a link holds must be text PostgreSQL can store (the API's validators check the same).
+  app.addHook("preHandler", async (request, reply) => {
+    const problem = findUnstorableText(request.query) ?? findUnstorableText(request.params) ?? findUnstorableText(request.body);
+    if (!problem) return;
+    // The field is named only when it is one of ours in shape: a link's names are the sender's words.
+    const field = decodePointer(problem.path.split("/")[1] ?? "");
+    const named = /^[\w.-]{1,64}$/.test(field) ? `The field '${field}'` : "A field";
+    return refuse(request, reply, 400, `${named} ${problem.message}.`);
+  });
+
   app.setErrorHandler((error: FastifyError, request, reply) => {
+    const refusedByDatabase = clientErrorOf(error);
+    if (refusedByDatabase) {
+      request.log.warn({ err: loggableError(error) }, "dashboard request refused: the database cannot store a value it holds");
+      return refuse(request, reply, 400, `Refused: ${refusedByDatabase.message}.`);
+    }
     const statusCode = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
     if (statusCode >= 500) {
-      request.log.error({ err: error }, "dashboard request failed");
+      request.log.error({ err: loggableError(error) }, "dashboard request failed");
       return refuse(request, reply, statusCode, "Something went wrong on the server; the details are in the service logs.");
     }
     return refuse(request, reply, statusCode, error.message);
@@ -171,6 +188,10 @@ const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app, { deps
   registerTasks(app, context);
   registerQueues(app, context);
 };
+
+function decodePointer(segment: string): string {
+  return segment.replaceAll("~1", "/").replaceAll("~0", "~");
+}
 
 function refuse(request: FastifyRequest, reply: FastifyReply, statusCode: number, message: string): FastifyReply {
   if (wantsJson(request)) return reply.status(statusCode).send({ statusCode, message });

@@ -22,13 +22,25 @@ import {
   type JobDetails,
   type JobSummary,
 } from "../../lifecycle/jobs.ts";
+import { parseInstant } from "../../input-limits.ts";
 import { describeError } from "../../payload-validation.ts";
 import type { RegisteredTask } from "../../registry.ts";
 import type { AppDependencies } from "../app.ts";
-import { EnqueuedResponse, EnqueueQuery, ErrorResponse, IdempotencyHeaders, JobDetails as JobDetailsSchema, JobSummary as JobSummarySchema } from "../schemas.ts";
+import {
+  BatchEnqueueQuery,
+  EnqueuedResponse,
+  EnqueueQuery,
+  ErrorResponse,
+  IdempotencyHeaders,
+  InstantString,
+  JobDetails as JobDetailsSchema,
+  JobIdString,
+  JobSummary as JobSummarySchema,
+  NoQuery,
+} from "../schemas.ts";
 
 const MAX_BATCH = 1000;
-const JobId = Type.Object({ id: Type.String({ pattern: "^[0-9]{1,19}$", description: "Job id" }) });
+const JobId = Type.Object({ id: JobIdString("Job id") }, { additionalProperties: false });
 const errors = { 400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 413: ErrorResponse, 415: ErrorResponse };
 
 /** Validation errors named the way the worker and the CLI name them ("payload/taxonIds must be array"). */
@@ -93,7 +105,7 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
             { payloads: Type.Array(task.schema, { minItems: 1, maxItems: MAX_BATCH }) },
             { additionalProperties: false },
           ),
-          querystring: Type.Omit(EnqueueQuery, ["jobKey"]),
+          querystring: BatchEnqueueQuery,
           response: { 202: Type.Object({ jobs: Type.Array(EnqueuedResponse) }), ...errors },
         },
         schemaErrorFormatter: formatErrors("body"),
@@ -136,13 +148,13 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
         tags: ["jobs"],
         querystring: Type.Object(
           {
-            task: Type.Optional(Type.String()),
+            task: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
             state: Type.Optional(Type.Enum(JOB_STATES)),
-            queue: Type.Optional(Type.String()),
-            from: Type.Optional(Type.String({ format: "date-time", description: "Created at or after" })),
-            to: Type.Optional(Type.String({ format: "date-time", description: "Created before" })),
-            cursor: Type.Optional(Type.String({ pattern: "^[0-9]{1,19}$", description: "nextCursor of the previous page" })),
-            limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
+            queue: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+            from: Type.Optional(InstantString("Created at or after.")),
+            to: Type.Optional(InstantString("Created before.")),
+            cursor: Type.Optional(JobIdString("nextCursor of the previous page")),
+            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
           },
           { additionalProperties: false },
         ),
@@ -153,12 +165,12 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
     async (request) => {
       const { task, state, queue, from, to, cursor, limit } = request.query;
       const page = await listJobs(db, {
-        limit,
+        limit: limit ?? 50,
         ...(task ? { task } : {}),
         ...(state ? { state } : {}),
         ...(queue ? { queue } : {}),
-        ...(from ? { from: new Date(from) } : {}),
-        ...(to ? { to: new Date(to) } : {}),
+        ...(from ? { from: parseInstant(from)! } : {}),
+        ...(to ? { to: parseInstant(to)! } : {}),
         ...(cursor ? { before: cursor } : {}),
       });
       return { jobs: page.jobs.map(summary), nextCursor: page.nextCursor };
@@ -167,7 +179,10 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
 
   app.get(
     "/jobs/:id",
-    { schema: { summary: "A job's state and history", tags: ["jobs"], params: JobId, response: { 200: JobDetailsSchema, ...errors } } },
+    {
+      schema: { summary: "A job's state and history", tags: ["jobs"], params: JobId, querystring: NoQuery, response: { 200: JobDetailsSchema, ...errors } },
+      schemaErrorFormatter: formatErrors("body"),
+    },
     async (request, reply) => {
       const job = await findJob(db, request.params.id);
       if (!job) return reply.status(404).send({ statusCode: 404, error: "Not Found", message: `no job with id ${request.params.id}` });
@@ -189,8 +204,10 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
           summary: descriptions[name as keyof typeof actions],
           tags: ["jobs"],
           params: JobId,
+          querystring: NoQuery,
           response: { 200: JobDetailsSchema, ...errors },
         },
+        schemaErrorFormatter: formatErrors("body"),
       },
       async (request, reply) => {
         try {
@@ -211,7 +228,7 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
 
 function enqueueOptions(query: { runAt?: string; priority?: number; maxAttempts?: number; jobKey?: string; queue?: string }): EnqueueOptions {
   return {
-    ...(query.runAt ? { runAt: new Date(query.runAt) } : {}),
+    ...(query.runAt ? { runAt: parseInstant(query.runAt)! } : {}),
     ...(query.priority !== undefined ? { priority: query.priority } : {}),
     ...(query.maxAttempts !== undefined ? { maxAttempts: query.maxAttempts } : {}),
     ...(query.jobKey ? { jobKey: query.jobKey } : {}),
