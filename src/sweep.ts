@@ -1,6 +1,6 @@
 /**
  * The shape the enrichment tasks share (resolve_taxa's, made reusable): a sweep that fits in one
- * batch runs in place, a bigger one fans out into batch jobs keyed by id range; and a batch works
+ * batch runs in place, a bigger one fans out into batch jobs keyed by their work; and a batch works
  * through its rows with the per-row rules:
  * - an answer (including "no data") is recorded on the row;
  * - a permanent upstream problem with one row is recorded on that row and the batch goes on;
@@ -8,6 +8,7 @@
  *   Rows already recorded stay recorded, and the retry's candidate query skips them;
  * - anything else (a configuration error, a database error) fails the job at once.
  */
+import { createHash } from "node:crypto";
 import pLimit from "p-limit";
 import Type from "typebox";
 import { INT4_MAX } from "./input-limits.ts";
@@ -62,9 +63,28 @@ export async function sweepInBatches(options: SweepOptions): Promise<void> {
   logger.info({ batches, rows, batchSize: limit }, "fanned out into batch jobs");
 }
 
-/** The standard job key of a batch: re-enqueueing the same rows replaces the pending job. */
-export function batchJobKey(task: string, ids: readonly number[] | undefined, variant = ""): string | undefined {
-  return ids ? `${task}:${variant ? `${variant}:` : ""}${ids[0]}-${ids.at(-1)}:${ids.length}` : undefined;
+/**
+ * The standard job key of a batch, a function of the whole work: the rows (their set: sorted, each
+ * once) and every other field that changes what the job does, hashed. Re-enqueueing the same work
+ * replaces the pending job; different work never shares a key, so it never overwrites another
+ * pending job. The readable part (`1-250:100:`) is for people looking at the queue; the digest decides.
+ * Undefined (no key) for a job that names no rows.
+ */
+export function batchJobKey(prefix: string, work: { taxonIds?: readonly number[] | undefined; [field: string]: unknown }): string | undefined {
+  if (!work.taxonIds) return undefined;
+  const ids = [...new Set(work.taxonIds)].sort((a, b) => a - b);
+  const digest = createHash("sha256").update(canonicalJson({ ...work, taxonIds: ids })).digest("base64url").slice(0, 22);
+  return `${prefix}:${ids[0]}-${ids.at(-1)}:${ids.length}:${digest}`;
+}
+
+/** JSON with object keys in sorted order, so equal values always give equal text. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value && typeof value === "object") {
+    const entries = Object.entries(value).filter(([, child]) => child !== undefined);
+    return `{${entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([key, child]) => `${JSON.stringify(key)}:${canonicalJson(child)}`).join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "null";
 }
 
 export interface WorkOptions<R> {

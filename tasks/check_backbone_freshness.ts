@@ -64,7 +64,7 @@ export default defineTask({
     timeoutMs: 120_000,
     // Shares resolve_taxa's per-instance cap: both call GBIF.
     concurrency: { limit: 2, group: "gbif" },
-    jobKey: (p) => batchJobKey("check_backbone_freshness", p.taxonIds, p.force ? "force" : ""),
+    jobKey: (p) => batchJobKey("check_backbone_freshness", p),
   },
   async run(p, context) {
     const now = new Date();

@@ -24,9 +24,12 @@ function hot(key: string, overrides: Partial<NewTaxon> = {}): NewTaxon {
   };
 }
 
-/** The keys of the queued resolve_taxa jobs: resolve_taxa keys a batch by its first and last id and its size. */
+/**
+ * The keys of the queued resolve_taxa jobs without their digest: resolve_taxa keys a batch by its
+ * first and last id, its size and a digest of its whole work.
+ */
 async function resolveJobKeys(env: TestEnv): Promise<Array<string | null>> {
-  return (await listJobs(env.db, "resolve_taxa")).map((job) => job.key);
+  return (await listJobs(env.db, "resolve_taxa")).map((job) => job.key?.replace(/:[A-Za-z0-9_-]{22}$/, "") ?? null);
 }
 
 describe("check_backbone_freshness compares stored keys with GBIF", () => {
@@ -128,7 +131,7 @@ describe("check_backbone_freshness through the queue", () => {
   test("a sweep larger than a batch fans out into keyed batch jobs", async ({ env }) => {
     await insertTaxa(env.db, Array.from({ length: 3 }, () => hot("2435099")));
     await performTask(env, "check_backbone_freshness", { limit: 2 });
-    expect((await listJobs(env.db, "check_backbone_freshness")).map((job) => job.key)).toEqual(["check_backbone_freshness:1-2:2", "check_backbone_freshness:3-3:1"]);
+    expect((await listJobs(env.db, "check_backbone_freshness")).map((job) => job.key?.replace(/:[A-Za-z0-9_-]{22}$/, ""))).toEqual(["check_backbone_freshness:1-2:2", "check_backbone_freshness:3-3:1"]);
     await runDueJobs(env);
     expect(await listJobs(env.db)).toHaveLength(0);
     expect(env.gbif.usageRequests()).toHaveLength(3);
