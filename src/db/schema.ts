@@ -1,3 +1,4 @@
+import type { DashboardSessionsTable } from "./tables/dashboard-sessions.ts";
 import type { GraphileJobsView } from "./tables/graphile-jobs.ts";
 import type { JobEventsTable } from "./tables/job-events.ts";
 import type { JobRecordsTable } from "./tables/job-records.ts";
@@ -10,5 +11,6 @@ export interface Database {
   "observing_jobs.job_records": JobRecordsTable;
   "observing_jobs.job_events": JobEventsTable;
   "observing_jobs.worker_heartbeats": WorkerHeartbeatsTable;
+  "observing_jobs.dashboard_sessions": DashboardSessionsTable;
   "graphile_worker.jobs": GraphileJobsView;
 }

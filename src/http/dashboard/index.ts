@@ -18,6 +18,7 @@ import { findUnstorableText } from "../../input-limits.ts";
 import { clientErrorOf, loggableError } from "../database-errors.ts";
 import cookie from "@fastify/cookie";
 import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
+import { findOpenSession } from "../../dashboard/sessions.ts";
 import type { DashboardSources } from "../../dashboard/sources.ts";
 import type { AppDependencies } from "../app.ts";
 import { AuthError, isCallerStillAllowed, makeAuthenticator } from "../plugins/auth.ts";
@@ -36,7 +37,6 @@ import {
   CSRF_HEADER,
   csrfTokenFor,
   csrfTokenMatches,
-  decodeSession,
   makeDevelopmentSecret,
   SESSION_COOKIE,
 } from "./session.ts";
@@ -107,7 +107,8 @@ const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app, { deps
     const signed = request.cookies[SESSION_COOKIE];
     if (!signed) return null;
     const unsigned = request.unsignCookie(signed);
-    const session = unsigned.valid && unsigned.value !== null ? decodeSession(unsigned.value, new Date()) : null;
+    // Looked up on every request: a session signed out on another instance opens nothing here either.
+    const session = unsigned.valid && unsigned.value ? await findOpenSession(deps.db, unsigned.value) : null;
     if (!session || !isCallerStillAllowed(auth, session.callerId)) return null;
     return { id: session.callerId, via: "session", csrfToken: csrfTokenFor(sessionSecret, signed) };
   }
@@ -180,7 +181,7 @@ const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app, { deps
       .send(asset.body);
   });
 
-  registerLogin(app, authenticate);
+  registerLogin(app, authenticate, deps.db);
   const context = { deps, sources };
   registerOverview(app, context);
   registerJobs(app, context);

@@ -19,6 +19,7 @@ import {
   type JobState,
 } from "../../../lifecycle/jobs.ts";
 import { isJobId, parseInstant } from "../../../input-limits.ts";
+import { setFlash } from "../flash.ts";
 import { operatorOf, sendFragments, sendPage, type DashboardContext } from "../context.ts";
 import { html, type Html } from "../html.ts";
 import { csrfField, formatDuration, jsonBlock, notice, queryString, stateBadge, table, timeCell, type Notice, type Operator } from "../layout.ts";
@@ -32,7 +33,8 @@ const JOB_ACTIONS = {
 } as const satisfies Record<string, { run: unknown; allowed: readonly JobState[]; label: string; explain: string }>;
 type JobAction = keyof typeof JOB_ACTIONS;
 
-const DONE_MESSAGES: Record<string, string> = {
+/** What the job's page says after an action (carried by a signed flash cookie, never by the URL). */
+export const DONE_MESSAGES: Record<string, string> = {
   retry: "Job retried: it is back in the queue.",
   cancel: "Job cancelled.",
   discard: "Job discarded from the dead-letter.",
@@ -111,8 +113,7 @@ export function registerJobs(app: FastifyInstance, { deps }: DashboardContext): 
     if (!isJobId(id)) return jobNotFound(request, reply, id);
     const job = await findJob(db, id);
     if (!job) return jobNotFound(request, reply, id);
-    const done = (request.query as { done?: string }).done;
-    return sendJobPage(request, reply, job, done && DONE_MESSAGES[done] ? { kind: "ok", text: DONE_MESSAGES[done] } : null);
+    return sendJobPage(request, reply, job, null);
   });
 
   app.get("/jobs/:id/live", async (request, reply) => {
@@ -139,7 +140,8 @@ export function registerJobs(app: FastifyInstance, { deps }: DashboardContext): 
       throw error;
     }
     request.log.info({ operator: operator.id, jobId: id, action }, `job ${action} by operator (dashboard)`);
-    return reply.redirect(`/dashboard/jobs/${id}?done=${action}`, 303);
+    setFlash(request, reply, { kind: "ok", text: DONE_MESSAGES[action]! });
+    return reply.redirect(`/dashboard/jobs/${id}`, 303);
   });
 }
 

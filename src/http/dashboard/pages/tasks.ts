@@ -12,9 +12,11 @@ import { checkPayload, enqueueJob, InvalidPayloadError, type EnqueueOptions } fr
 import type { RegisteredTask } from "../../../registry.ts";
 import { describeSchedules, type Schedule } from "../../../schedules.ts";
 import { operatorOf, sendPage, type DashboardContext } from "../context.ts";
+import { setFlash } from "../flash.ts";
 import { html, type Html } from "../html.ts";
 import { csrfField, jsonBlock, notice, stateBadge, table, timeCell } from "../layout.ts";
 import { errorsByField, fieldsFromSchema, payloadFromForm, renderFields } from "../schema-form.ts";
+import { DONE_MESSAGES } from "./jobs.ts";
 
 /** "At 03:30 AM" style wording of a crontab expression (always UTC here). */
 function describeCron(expression: string): string {
@@ -110,7 +112,8 @@ export function registerTasks(app: FastifyInstance, { deps, sources }: Dashboard
         if (errors.length === 0) {
           const job = await enqueueJob(db, registry, task.name, parsed.payload, options, { source: "http", actor: operator.id });
           request.log.info({ operator: operator.id, jobId: job.id, task: task.name }, "job enqueued by operator (dashboard)");
-          return reply.redirect(`/dashboard/jobs/${job.id}?done=enqueued`, 303);
+          setFlash(request, reply, { kind: "ok", text: DONE_MESSAGES.enqueued! });
+          return reply.redirect(`/dashboard/jobs/${job.id}`, 303);
         }
         // A bad option stops the enqueue; still say everything that is wrong with the payload at once.
         checkPayload(task, parsed.payload);
