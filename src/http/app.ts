@@ -29,7 +29,8 @@ import healthRoutes from "./routes/health.ts";
 import jobRoutes from "./routes/jobs.ts";
 import queueRoutes from "./routes/queues.ts";
 import taskRoutes from "./routes/tasks.ts";
-import { ErrorResponse } from "./schemas.ts";
+import { registerRateLimit } from "./rate-limit.ts";
+import { ErrorResponse, NoQuery, OPTIONAL_BODY } from "./schemas.ts";
 
 /** What the routes need from the running service. */
 export interface AppDependencies {
@@ -66,6 +67,25 @@ const STATUS_NAMES: Record<number, string> = {
 };
 
 export type App = Awaited<ReturnType<typeof buildApp>>;
+
+interface OpenApiDocument {
+  paths?: Record<string, Record<string, { requestBody?: { required?: boolean }; [OPTIONAL_BODY]?: boolean }>>;
+}
+
+/**
+ * @fastify/swagger marks every request body required; an operation whose route says its body may
+ * be left out (OPTIONAL_BODY) says so in the document too.
+ */
+function markOptionalBodies<T extends OpenApiDocument>(document: T): T {
+  for (const operations of Object.values(document.paths ?? {})) {
+    for (const operation of Object.values(operations)) {
+      if (!operation[OPTIONAL_BODY]) continue;
+      delete operation[OPTIONAL_BODY];
+      if (operation.requestBody) operation.requestBody.required = false;
+    }
+  }
+  return document;
+}
 
 function makeAjv(): Ajv {
   const ajv = new Ajv({ coerceTypes: false, allErrors: true, removeAdditional: false, useDefaults: true, strict: false });
@@ -116,10 +136,21 @@ function readIntegers(query: Record<string, unknown>, names: readonly string[]):
 }
 
 export async function buildApp(deps: AppDependencies) {
+  const { http } = deps.config;
   const app = Fastify({
     loggerInstance: deps.logger.child({ component: "http" }),
     logController: new RequestLog(),
-    bodyLimit: deps.config.http.bodyLimitBytes,
+    bodyLimit: http.bodyLimitBytes,
+    // Slow and idle connections are closed: a request must arrive whole within requestTimeout (else
+    // 408 and the connection closes; a connection that sends nothing at all is closed then too), and
+    // an idle keep-alive connection lasts keepAliveTimeout. (Fastify's own default is no request
+    // timeout at all.) A socket inactivity timeout (connectionTimeout) is not used: Node's periodic
+    // request-timeout check keeps it from firing on a silent connection.
+    requestTimeout: http.requestTimeoutMs,
+    keepAliveTimeout: http.keepAliveTimeoutMs,
+    // Node looks for requests past their timeout every 30 s by default; look often enough that the
+    // timeout holds to within a quarter of itself.
+    http: { connectionsCheckingInterval: Math.min(30_000, Math.ceil(http.requestTimeoutMs / 4)) },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // Bodies (task payloads) are validated as written: no coercion, no silent stripping, the way the
@@ -129,6 +160,14 @@ export async function buildApp(deps: AppDependencies) {
 
   // The API speaks JSON only; a text/plain body is what a cross-site form or beacon would send.
   app.removeContentTypeParser("text/plain");
+
+  app.addHook("onSend", async (_request, reply) => {
+    // Nothing the service answers is to be sniffed as another type or kept by a cache on the way.
+    reply.header("x-content-type-options", "nosniff");
+    if (!reply.hasHeader("cache-control")) reply.header("cache-control", "no-store");
+    // JSON has no charset parameter (RFC 8259 §11); the documented media type is exactly this.
+    if (String(reply.getHeader("content-type") ?? "").startsWith("application/json")) reply.header("content-type", "application/json");
+  });
 
   app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
     const refusedByDatabase = clientErrorOf(error);
@@ -160,17 +199,19 @@ export async function buildApp(deps: AppDependencies) {
       components: { securitySchemes: { bearer: { type: "http", scheme: "bearer", description: "Google-signed ID token, or a static API token" } } },
       security: [{ bearer: [] }],
     },
+    transformObject: (document) => ("openapiObject" in document ? markOptionalBodies(document.openapiObject as OpenApiDocument) : document.swaggerObject),
   });
 
   await app.register(healthRoutes, { deps });
   await app.register(dashboardRoutes, { prefix: "/dashboard", deps, sources: deps.dashboardSources });
   await app.register(async (api) => {
     await api.register(authPlugin, { authenticate: makeAuthenticator(deps.config.auth) });
+    await registerRateLimit(api, http.rateLimit, (request) => request.caller.id);
     await api.register(jobRoutes, { deps });
     await api.register(taskRoutes, { deps });
     await api.register(queueRoutes, { deps });
     await api.register(metricsRoutes, { deps });
-    api.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+    api.get("/openapi.json", { schema: { hide: true, querystring: NoQuery } }, async () => app.swagger());
   });
   return app;
 }

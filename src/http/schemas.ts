@@ -6,15 +6,44 @@ import { JOB_STATES } from "../lifecycle/jobs.ts";
 const DateTime = Type.String({ format: "date-time" });
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T) => Type.Union([schema, Type.Null()]);
 
-export const ErrorResponse = Type.Object(
-  {
-    statusCode: Type.Integer(),
-    error: Type.String(),
-    message: Type.String(),
-    state: Type.Optional(Type.Enum(JOB_STATES)),
-  },
-  { $id: "ErrorResponse" },
-);
+const errorFields = {
+  statusCode: Type.Integer(),
+  error: Type.String(),
+  message: Type.String(),
+  state: Type.Optional(Type.Enum(JOB_STATES, { description: "The job's current state (409)." })),
+};
+
+export const ErrorResponse = Type.Object(errorFields, { $id: "ErrorResponse" });
+
+const ERROR_DESCRIPTIONS = {
+  400: "Invalid request: the message names each bad field (an unknown query parameter, a value the database cannot store, malformed JSON)",
+  401: "No valid credential: send Authorization: Bearer <ID token or API token>",
+  403: "The caller is not on the allowlist, or the request came from another site",
+  404: "No job with this id",
+  409: "The action does not apply to the job's current state (given as state)",
+  413: "The body is larger than HTTP_BODY_LIMIT_BYTES",
+  415: "The body is not JSON",
+  429: "Too many requests from this caller (HTTP_RATE_LIMIT_MAX per HTTP_RATE_LIMIT_WINDOW_MS); retry after Retry-After seconds",
+  503: "ID tokens cannot be verified right now (Google's signing keys are out of reach): retry",
+} as const;
+type ErrorStatus = keyof typeof ERROR_DESCRIPTIONS;
+
+/** The error answers an operation can give, each documented with when it happens. */
+export function errorResponses<S extends ErrorStatus>(...statuses: S[]): Record<S, typeof ErrorResponse> {
+  return Object.fromEntries(
+    statuses.map((status) => {
+      const schema = Type.Object(errorFields, { description: ERROR_DESCRIPTIONS[status] });
+      if (status !== 429) return [status, schema];
+      return [status, { ...schema, headers: { "retry-after": Type.Integer({ minimum: 0, description: "Seconds until this caller may send again." }) } }];
+    }),
+  ) as Record<S, typeof ErrorResponse>;
+}
+
+/** Every route behind authentication: a bad query, a bad or refused credential, signing keys out of reach. */
+export const AUTHENTICATED_ERRORS = [400, 401, 403, 503] as const;
+
+/** Operation-level marker (an OpenAPI extension) for a request body that may be left out; see app.ts. */
+export const OPTIONAL_BODY = "x-optional-body";
 
 export const JobEvent = Type.Object({
   id: Type.String(),

@@ -16,6 +16,7 @@
 import { isCrossSiteRequest } from "../cross-site.ts";
 import { findUnstorableText } from "../../input-limits.ts";
 import { clientErrorOf, loggableError } from "../database-errors.ts";
+import { registerRateLimit } from "../rate-limit.ts";
 import cookie from "@fastify/cookie";
 import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import { findOpenSession } from "../../dashboard/sessions.ts";
@@ -79,6 +80,8 @@ const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app, { deps
   const authenticate = makeAuthenticator(auth);
 
   await app.register(cookie, { secret: sessionSecret });
+  // The same per-caller limit as the API's enqueue and action routes, on the forms that enqueue and act.
+  await registerRateLimit(app, deps.config.http.rateLimit, (request) => request.operator?.id ?? request.ip);
   app.decorateRequest("operator", null);
   app.addContentTypeParser("application/x-www-form-urlencoded", { parseAs: "string" }, (_request, body, done) => {
     done(null, new URLSearchParams(body as string));

@@ -8,6 +8,7 @@ import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import Type from "typebox";
 import { assertSchemaCurrent } from "../../db/migrate.ts";
 import type { AppDependencies } from "../app.ts";
+import { errorResponses, NoQuery } from "../schemas.ts";
 
 const CHECK_TIMEOUT_MS = 2000;
 
@@ -31,13 +32,19 @@ const Readiness = Type.Object({
 const healthRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (app, { deps }) => {
   app.get(
     "/healthz",
-    { logLevel: "warn", schema: { summary: "Liveness", tags: ["health"], security: [], response: { 200: Type.Object({ status: Type.Literal("ok") }) } } },
+    {
+      logLevel: "warn",
+      schema: { summary: "Liveness", tags: ["health"], security: [], querystring: NoQuery, response: { 200: Type.Object({ status: Type.Literal("ok") }), ...errorResponses(400) } },
+    },
     async () => ({ status: "ok" as const }),
   );
 
   app.get(
     "/readyz",
-    { logLevel: "warn", schema: { summary: "Readiness", tags: ["health"], security: [], response: { 200: Readiness, 503: Readiness } } },
+    {
+      logLevel: "warn",
+      schema: { summary: "Readiness", tags: ["health"], security: [], querystring: NoQuery, response: { 200: Readiness, 503: Readiness, ...errorResponses(400) } },
+    },
     async (_request, reply) => {
       if (deps.reliability?.shuttingDown()) {
         return reply

@@ -26,22 +26,28 @@ import { parseInstant } from "../../input-limits.ts";
 import { describeError } from "../../payload-validation.ts";
 import type { RegisteredTask } from "../../registry.ts";
 import type { AppDependencies } from "../app.ts";
+import { RATE_LIMITED } from "../rate-limit.ts";
 import {
+  AUTHENTICATED_ERRORS,
   BatchEnqueueQuery,
   EnqueuedResponse,
   EnqueueQuery,
-  ErrorResponse,
+  errorResponses,
   IdempotencyHeaders,
   InstantString,
   JobDetails as JobDetailsSchema,
   JobIdString,
   JobSummary as JobSummarySchema,
   NoQuery,
+  OPTIONAL_BODY,
 } from "../schemas.ts";
 
 const MAX_BATCH = 1000;
 const JobId = Type.Object({ id: JobIdString("Job id") }, { additionalProperties: false });
-const errors = { 400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 413: ErrorResponse, 415: ErrorResponse };
+const enqueueErrors = errorResponses(...AUTHENTICATED_ERRORS, 413, 415, 429);
+const readErrors = errorResponses(...AUTHENTICATED_ERRORS);
+const jobErrors = errorResponses(...AUTHENTICATED_ERRORS, 404);
+const actionErrors = errorResponses(...AUTHENTICATED_ERRORS, 404, 409, 413, 415, 429);
 
 /** Validation errors named the way the worker and the CLI name them ("payload/taxonIds must be array"). */
 const formatErrors = (root: string) => (validationErrors: FastifySchemaValidationError[], dataVar: string) =>
@@ -66,13 +72,15 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
       {
         schema: {
           summary: `Enqueue a ${task.name} job`,
-          description: task.description,
+          description: `${task.description} Without a body, the payload is the schema's defaults.`,
           tags: ["jobs"],
           body: task.schema,
+          [OPTIONAL_BODY]: true,
           querystring: EnqueueQuery,
           headers: IdempotencyHeaders,
-          response: { 202: EnqueuedResponse, ...errors },
+          response: { 202: EnqueuedResponse, ...enqueueErrors },
         },
+        config: RATE_LIMITED,
         schemaErrorFormatter: formatErrors("payload"),
       },
       async (request, reply) => {
@@ -100,14 +108,17 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
       {
         schema: {
           summary: `Enqueue many ${task.name} jobs, all or nothing`,
+          description:
+            "Every payload is validated before anything is written. Payloads that map to the same job key (the same work) are one job: the last one wins, as enqueueing them one by one would, and `jobs` lists each job once.",
           tags: ["jobs"],
           body: Type.Object(
             { payloads: Type.Array(task.schema, { minItems: 1, maxItems: MAX_BATCH }) },
             { additionalProperties: false },
           ),
           querystring: BatchEnqueueQuery,
-          response: { 202: Type.Object({ jobs: Type.Array(EnqueuedResponse) }), ...errors },
+          response: { 202: Type.Object({ jobs: Type.Array(EnqueuedResponse) }), ...enqueueErrors },
         },
+        config: RATE_LIMITED,
         schemaErrorFormatter: formatErrors("body"),
       },
       async (request, reply) => {
@@ -158,7 +169,7 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
           },
           { additionalProperties: false },
         ),
-        response: { 200: Type.Object({ jobs: Type.Array(JobSummarySchema), nextCursor: Type.Union([Type.String(), Type.Null()]) }), ...errors },
+        response: { 200: Type.Object({ jobs: Type.Array(JobSummarySchema), nextCursor: Type.Union([Type.String(), Type.Null()]) }), ...readErrors },
       },
       schemaErrorFormatter: formatErrors("query"),
     },
@@ -180,7 +191,7 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
   app.get(
     "/jobs/:id",
     {
-      schema: { summary: "A job's state and history", tags: ["jobs"], params: JobId, querystring: NoQuery, response: { 200: JobDetailsSchema, ...errors } },
+      schema: { summary: "A job's state and history", tags: ["jobs"], params: JobId, querystring: NoQuery, response: { 200: JobDetailsSchema, ...jobErrors } },
       schemaErrorFormatter: formatErrors("body"),
     },
     async (request, reply) => {
@@ -205,8 +216,9 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
           tags: ["jobs"],
           params: JobId,
           querystring: NoQuery,
-          response: { 200: JobDetailsSchema, ...errors },
+          response: { 200: JobDetailsSchema, ...actionErrors },
         },
+        config: RATE_LIMITED,
         schemaErrorFormatter: formatErrors("body"),
       },
       async (request, reply) => {

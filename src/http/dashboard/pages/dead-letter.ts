@@ -4,6 +4,7 @@ import { actOnDeadLetterGroup, BULK_ACTION_LIMIT, DEAD_LETTER_SCAN_LIMIT, findDe
 import { operatorOf, sendPage, type DashboardContext } from "../context.ts";
 import { html } from "../html.ts";
 import { queryString, timeCell, type Notice } from "../layout.ts";
+import { RATE_LIMITED } from "../../rate-limit.ts";
 import { setFlash } from "../flash.ts";
 import { confirmForm } from "./jobs.ts";
 
@@ -35,7 +36,7 @@ export function registerDeadLetter(app: FastifyInstance, { deps }: DashboardCont
     return sendPage(request, reply, { title: "Dead-letter", section: "dead-letter", body });
   });
 
-  app.post("/dead-letter/:action", async (request, reply) => {
+  app.post("/dead-letter/:action", { config: RATE_LIMITED }, async (request, reply) => {
     const { action } = request.params as { action: string };
     if (action !== "retry" && action !== "discard") return reply.callNotFound();
     const form = request.body instanceof URLSearchParams ? request.body : new URLSearchParams();

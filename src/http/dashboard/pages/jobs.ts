@@ -19,6 +19,7 @@ import {
   type JobState,
 } from "../../../lifecycle/jobs.ts";
 import { isJobId, parseInstant } from "../../../input-limits.ts";
+import { RATE_LIMITED } from "../../rate-limit.ts";
 import { setFlash } from "../flash.ts";
 import { operatorOf, sendFragments, sendPage, type DashboardContext } from "../context.ts";
 import { html, type Html } from "../html.ts";
@@ -123,7 +124,7 @@ export function registerJobs(app: FastifyInstance, { deps }: DashboardContext): 
     return sendFragments(reply, jobFragments(job, operatorOf(request), new Date()));
   });
 
-  app.post("/jobs/:id/:action", async (request, reply) => {
+  app.post("/jobs/:id/:action", { config: RATE_LIMITED }, async (request, reply) => {
     const { id, action } = request.params as { id: string; action: string };
     if (!Object.hasOwn(JOB_ACTIONS, action)) return reply.callNotFound();
     if (!isJobId(id)) return jobNotFound(request, reply, id);

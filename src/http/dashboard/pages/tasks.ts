@@ -12,6 +12,7 @@ import { checkPayload, enqueueJob, InvalidPayloadError, type EnqueueOptions } fr
 import type { RegisteredTask } from "../../../registry.ts";
 import { describeSchedules, type Schedule } from "../../../schedules.ts";
 import { operatorOf, sendPage, type DashboardContext } from "../context.ts";
+import { RATE_LIMITED } from "../../rate-limit.ts";
 import { setFlash } from "../flash.ts";
 import { html, type Html } from "../html.ts";
 import { csrfField, jsonBlock, notice, stateBadge, table, timeCell } from "../layout.ts";
@@ -94,7 +95,7 @@ export function registerTasks(app: FastifyInstance, { deps, sources }: Dashboard
     return sendTaskPage(request, reply, task, { values: {}, options: { maxAttempts: "", priority: "" }, errors: [] });
   });
 
-  app.post("/tasks/:name/run", async (request, reply) => {
+  app.post("/tasks/:name/run", { config: RATE_LIMITED }, async (request, reply) => {
     const task = registry.find((request.params as { name: string }).name);
     if (!task) return taskNotFound(request, reply);
     if (task.internal) {
