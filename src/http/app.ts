@@ -23,6 +23,7 @@ import type { Logger } from "../observability/logger.ts";
 import type { TaskRegistry } from "../registry.ts";
 import { findUnstorableText, useStorableDateTimes } from "../input-limits.ts";
 import { clientErrorOf, loggableError } from "./database-errors.ts";
+import { ASSETS } from "./dashboard/assets.ts";
 import dashboardRoutes from "./dashboard/index.ts";
 import { authPlugin, makeAuthenticator } from "./plugins/auth.ts";
 import healthRoutes from "./routes/health.ts";
@@ -203,6 +204,11 @@ export async function buildApp(deps: AppDependencies) {
   });
 
   await app.register(healthRoutes, { deps });
+  // What a browser asks for on any page of this origin (the API's JSON, too): the dashboard's icon.
+  app.get("/favicon.ico", { schema: { hide: true } }, async (_request, reply) => {
+    const icon = ASSETS["favicon.ico"];
+    return reply.type(icon.contentType).header("cache-control", "public, max-age=86400").send(icon.body);
+  });
   await app.register(dashboardRoutes, { prefix: "/dashboard", deps, sources: deps.dashboardSources });
   await app.register(async (api) => {
     await api.register(authPlugin, { authenticate: makeAuthenticator(deps.config.auth) });

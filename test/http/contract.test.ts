@@ -231,3 +231,21 @@ describe("slow and idle connections", () => {
     expect(() => parseConfig({ HTTP_REQUEST_TIMEOUT_MS: "10" })).toThrow(/HTTP_REQUEST_TIMEOUT_MS must be >= 1000/);
   });
 });
+
+test("a favicon is served, at /favicon.ico and as the dashboard pages' icon", async ({ env }) => {
+  const app = await buildDashboardApp(env);
+  try {
+    const ico = await app.inject({ url: "/favicon.ico" });
+    expect(ico.statusCode).toBe(200);
+    expect(ico.headers["content-type"]).toBe("image/x-icon");
+    expect(ico.rawPayload.subarray(0, 4)).toEqual(Buffer.from([0, 0, 1, 0]));
+    const login = await app.inject({ url: "/dashboard/login" });
+    const href = /<link rel="icon" href="([^"]+)" type="image\/svg\+xml">/.exec(login.body)![1]!;
+    const svg = await app.inject({ url: href });
+    expect(svg.statusCode).toBe(200);
+    expect(svg.headers["content-type"]).toBe("image/svg+xml");
+    expect(svg.headers["cache-control"]).toBe("public, max-age=31536000, immutable");
+  } finally {
+    await app.close();
+  }
+});

@@ -72,7 +72,7 @@ export function registerTasks(app: FastifyInstance, { deps, sources }: Dashboard
         <section aria-labelledby="tasks-heading"><h2 id="tasks-heading">Tasks</h2>
           ${table(
             "Tasks",
-            ["Task", "What it does", "Queue", "Max attempts", "Time limit", ""],
+            ["Task", "What it does", "Queue", "Max attempts", "Time limit", "Run"],
             registry.all().map((task) => [
               html`<a href="/dashboard/tasks/${task.name}">${task.name}</a>`,
               task.description,
