@@ -7,7 +7,7 @@ import swagger from "@fastify/swagger";
 import { Ajv } from "ajv";
 import addFormats from "ajv-formats";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
-import Fastify from "fastify";
+import Fastify, { type FastifyReply } from "fastify";
 import type { FastifySchemaValidationError } from "fastify/types/schema.js";
 import type pg from "pg";
 import type { Config } from "../config.ts";
@@ -68,6 +68,14 @@ const STATUS_NAMES: Record<number, string> = {
 };
 
 export type App = Awaited<ReturnType<typeof buildApp>>;
+
+/** Headers of every answer: nothing is to be sniffed as another type or kept by a cache on the way. */
+function setResponseHeaders(reply: FastifyReply): void {
+  reply.header("x-content-type-options", "nosniff");
+  if (!reply.hasHeader("cache-control")) reply.header("cache-control", "no-store");
+  // JSON has no charset parameter (RFC 8259 §11); the documented media type is exactly this.
+  if (String(reply.getHeader("content-type") ?? "").startsWith("application/json")) reply.header("content-type", "application/json");
+}
 
 interface OpenApiDocument {
   paths?: Record<string, Record<string, { requestBody?: { required?: boolean }; [OPTIONAL_BODY]?: boolean }>>;
@@ -152,6 +160,18 @@ export async function buildApp(deps: AppDependencies) {
     // Node looks for requests past their timeout every 30 s by default; look often enough that the
     // timeout holds to within a quarter of itself.
     http: { connectionsCheckingInterval: Math.min(30_000, Math.ceil(http.requestTimeoutMs / 4)) },
+    // URLs the router refuses before any route runs (malformed percent-encoding, a path segment past
+    // maxParamLength): a 400 in the API's own shape, through the hooks (headers) like any answer.
+    frameworkErrors: (error, _request, reply) => {
+      const message =
+        error.code === "FST_ERR_MAX_PARAM_LENGTH" ? "a path segment is longer than any job id or task name" : error.code === "FST_ERR_BAD_URL" ? "the URL is not valid (malformed percent-encoding)" : "internal error";
+      const statusCode = error.code === "FST_ERR_MAX_PARAM_LENGTH" || error.code === "FST_ERR_BAD_URL" ? 400 : 500;
+      // No hook runs for these: the headers every answer carries are set here.
+      const answer = (reply as FastifyReply).status(statusCode).type("application/json");
+      setResponseHeaders(answer);
+      // As bytes: Fastify adds a charset to any JSON it serializes, and no onSend hook runs here to take it off.
+      return answer.send(Buffer.from(JSON.stringify({ statusCode, error: statusCode === 400 ? "Bad Request" : "Internal Server Error", message })));
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // Bodies (task payloads) are validated as written: no coercion, no silent stripping, the way the
@@ -162,13 +182,7 @@ export async function buildApp(deps: AppDependencies) {
   // The API speaks JSON only; a text/plain body is what a cross-site form or beacon would send.
   app.removeContentTypeParser("text/plain");
 
-  app.addHook("onSend", async (_request, reply) => {
-    // Nothing the service answers is to be sniffed as another type or kept by a cache on the way.
-    reply.header("x-content-type-options", "nosniff");
-    if (!reply.hasHeader("cache-control")) reply.header("cache-control", "no-store");
-    // JSON has no charset parameter (RFC 8259 §11); the documented media type is exactly this.
-    if (String(reply.getHeader("content-type") ?? "").startsWith("application/json")) reply.header("content-type", "application/json");
-  });
+  app.addHook("onSend", async (_request, reply) => setResponseHeaders(reply));
 
   app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
     const refusedByDatabase = clientErrorOf(error);
