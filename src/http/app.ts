@@ -9,52 +9,23 @@ import addFormats from "ajv-formats";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyReply } from "fastify";
 import type { FastifySchemaValidationError } from "fastify/types/schema.js";
-import type pg from "pg";
-import type { Config } from "../config.ts";
-import type { CrontabEntry } from "../crontab.ts";
-import type { DashboardSources } from "../dashboard/sources.ts";
-import type { Db } from "../db/database.ts";
-import type { QueueStats } from "../lifecycle/queue-stats.ts";
-import type { CronFreshness } from "../observability/cron-freshness.ts";
-import type { ServiceMetrics } from "../observability/metrics.ts";
-import { RequestLog } from "../observability/request-log.ts";
-import metricsRoutes from "./routes/metrics.ts";
-import type { Logger } from "../observability/logger.ts";
-import type { TaskRegistry } from "../registry.ts";
+import { InvalidPayloadError } from "../enqueue.ts";
 import { findUnstorableText, useStorableDateTimes } from "../input-limits.ts";
-import { clientErrorOf, loggableError } from "./database-errors.ts";
+import { IllegalTransitionError, JobNotFoundError } from "../lifecycle/jobs.ts";
+import { RequestLog } from "../observability/request-log.ts";
+import { UnknownTaskError } from "../registry.ts";
 import { ASSETS } from "./dashboard/assets.ts";
+import { clientErrorOf, loggableError } from "./database-errors.ts";
 import dashboardRoutes from "./dashboard/index.ts";
-import { authPlugin, makeAuthenticator } from "./plugins/auth.ts";
+import type { AppDependencies } from "./dependencies.ts";
+import { authPlugin, makeAuthenticator, makeMetricsAuthenticator } from "./plugins/auth.ts";
 import healthRoutes from "./routes/health.ts";
 import jobRoutes from "./routes/jobs.ts";
+import metricsRoutes from "./routes/metrics.ts";
 import queueRoutes from "./routes/queues.ts";
 import taskRoutes from "./routes/tasks.ts";
 import { registerRateLimit } from "./rate-limit.ts";
 import { ErrorResponse, NoQuery, OPTIONAL_BODY } from "./schemas.ts";
-
-/** What the routes need from the running service. */
-export interface AppDependencies {
-  config: Pick<Config, "auth" | "http"> & Partial<Pick<Config, "dashboard">>;
-  logger: Logger;
-  pool: pg.Pool;
-  db: Db;
-  registry: TaskRegistry;
-  crontab: readonly CrontabEntry[];
-  queueStats: QueueStats;
-  cronFreshness: CronFreshness;
-  metrics: ServiceMetrics;
-  worker: { isRunning(): boolean };
-  /** Live worker pools and overdue cron entries for the dashboard; shown as not available when absent. */
-  dashboardSources?: DashboardSources;
-  /** Shutdown state and worker health beyond the database (src/reliability/readiness.ts); reported when given. */
-  reliability?: ReliabilityProbe;
-}
-
-export interface ReliabilityProbe {
-  shuttingDown(): boolean;
-  checks(): Record<"listen" | "cron" | "heartbeat", { ok: boolean; detail?: string }>;
-}
 
 const STATUS_NAMES: Record<number, string> = {
   400: "Bad Request",
@@ -66,6 +37,18 @@ const STATUS_NAMES: Record<number, string> = {
   415: "Unsupported Media Type",
   429: "Too Many Requests",
 };
+
+/**
+ * The status an error stands for. The lifecycle and enqueue errors know nothing of HTTP, so they
+ * are mapped here, once; an HttpError or a Fastify error carries its own (database errors that
+ * mean a bad value become an HttpError 400 through clientErrorOf first); anything else is a 500.
+ */
+function statusOf(error: Error & { statusCode?: number }): number {
+  if (error instanceof JobNotFoundError || error instanceof UnknownTaskError) return 404;
+  if (error instanceof IllegalTransitionError) return 409;
+  if (error instanceof InvalidPayloadError) return 400;
+  return error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
+}
 
 export type App = Awaited<ReturnType<typeof buildApp>>;
 
@@ -184,19 +167,23 @@ export async function buildApp(deps: AppDependencies) {
 
   app.addHook("onSend", async (_request, reply) => setResponseHeaders(reply));
 
-  app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
-    const refusedByDatabase = clientErrorOf(error);
-    if (refusedByDatabase) {
-      request.log.warn({ err: loggableError(error) }, "request refused: the database cannot store a value it holds");
-      return reply.status(400).send({ statusCode: 400, error: STATUS_NAMES[400], message: refusedByDatabase.message });
-    }
-    const statusCode = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
+  app.setErrorHandler((raised: Error & { statusCode?: number; code?: unknown }, request, reply) => {
+    // The last line of defence behind validation: a database error that means "bad value" is the
+    // caller's (400, with a message of our own), logged without the fields that quote the payload.
+    const refusedByDatabase = clientErrorOf(raised);
+    if (refusedByDatabase) request.log.warn({ err: loggableError(raised) }, "request refused: the database cannot store a value it holds");
+    const error: Error & { statusCode?: number; code?: unknown } = refusedByDatabase ?? raised;
+    const statusCode = statusOf(error);
     if (statusCode >= 500) {
       request.log.error({ err: loggableError(error) }, "request failed");
-      // Internals (stack traces, SQL, connection details) stay in the logs.
+      // Internals (stack traces, SQL, connection details, driver error codes) stay in the logs.
       return reply.status(statusCode).send({ statusCode, error: "Internal Server Error", message: "internal error" });
     }
-    return reply.status(statusCode).send({ statusCode, error: STATUS_NAMES[statusCode] ?? "Error", message: error.message });
+    // A 409 says which state the job is in, so the caller can tell what would apply; Fastify's own
+    // code (FST_ERR_VALIDATION, FST_ERR_CTP_INVALID_MEDIA_TYPE, ...) is what clients match on.
+    const state = error instanceof IllegalTransitionError ? { state: error.state } : {};
+    const code = typeof error.code === "string" ? { code: error.code } : {};
+    return reply.status(statusCode).send({ statusCode, ...code, error: STATUS_NAMES[statusCode] ?? "Error", message: error.message, ...state });
   });
   app.setNotFoundHandler((request, reply) =>
     reply.status(404).send({ statusCode: 404, error: "Not Found", message: `no route ${request.method} ${request.url.split("?")[0]}` }),
@@ -215,8 +202,12 @@ export async function buildApp(deps: AppDependencies) {
       security: [{ bearer: [] }],
     },
     transformObject: (document) => ("openapiObject" in document ? markOptionalBodies(document.openapiObject as OpenApiDocument) : document.swaggerObject),
+    // Shared schemas keep their $id as their name (components.schemas.ErrorResponse, not def-0):
+    // generated clients name their types after it.
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, index) => (typeof json.$id === "string" ? json.$id : `def-${index}`) },
   });
 
+  const authenticate = makeAuthenticator(deps.config.auth);
   await app.register(healthRoutes, { deps });
   // What a browser asks for on any page of this origin (the API's JSON, too): the dashboard's icon.
   app.get("/favicon.ico", { schema: { hide: true } }, async (_request, reply) => {
@@ -225,13 +216,16 @@ export async function buildApp(deps: AppDependencies) {
   });
   await app.register(dashboardRoutes, { prefix: "/dashboard", deps, sources: deps.dashboardSources });
   await app.register(async (api) => {
-    await api.register(authPlugin, { authenticate: makeAuthenticator(deps.config.auth) });
+    await api.register(authPlugin, { authenticate });
     await registerRateLimit(api, http.rateLimit, (request) => request.caller.id);
     await api.register(jobRoutes, { deps });
     await api.register(taskRoutes, { deps });
     await api.register(queueRoutes, { deps });
-    await api.register(metricsRoutes, { deps });
     api.get("/openapi.json", { schema: { hide: true, querystring: NoQuery } }, async () => app.swagger());
+  });
+  await app.register(async (scraped) => {
+    await scraped.register(authPlugin, { authenticate: makeMetricsAuthenticator(deps.config.auth.metricsToken, authenticate) });
+    await scraped.register(metricsRoutes, { deps });
   });
   return app;
 }

@@ -9,7 +9,7 @@ import { register } from "node:module";
 import { tracingEnabled } from "../config.ts";
 import { onTelemetryShutdown } from "./telemetry.ts";
 
-const QUIET_ROUTES = new Set(["/healthz", "/readyz", "/metrics"]);
+const QUIET_ROUTES = new Set(["/health", "/ready", "/healthz", "/readyz", "/metrics"]);
 
 if (tracingEnabled()) {
   // ESM modules are instrumented through this loader hook; CommonJS ones (pg) through require hooks.

@@ -5,18 +5,17 @@
  * action refused. Screenshots of every page land in artifacts/screenshots/.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
-import { createRequire } from "node:module";
+import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import axeCore from "axe-core";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { describe, expect } from "vitest";
 import { enqueueJob } from "../../src/enqueue.ts";
-import { API_TOKEN } from "../helpers/app.ts";
+import { API_TOKEN, SESSION_SECRET } from "../helpers/app.ts";
 import { IN_CI, insertTaxa, resetData, test, testEnvironment, waitFor } from "../helpers/env.ts";
 import { PROJECT_ROOT, startChild, type ChildService } from "../helpers/service-process.ts";
-import { SESSION_SECRET } from "./helpers.ts";
 
 const SCREENSHOTS = path.join(PROJECT_ROOT, "artifacts/screenshots");
 
@@ -45,7 +44,7 @@ async function launch(userDataDir: string): Promise<BrowserContext> {
 }
 
 /** axe-core's engine, injected into each page under test (through the DevTools protocol, which the page's CSP does not govern). */
-const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+const AXE_SOURCE = axeCore.source;
 /** Impacts that fail the test: everything but "minor". */
 const FAILING_IMPACTS = new Set(["moderate", "serious", "critical"]);
 

@@ -3,7 +3,7 @@
  * (`OTEL_EXPORTER_OTLP_PROTOCOL=http/json`) on /v1/traces and keeping the spans.
  */
 import http from "node:http";
-import { closeServer, listenOnLoopback } from "./loopback.ts";
+import { closeServer, listenOnLoopback } from "../../src/demo/loopback.ts";
 
 export interface ExportedSpan {
   scope: string;

@@ -10,7 +10,7 @@ import { describe, expect } from "vitest";
 import type { App } from "../../src/http/app.ts";
 import { API_TOKEN, AUTH, buildTestApp } from "../helpers/app.ts";
 import { listJobs, resetData, test } from "../helpers/env.ts";
-import { buildDashboardApp, form } from "../dashboard/helpers.ts";
+import { form } from "../dashboard/helpers.ts";
 
 test.beforeEach(async ({ env }) => {
   await resetData(env);
@@ -146,7 +146,7 @@ describe("the per-caller rate limit", () => {
   });
 
   test("applies to the dashboard's forms that enqueue and act", async ({ env }) => {
-    const app = await buildDashboardApp(env);
+    const app = await buildTestApp(env);
     try {
       let status = 0;
       let sent = 0;
@@ -233,7 +233,7 @@ describe("slow and idle connections", () => {
 });
 
 test("a favicon is served, at /favicon.ico and as the dashboard pages' icon", async ({ env }) => {
-  const app = await buildDashboardApp(env);
+  const app = await buildTestApp(env);
   try {
     const ico = await app.inject({ url: "/favicon.ico" });
     expect(ico.statusCode).toBe(200);

@@ -6,14 +6,14 @@
 import { sql } from "kysely";
 import { describe, expect } from "vitest";
 import type { App } from "../../src/http/app.ts";
-import { AUTH } from "../helpers/app.ts";
+import { AUTH, buildTestApp } from "../helpers/app.ts";
 import { listJobs, resetData, test, type TestEnv } from "../helpers/env.ts";
-import { buildDashboardApp, form } from "../dashboard/helpers.ts";
+import { form } from "../dashboard/helpers.ts";
 
 let app: App;
 
 test.beforeAll(async ({ env }) => {
-  app = await buildDashboardApp(env);
+  app = await buildTestApp(env);
   // Routes only a test has: they hand a value straight to PostgreSQL, past every check at the edge.
   app.get("/test/database/:kind", async (request) => {
     const { kind } = request.params as { kind: string };

@@ -2,7 +2,7 @@ import { expect } from "vitest";
 import { findJob } from "../../src/lifecycle/jobs.ts";
 import { API_TOKEN } from "../helpers/app.ts";
 import { insertTaxa, resetData, test, testEnvironment, waitFor } from "../helpers/env.ts";
-import { KNOWN_NAMES } from "../helpers/fake-gbif.ts";
+import { KNOWN_NAMES } from "../../src/demo/fake-gbif.ts";
 import { FakeOtlpCollector } from "../helpers/fake-otlp-collector.ts";
 import { startChild } from "../helpers/service-process.ts";
 

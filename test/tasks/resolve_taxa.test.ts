@@ -1,7 +1,8 @@
 import { describe, expect } from "vitest";
-import { GBIF_BACKBONE_CHECKLIST_KEY } from "../../src/config.ts";
+import { GBIF_BACKBONE_CHECKLIST_KEY } from "../../src/upstream/gbif.ts";
 import { enqueueJob, InvalidPayloadError } from "../../src/enqueue.ts";
 import { makeGbifClient } from "../../src/upstream/gbif.ts";
+import { expectEnqueuedMany } from "../helpers/enqueued.ts";
 import { findTaxon, insertTaxa, listJobs, performTask, resetData, runDueJobs, test } from "../helpers/env.ts";
 
 test.beforeEach(async ({ env }) => {
@@ -170,12 +171,12 @@ describe("resolve_taxa is idempotent and fans out", () => {
     await insertTaxa(env.db, Array.from({ length: 25 }, () => ({ scientific_name: "Puma concolor" })));
     await performTask(env, "resolve_taxa", { limit: 10 });
     expect(env.gbif.matchRequests()).toHaveLength(0);
-    const batches = await listJobs(env.db, "resolve_taxa");
-    expect(batches.map((job) => job.key)).toEqual([
-      expect.stringMatching(/^resolve_taxa:1-10:10:[A-Za-z0-9_-]{22}$/),
-      expect.stringMatching(/^resolve_taxa:11-20:10:[A-Za-z0-9_-]{22}$/),
-      expect.stringMatching(/^resolve_taxa:21-25:5:[A-Za-z0-9_-]{22}$/),
-    ]);
+    const batch = (from: number, to: number) => ({
+      key: expect.stringMatching(new RegExp(`^resolve_taxa:${from}-${to}:${to - from + 1}:[A-Za-z0-9_-]{22}$`)),
+      payload: { taxonIds: Array.from({ length: to - from + 1 }, (_, index) => from + index), force: false, limit: 100 },
+    });
+    const batches = await expectEnqueuedMany(env.db, "resolve_taxa", [batch(1, 10), batch(11, 20), batch(21, 25)]);
+    expect(batches.map((job) => job.key?.replace(/:[A-Za-z0-9_-]{22}$/, ""))).toEqual(["resolve_taxa:1-10:10", "resolve_taxa:11-20:10", "resolve_taxa:21-25:5"]);
 
     await performTask(env, "resolve_taxa", { limit: 10 });
     expect(await listJobs(env.db, "resolve_taxa")).toHaveLength(3);

@@ -21,7 +21,7 @@ import cookie from "@fastify/cookie";
 import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import { findOpenSession } from "../../dashboard/sessions.ts";
 import type { DashboardSources } from "../../dashboard/sources.ts";
-import type { AppDependencies } from "../app.ts";
+import type { AppDependencies } from "../dependencies.ts";
 import { AuthError, isCallerStillAllowed, makeAuthenticator } from "../plugins/auth.ts";
 import { ASSETS, type AssetName } from "./assets.ts";
 import { sendPage } from "./context.ts";

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { batchJobKey } from "../src/sweep.ts";
+import { batchJobKey } from "../../src/taxa/batches.ts";
 
 describe("batchJobKey", () => {
   test("is the same for the same rows in any order and with repeats, and readable", () => {
