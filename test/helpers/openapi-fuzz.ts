@@ -38,7 +38,7 @@ interface Parameter {
 interface Operation {
   parameters?: Parameter[];
   requestBody?: { required?: boolean; content: Record<string, { schema: Schema }> };
-  responses: Record<string, { content?: Record<string, { schema: Schema }> }>;
+  responses: Record<string, { headers?: Record<string, { schema: Schema }>; content?: Record<string, { schema: Schema }> }>;
 }
 
 export interface OpenApiDocument {
@@ -140,7 +140,9 @@ function validValueOf(schema: Schema): fc.Arbitrary<unknown> {
       const items = schema.items ? valueOf(schema.items, true) : fc.jsonValue({ maxDepth: 1 });
       const min = schema.minItems ?? 0;
       const max = Math.min(schema.maxItems ?? MAX_GENERATED_ITEMS, min + MAX_GENERATED_ITEMS);
-      const sized = fc.array(items, { minLength: min, maxLength: max });
+      const distinct = fc.array(items, { minLength: min, maxLength: max });
+      // Now and then an item twice: the same work twice in one batch (one job key, two payloads).
+      const sized = fc.oneof({ arbitrary: distinct, weight: 6 }, { arbitrary: distinct.map((values) => (values.length > 0 && values.length < max ? [...values, values[0]] : values)), weight: 1 });
       // One past each end of the allowed size: refused without any item being looked at twice.
       const past = [...(min > 0 ? [fc.array(items, { minLength: min - 1, maxLength: min - 1 })] : []), ...(schema.maxItems ? [fc.constant(Array.from({ length: schema.maxItems + 1 }, () => ({})))] : [])];
       return past.length > 0 ? fc.oneof({ arbitrary: sized, weight: 8 }, ...past.map((arbitrary) => ({ arbitrary, weight: 1 }))) : sized;
@@ -169,11 +171,24 @@ function stringOf(schema: Schema): fc.Arbitrary<string> {
   const min = schema.minLength ?? 0;
   const max = Math.min(schema.maxLength ?? 24, min + 24);
   const edges = [...(schema.maxLength ? [fc.constant("k".repeat(schema.maxLength)), fc.constant("k".repeat(schema.maxLength + 1))] : []), ...(min > 0 ? [fc.constant("")] : [])];
+  const plain = fc.oneof({ arbitrary: fc.string({ minLength: min, maxLength: max }), weight: 3 }, { arbitrary: fc.constantFrom("Plantae", "resolve_taxa", "wikidata", "iucn"), weight: 1 });
   return fc.oneof(
-    { arbitrary: fc.string({ minLength: min, maxLength: max }), weight: 12 },
-    { arbitrary: fc.constantFrom("Plantae", "resolve_taxa", "wikidata", "iucn"), weight: 4 },
+    { arbitrary: plain, weight: 14 },
+    // Text that passes every length and type check and still holds what PostgreSQL cannot store.
+    { arbitrary: withUnstorableCharacter(plain), weight: 2 },
     ...edges.map((arbitrary) => ({ arbitrary, weight: 1 })),
   );
+}
+
+/** The characters PostgreSQL's text and jsonb refuse, or UTF-8 cannot encode: NUL and lone surrogate halves. */
+const UNSTORABLE_CHARACTERS = ["\u0000", "\ud800", "\udbff", "\udc00", "\udfff"];
+
+/** A string with one unstorable character put in at any place (a string too short gets it appended). */
+function withUnstorableCharacter(text: fc.Arbitrary<string>): fc.Arbitrary<string> {
+  return fc.tuple(text, fc.constantFrom(...UNSTORABLE_CHARACTERS), fc.nat()).map(([value, character, at]) => {
+    const index = value.length === 0 ? 0 : at % (value.length + 1);
+    return value.slice(0, index) + character + value.slice(index);
+  });
 }
 
 /** Dates around every edge the service draws: the years 0001 and 9999, leap days and seconds, odd offsets. */
@@ -329,7 +344,8 @@ export interface Answer {
 
 /**
  * What is wrong with an answer to a request of this operation, measured against the document:
- * a 5xx, an undocumented status, another media type than documented, a body outside the schema.
+ * a 5xx, an undocumented status, a documented header outside its schema, another media type than
+ * documented, a body outside the schema; and the headers every answer carries (nosniff, no-store).
  * Null when nothing is.
  */
 export function makeAnswerChecker(document: OpenApiDocument): (operation: string, answer: Answer) => string | null {
@@ -350,6 +366,18 @@ export function makeAnswerChecker(document: OpenApiDocument): (operation: string
     if (answer.statusCode >= 500) return `answered ${answer.statusCode}: ${answer.body.slice(0, 300)}`;
     const documented = operation.responses[String(answer.statusCode)];
     if (!documented) return `answered ${answer.statusCode}, which the document does not list (${Object.keys(operation.responses).join(", ")}): ${answer.body.slice(0, 300)}`;
+    if (answer.headers["x-content-type-options"] !== "nosniff" || answer.headers["cache-control"] !== "no-store") {
+      return `answered ${answer.statusCode} without nosniff and no-store (x-content-type-options: ${String(answer.headers["x-content-type-options"])}, cache-control: ${String(answer.headers["cache-control"])})`;
+    }
+    // Headers the document describes for this answer, where sent, as it describes them (header values are text).
+    for (const [name, header] of Object.entries(documented.headers ?? {})) {
+      const value = answer.headers[name];
+      if (value === undefined) continue;
+      const text = String(value);
+      const typed = header.schema.type === "integer" ? (/^-?\d+$/.test(text) ? Number(text) : text) : text;
+      const validate = validatorFor(`${operationKey} ${answer.statusCode} header ${name}`, header.schema);
+      if (!validate(typed)) return `answered ${answer.statusCode} with a ${name} header outside the document: ${text}`;
+    }
     if (!documented.content) return null;
     const contentType = String(answer.headers["content-type"] ?? "");
     const media = documented.content[contentType];
