@@ -19,7 +19,7 @@ import { clientErrorOf, loggableError } from "../database-errors.ts";
 import { registerRateLimit } from "../rate-limit.ts";
 import cookie from "@fastify/cookie";
 import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
-import { findOpenSession } from "../../dashboard/sessions.ts";
+import { findOpenSession } from "../../db/repositories/dashboard-sessions.ts";
 import type { DashboardSources } from "../../dashboard/sources.ts";
 import type { AppDependencies } from "../dependencies.ts";
 import { AuthError, isCallerStillAllowed, makeAuthenticator } from "../plugins/auth.ts";

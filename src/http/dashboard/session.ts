@@ -1,7 +1,7 @@
 /**
  * Dashboard sessions and CSRF protection.
  *
- * A session is recorded by the server (src/dashboard/sessions.ts) and its cookie holds only a
+ * A session is recorded by the server (src/db/repositories/dashboard-sessions.ts) and its cookie holds only a
  * random id, signed: never the token that proved who the operator is, so a stolen cookie cannot be
  * turned into API access. It ends after SESSION_TTL_MS whatever the browser does, and at once on
  * every instance when the operator signs out. Actions from a session carry a synchronizer token

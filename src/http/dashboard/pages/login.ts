@@ -9,7 +9,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { AuthError, type Authenticate } from "../../plugins/auth.ts";
 import { sendPage } from "../context.ts";
 import { html } from "../html.ts";
-import { endSession, openSession } from "../../../dashboard/sessions.ts";
+import { endSession, openSession } from "../../../db/repositories/dashboard-sessions.ts";
 import type { Db } from "../../../db/database.ts";
 import { isHttps, SESSION_COOKIE, SESSION_PATH, SESSION_TTL_MS } from "../session.ts";
 

@@ -5,7 +5,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { sql } from "kysely";
-import type { Db } from "../db/database.ts";
+import type { Db } from "../database.ts";
 
 export interface OpenSession {
   callerId: string;
