@@ -52,6 +52,12 @@ function statusOf(error: Error & { statusCode?: number }): number {
 
 export type App = Awaited<ReturnType<typeof buildApp>>;
 
+/** URLs the router refuses before any route runs, by Fastify's code, with what the caller is told. */
+const ROUTER_REFUSALS: Record<string, string> = {
+  FST_ERR_BAD_URL: "the URL is not valid (malformed percent-encoding)",
+  FST_ERR_MAX_PARAM_LENGTH: "a path segment is longer than any job id or task name",
+};
+
 /** Headers of every answer: nothing is to be sniffed as another type or kept by a cache on the way. */
 function setResponseHeaders(reply: FastifyReply): void {
   reply.header("x-content-type-options", "nosniff");
@@ -145,15 +151,16 @@ export async function buildApp(deps: AppDependencies) {
     http: { connectionsCheckingInterval: Math.min(30_000, Math.ceil(http.requestTimeoutMs / 4)) },
     // URLs the router refuses before any route runs (malformed percent-encoding, a path segment past
     // maxParamLength): a 400 in the API's own shape, through the hooks (headers) like any answer.
-    frameworkErrors: (error, _request, reply) => {
-      const message =
-        error.code === "FST_ERR_MAX_PARAM_LENGTH" ? "a path segment is longer than any job id or task name" : error.code === "FST_ERR_BAD_URL" ? "the URL is not valid (malformed percent-encoding)" : "internal error";
-      const statusCode = error.code === "FST_ERR_MAX_PARAM_LENGTH" || error.code === "FST_ERR_BAD_URL" ? 400 : 500;
+    frameworkErrors: (error, request, reply) => {
+      const message = ROUTER_REFUSALS[error.code];
+      const statusCode = message ? 400 : 500;
+      // The router's other errors (an async constraint failing) are ours: logged, and said nothing of.
+      if (!message) request.log.error({ err: error }, "request failed");
       // No hook runs for these: the headers every answer carries are set here.
       const answer = (reply as FastifyReply).status(statusCode).type("application/json");
       setResponseHeaders(answer);
       // As bytes: Fastify adds a charset to any JSON it serializes, and no onSend hook runs here to take it off.
-      return answer.send(Buffer.from(JSON.stringify({ statusCode, error: statusCode === 400 ? "Bad Request" : "Internal Server Error", message })));
+      return answer.send(Buffer.from(JSON.stringify({ statusCode, error: message ? "Bad Request" : "Internal Server Error", message: message ?? "internal error" })));
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
 

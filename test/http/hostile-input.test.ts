@@ -102,6 +102,23 @@ describe("ids above PostgreSQL's bigint", () => {
   });
 });
 
+describe("URLs the router refuses before any route runs", () => {
+  const cases: Array<[string, string, RegExp]> = [
+    ["a lone surrogate percent-encoded in a path segment (bytes UTF-8 does not allow)", "/jobs/%ED%A0%80", /malformed percent-encoding/],
+    ["a truncated percent-escape", "/jobs/1%E0%A4%A", /malformed percent-encoding/],
+    ["a path segment longer than any job id or task name", `/jobs/${"1".repeat(500)}`, /longer than any job id or task name/],
+  ];
+  for (const [label, url, message] of cases) {
+    test(`${label} is a 400 in the API's own shape, with the headers of every answer`, async () => {
+      const response = await get(url);
+      expect(response.statusCode).toBe(400);
+      expect(response.headers["content-type"]).toBe("application/json");
+      expect(response.headers).toMatchObject({ "x-content-type-options": "nosniff", "cache-control": "no-store" });
+      expect(response.json()).toEqual({ statusCode: 400, error: "Bad Request", message: expect.stringMatching(message) });
+    });
+  }
+});
+
 describe("integers beyond the columns they are stored in", () => {
   const bodies: Array<[string, string, string, RegExp]> = [
     ["a taxon id above integer", "/jobs/resolve_taxa", '{"taxonIds":[100000000000000000000]}', /payload\/taxonIds\/0 must be <= 2147483647/],
