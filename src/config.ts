@@ -52,6 +52,10 @@ const EnvSchema = Type.Object({
   PORT: Int({ minimum: 0, maximum: 65535, default: 8080 }),
   HOST: Type.String({ minLength: 1, default: "0.0.0.0" }),
   HTTP_BODY_LIMIT_BYTES: Int({ minimum: 1024, maximum: 10 * 1024 * 1024, default: 256 * 1024 }),
+  HTTP_REQUEST_TIMEOUT_MS: Int({ minimum: 1000, maximum: 600_000, default: 30_000 }),
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: Int({ minimum: 1000, maximum: 600_000, default: 72_000 }),
+  HTTP_RATE_LIMIT_MAX: Int({ minimum: 0, maximum: 1_000_000, default: 120 }),
+  HTTP_RATE_LIMIT_WINDOW_MS: Int({ minimum: 1000, maximum: 3_600_000, default: 60_000 }),
   // auth
   API_TOKENS: Type.Optional(Matching("^[^,\\s]{16,}(,[^,\\s]{16,})*$", "must be comma-separated tokens of at least 16 characters without spaces")),
   METRICS_TOKEN: Type.Optional(Matching("^\\S{16,}$", "must be one token of at least 16 characters without spaces")),
@@ -134,7 +138,20 @@ export interface Config {
       readonly keepAliveIdleMs: number;
     };
   };
-  readonly http: { readonly host: string; readonly port: number; readonly bodyLimitBytes: number };
+  readonly http: {
+    readonly host: string;
+    readonly port: number;
+    readonly bodyLimitBytes: number;
+    /**
+     * A request (headers and body) must have arrived within this, else 408 and the connection closes;
+     * a connection that sends nothing is closed after it too. Checked every quarter of it.
+     */
+    readonly requestTimeoutMs: number;
+    /** An idle keep-alive connection is closed after this. */
+    readonly keepAliveTimeoutMs: number;
+    /** Per caller, per instance: requests to enqueue and action routes within the window; null is no limit. */
+    readonly rateLimit: { readonly max: number; readonly windowMs: number } | null;
+  };
   readonly auth: {
     /** Only ever true when AUTH_DISABLED=true outside production. */
     readonly disabled: boolean;
@@ -299,7 +316,14 @@ export function parseConfig(environment: Record<string, string | undefined>): Co
         keepAliveIdleMs: env.DATABASE_KEEPALIVE_IDLE_MS,
       },
     },
-    http: { host: env.HOST, port: env.PORT, bodyLimitBytes: env.HTTP_BODY_LIMIT_BYTES },
+    http: {
+      host: env.HOST,
+      port: env.PORT,
+      bodyLimitBytes: env.HTTP_BODY_LIMIT_BYTES,
+      requestTimeoutMs: env.HTTP_REQUEST_TIMEOUT_MS,
+      keepAliveTimeoutMs: env.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+      rateLimit: env.HTTP_RATE_LIMIT_MAX > 0 ? { max: env.HTTP_RATE_LIMIT_MAX, windowMs: env.HTTP_RATE_LIMIT_WINDOW_MS } : null,
+    },
     auth: {
       disabled: env.AUTH_DISABLED,
       tokens: list(env.API_TOKENS),

@@ -1,6 +1,6 @@
 /**
  * The shape the enrichment tasks share (resolve_taxa's, made reusable): a sweep that fits in one
- * batch runs in place, a bigger one fans out into batch jobs keyed by id range; and a batch works
+ * batch runs in place, a bigger one fans out into batch jobs keyed by their work; and a batch works
  * through its rows with the per-row rules:
  * - an answer (including "no data") is recorded on the row;
  * - a permanent upstream problem with one row is recorded on that row and the batch goes on;
@@ -9,8 +9,10 @@
  * - anything else (a configuration error, a database error) stops the batch too and fails the job.
  * A batch that stops skips its rows not yet started and waits for those in flight before it fails.
  */
+import { createHash } from "node:crypto";
 import pLimit from "p-limit";
 import Type from "typebox";
+import { INT4_MAX } from "../input-limits.ts";
 import type { Logger } from "../observability/logger.ts";
 import { UpstreamError } from "../upstream/http.ts";
 
@@ -19,7 +21,8 @@ export const MAX_ROWS_PER_BATCH = 1000;
 
 /** A sweep task's `taxonIds` payload field: exactly these rows, at most one batch of them. */
 export function taxonIdsField(description: string) {
-  return Type.Optional(Type.Array(Type.Integer({ minimum: 1 }), { minItems: 1, maxItems: MAX_ROWS_PER_BATCH, description }));
+  // taxa.id is an integer column: a larger id could never name a row, and the query would fail on it.
+  return Type.Optional(Type.Array(Type.Integer({ minimum: 1, maximum: INT4_MAX }), { minItems: 1, maxItems: MAX_ROWS_PER_BATCH, description }));
 }
 
 /** A sweep task's `force` payload field: also the rows that are not due. */
@@ -86,9 +89,28 @@ export async function fanOut({ limit, findIds, enqueueBatch, signal }: FanOutOpt
   return { batches, rows };
 }
 
-/** The standard job key of a batch: re-enqueueing the same rows replaces the pending job. */
-export function batchJobKey(task: string, ids: readonly number[] | undefined, variant = ""): string | undefined {
-  return ids ? `${task}:${variant ? `${variant}:` : ""}${ids[0]}-${ids.at(-1)}:${ids.length}` : undefined;
+/**
+ * The standard job key of a batch, a function of the whole work: the rows (their set: sorted, each
+ * once) and every other field that changes what the job does, hashed. Re-enqueueing the same work
+ * replaces the pending job; different work never shares a key, so it never overwrites another
+ * pending job. The readable part (`1-250:100:`) is for people looking at the queue; the digest decides.
+ * Undefined (no key) for a job that names no rows.
+ */
+export function batchJobKey(prefix: string, work: { taxonIds?: readonly number[] | undefined; [field: string]: unknown }): string | undefined {
+  if (!work.taxonIds) return undefined;
+  const ids = [...new Set(work.taxonIds)].sort((a, b) => a - b);
+  const digest = createHash("sha256").update(canonicalJson({ ...work, taxonIds: ids })).digest("base64url").slice(0, 22);
+  return `${prefix}:${ids[0]}-${ids.at(-1)}:${ids.length}:${digest}`;
+}
+
+/** JSON with object keys in sorted order, so equal values always give equal text. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value && typeof value === "object") {
+    const entries = Object.entries(value).filter(([, child]) => child !== undefined);
+    return `{${entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([key, child]) => `${JSON.stringify(key)}:${canonicalJson(child)}`).join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "null";
 }
 
 export interface WorkOptions<R> {
