@@ -144,7 +144,7 @@ export function makePool(connectionString: string, options: PoolOptions): pg.Poo
           connectionTimeoutMillis: settings.connectTimeoutMs,
           keepAlive: true,
           keepAliveInitialDelayMillis: settings.keepAliveIdleMs,
-          ...(statementTimeoutMs !== null ? { statement_timeout: statementTimeoutMs, query_timeout: statementTimeoutMs + QUERY_TIMEOUT_GRACE_MS } : {}),
+          ...(statementTimeoutMs !== null ? { statement_timeout: statementTimeoutMs, [GUARD_TIMEOUT_OPTION]: statementTimeoutMs + QUERY_TIMEOUT_GRACE_MS } : {}),
           ...(settings.idleInTransactionTimeoutMs !== null ? { idle_in_transaction_session_timeout: settings.idleInTransactionTimeoutMs } : {}),
         }
       : {}),
@@ -165,24 +165,56 @@ export function setKeepAlive(client: pg.Client | pg.PoolClient, idleMs: number):
   stream?.setKeepAlive?.({ enable: true, initialDelay: idleMs, interval: Math.max(1000, Math.round(idleMs / 3)), count: 3 });
 }
 
+/** The pool option GuardedClient reads its query time limit from (node-postgres ignores options it does not know). */
+const GUARD_TIMEOUT_OPTION = "guardQueryTimeoutMs";
+/** A time limit that fires this much later than due was held up by this process, not by the server. */
+const STALL_TOLERANCE_MS = 1000;
+/** After such a stall, how long the answer gets to be read before the connection is given up. */
+const AFTER_STALL_GRACE_MS = 2000;
+
 /**
- * A client that gives up its connection when a query times out on the client side. node-postgres
- * rejects the query but keeps waiting for its answer, so every later query on that connection
- * would queue behind one that never ends; destroying the socket makes the pool replace it.
+ * A client that gives up its connection when a query gets no answer in time: a half-open
+ * connection (the server gone without a word) would otherwise hold the query, and every query
+ * queued behind it on that connection, for as long as TCP keeps it. Destroying the socket fails
+ * them and makes the pool replace the connection.
+ *
+ * Not node-postgres's own `query_timeout`: its timer fires as soon as the event loop runs again
+ * after a stall (a handler that blocked it, a long GC pause, SIGSTOP), before the answer already
+ * waiting in the socket is read, so every query in flight across the stall would fail and a
+ * fetch graphile-worker had committed would leave its job locked with no attempt running. A limit
+ * that fires late here waits a little longer for the socket first. Applies to promise queries
+ * (what Kysely and graphile-worker use); callback and submittable queries have no client-side limit.
  */
 class GuardedClient extends pg.Client {
+  readonly #timeoutMs: number;
+
+  constructor(config?: pg.ClientConfig & { [GUARD_TIMEOUT_OPTION]?: number }) {
+    super(config);
+    this.#timeoutMs = config?.[GUARD_TIMEOUT_OPTION] ?? 0;
+  }
+
   override query(...args: unknown[]): never {
     const result = (super.query as (...a: unknown[]) => unknown)(...args);
-    if (result instanceof Promise) {
-      void result.catch((error: unknown) => {
-        if (error instanceof Error && error.message === "Query read timeout") destroyConnection(this);
-      });
+    if (this.#timeoutMs > 0 && result instanceof Promise) {
+      let timer: NodeJS.Timeout | undefined;
+      const arm = (ms: number) => {
+        const due = performance.now() + ms;
+        timer = setTimeout(() => {
+          if (performance.now() - due > STALL_TOLERANCE_MS) arm(AFTER_STALL_GRACE_MS);
+          else destroyConnection(this, new Error(`Query read timeout: no answer within ${this.#timeoutMs} ms; connection abandoned`));
+        }, ms);
+      };
+      arm(this.#timeoutMs);
+      void result.then(
+        () => clearTimeout(timer),
+        () => clearTimeout(timer),
+      );
     }
     return result as never;
   }
 }
 
 /** Ends a client's socket at once (no goodbye: the peer is not answering). */
-export function destroyConnection(client: pg.Client): void {
-  (client as unknown as { connection?: { stream?: { destroy?: (error?: Error) => void } } }).connection?.stream?.destroy?.(new Error("query timed out: connection abandoned"));
+export function destroyConnection(client: pg.Client, reason = new Error("query timed out: connection abandoned")): void {
+  (client as unknown as { connection?: { stream?: { destroy?: (error?: Error) => void } } }).connection?.stream?.destroy?.(reason);
 }

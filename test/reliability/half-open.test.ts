@@ -26,6 +26,26 @@ afterEach(async () => {
 });
 
 describe("a half-open connection", () => {
+  test("is not what a stall of this process looks like: a query answered while the event loop was blocked past its limit succeeds", async ({ env }) => {
+    database = makeDatabase(env.database.url, { maxConnections: 1, logger: env.logger, settings: SETTINGS });
+    const db = database.db;
+    await sql`select 1`.execute(db);
+    const answer = sql<{ ok: number }>`select 1 as ok from pg_sleep(0.1)`.execute(db);
+    // Blocked (as a CPU-bound handler or a long GC would) well past the client-side limit; the
+    // answer arrives meanwhile and waits in the socket. From the check phase, as a handler resumed
+    // by setImmediate would: the event loop's timers run next, before the socket is read.
+    await new Promise<void>((resolve) =>
+      setImmediate(() => {
+        const until = performance.now() + SETTINGS.statementTimeoutMs! + QUERY_TIMEOUT_GRACE_MS + 1500;
+        while (performance.now() < until) {
+          // busy: nothing else on this thread runs
+        }
+        resolve();
+      }),
+    );
+    await expect(answer).resolves.toMatchObject({ rows: [{ ok: 1 }] });
+  });
+
   test("fails the query in flight within the statement timeout plus the grace, and the pool replaces the connection", async ({ env }) => {
     database = makeDatabase(proxy.url, { maxConnections: 1, logger: env.logger, settings: SETTINGS });
     // Through Kysely, as the service's queries go: it checks a client out and releases it without
