@@ -27,6 +27,8 @@ export interface RecordedRequest {
   path: string;
   query: URLSearchParams;
   headers: http.IncomingHttpHeaders;
+  /** When it arrived (performance.now() of this process). */
+  at: number;
 }
 
 const RANKS = ["kingdom", "phylum", "class", "order", "family", "genus", "species"] as const;
@@ -135,7 +137,7 @@ export class FakeGbif {
 
   async #handle(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
     const url = new URL(request.url ?? "/", this.url);
-    this.requests.push({ path: url.pathname, query: url.searchParams, headers: request.headers });
+    this.requests.push({ path: url.pathname, query: url.searchParams, headers: request.headers, at: performance.now() });
     const usageKey = /^\/v1\/species\/(\w+)$/.exec(url.pathname)?.[1];
     let behaviour: FakeBehaviour;
     if (usageKey !== undefined) {

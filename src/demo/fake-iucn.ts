@@ -42,7 +42,7 @@ export function speciesReply(name: string, assessments: unknown[]) {
 export const IUCN_REGIONS = { GLOBAL, EUROPE };
 
 export class FakeIucn {
-  readonly requests: Array<RecordedRequest & { at: number }> = [];
+  readonly requests: RecordedRequest[] = [];
   /** The token the fake accepts, bare or as "Bearer <token>". */
   readonly token = "test-iucn-token";
   #server: http.Server;

@@ -113,7 +113,7 @@ export class FakeWikidata {
 
   async #handle(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
     const url = new URL(request.url ?? "/", this.url);
-    this.requests.push({ path: url.pathname, query: url.searchParams, headers: request.headers });
+    this.requests.push({ path: url.pathname, query: url.searchParams, headers: request.headers, at: performance.now() });
     this.#inFlight += 1;
     this.maxInFlight = Math.max(this.maxInFlight, this.#inFlight);
     try {
