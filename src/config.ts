@@ -15,16 +15,6 @@ export const projectRoot = findProjectRoot();
 /** The version in package.json (present in a checkout and in the image). */
 export const SERVICE_VERSION = (JSON.parse(readFileSync(path.join(projectRoot, "package.json"), "utf8")) as { version: string }).version;
 
-/**
- * Whether to start the OpenTelemetry SDK: only when an exporter is configured through the standard
- * OTEL_* variables, which the SDK itself reads. Without one the service creates no spans at all.
- */
-export function tracingEnabled(environment: Record<string, string | undefined> = process.env): boolean {
-  const exporter = environment.OTEL_TRACES_EXPORTER;
-  if (exporter) return exporter !== "none";
-  return Boolean(environment.OTEL_EXPORTER_OTLP_ENDPOINT || environment.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
-}
-
 /** GBIF Backbone Taxonomy: the integer keys Wikidata's P846 and existing rows use. */
 export const GBIF_BACKBONE_CHECKLIST_KEY = "d7dddbf4-2cf0-4f39-9b2a-bb099caae36c";
 

@@ -109,8 +109,8 @@ export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, ob
       const job = await snapshot(task, helpers);
       const info = { id: job.id, attempt: job.attempt, maxAttempts: job.maxAttempts, queueName: job.queue };
       const poolId = helpers.job.locked_by ?? "";
-      const { traceparent } = splitJobMetadata(payload);
-      await traceJobAttempt({ ...info, task: task.name, queue: job.queue }, traceparent, async (span) => {
+      const { traceCarrier } = splitJobMetadata(payload);
+      await traceJobAttempt({ ...info, task: task.name, queue: job.queue }, traceCarrier, async (span) => {
         const context = span.spanContext();
         if (trace.isSpanContextValid(context)) job.traceId = context.traceId;
         inFlight?.began(poolId, job.id, job.runAt);
