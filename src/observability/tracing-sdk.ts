@@ -13,6 +13,7 @@ import { diag, DiagConsoleLogger, DiagLogLevel, propagation, trace, context, typ
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from "@opentelemetry/core";
 import { FastifyOtelInstrumentation } from "@fastify/otel";
+import type { Instrumentation } from "@opentelemetry/instrumentation";
 import { HttpInstrumentation } from "@opentelemetry/instrumentation-http";
 import { PgInstrumentation } from "@opentelemetry/instrumentation-pg";
 import { UndiciInstrumentation } from "@opentelemetry/instrumentation-undici";
@@ -30,7 +31,11 @@ import {
   type SpanExporter,
   type SpanProcessor,
 } from "@opentelemetry/sdk-trace";
+import { register as registerInThread, supportsSyncHooks } from "import-in-the-middle/register-hooks.mjs";
 import type { TracingSettings } from "./tracing-settings.ts";
+
+/** An instrumentation and the modules it patches (what InstrumentationBase adds to the interface). */
+type PatchingInstrumentation = Instrumentation & { getModuleDefinitions(): Array<{ name: string }> };
 
 /** Health checks and scrapes: a span for each would be most of every trace. */
 const QUIET_ROUTES = new Set(["/healthz", "/readyz", "/health", "/ready", "/metrics"]);
@@ -40,7 +45,7 @@ export async function startTracing(settings: TracingSettings, service: { name: s
   // Export failures and dropped spans are reported here (stderr), not silently lost.
   diag.setLogger(new DiagConsoleLogger(), DiagLogLevel.WARN);
 
-  const instrumentations = [
+  const instrumentations: PatchingInstrumentation[] = [
     new HttpInstrumentation({ ignoreIncomingRequestHook: (request) => QUIET_ROUTES.has((request.url ?? "").split("?")[0]!) }),
     new UndiciInstrumentation(),
     // Only queries inside a request or a job: the runners' polling would otherwise be most of every trace.
@@ -48,10 +53,13 @@ export async function startTracing(settings: TracingSettings, service: { name: s
     new FastifyOtelInstrumentation({ registerOnInitialization: true, ignorePaths: (route) => QUIET_ROUTES.has(route.url) }),
   ];
   // CommonJS modules are patched through require hooks. ESM imports of them (the service's own
-  // `import pg from "pg"`) go through this loader hook, limited to the modules the instrumentations
-  // patch: hooking every module the service loads doubled its start-up time.
+  // `import pg from "pg"`) go through import-in-the-middle's loader hook, limited to the modules the
+  // instrumentations patch (hooking every module the service loads doubled its start-up time), and
+  // run in this thread where Node can: module.register() starts a loader thread and asks it about
+  // every one of the ~1,400 modules the service loads.
   const include = [...new Set(instrumentations.flatMap((instrumentation) => instrumentation.getModuleDefinitions().map((definition) => definition.name)))];
-  register("@opentelemetry/instrumentation/hook.mjs", import.meta.url, { data: { include } });
+  if (supportsSyncHooks()) registerInThread({ include });
+  else register("@opentelemetry/instrumentation/hook.mjs", import.meta.url, { data: { include } });
 
   const resource = defaultResource()
     .merge(resourceFromAttributes({ "service.name": service.name, "service.version": service.version }))
