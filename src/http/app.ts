@@ -21,6 +21,7 @@ import metricsRoutes from "./routes/metrics.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { TaskRegistry } from "../registry.ts";
 import dashboardRoutes from "./dashboard/index.ts";
+import { lazySerializerFactory, lazyValidatorCompiler } from "./lazy-schemas.ts";
 import { authPlugin, makeAuthenticator } from "./plugins/auth.ts";
 import healthRoutes from "./routes/health.ts";
 import jobRoutes from "./routes/jobs.ts";
@@ -75,13 +76,14 @@ export async function buildApp(deps: AppDependencies) {
     loggerInstance: deps.logger.child({ component: "http" }),
     logController: new RequestLog(),
     bodyLimit: deps.config.http.bodyLimitBytes,
+    schemaController: { compilersFactory: { buildSerializer: lazySerializerFactory() } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // Bodies (task payloads) are validated as written: no coercion, no silent stripping, the way the
   // worker validates them. Query strings and path parameters arrive as text, so those are coerced.
   const bodies = makeAjv({ coerceTypes: false });
   const textParts = makeAjv({ coerceTypes: true });
-  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === "body" ? bodies : textParts).compile(schema));
+  app.setValidatorCompiler(lazyValidatorCompiler((httpPart) => (httpPart === "body" ? bodies : textParts)));
 
   // The API speaks JSON only; a text/plain body is what a cross-site form or beacon would send.
   app.removeContentTypeParser("text/plain");
