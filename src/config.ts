@@ -183,7 +183,10 @@ export class ConfigError extends Error {
   }
 }
 
-const ajv = new Ajv({ allErrors: true, coerceTypes: true, useDefaults: true, strict: false });
+// validateSchema off: checking EnvSchema against JSON Schema's meta-schema first compiles the
+// meta-schema itself, about a third of this module's cost at every start (docs/BENCHMARKS.md, "Lean
+// process"); the schema is ours, built by TypeBox, and exercised by test/config.test.ts.
+const ajv = new Ajv({ allErrors: true, coerceTypes: true, useDefaults: true, strict: false, validateSchema: false });
 const validateEnv = ajv.compile<Env>(EnvSchema);
 
 /** Pure: environment variables in, frozen config out (or a ConfigError naming every bad variable). */

@@ -6,7 +6,9 @@ import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import addFormats from "ajv-formats";
 import type { TSchema } from "typebox";
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, coerceTypes: false });
+// validateSchema off: the task schemas are built by TypeBox and compiled by the tests of every task;
+// checking them against the meta-schema would first compile the meta-schema, at every start.
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, coerceTypes: false, validateSchema: false });
 addFormats.default(ajv);
 
 export type ValidationResult<T> = { ok: true; value: T } | { ok: false; errors: string[] };
