@@ -3,7 +3,7 @@ import globals from "globals";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules/", "dist/", ".data/", "artifacts/", "coverage/", ".contributing-*/"] },
+  { ignores: ["node_modules/", "dist/", ".data/", "artifacts/", "coverage/", ".contributing-*/", ".openapi-client-*/"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -23,5 +23,11 @@ export default tseslint.config(
     // The config module parses the environment; test and tooling entry points hand it on.
     files: ["src/config.ts", "test/global-setup.ts", "test/helpers/**", "vitest.config.ts", "bench/**", "scripts/**"],
     rules: { "no-restricted-properties": "off" },
+  },
+  {
+    // bin/check-node.cjs runs before anything else, on whatever Node the machine has: CommonJS.
+    files: ["**/*.cjs"],
+    languageOptions: { sourceType: "commonjs" },
+    rules: { "@typescript-eslint/no-require-imports": "off" },
   },
 );

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // Runs the TypeScript source in a checkout (Node strips the types) and the compiled build in the image.
+import "./check-node.cjs";
 import { existsSync } from "node:fs";
 
 const source = new URL("../src/cli.ts", import.meta.url);

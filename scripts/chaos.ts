@@ -19,7 +19,7 @@ import { pino } from "pino";
 import { makeDatabase, type Db } from "../src/db/database.ts";
 import { enqueueJobs } from "../src/enqueue.ts";
 import { loadRegistry } from "../src/registry.ts";
-import { startFakeGbif, type FakeGbif } from "../test/helpers/fake-gbif.ts";
+import { startFakeGbif, type FakeGbif } from "../src/demo/fake-gbif.ts";
 import { startOwnPostgres, type OwnPostgres } from "../test/helpers/own-postgres.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");

@@ -3,7 +3,7 @@
  *   observing-jobs migrate
  *   observing-jobs run <task> [--payload JSON]     run one task in this process, outside the queue
  *   observing-jobs add <task> [--payload JSON] [--run-at ISO] [--queue NAME] [--priority N]
- *                             [--max-attempts N] [--job-key KEY]
+ *                             [--max-attempts N] [--job-key KEY] [--force]
  *   observing-jobs tasks                           list the registered tasks
  *   observing-jobs setup-roles [--migrator NAME] [--runtime NAME] [--enqueuers NAME,...]
  */
@@ -11,11 +11,14 @@ import { randomUUID } from "node:crypto";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { ConfigError, loadConfig as loadConfigFromEnv, type Config } from "./config.ts";
 import { connectDatabase, type ConnectedDatabase } from "./db/connect.ts";
+import type { Db } from "./db/database.ts";
 import { migrateDatabase } from "./db/migrate.ts";
 import { DEFAULT_ROLE_NAMES, setupRoles } from "./db/roles.ts";
-import { enqueueJob, InvalidPayloadError, type EnqueueOptions } from "./enqueue.ts";
+import { checkPayload, enqueueJob, InvalidPayloadError } from "./enqueue.ts";
 import { makeLogger, type Logger } from "./observability/logger.ts";
+import { findTaskServers } from "./reliability/task-servers.ts";
 import { loadRegistry, UnknownTaskError } from "./registry.ts";
+import type { EnqueueOptions } from "./task.ts";
 import { makeUpstreamClients } from "./upstream/clients.ts";
 import { executeTask } from "./worker/execute.ts";
 
@@ -24,8 +27,8 @@ export const USAGE = `usage: observing-jobs <command> [options]
 commands:
   migrate                      apply graphile-worker's and the service's migrations
   run <task> [--payload JSON]  run one task now, in this process, outside the queue
-  add <task> [--payload JSON]  enqueue a job
-      [--run-at ISO-8601] [--queue NAME] [--priority N] [--max-attempts N] [--job-key KEY]
+  add <task> [--payload JSON]  enqueue a job (refused when running instances do not know the task)
+      [--run-at ISO-8601] [--queue NAME] [--priority N] [--max-attempts N] [--job-key KEY] [--force]
   tasks                        list the registered tasks
   setup-roles                  create the least-privilege database roles (run as the database admin)
       [--migrator NAME] [--runtime NAME] [--enqueuers NAME,NAME]
@@ -53,6 +56,7 @@ const OPTIONS = {
   migrator: { type: "string" },
   runtime: { type: "string" },
   enqueuers: { type: "string" },
+  force: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } satisfies ParseArgsConfig["options"];
 
@@ -92,7 +96,7 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
     migrate: [],
     tasks: [],
     run: ["payload"],
-    add: ["payload", ...jobOptions],
+    add: ["payload", "force", ...jobOptions],
     "setup-roles": ["migrator", "runtime", "enqueuers"],
   };
   const allowedHere = allowed[command];
@@ -113,7 +117,8 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
     return 0;
   }
   const taskName = rest[0]!;
-  if (needsTask) registry.get(taskName); // unknown names fail before any connection is made
+  // An unknown task or a bad payload fails before any connection is made.
+  if (needsTask) checkPayload(registry.get(taskName), payload);
 
   const config = io.loadConfig();
   // Logs go to stderr so that stdout carries only the command's result.
@@ -135,6 +140,10 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
       return 0;
     }
     if (command === "add") {
+      if (!values.force) {
+        const refusal = await refuseUnservedTask(database.db, taskName, config, io);
+        if (refusal) return refusal;
+      }
       const job = await enqueueJob(database.db, registry, taskName, payload, enqueueOptions, { source: "cli" });
       io.stdout(`${JSON.stringify({ jobId: job.id, task: job.task, runAt: job.runAt, queueName: job.queueName })}\n`);
       return 0;
@@ -143,6 +152,25 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
   } finally {
     await database.close();
   }
+}
+
+/**
+ * Warns when no instance runs at all (the job waits for one), refuses (exit 1) when instances run
+ * but none knows the task: they started before its task file was added and need a restart.
+ */
+async function refuseUnservedTask(db: Db, taskName: string, config: Config, io: CliIo): Promise<number | null> {
+  // A pool quieter than the rescue threshold is about to be declared dead: it does not count.
+  const servers = await findTaskServers(db, taskName, config.reliability.rescueAfterMs);
+  if (!servers || servers.serving > 0 || servers.unknown > 0) return null;
+  if (servers.running === 0) {
+    io.stderr(`observing-jobs: warning: no service instance is running; the job waits in the queue until one starts\n`);
+    return null;
+  }
+  io.stderr(
+    `observing-jobs: ${servers.running === 1 ? "the running instance does" : `none of the ${servers.running} running instances does`} not know task '${taskName}' ` +
+      `(it started before the task was added): restart the service to load it, or pass --force to enqueue the job anyway\n`,
+  );
+  return 1;
 }
 
 async function runNow(

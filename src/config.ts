@@ -8,6 +8,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Ajv, type ErrorObject } from "ajv";
 import Type, { type Static } from "typebox";
+import { GBIF_BACKBONE_CHECKLIST_KEY } from "./upstream/gbif.ts";
+import { STANDARD_THUMBNAIL_WIDTHS } from "./upstream/wikidata.ts";
 
 /** The folder holding package.json, crontab and tasks/ (also when running from dist/). */
 export const projectRoot = findProjectRoot();
@@ -15,59 +17,78 @@ export const projectRoot = findProjectRoot();
 /** The version in package.json (present in a checkout and in the image). */
 export const SERVICE_VERSION = (JSON.parse(readFileSync(path.join(projectRoot, "package.json"), "utf8")) as { version: string }).version;
 
-/** GBIF Backbone Taxonomy: the integer keys Wikidata's P846 and existing rows use. */
-export const GBIF_BACKBONE_CHECKLIST_KEY = "d7dddbf4-2cf0-4f39-9b2a-bb099caae36c";
-
-/** Thumbnail widths Wikimedia serves; others are refused with 400 or 429 (see UPSTREAM_APIS.md §0). */
-export const STANDARD_THUMBNAIL_WIDTHS = [20, 40, 60, 120, 250, 330, 500, 960, 1280, 1920, 3840] as const;
-
 const DEFAULT_USER_AGENT = "observing-jobs/0.1 (biodiversity-observations job service; ops@observing.example)";
 
 const Int = (options: { minimum?: number; maximum?: number; default: number }) => Type.Integer(options);
 
-/** Every variable the service reads, with its default. The README's configuration table mirrors this. */
+/** A string that must match `pattern`; `mustBe` is what the error says it must be when it does not. */
+const Matching = (pattern: string, mustBe: string, options: { default?: string; minLength?: number } = {}) =>
+  Type.String({ pattern, ...options, messages: { pattern: mustBe } });
+const HttpUrl = (defaultUrl: string) => Matching("^https?://", "must be a URL starting with http:// or https://", { default: defaultUrl });
+
+/**
+ * Every variable the service reads, with its default, grouped like the sections of `Config`; the
+ * README's configuration table mirrors this. A variable whose plain schema error would not say what
+ * is expected carries its own message (`messages`, by failing keyword) beside its schema.
+ */
 const EnvSchema = Type.Object({
+  // database
   NODE_ENV: Type.Enum(["development", "production", "test"], { default: "development" }),
-  DATABASE_URL: Type.Optional(Type.String({ pattern: "^postgres(ql)?://" })),
+  DATABASE_URL: Type.Optional(Matching("^postgres(ql)?://", "must be a URL starting with postgres://")),
   EMBEDDED_POSTGRES_DIR: Type.String({ minLength: 1, default: ".data/postgres" }),
   EMBEDDED_POSTGRES_PORT: Int({ minimum: 1, maximum: 65535, default: 54329 }),
   MIGRATE_ON_START: Type.Optional(Type.Boolean()),
+  // http
   PORT: Int({ minimum: 0, maximum: 65535, default: 8080 }),
   HOST: Type.String({ minLength: 1, default: "0.0.0.0" }),
+  HTTP_BODY_LIMIT_BYTES: Int({ minimum: 1024, maximum: 10 * 1024 * 1024, default: 256 * 1024 }),
+  // auth
+  API_TOKENS: Type.Optional(Matching("^[^,\\s]{16,}(,[^,\\s]{16,})*$", "must be comma-separated tokens of at least 16 characters without spaces")),
+  METRICS_TOKEN: Type.Optional(Matching("^\\S{16,}$", "must be one token of at least 16 characters without spaces")),
+  AUTH_OIDC_AUDIENCE: Type.Optional(Type.String({ minLength: 1 })),
+  AUTH_OIDC_JWKS_URL: HttpUrl("https://www.googleapis.com/oauth2/v3/certs"),
+  AUTH_OIDC_ISSUERS: Type.String({ minLength: 1, default: "https://accounts.google.com,accounts.google.com" }),
+  AUTH_ALLOWED_CALLERS: Type.Optional(Matching("^[^,\\s@]+@[^,\\s@]+(,[^,\\s@]+@[^,\\s@]+)*$", "must be comma-separated email addresses")),
+  AUTH_DISABLED: Type.Boolean({ default: false }),
+  // dashboard
+  DASHBOARD_SESSION_SECRET: Type.Optional(Type.String({ minLength: 32 })),
+  // worker
   WORKER_CONCURRENCY: Int({ minimum: 1, maximum: 200, default: 10 }),
   WORKER_POLL_INTERVAL_MS: Int({ minimum: 100, maximum: 600_000, default: 2000 }),
   WORKER_LOCAL_QUEUE_SIZE: Int({ minimum: 0, maximum: 10_000, default: 0 }),
   CRONTAB_FILE: Type.String({ minLength: 1, default: "crontab" }),
+  // log
   LOG_LEVEL: Type.Enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"], { default: "info" }),
   LOG_FORMAT: Type.Optional(Type.Enum(["json", "pretty"])),
   GOOGLE_CLOUD_PROJECT: Type.Optional(Type.String({ pattern: "^[a-z][a-z0-9-]{4,28}[a-z0-9]$" })),
-  GBIF_BASE_URL: Type.String({ pattern: "^https?://", default: "https://api.gbif.org" }),
-  GBIF_CHECKLIST_KEY: Type.String({ minLength: 1, default: GBIF_BACKBONE_CHECKLIST_KEY }),
-  GBIF_TIMEOUT_MS: Int({ minimum: 1, maximum: 300_000, default: 10_000 }),
-  GBIF_CONCURRENCY: Int({ minimum: 1, maximum: 20, default: 2 }),
-  HTTP_BODY_LIMIT_BYTES: Int({ minimum: 1024, maximum: 10 * 1024 * 1024, default: 256 * 1024 }),
-  API_TOKENS: Type.Optional(Type.String({ pattern: "^[^,\\s]{16,}(,[^,\\s]{16,})*$" })),
-  AUTH_OIDC_AUDIENCE: Type.Optional(Type.String({ minLength: 1 })),
-  AUTH_OIDC_JWKS_URL: Type.String({ pattern: "^https?://", default: "https://www.googleapis.com/oauth2/v3/certs" }),
-  AUTH_OIDC_ISSUERS: Type.String({ minLength: 1, default: "https://accounts.google.com,accounts.google.com" }),
-  AUTH_ALLOWED_CALLERS: Type.Optional(Type.String({ pattern: "^[^,\\s@]+@[^,\\s@]+(,[^,\\s@]+@[^,\\s@]+)*$" })),
-  AUTH_DISABLED: Type.Boolean({ default: false }),
-  DASHBOARD_SESSION_SECRET: Type.Optional(Type.String({ minLength: 32 })),
+  // history
   HISTORY_RETENTION_DAYS: Int({ minimum: 0, maximum: 3650, default: 14 }),
   HISTORY_DEAD_RETENTION_DAYS: Int({ minimum: 0, maximum: 3650, default: 90 }),
+  // reliability
   HEARTBEAT_INTERVAL_MS: Int({ minimum: 100, maximum: 600_000, default: 10_000 }),
   RESCUE_AFTER_MS: Int({ minimum: 500, maximum: 86_400_000, default: 60_000 }),
   SWEEP_INTERVAL_MS: Int({ minimum: 100, maximum: 600_000, default: 5000 }),
   SHUTDOWN_ABORT_AFTER_MS: Int({ minimum: 0, maximum: 3_600_000, default: 6000 }),
   SHUTDOWN_TIMEOUT_MS: Int({ minimum: 1, maximum: 3_600_000, default: 8500 }),
   K_REVISION: Type.Optional(Type.String({ minLength: 1 })),
+  // gbif
+  GBIF_BASE_URL: HttpUrl("https://api.gbif.org"),
+  GBIF_CHECKLIST_KEY: Type.String({ minLength: 1, default: GBIF_BACKBONE_CHECKLIST_KEY }),
+  GBIF_TIMEOUT_MS: Int({ minimum: 1, maximum: 300_000, default: 10_000 }),
+  GBIF_CONCURRENCY: Int({ minimum: 1, maximum: 20, default: 2 }),
   GBIF_USER_AGENT: Type.String({ minLength: 1, default: DEFAULT_USER_AGENT }),
-  WIKIDATA_BASE_URL: Type.String({ pattern: "^https?://", default: "https://www.wikidata.org" }),
+  // wikidata
+  WIKIDATA_BASE_URL: HttpUrl("https://www.wikidata.org"),
   WIKIDATA_TIMEOUT_MS: Int({ minimum: 1, maximum: 300_000, default: 10_000 }),
   // Wikimedia's User-Agent policy: client/version (contact) library/version; generic agents get blocked.
   WIKIDATA_USER_AGENT: Type.String({ minLength: 1, pattern: "\\(.*\\)", default: `${DEFAULT_USER_AGENT} undici` }),
-  COMMONS_THUMBNAIL_WIDTH: Int({ minimum: 1, default: 330 }),
-  IUCN_BASE_URL: Type.String({ pattern: "^https?://", default: "https://api.iucnredlist.org" }),
+  COMMONS_THUMBNAIL_WIDTH: Type.Integer({
+    enum: [...STANDARD_THUMBNAIL_WIDTHS],
+    default: 330,
+    messages: { enum: `must be a standard Wikimedia thumbnail width (${STANDARD_THUMBNAIL_WIDTHS.join(", ")})` },
+  }),
+  // iucn
+  IUCN_BASE_URL: HttpUrl("https://api.iucnredlist.org"),
   IUCN_API_TOKEN: Type.Optional(Type.String({ minLength: 1 })),
   IUCN_TIMEOUT_MS: Int({ minimum: 1, maximum: 300_000, default: 10_000 }),
   IUCN_MIN_INTERVAL_MS: Int({ minimum: 0, maximum: 60_000, default: 500 }),
@@ -76,7 +97,7 @@ const EnvSchema = Type.Object({
 type Env = Static<typeof EnvSchema>;
 
 /** Variables whose values never appear in messages. */
-const SECRET_VARIABLES = new Set<string>(["API_TOKENS", "IUCN_API_TOKEN", "DASHBOARD_SESSION_SECRET"]);
+const SECRET_VARIABLES = new Set<string>(["API_TOKENS", "METRICS_TOKEN", "IUCN_API_TOKEN", "DASHBOARD_SESSION_SECRET"]);
 /** Variables that may carry a password inside a URL. */
 const URL_VARIABLES = new Set(["DATABASE_URL"]);
 
@@ -95,6 +116,8 @@ export interface Config {
     readonly disabled: boolean;
     /** Static bearer tokens (development, CI, break-glass). */
     readonly tokens: readonly string[];
+    /** A bearer token that opens `GET /metrics` and nothing else (the telemetry sidecar's scraper). */
+    readonly metricsToken?: string | undefined;
     /** Google-signed OIDC ID tokens (Cloud Run callers, Cloud Scheduler), or null when not configured. */
     readonly oidc: {
       readonly audience: string;
@@ -200,7 +223,10 @@ export function parseConfig(environment: Record<string, string | undefined>): Co
   }
   const env: Record<string, unknown> = { ...raw };
   if (!validateEnv(env)) {
-    throw new ConfigError((validateEnv.errors ?? []).map((error) => describe(error, raw)));
+    // One message per variable: the first thing wrong with it (a value that is no integer fails its enum too).
+    const firstErrors = new Map<string, ErrorObject>();
+    for (const error of validateEnv.errors ?? []) if (!firstErrors.has(variableOf(error))) firstErrors.set(variableOf(error), error);
+    throw new ConfigError([...firstErrors].map(([name, error]) => describe(name, error, raw)));
   }
   const problems: string[] = [];
   if (env.NODE_ENV === "production" && !env.DATABASE_URL) {
@@ -224,11 +250,6 @@ export function parseConfig(environment: Record<string, string | undefined>): Co
     // A local queue smaller than the slots it feeds leaves slots idle (graphile-worker only warns).
     problems.push(`WORKER_LOCAL_QUEUE_SIZE must be 0 (off) or at least WORKER_CONCURRENCY (${env.WORKER_CONCURRENCY}), got ${env.WORKER_LOCAL_QUEUE_SIZE}`);
   }
-  if (!(STANDARD_THUMBNAIL_WIDTHS as readonly number[]).includes(env.COMMONS_THUMBNAIL_WIDTH)) {
-    problems.push(
-      `COMMONS_THUMBNAIL_WIDTH must be a standard Wikimedia thumbnail width (${STANDARD_THUMBNAIL_WIDTHS.join(", ")}), got "${raw.COMMONS_THUMBNAIL_WIDTH}"`,
-    );
-  }
   if (env.RESCUE_AFTER_MS < 2 * env.HEARTBEAT_INTERVAL_MS) {
     // One late heartbeat must not make a live pool look dead.
     problems.push(`RESCUE_AFTER_MS must be at least twice HEARTBEAT_INTERVAL_MS (${env.HEARTBEAT_INTERVAL_MS}), got ${env.RESCUE_AFTER_MS}`);
@@ -249,6 +270,7 @@ export function parseConfig(environment: Record<string, string | undefined>): Co
     auth: {
       disabled: env.AUTH_DISABLED,
       tokens: list(env.API_TOKENS),
+      metricsToken: env.METRICS_TOKEN,
       oidc: env.AUTH_OIDC_AUDIENCE
         ? {
             audience: env.AUTH_OIDC_AUDIENCE,
@@ -303,9 +325,12 @@ export function parseConfig(environment: Record<string, string | undefined>): Co
   });
 }
 
-/** Reads `process.env` once. Call from entry points only. */
-export function loadConfig(): Config {
-  return parseConfig(process.env);
+/**
+ * Reads `process.env` once. Call from entry points only; `adjust` lets one set or default variables
+ * before they are parsed (the demo points the upstream clients at its fake servers).
+ */
+export function loadConfig(adjust: (environment: NodeJS.ProcessEnv) => Record<string, string | undefined> = (environment) => environment): Config {
+  return parseConfig(adjust(process.env));
 }
 
 /** A connection string with its password replaced, safe for logs and errors. */
@@ -320,23 +345,21 @@ export function redactUrl(url: string): string {
   }
 }
 
-function describe(error: ErrorObject, raw: Record<string, string>): string {
-  const name = error.instancePath.replace(/^\//, "").split("/")[0] || String(error.params.missingProperty ?? "?");
-  const value = raw[name];
-  const expected =
-    error.keyword === "pattern" && name === "API_TOKENS"
-      ? "must be comma-separated tokens of at least 16 characters without spaces"
-      : error.keyword === "pattern" && name === "AUTH_ALLOWED_CALLERS"
-        ? "must be comma-separated email addresses"
-        : error.keyword === "pattern" && name.endsWith("_URL")
-      ? `must be a URL starting with ${error.params.pattern === "^https?://" ? "http:// or https://" : "postgres://"}`
-      : error.keyword === "enum"
-        ? `must be one of ${(error.params.allowedValues as string[]).join(", ")}`
-        : error.message;
-  return `${name} ${expected}, got ${value === undefined ? "nothing" : JSON.stringify(redactValue(name, value))}`;
+function variableOf(error: ErrorObject): string {
+  return error.instancePath.replace(/^\//, "").split("/")[0] || String(error.params.missingProperty ?? "?");
 }
 
-function redactValue(name: string, value: string): string {
+function describe(name: string, error: ErrorObject, raw: Record<string, string>): string {
+  const value = raw[name];
+  const messages = (EnvSchema.properties as Record<string, { messages?: Record<string, string> }>)[name]?.messages;
+  const expected =
+    messages?.[error.keyword] ??
+    (error.keyword === "enum" ? `must be one of ${(error.params.allowedValues as string[]).join(", ")}` : error.message);
+  return `${name} ${expected}, got ${value === undefined ? "nothing" : JSON.stringify(redactSetting(name, value))}`;
+}
+
+/** A variable's value as an error may show it: secrets hidden, URLs without their password. */
+function redactSetting(name: string, value: string): string {
   if (SECRET_VARIABLES.has(name)) return "[redacted]";
   if (URL_VARIABLES.has(name)) return redactUrl(value);
   return value;

@@ -2,28 +2,18 @@
  * Enqueueing through graphile-worker's public `add_job` / `add_jobs` SQL functions, on whatever
  * Kysely handle the caller holds: inside a transaction the job (and its history) exists only if
  * the transaction commits. Every path that creates jobs (HTTP, CLI, fan-out, application code)
- * comes through here, so payloads are validated, task defaults applied and the `enqueued` event
- * recorded the same way everywhere, in the same statement as the job itself.
+ * comes through here, so payloads are validated, task defaults applied and the job's record
+ * written the same way everywhere, in the same statement as the job itself.
  */
 import { sql, type Kysely } from "kysely";
 import type { JobSource } from "./db/tables/job-records.ts";
 import { HISTORY_PAYLOAD_MAX_BYTES } from "./lifecycle/limits.ts";
 import { redactPayload } from "./lifecycle/redaction.ts";
 import { traceEnqueue, type EnqueueTrace, type TraceCarrier } from "./observability/tracing.ts";
+import { insertEnqueuedRecords } from "./db/repositories/job-records.ts";
 import { splitJobMetadata } from "./job-metadata.ts";
 import type { RegisteredTask, TaskRegistry } from "./registry.ts";
-import type { JobKeyMode } from "./task.ts";
-
-/** Per-enqueue overrides of a task's defaults. */
-export interface EnqueueOptions {
-  runAt?: Date;
-  priority?: number;
-  maxAttempts?: number;
-  /** `null` runs the job outside any named queue even when the task has a default queue. */
-  queueName?: string | null;
-  jobKey?: string | null;
-  jobKeyMode?: JobKeyMode;
-}
+import type { EnqueuedJob, EnqueueFunction, EnqueueOptions, JobKeyMode } from "./task.ts";
 
 /** Who enqueued, recorded in the job's history. */
 export interface EnqueueOrigin {
@@ -34,18 +24,6 @@ export interface EnqueueOrigin {
   /** The job enqueueing this one (fan-out). */
   parentId?: string;
 }
-
-export interface EnqueuedJob {
-  id: string;
-  task: string;
-  queueName: string | null;
-  runAt: Date;
-  priority: number;
-  maxAttempts: number;
-  jobKey: string | null;
-}
-
-export type EnqueueFunction = (task: string, payload: unknown, options?: EnqueueOptions) => Promise<EnqueuedJob>;
 
 // Any application's Kysely instance or transaction: the statements name their tables themselves.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -130,22 +108,7 @@ async function addJob(
         job_key_mode => ${spec.jobKeyMode}::text
       )
     ), record as (
-      insert into observing_jobs.job_records as r
-        (id, task, queue, source, payload, phase, priority, attempts, max_attempts, job_key, run_at, trace_id, parent_id)
-      select job.id, ${task.name}, ${spec.queueName}::text, ${origin.source}, ${stored}::jsonb, 'waiting',
-        job.priority, job.attempts, job.max_attempts, job.key, job.run_at, ${traceId}::text, ${origin.parentId ?? null}::bigint
-      from job
-      on conflict (id) do update set
-        -- unsafe_dedupe keeps the existing job as it was, payload included
-        payload = case when ${spec.jobKeyMode}::text = 'unsafe_dedupe' then r.payload else excluded.payload end,
-        queue = excluded.queue, phase = 'waiting', priority = excluded.priority, attempts = excluded.attempts,
-        max_attempts = excluded.max_attempts, job_key = excluded.job_key, run_at = excluded.run_at,
-        finished_at = null, updated_at = now()
-    ), event as (
-      insert into observing_jobs.job_events (job_id, task, queue, event, attempt, source, actor, run_at, trace_id)
-      select job.id, ${task.name}, ${spec.queueName}::text, 'enqueued', job.attempts, ${origin.source},
-        ${origin.actor ?? null}::text, job.run_at, ${traceId}::text
-      from job
+      ${insertEnqueuedRecords({ task: task.name, queue: spec.queueName, origin, traceId, keepPayloadOnConflict: spec.jobKeyMode === "unsafe_dedupe" }, sql`select job.*, ${stored}::jsonb as stored from job`)}
     )
     select id, run_at, key, priority, max_attempts from job`.execute(executor);
   const row = rows[0]!;
@@ -161,8 +124,8 @@ async function addJob(
 }
 
 /**
- * Many jobs of one task, with the same options, in one `add_jobs` call plus one history statement:
- * two round trips however many jobs. Every payload is validated before anything is written; run it
+ * Many jobs of one task, with the same options, in one statement with their records: one round
+ * trip however many jobs. Every payload is validated before anything is written; run it
  * inside a transaction to make the batch all-or-nothing.
  */
 export function enqueueJobs(
@@ -212,36 +175,25 @@ async function addJobs(
     job_key: spec.jobKey,
     priority: spec.priority,
   }));
-  const { rows } = await sql<{ id: string; run_at: Date; key: string | null; priority: number; max_attempts: number; attempts: number; payload: unknown }>`
-    select id, run_at, key, priority, max_attempts, attempts, payload
-    from graphile_worker.add_jobs(
-      array(select s from json_populate_recordset(null::graphile_worker.job_spec, ${JSON.stringify(jobSpecs)}::json) s),
-      ${specs[0]!.jobKeyMode === "preserve_run_at"}
-    )
-    order by id`.execute(executor);
-  const stored = rows.map((row) => JSON.stringify(redactPayload(splitJobMetadata(row.payload).payload, task.sensitive, HISTORY_PAYLOAD_MAX_BYTES)));
-  await sql`
+  // graphile-worker returns each job with the payload text it was given (json keeps text as it is),
+  // which pairs it with its history copy in the same statement; equal payloads have equal copies.
+  const stored = new Map<string, string>();
+  for (const spec of jobSpecs) {
+    const sent = JSON.stringify(spec.payload);
+    if (!stored.has(sent)) stored.set(sent, JSON.stringify(redactPayload(splitJobMetadata(spec.payload).payload, task.sensitive, HISTORY_PAYLOAD_MAX_BYTES)));
+  }
+  const { rows } = await sql<{ id: string; run_at: Date; key: string | null; priority: number; max_attempts: number }>`
     with job as (
-      select * from unnest(
-        ${rows.map((row) => row.id)}::bigint[], ${stored}::jsonb[], ${rows.map((row) => row.priority)}::int[],
-        ${rows.map((row) => row.attempts)}::int[], ${rows.map((row) => row.max_attempts)}::int[],
-        ${rows.map((row) => row.key)}::text[], ${rows.map((row) => row.run_at)}::timestamptz[]
-      ) as j(id, payload, priority, attempts, max_attempts, key, run_at)
+      select * from graphile_worker.add_jobs(
+        array(select s from json_populate_recordset(null::graphile_worker.job_spec, ${JSON.stringify(jobSpecs)}::json) s),
+        ${specs[0]!.jobKeyMode === "preserve_run_at"}
+      )
+    ), copy as (
+      select * from unnest(${[...stored.keys()]}::text[], ${[...stored.values()]}::jsonb[]) as c(sent, stored)
     ), record as (
-      insert into observing_jobs.job_records as r
-        (id, task, queue, source, payload, phase, priority, attempts, max_attempts, job_key, run_at, trace_id, parent_id)
-      select id, ${task.name}, ${queueName}::text, ${origin.source}, payload, 'waiting', priority, attempts, max_attempts,
-        key, run_at, ${traceId}::text, ${origin.parentId ?? null}::bigint
-      from job
-      on conflict (id) do update set
-        payload = excluded.payload, queue = excluded.queue, phase = 'waiting', priority = excluded.priority,
-        attempts = excluded.attempts, max_attempts = excluded.max_attempts, job_key = excluded.job_key,
-        run_at = excluded.run_at, finished_at = null, updated_at = now()
+      ${insertEnqueuedRecords({ task: task.name, queue: queueName, origin, traceId, keepPayloadOnConflict: false }, sql`select job.*, copy.stored from job join copy on copy.sent = job.payload::text`)}
     )
-    insert into observing_jobs.job_events (job_id, task, queue, event, attempt, source, actor, run_at, trace_id)
-    select id, ${task.name}, ${queueName}::text, 'enqueued', attempts, ${origin.source}, ${origin.actor ?? null}::text,
-      run_at, ${traceId}::text
-    from job`.execute(executor);
+    select id, run_at, key, priority, max_attempts from job order by id`.execute(executor);
   return rows.map((row) => ({
     id: String(row.id),
     task: task.name,

@@ -11,10 +11,12 @@
  * }); // rolled back: neither the row nor the job exists; committed: the job runs
  * ```
  */
-import { enqueueJob, enqueueJobs, type AnyKysely, type EnqueuedJob, type EnqueueOptions } from "./enqueue.ts";
+import { enqueueJob, enqueueJobs, type AnyKysely } from "./enqueue.ts";
 import { loadRegistry, TASKS_DIRECTORY, type TaskRegistry } from "./registry.ts";
+import type { EnqueuedJob, EnqueueOptions } from "./task.ts";
 
-export type { AnyKysely, EnqueuedJob, EnqueueOptions } from "./enqueue.ts";
+export type { AnyKysely } from "./enqueue.ts";
+export type { EnqueuedJob, EnqueueOptions } from "./task.ts";
 export { InvalidPayloadError } from "./enqueue.ts";
 export { UnknownTaskError } from "./registry.ts";
 

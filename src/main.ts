@@ -1,13 +1,11 @@
 /**
  * Service entry point (`npm start`, and the container's command). SIGTERM or SIGINT shuts down
- * gracefully within the shutdown deadlines (see src/reliability/shutdown.ts); a second signal exits
- * at once.
+ * gracefully (src/signals.ts).
  */
 import { ConfigError, loadConfig, type Config } from "./config.ts";
 import { makeLogger } from "./observability/logger.ts";
-import { EXIT_GRACE_MS } from "./reliability/shutdown.ts";
-import { startService } from "./service.ts";
-import { shutdownTelemetry } from "./observability/telemetry.ts";
+import { logStartFailure, startService } from "./service.ts";
+import { stopOnSignals } from "./signals.ts";
 
 let config: Config;
 try {
@@ -19,38 +17,11 @@ try {
 }
 
 const logger = makeLogger(config.log);
+const starting = startService(config, logger);
+stopOnSignals(starting, config, logger);
 try {
-  const service = await startService(config, logger);
-  let signalled = false;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (signalled) {
-      logger.warn({ signal }, "second signal: exiting without waiting for running jobs");
-      process.exit(1);
-    }
-    signalled = true;
-    logger.info({ signal }, "shutting down: no new jobs, waiting for running jobs");
-    // Cloud Run kills the instance ~10 s after SIGTERM; exit first, whatever is still pending.
-    setTimeout(() => {
-      logger.error("shutdown took longer than its deadline: exiting now");
-      process.exit(1);
-    }, config.reliability.shutdownTimeoutMs + EXIT_GRACE_MS).unref();
-    service
-      .stop()
-      .then(() => shutdownTelemetry())
-      .then(
-        () => {
-          logger.info("shut down cleanly");
-          process.exit(0);
-        },
-        (error: unknown) => {
-          logger.error({ err: error }, "shutdown failed");
-          process.exit(1);
-        },
-      );
-  };
-  process.on("SIGTERM", onSignal);
-  process.on("SIGINT", onSignal);
+  await starting;
 } catch (error) {
-  logger.fatal({ err: error }, `observing-jobs failed to start: ${(error as Error).message}`);
+  logStartFailure(logger, error);
   logger.flush(() => process.exit(1));
 }

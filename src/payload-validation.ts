@@ -21,12 +21,12 @@ export function compilePayloadValidator<T>(schema: TSchema): PayloadValidator<T>
     // Defaults are filled in by ajv; validate a copy so the caller's object is left as it was.
     const value: unknown = structuredClone(payload);
     if (validate(value)) return { ok: true, value: value as T };
-    return { ok: false, errors: (validate.errors ?? []).map((error) => describeError(error)) };
+    return { ok: false, errors: (validate.errors ?? []).map((error) => describeSchemaError(error)) };
   };
 }
 
 /** "payload/taxonIds/0 must be integer", "payload has unknown property 'x'". */
-export function describeError(error: ErrorObject, root = "payload"): string {
+export function describeSchemaError(error: ErrorObject, root = "payload"): string {
   const at = `${root}${error.instancePath}`;
   switch (error.keyword) {
     case "additionalProperties":

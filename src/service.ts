@@ -7,7 +7,7 @@
 import { EventEmitter } from "node:events";
 import type { WorkerEvents } from "graphile-worker";
 import type { Config } from "./config.ts";
-import { loadCrontab } from "./crontab.ts";
+import { CrontabError, loadCrontab } from "./cron/crontab.ts";
 import { connectDatabase, type ConnectedDatabase } from "./db/connect.ts";
 import { POOL_OVERHEAD } from "./db/database.ts";
 import { assertSchemaCurrent, migrateDatabase } from "./db/migrate.ts";
@@ -17,13 +17,13 @@ import type { Logger } from "./observability/logger.ts";
 import { loadRegistry, type TaskRegistry } from "./registry.ts";
 import { makeUpstreamClients } from "./upstream/clients.ts";
 import { connectionsNeeded, planRunners, startWorker, type WorkerHandle } from "./worker/worker.ts";
-import { HistoryRecorder } from "./lifecycle/history.ts";
 import { makeQueueStats } from "./lifecycle/queue-stats.ts";
-import { makeCronFreshness } from "./observability/cron-freshness.ts";
+import { makeCronFreshness } from "./cron/freshness.ts";
 import { ServiceMetrics } from "./observability/metrics.ts";
 import { describeInstance, HeartbeatWriter, listWorkerPools } from "./reliability/heartbeat.ts";
 import { ReadinessSignals } from "./reliability/readiness.ts";
-import { InFlightJobs, settleEndedPool } from "./reliability/shutdown.ts";
+import { settleEndedPool } from "./reliability/shutdown.ts";
+import { InFlightJobs } from "./worker/in-flight-jobs.ts";
 import { Sweeper } from "./reliability/sweeper.ts";
 
 export interface Service {
@@ -45,6 +45,16 @@ export interface ServiceOptions {
    * no-op task, so it measures the production per-job path without a task file in tasks/.
    */
   registry?: TaskRegistry;
+}
+
+/**
+ * How an entry point reports a start that failed: a mistake in the crontab is one line that names
+ * the file, the line and what is wrong, like a bad setting; anything else comes with its stack.
+ */
+export function logStartFailure(logger: Logger, error: unknown, what = "observing-jobs"): void {
+  const message = `${what} failed to start: ${(error as Error).message}`;
+  if (error instanceof CrontabError) logger.fatal(message);
+  else logger.fatal({ err: error }, message);
 }
 
 export async function startService(config: Config, logger: Logger, options: ServiceOptions = {}): Promise<Service> {
@@ -71,8 +81,6 @@ export async function startService(config: Config, logger: Logger, options: Serv
     await warnAboutExcessPrivileges(database.pool, logger, config);
 
     const deps = { db: database.db, registry, upstream: makeUpstreamClients(config), logger, config };
-    const history = new HistoryRecorder(database.db, registry, logger);
-    releasers.push(() => history.close());
     const queueStats = makeQueueStats(database.db);
     const cronFreshness = makeCronFreshness(database.db, crontab);
     const workerPools = () => listWorkerPools(database.db);
@@ -95,10 +103,12 @@ export async function startService(config: Config, logger: Logger, options: Serv
       heartbeats,
     });
     const inFlight = new InFlightJobs();
+    // Recorded with each pool's heartbeat: `observing-jobs add` checks that a running instance knows its task.
+    const tasksOfRunner = new Map(planRunners(registry, config.worker.concurrency).map((plan) => [plan.name, plan.tasks.map((task) => task.name)]));
     const worker = await startWorker({
       pool: database.pool,
       deps,
-      observers: [history, metrics],
+      observers: [metrics],
       cronItems: crontab.map((entry) => entry.item),
       concurrency: config.worker.concurrency,
       localQueueSize: config.worker.localQueueSize,
@@ -106,8 +116,8 @@ export async function startService(config: Config, logger: Logger, options: Serv
       events,
       reliability: {
         inFlight,
-        poolStarted: (poolId, runner) => heartbeats.register(poolId, runner),
-        poolEnded: (poolId, cause) => settleEndedPool({ db: database.db, history, heartbeats, inFlight, logger }, poolId, cause),
+        poolStarted: (poolId, runner) => heartbeats.register(poolId, runner, tasksOfRunner.get(runner) ?? []),
+        poolEnded: (poolId, cause) => settleEndedPool({ db: database.db, heartbeats, inFlight, logger }, poolId, cause),
         shutdownAbortAfterMs: reliability.shutdownAbortAfterMs,
         shutdownTimeoutMs: reliability.shutdownTimeoutMs,
       },
@@ -152,6 +162,14 @@ export async function startService(config: Config, logger: Logger, options: Serv
       { url, tasks: registry.names(), cron: crontab.map((entry) => entry.item.identifier), concurrency: config.worker.concurrency, instance: heartbeats.identity },
       "observing-jobs is running",
     );
+    if (!config.auth.disabled && config.auth.tokens.length === 0 && !config.auth.oidc) {
+      // Only outside production: there, config refuses to start without credentials.
+      logger.warn(
+        `no API credentials are configured, so every API call answers 401 and the dashboard cannot sign in: ` +
+          `set API_TOKENS to a token of at least 16 characters (e.g. API_TOKENS=local-dev-token-0123456789 npm start) ` +
+          `and sign in with it, or try the offline demo (npm run demo)`,
+      );
+    }
 
     let stopping: Promise<void> | undefined;
     const stop = async () => {

@@ -5,7 +5,6 @@
 import type { Static, TSchema } from "typebox";
 import type { Config } from "./config.ts";
 import type { Db } from "./db/database.ts";
-import type { EnqueueFunction } from "./enqueue.ts";
 import type { Logger } from "./observability/logger.ts";
 import type { UpstreamClients } from "./upstream/clients.ts";
 
@@ -31,6 +30,30 @@ export interface TaskDefaults<P> {
 }
 
 export type JobKeyMode = "replace" | "preserve_run_at" | "unsafe_dedupe";
+
+/** Per-enqueue overrides of a task's defaults. */
+export interface EnqueueOptions {
+  runAt?: Date;
+  priority?: number;
+  maxAttempts?: number;
+  /** `null` runs the job outside any named queue even when the task has a default queue. */
+  queueName?: string | null;
+  jobKey?: string | null;
+  jobKeyMode?: JobKeyMode;
+}
+
+/** A job as enqueued (src/enqueue.ts). */
+export interface EnqueuedJob {
+  id: string;
+  task: string;
+  queueName: string | null;
+  runAt: Date;
+  priority: number;
+  maxAttempts: number;
+  jobKey: string | null;
+}
+
+export type EnqueueFunction = (task: string, payload: unknown, options?: EnqueueOptions) => Promise<EnqueuedJob>;
 
 /** What a running job knows about itself. */
 export interface JobInfo {

@@ -6,13 +6,14 @@
  */
 import Type, { type Static } from "typebox";
 import { findTaxonIdsToResolve } from "../src/db/repositories/taxa.ts";
+import { fanOut, MAX_ROWS_PER_BATCH } from "../src/taxa/batches.ts";
 import { defineTask } from "../src/task.ts";
 
 const payload = Type.Object(
   {
     kingdom: Type.String({ minLength: 1, maxLength: 100, description: "The kingdom, matched case-insensitively against kingdom_hint, else the resolved kingdom." }),
     force: Type.Optional(Type.Boolean({ default: true, description: "Re-resolve settled rows too (a backfill's usual meaning)." })),
-    batchSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: "Rows per resolve_taxa batch." })),
+    batchSize: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_ROWS_PER_BATCH, default: 100, description: "Rows per resolve_taxa batch." })),
   },
   { additionalProperties: false },
 );
@@ -38,24 +39,15 @@ export default defineTask({
   async run(p, { db, enqueue, logger, signal }) {
     const kingdom = p.kingdom.toLowerCase();
     const force = p.force ?? true;
-    const batchSize = p.batchSize ?? 100;
-    let afterId = 0;
-    let batches = 0;
-    let rows = 0;
-    for (;;) {
-      signal.throwIfAborted();
-      const ids = await findTaxonIdsToResolve(db, { kingdom, force }, { afterId, limit: batchSize });
-      if (ids.length === 0) break;
+    // Unlike a sweep, a backfill always fans out, however few rows it finds: its batches are its progress.
+    const { batches, rows } = await fanOut({
+      limit: p.batchSize ?? 100,
+      findIds: (page) => findTaxonIdsToResolve(db, { kingdom, force }, page),
       // The kingdom is passed on as a hint for rows without one; it never filters GBIF's answer.
-      await enqueue(
-        "resolve_taxa",
-        { taxonIds: ids, kingdom: p.kingdom, force },
-        { jobKey: `backfill_kingdom:${kingdom}:${ids[0]}-${ids.at(-1)}` },
-      );
-      batches += 1;
-      rows += ids.length;
-      afterId = ids.at(-1)!;
-    }
+      enqueueBatch: (ids) =>
+        enqueue("resolve_taxa", { taxonIds: ids, kingdom: p.kingdom, force }, { jobKey: `backfill_kingdom:${kingdom}:${ids[0]}-${ids.at(-1)}` }),
+      signal,
+    });
     logger.info({ kingdom: p.kingdom, batches, rows }, "enqueued backfill batches");
   },
 });

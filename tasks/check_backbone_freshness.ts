@@ -20,11 +20,9 @@ import {
   recordBackboneError,
   type TaxonForFreshness,
 } from "../src/db/repositories/backbone-freshness.ts";
-import { batchJobKey, batchSizeField, sweepInBatches, taxonIdsField, workThroughRows } from "../src/sweep.ts";
+import { batchJobKey, batchSizeField, forceField, staleAfterDaysField, staleCutoff, sweepInBatches, taxonIdsField, workThroughRows } from "../src/taxa/batches.ts";
 import { defineTask, type TaskContext } from "../src/task.ts";
 import type { GbifNameUsage } from "../src/upstream/gbif.ts";
-
-const DAY_MS = 86_400_000;
 
 const payload = Type.Object(
   {
@@ -35,8 +33,8 @@ const payload = Type.Object(
     hotMinObservations: Type.Optional(
       Type.Integer({ minimum: 1, default: 100, description: "Hot: at least this many observations (observation_count)." }),
     ),
-    staleAfterDays: Type.Optional(Type.Integer({ minimum: 1, maximum: 3650, default: 7, description: "A check older than this is done again." })),
-    force: Type.Optional(Type.Boolean({ default: false, description: "Check rows that were checked recently." })),
+    staleAfterDays: staleAfterDaysField(7, "A check older than this is done again."),
+    force: forceField("Check rows that were checked recently."),
     limit: batchSizeField(200),
   },
   { additionalProperties: false },
@@ -66,7 +64,7 @@ export default defineTask({
   },
   async run(p, context) {
     const now = new Date();
-    const staleBefore = p.force ? null : new Date(now.getTime() - (p.staleAfterDays ?? 7) * DAY_MS);
+    const staleBefore = staleCutoff(now, p.staleAfterDays ?? 7, p.force);
     if (p.taxonIds) return checkBatch(await findTaxaForFreshness(context.db, { staleBefore, ids: p.taxonIds }), context);
     const selection = { staleBefore, hot: { hotWithinDays: p.hotWithinDays ?? 30, hotMinObservations: p.hotMinObservations ?? 100, now } };
     await sweepInBatches({

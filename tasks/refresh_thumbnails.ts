@@ -17,18 +17,16 @@ import {
   type TaxonForThumbnail,
   type ThumbnailRecord,
 } from "../src/db/repositories/thumbnails.ts";
-import { batchJobKey, batchSizeField, sweepInBatches, taxonIdsField, workThroughRows } from "../src/sweep.ts";
+import { batchJobKey, batchSizeField, forceField, staleAfterDaysField, staleCutoff, sweepInBatches, taxonIdsField, workThroughRows } from "../src/taxa/batches.ts";
 import { defineTask, type TaskContext } from "../src/task.ts";
 import { UpstreamError } from "../src/upstream/http.ts";
 import { commonsThumbnailUrl, MAX_ENTITIES_PER_CALL, type WikidataItemImage } from "../src/upstream/wikidata.ts";
 
-const DAY_MS = 86_400_000;
-
 const payload = Type.Object(
   {
     taxonIds: taxonIdsField("Refresh exactly these rows (still skipping fresh ones unless force is set)."),
-    staleAfterDays: Type.Optional(Type.Integer({ minimum: 1, maximum: 3650, default: 30, description: "A thumbnail older than this is refreshed." })),
-    force: Type.Optional(Type.Boolean({ default: false, description: "Refresh rows whose thumbnail is still fresh." })),
+    staleAfterDays: staleAfterDaysField(30, "A thumbnail older than this is refreshed."),
+    force: forceField("Refresh rows whose thumbnail is still fresh."),
     // One wbgetentities call covers a batch of up to 50 items; two calls per row would be the alternative.
     limit: batchSizeField(MAX_ENTITIES_PER_CALL),
   },
@@ -56,7 +54,7 @@ export default defineTask({
   },
   async run(p, context) {
     const now = new Date();
-    const selection = { staleBefore: p.force ? null : new Date(now.getTime() - (p.staleAfterDays ?? 30) * DAY_MS) };
+    const selection = { staleBefore: staleCutoff(now, p.staleAfterDays ?? 30, p.force) };
     if (p.taxonIds) return refreshBatch(await findTaxaForThumbnails(context.db, { ...selection, ids: p.taxonIds }), context);
     await sweepInBatches({
       limit: p.limit ?? MAX_ENTITIES_PER_CALL,

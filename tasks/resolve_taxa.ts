@@ -15,7 +15,7 @@ import {
   recordUnfinishedResolution,
   type TaxonToResolve,
 } from "../src/db/repositories/taxa.ts";
-import { batchJobKey, batchSizeField, sweepInBatches, taxonIdsField, workThroughRows } from "../src/sweep.ts";
+import { batchJobKey, batchSizeField, forceField, sweepInBatches, taxonIdsField, workThroughRows } from "../src/taxa/batches.ts";
 import { defineTask, type TaskContext } from "../src/task.ts";
 import { interpretMatch } from "../src/taxa/resolution.ts";
 
@@ -26,7 +26,7 @@ const payload = Type.Object(
     kingdom: Type.Optional(
       Type.String({ minLength: 1, maxLength: 100, description: "Only rows of this kingdom (by hint, else by resolved kingdom)." }),
     ),
-    force: Type.Optional(Type.Boolean({ default: false, description: "Re-resolve rows that are already settled." })),
+    force: forceField("Re-resolve rows that are already settled."),
     limit: batchSizeField(100),
   },
   { additionalProperties: false },

@@ -18,18 +18,16 @@ import {
   type ConservationRecord,
   type TaxonForConservation,
 } from "../src/db/repositories/conservation-status.ts";
-import { batchJobKey, batchSizeField, sweepInBatches, taxonIdsField, workThroughRows } from "../src/sweep.ts";
+import { batchJobKey, batchSizeField, forceField, staleAfterDaysField, staleCutoff, sweepInBatches, taxonIdsField, workThroughRows } from "../src/taxa/batches.ts";
 import { defineTask, type TaskContext } from "../src/task.ts";
 import { IucnConfigurationError, type IucnConservationStatus } from "../src/upstream/iucn.ts";
-
-const DAY_MS = 86_400_000;
 
 const payload = Type.Object(
   {
     taxonIds: taxonIdsField("Sync exactly these rows (still skipping fresh ones unless force is set)."),
     // The Red List is published about twice a year; a quarter keeps us close without re-asking often.
-    staleAfterDays: Type.Optional(Type.Integer({ minimum: 1, maximum: 3650, default: 90, description: "A status older than this is synced again." })),
-    force: Type.Optional(Type.Boolean({ default: false, description: "Sync rows whose status is still fresh." })),
+    staleAfterDays: staleAfterDaysField(90, "A status older than this is synced again."),
+    force: forceField("Sync rows whose status is still fresh."),
     // At 0.5 s a call and up to two calls a row, 100 rows take about 1-2 minutes.
     limit: batchSizeField(100),
   },
@@ -59,7 +57,7 @@ export default defineTask({
       throw new IucnConfigurationError("IUCN_API_TOKEN is not set: sync_conservation_status needs an IUCN Red List API token; no call was made");
     }
     const now = new Date();
-    const selection = { staleBefore: p.force ? null : new Date(now.getTime() - (p.staleAfterDays ?? 90) * DAY_MS) };
+    const selection = { staleBefore: staleCutoff(now, p.staleAfterDays ?? 90, p.force) };
     if (p.taxonIds) return syncBatch(await findTaxaForConservation(context.db, { ...selection, ids: p.taxonIds }), context);
     await sweepInBatches({
       limit: p.limit ?? 100,

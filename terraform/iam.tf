@@ -11,7 +11,8 @@ resource "google_service_account" "migrate" {
 }
 
 locals {
-  # Cloud SQL connections, structured logs, traces and metrics; secrets are granted one by one below.
+  # Cloud SQL connections, structured logs, traces (Cloud Trace) and metrics (Managed Service for
+  # Prometheus), the last two written by the collector sidecar; secrets are granted one by one below.
   service_roles = toset([
     "roles/cloudsql.client",
     "roles/logging.logWriter",
@@ -45,13 +46,13 @@ resource "google_secret_manager_secret_iam_member" "service" {
   for_each = local.service_secrets
 
   project   = var.project_id
-  secret_id = each.value
+  secret_id = each.value.id
   role      = "roles/secretmanager.secretAccessor"
   member    = "serviceAccount:${google_service_account.service.email}"
 }
 
 resource "google_secret_manager_secret_iam_member" "migrate" {
-  for_each = toset([var.migrate_database_url_secret])
+  for_each = toset([var.migrate_database_url_secret.id])
 
   project   = var.project_id
   secret_id = each.value

@@ -46,8 +46,8 @@ resource "google_cloud_run_v2_job" "migrate" {
 
           value_source {
             secret_key_ref {
-              secret  = var.migrate_database_url_secret
-              version = "latest"
+              secret  = var.migrate_database_url_secret.id
+              version = var.migrate_database_url_secret.version
             }
           }
         }

@@ -6,9 +6,9 @@ locals {
     IUCN_API_TOKEN = var.iucn_api_token_secret
     API_TOKENS     = var.api_tokens_secret
   }
-  # Environment variables of the service that come from Secret Manager: name => secret id.
+  # Environment variables of the service that come from Secret Manager: name => { id, version }.
   service_secrets = merge(
-    { DATABASE_URL = var.database_url_secret, DASHBOARD_SESSION_SECRET = var.dashboard_session_secret },
+    { DATABASE_URL = var.database_url_secret, DASHBOARD_SESSION_SECRET = var.dashboard_session_secret, METRICS_TOKEN = var.metrics_token_secret },
     { for name, secret in local.optional_secrets : name => secret if secret != null },
   )
 }
@@ -40,9 +40,38 @@ resource "google_cloud_run_v2_service" "service" {
       }
     }
 
+    volumes {
+      name = "otel-collector-config"
+
+      secret {
+        secret = google_secret_manager_secret.otel_collector_config.secret_id
+
+        items {
+          version = google_secret_manager_secret_version.otel_collector_config.version
+          path    = "config.yaml"
+        }
+      }
+    }
+
+    volumes {
+      name = "metrics-token"
+
+      secret {
+        secret = var.metrics_token_secret.id
+
+        items {
+          version = var.metrics_token_secret.version
+          path    = "token"
+        }
+      }
+    }
+
     containers {
+      name = "service"
       # The image's own CMD starts the service (node, exec form, so SIGTERM reaches it).
       image = var.image
+      # The collector starts first, so the first spans and scrapes have somewhere to go.
+      depends_on = [local.otel_collector.name]
 
       ports {
         container_port = 8080
@@ -78,6 +107,22 @@ resource "google_cloud_run_v2_service" "service" {
         value = join(",", local.allowed_callers)
       }
 
+      # Full Cloud Trace names in log lines (logging.googleapis.com/trace), so logs and traces link.
+      env {
+        name  = "GOOGLE_CLOUD_PROJECT"
+        value = var.project_id
+      }
+
+      # The OpenTelemetry SDK's settings: traces to the collector beside it (terraform/telemetry.tf).
+      dynamic "env" {
+        for_each = local.otel_environment
+
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
+
       dynamic "env" {
         for_each = var.environment
 
@@ -95,14 +140,14 @@ resource "google_cloud_run_v2_service" "service" {
 
           value_source {
             secret_key_ref {
-              secret  = env.value
-              version = "latest"
+              secret  = env.value.id
+              version = env.value.version
             }
           }
         }
       }
 
-      # Traffic reaches a revision only once /readyz answers 200: database up, runner running and
+      # Traffic reaches a revision only once /ready answers 200: database up, runner running and
       # the schema at least what this build needs, so a revision whose migration has not run stays out.
       startup_probe {
         period_seconds    = 5
@@ -110,7 +155,7 @@ resource "google_cloud_run_v2_service" "service" {
         failure_threshold = 24
 
         http_get {
-          path = "/readyz"
+          path = "/ready"
         }
       }
 
@@ -121,7 +166,56 @@ resource "google_cloud_run_v2_service" "service" {
         failure_threshold = 4
 
         http_get {
-          path = "/healthz"
+          path = "/health"
+        }
+      }
+    }
+
+    # The OpenTelemetry Collector sidecar: OTLP traces in, Cloud Trace out; scrapes /metrics for
+    # Managed Service for Prometheus (deploy/otel-collector.yaml).
+    containers {
+      name  = local.otel_collector.name
+      image = var.otel_collector_image
+      args  = ["--config=${local.otel_collector.config_dir}/config.yaml"]
+
+      resources {
+        limits = {
+          cpu    = "1"
+          memory = "256Mi"
+        }
+        # Scrapes and exports run between requests, like the runner.
+        cpu_idle = false
+      }
+
+      volume_mounts {
+        name       = "otel-collector-config"
+        mount_path = local.otel_collector.config_dir
+      }
+
+      volume_mounts {
+        name       = "metrics-token"
+        mount_path = local.otel_collector.metrics_token_dir
+      }
+
+      startup_probe {
+        period_seconds    = 5
+        timeout_seconds   = 3
+        failure_threshold = 12
+
+        http_get {
+          path = "/"
+          port = local.otel_collector.health_port
+        }
+      }
+
+      liveness_probe {
+        period_seconds    = 30
+        timeout_seconds   = 5
+        failure_threshold = 3
+
+        http_get {
+          path = "/"
+          port = local.otel_collector.health_port
         }
       }
     }
@@ -137,6 +231,7 @@ resource "google_cloud_run_v2_service" "service" {
   depends_on = [
     google_project_iam_member.service,
     google_secret_manager_secret_iam_member.service,
+    google_secret_manager_secret_iam_member.otel_collector_config,
   ]
 }
 

@@ -52,54 +52,81 @@ variable "cloud_sql_instance" {
 }
 
 variable "database_url_secret" {
-  description = "Secret Manager secret (id in this project) holding the service's DATABASE_URL: the runtime database role, no DDL (see README, Database roles)."
-  type        = string
+  description = "Secret Manager secret (id in this project) and version holding the service's DATABASE_URL: the runtime database role, no DDL (see README, Database roles)."
+  type        = object({ id = string, version = string })
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_-]{1,255}$", var.database_url_secret))
-    error_message = "database_url_secret must be a Secret Manager secret id (letters, digits, - and _)."
+    # A version number, never "latest": a revision then always starts with the secret it was deployed with.
+    condition     = can(regex("^[A-Za-z0-9_-]{1,255}$", var.database_url_secret.id)) && can(regex("^[1-9][0-9]*$", var.database_url_secret.version))
+    error_message = "database_url_secret must be { id = SECRET_ID, version = \"N\" }: a Secret Manager secret id (letters, digits, - and _) and a version number (not latest)."
   }
 }
 
 variable "dashboard_session_secret" {
-  description = "Secret Manager secret (id in this project) holding DASHBOARD_SESSION_SECRET, at least 32 random characters that sign the dashboard's session cookies on every instance."
-  type        = string
+  description = "Secret Manager secret and version holding DASHBOARD_SESSION_SECRET, at least 32 random characters that sign the dashboard's session cookies on every instance."
+  type        = object({ id = string, version = string })
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_-]{1,255}$", var.dashboard_session_secret))
-    error_message = "dashboard_session_secret must be a Secret Manager secret id (letters, digits, - and _)."
+    # A version number, never "latest": a revision then always starts with the secret it was deployed with.
+    condition     = can(regex("^[A-Za-z0-9_-]{1,255}$", var.dashboard_session_secret.id)) && can(regex("^[1-9][0-9]*$", var.dashboard_session_secret.version))
+    error_message = "dashboard_session_secret must be { id = SECRET_ID, version = \"N\" }: a Secret Manager secret id (letters, digits, - and _) and a version number (not latest)."
   }
 }
 
 variable "migrate_database_url_secret" {
-  description = "Secret Manager secret holding the migrate job's DATABASE_URL: the migrator database role that owns the job schemas. Only the migrate job's service account can read it."
-  type        = string
+  description = "Secret Manager secret and version holding the migrate job's DATABASE_URL: the migrator database role that owns the job schemas. Only the migrate job's service account can read it."
+  type        = object({ id = string, version = string })
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_-]{1,255}$", var.migrate_database_url_secret))
-    error_message = "migrate_database_url_secret must be a Secret Manager secret id (letters, digits, - and _)."
+    # A version number, never "latest": a revision then always starts with the secret it was deployed with.
+    condition     = can(regex("^[A-Za-z0-9_-]{1,255}$", var.migrate_database_url_secret.id)) && can(regex("^[1-9][0-9]*$", var.migrate_database_url_secret.version))
+    error_message = "migrate_database_url_secret must be { id = SECRET_ID, version = \"N\" }: a Secret Manager secret id (letters, digits, - and _) and a version number (not latest)."
   }
 }
 
 variable "iucn_api_token_secret" {
-  description = "Secret Manager secret holding IUCN_API_TOKEN (IUCN Red List API v4); null leaves the variable unset."
-  type        = string
+  description = "Secret Manager secret and version holding IUCN_API_TOKEN (IUCN Red List API v4); null leaves the variable unset."
+  type        = object({ id = string, version = string })
   default     = null
 
   validation {
-    condition     = var.iucn_api_token_secret == null || can(regex("^[A-Za-z0-9_-]{1,255}$", var.iucn_api_token_secret))
-    error_message = "iucn_api_token_secret must be null or a Secret Manager secret id."
+    # A version number, never "latest": a revision then always starts with the secret it was deployed with.
+    condition     = var.iucn_api_token_secret == null || (can(regex("^[A-Za-z0-9_-]{1,255}$", var.iucn_api_token_secret.id)) && can(regex("^[1-9][0-9]*$", var.iucn_api_token_secret.version)))
+    error_message = "iucn_api_token_secret must be null or { id = SECRET_ID, version = \"N\" }: a Secret Manager secret id (letters, digits, - and _) and a version number (not latest)."
   }
 }
 
 variable "api_tokens_secret" {
-  description = "Secret Manager secret holding API_TOKENS, static bearer tokens for callers that cannot present a Google ID token; null leaves the variable unset."
-  type        = string
+  description = "Secret Manager secret and version holding API_TOKENS, static bearer tokens for callers that cannot present a Google ID token; null leaves the variable unset."
+  type        = object({ id = string, version = string })
   default     = null
 
   validation {
-    condition     = var.api_tokens_secret == null || can(regex("^[A-Za-z0-9_-]{1,255}$", var.api_tokens_secret))
-    error_message = "api_tokens_secret must be null or a Secret Manager secret id."
+    # A version number, never "latest": a revision then always starts with the secret it was deployed with.
+    condition     = var.api_tokens_secret == null || (can(regex("^[A-Za-z0-9_-]{1,255}$", var.api_tokens_secret.id)) && can(regex("^[1-9][0-9]*$", var.api_tokens_secret.version)))
+    error_message = "api_tokens_secret must be null or { id = SECRET_ID, version = \"N\" }: a Secret Manager secret id (letters, digits, - and _) and a version number (not latest)."
+  }
+}
+
+variable "metrics_token_secret" {
+  description = "Secret Manager secret and version holding METRICS_TOKEN: one token (16 characters or more) that opens GET /metrics and nothing else. The service checks it; the OpenTelemetry Collector sidecar scrapes with it."
+  type        = object({ id = string, version = string })
+
+  validation {
+    # A version number, never "latest": a revision then always starts with the secret it was deployed with.
+    condition     = can(regex("^[A-Za-z0-9_-]{1,255}$", var.metrics_token_secret.id)) && can(regex("^[1-9][0-9]*$", var.metrics_token_secret.version))
+    error_message = "metrics_token_secret must be { id = SECRET_ID, version = \"N\" }: a Secret Manager secret id (letters, digits, - and _) and a version number (not latest)."
+  }
+}
+
+variable "otel_collector_image" {
+  description = "Image of the OpenTelemetry Collector sidecar: the Google-Built OpenTelemetry Collector, pinned by version (or digest) so a revision always runs the collector it was tested with."
+  type        = string
+  default     = "us-docker.pkg.dev/cloud-ops-agents-artifacts/google-cloud-opentelemetry-collector/otelcol-google:0.160.0"
+
+  validation {
+    condition     = can(regex("^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+(:[0-9]+\\.[0-9]+\\.[0-9]+|@sha256:[0-9a-f]{64})$", var.otel_collector_image))
+    error_message = "otel_collector_image must name a version (otelcol-google:0.160.0) or a digest (@sha256:...), never latest."
   }
 }
 
@@ -182,7 +209,7 @@ variable "memory" {
 }
 
 variable "environment" {
-  description = "Further plain settings of the service (LOG_LEVEL, GBIF_USER_AGENT, WIKIDATA_BASE_URL, OTEL_*, ...). Secrets never go here: they come from Secret Manager."
+  description = "Further plain settings of the service (LOG_LEVEL, GBIF_USER_AGENT, WIKIDATA_BASE_URL, OTEL_TRACES_SAMPLER, ...). Secrets never go here: they come from Secret Manager."
   type        = map(string)
   default     = {}
 
@@ -193,8 +220,8 @@ variable "environment" {
 
   validation {
     # These are set by this module (or by Cloud Run); a second definition would be ambiguous.
-    condition     = length(setintersection(keys(var.environment), ["DATABASE_URL", "IUCN_API_TOKEN", "API_TOKENS", "AUTH_ALLOWED_CALLERS", "WORKER_CONCURRENCY", "NODE_ENV", "PORT"])) == 0
-    error_message = "environment must not set DATABASE_URL, IUCN_API_TOKEN, API_TOKENS, AUTH_ALLOWED_CALLERS, WORKER_CONCURRENCY, NODE_ENV or PORT; use the dedicated variables."
+    condition     = length(setintersection(keys(var.environment), ["DATABASE_URL", "IUCN_API_TOKEN", "API_TOKENS", "METRICS_TOKEN", "DASHBOARD_SESSION_SECRET", "AUTH_ALLOWED_CALLERS", "AUTH_OIDC_AUDIENCE", "WORKER_CONCURRENCY", "NODE_ENV", "PORT", "GOOGLE_CLOUD_PROJECT", "OTEL_SERVICE_NAME", "OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_LOGS_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL"])) == 0
+    error_message = "environment must not set what this module sets (secrets, AUTH_ALLOWED_CALLERS, AUTH_OIDC_AUDIENCE, WORKER_CONCURRENCY, NODE_ENV, PORT, GOOGLE_CLOUD_PROJECT, the OTEL_* exporter settings); use the dedicated variables."
   }
 }
 

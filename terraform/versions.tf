@@ -3,9 +3,10 @@ terraform {
   required_version = ">= 1.7.0, < 2.0.0"
 
   required_providers {
+    # 7.x, the current major; nothing used here changed from 6.x (see the provider's 7.0.0 upgrade guide).
     google = {
       source  = "hashicorp/google"
-      version = "~> 6.0"
+      version = "~> 7.0"
     }
   }
 

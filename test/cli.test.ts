@@ -1,3 +1,4 @@
+import { sql } from "kysely";
 import { describe, expect } from "vitest";
 import { runCli, USAGE } from "../src/cli.ts";
 import { findTaxon, insertTaxa, listJobs, resetData, test, testEnvironment, type TestEnv } from "./helpers/env.ts";
@@ -12,10 +13,20 @@ async function cli(env: TestEnv, ...argv: string[]) {
 
 test.beforeEach(async ({ env }) => {
   await resetData(env);
+  await env.db.deleteFrom("observing_jobs.worker_heartbeats").execute();
 });
+
+/** A live pool of a running instance, as its heartbeats record it (null tasks: an instance from before the column). */
+async function runningInstance(env: TestEnv, tasks: string[] | null) {
+  const instance = `instance-${Math.random().toString(16).slice(2)}`;
+  await sql`
+    insert into observing_jobs.worker_heartbeats (pool_id, instance_id, hostname, pid, runner, tasks)
+    values (${`${instance}-main`}, ${instance}, 'test', 1, 'main', ${tasks})`.execute(env.db);
+}
 
 describe("observing-jobs add", () => {
   test("enqueues a job with the task's defaults and the given options", async ({ env }) => {
+    await runningInstance(env, ["resolve_taxa"]);
     const result = await cli(env, "add", "resolve_taxa", "--payload", '{"taxonIds":[7]}', "--priority", "3", "--max-attempts", "2", "--run-at", "2030-01-01T00:00:00Z");
     expect(result).toMatchObject({ code: 0, stderr: "" });
     const printed = JSON.parse(result.stdout) as { jobId: string; task: string };
@@ -30,6 +41,56 @@ describe("observing-jobs add", () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/invalid payload for task 'resolve_taxa': payload\/taxonIds must be array/);
     expect(await listJobs(env.db)).toHaveLength(0);
+  });
+
+  test("checks the payload before it reads the configuration or connects", async () => {
+    for (const command of ["add", "run"]) {
+      let stderr = "";
+      const code = await runCli([command, "resolve_taxa", "--payload", '{"taxonIds":[1],"colour":"red"}'], {
+        stdout: () => {},
+        stderr: (text) => (stderr += text),
+        loadConfig: () => {
+          throw new Error("read the configuration before checking the payload");
+        },
+      });
+      expect({ code, stderr }).toEqual({ code: 2, stderr: "observing-jobs: invalid payload for task 'resolve_taxa': payload has unknown property 'colour'\n" });
+    }
+  });
+
+  test("refuses a task the running instances do not know, unless forced", async ({ env }) => {
+    await runningInstance(env, ["resolve_taxa"]);
+    const refused = await cli(env, "add", "backfill_kingdom", "--payload", '{"kingdom":"Plantae"}');
+    expect(refused).toEqual({
+      code: 1,
+      stdout: "",
+      stderr:
+        "observing-jobs: the running instance does not know task 'backfill_kingdom' (it started before the task was added): restart the service to load it, or pass --force to enqueue the job anyway\n",
+    });
+    expect(await listJobs(env.db)).toHaveLength(0);
+
+    const forced = await cli(env, "add", "backfill_kingdom", "--payload", '{"kingdom":"Plantae"}', "--force");
+    expect(forced).toMatchObject({ code: 0, stderr: "" });
+    expect(await listJobs(env.db, "backfill_kingdom")).toHaveLength(1);
+  });
+
+  test("enqueues when one running instance knows the task, or when the instances cannot say", async ({ env }) => {
+    await runningInstance(env, ["resolve_taxa"]);
+    await runningInstance(env, ["resolve_taxa", "backfill_kingdom"]);
+    expect(await cli(env, "add", "backfill_kingdom", "--payload", '{"kingdom":"Plantae"}')).toMatchObject({ code: 0, stderr: "" });
+    await env.db.deleteFrom("observing_jobs.worker_heartbeats").execute();
+    await runningInstance(env, null);
+    expect(await cli(env, "add", "backfill_kingdom", "--payload", '{"kingdom":"Fungi"}')).toMatchObject({ code: 0, stderr: "" });
+    expect(await listJobs(env.db, "backfill_kingdom")).toHaveLength(2);
+  });
+
+  test("warns, and enqueues, when no instance runs at all", async ({ env }) => {
+    // A pool that stopped beating longer ago than the rescue threshold does not count as running.
+    await runningInstance(env, ["backfill_kingdom"]);
+    await env.db.updateTable("observing_jobs.worker_heartbeats").set({ last_seen: new Date(Date.now() - 3_600_000) }).execute();
+    const result = await cli(env, "add", "backfill_kingdom", "--payload", '{"kingdom":"Plantae"}');
+    expect(result.code).toBe(0);
+    expect(result.stderr).toBe("observing-jobs: warning: no service instance is running; the job waits in the queue until one starts\n");
+    expect(await listJobs(env.db, "backfill_kingdom")).toHaveLength(1);
   });
 });
 

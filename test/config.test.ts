@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, GBIF_BACKBONE_CHECKLIST_KEY, parseConfig, redactUrl } from "../src/config.ts";
+import { ConfigError, parseConfig, redactUrl } from "../src/config.ts";
+import { GBIF_BACKBONE_CHECKLIST_KEY } from "../src/upstream/gbif.ts";
 
 describe("parseConfig", () => {
   it("gives production-ready defaults and a frozen object", () => {
@@ -71,6 +72,8 @@ describe("parseConfig", () => {
 
   it("refuses out-of-range numbers", () => {
     expect(() => parseConfig({ WORKER_CONCURRENCY: "0" })).toThrow(/WORKER_CONCURRENCY must be >= 1, got "0"/);
+    // One message per variable: a width that is no number is not also told it is no standard width.
+    expect(() => parseConfig({ COMMONS_THUMBNAIL_WIDTH: "wide" })).toThrow(/^Invalid configuration: COMMONS_THUMBNAIL_WIDTH must be integer, got "wide"$/);
   });
 
   it("turns graphile-worker's local queue on only at a size that fills every slot", () => {

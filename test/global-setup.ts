@@ -2,6 +2,7 @@
  * Once per test run: find PostgreSQL (TEST_DATABASE_URL, else DATABASE_URL, else an embedded server
  * in a temporary directory), then build a migrated template database that every test file clones.
  */
+import { rmSync } from "node:fs";
 import { chmod, mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -9,7 +10,7 @@ import pg from "pg";
 import { pino } from "pino";
 import type { TestProject } from "vitest/node";
 import { makeDatabase } from "../src/db/database.ts";
-import { startEmbeddedPostgres } from "../src/db/embedded-postgres.ts";
+import { startEmbeddedPostgres, stopEmbeddedPostgresNow } from "../src/db/embedded-postgres.ts";
 import { migrateDatabase } from "../src/db/migrate.ts";
 import { freePort } from "./helpers/ports.ts";
 
@@ -28,11 +29,20 @@ export default async function setup(project: TestProject) {
   let adminUrl = process.env.TEST_DATABASE_URL || process.env.DATABASE_URL;
   if (!adminUrl) {
     const dataDir = await mkdtemp(path.join(os.tmpdir(), "observing-jobs-test-pg-"));
+    // The server runs in a process group of its own, so Ctrl-C (which ends vitest without its
+    // teardown) would not reach it; nor does teardown run when this setup fails half way. Stop it
+    // as the process exits, however it exits.
+    const stopNow = () => {
+      stopEmbeddedPostgresNow(path.join(dataDir, "data"));
+      rmSync(dataDir, { recursive: true, force: true });
+    };
+    process.once("exit", stopNow);
     // As root, PostgreSQL runs as the `postgres` user, which must be able to reach its data directory.
     await chmod(dataDir, 0o755);
     const server = await startEmbeddedPostgres({ dataDir: path.join(dataDir, "data"), port: await freePort(), logger, database: "postgres" });
     adminUrl = server.url;
     teardown.push(async () => {
+      process.off("exit", stopNow);
       await server.stop();
       await rm(dataDir, { recursive: true, force: true });
     });

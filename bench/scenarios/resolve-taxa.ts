@@ -1,5 +1,5 @@
 /**
- * 6. resolve_taxa against a fake GBIF (test/helpers/fake-gbif.ts) that answers every match after
+ * 6. resolve_taxa against a fake GBIF (src/demo/fake-gbif.ts) that answers every match after
  * 50 ms: taxa resolved per second by the service at its default concurrency (GBIF_CONCURRENCY 2, the
  * task's cap of 2), from POST /jobs/resolve_taxa (a sweep that fans out into batches) until every
  * row is settled. There is no raw counterpart; the bound is GBIF_CONCURRENCY calls per 50 ms.
@@ -7,7 +7,7 @@
 import pg from "pg";
 import { API_TOKEN, withSubject, type BenchContext } from "../lib/context.ts";
 import type { Measure } from "../lib/report.ts";
-import { KNOWN_NAMES, startFakeGbif } from "../../test/helpers/fake-gbif.ts";
+import { KNOWN_NAMES, startFakeGbif } from "../../src/demo/fake-gbif.ts";
 
 const SCENARIO = "6. resolve_taxa against a fake GBIF answering in 50 ms";
 

@@ -1,7 +1,8 @@
 /**
  * The dead-letter as operators work it: dead jobs grouped by task and error, and bulk actions on
- * a group. Both read the newest dead records through the (phase, id) index with a bound, so a
- * dead-letter of any size costs the same per page view.
+ * a group. Dead jobs stay in graphile-worker's table until retried, discarded or pruned, so its
+ * view is the truth; both read the newest of them with a bound, so a dead-letter of any size
+ * costs the same per page view.
  */
 import { sql } from "kysely";
 import type { Db } from "../db/database.ts";
@@ -28,8 +29,9 @@ export async function findDeadLetterGroups(db: Db): Promise<{ groups: DeadLetter
     select task, coalesce(last_error, '') as error, md5(coalesce(last_error, '')) as error_key, count(*)::int as count,
       max(id)::text as newest_id, max(finished_at) as newest_finished_at
     from (
-      select id, task, last_error, finished_at from observing_jobs.job_records
-      where phase = 'dead' order by id desc limit ${DEAD_LETTER_SCAN_LIMIT}
+      select j.id, j.task_identifier as task, j.last_error, r.finished_at
+      from graphile_worker.jobs j left join observing_jobs.job_records r on r.id = j.id
+      where j.locked_at is null and j.attempts >= j.max_attempts order by j.id desc limit ${DEAD_LETTER_SCAN_LIMIT}
     ) as dead
     group by task, coalesce(last_error, '')
     order by count(*) desc, max(id) desc`.execute(db);
@@ -59,8 +61,9 @@ export interface BulkResult {
 /** Retries or discards the dead jobs of one group, each recorded in history with the operator. */
 export async function actOnDeadLetterGroup(db: Db, group: { task: string; errorKey: string }, action: "retry" | "discard", actor: string): Promise<BulkResult> {
   const { rows } = await sql<{ id: string }>`
-    select id::text as id from observing_jobs.job_records
-    where phase = 'dead' and task = ${group.task} and md5(coalesce(last_error, '')) = ${group.errorKey}
+    select id::text as id from graphile_worker.jobs
+    where locked_at is null and attempts >= max_attempts and task_identifier = ${group.task}
+      and md5(coalesce(last_error, '')) = ${group.errorKey}
     order by id desc limit ${BULK_ACTION_LIMIT + 1}`.execute(db);
   const act = action === "retry" ? retryJob : discardJob;
   let done = 0;

@@ -1,6 +1,6 @@
 import type { GraphileJobsView } from "./tables/graphile-jobs.ts";
 import type { JobEventsTable } from "./tables/job-events.ts";
-import type { JobRecordsTable } from "./tables/job-records.ts";
+import type { CronRunsTable, JobOutcomeCountsTable, JobRecordsTable } from "./tables/job-records.ts";
 import type { TaxaTable } from "./tables/taxa.ts";
 import type { WorkerHeartbeatsTable } from "./tables/worker-heartbeats.ts";
 
@@ -9,6 +9,8 @@ export interface Database {
   taxa: TaxaTable;
   "observing_jobs.job_records": JobRecordsTable;
   "observing_jobs.job_events": JobEventsTable;
+  "observing_jobs.job_outcome_counts": JobOutcomeCountsTable;
+  "observing_jobs.cron_runs": CronRunsTable;
   "observing_jobs.worker_heartbeats": WorkerHeartbeatsTable;
   "graphile_worker.jobs": GraphileJobsView;
 }

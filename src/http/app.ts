@@ -8,49 +8,20 @@ import { Ajv } from "ajv";
 import addFormats from "ajv-formats";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify from "fastify";
-import type pg from "pg";
-import type { Config } from "../config.ts";
-import type { CrontabEntry } from "../crontab.ts";
-import type { DashboardSources } from "../dashboard/sources.ts";
-import type { Db } from "../db/database.ts";
-import type { QueueStats } from "../lifecycle/queue-stats.ts";
-import type { CronFreshness } from "../observability/cron-freshness.ts";
-import type { ServiceMetrics } from "../observability/metrics.ts";
+import { InvalidPayloadError } from "../enqueue.ts";
+import { IllegalTransitionError, JobNotFoundError } from "../lifecycle/jobs.ts";
 import { RequestLog } from "../observability/request-log.ts";
-import metricsRoutes from "./routes/metrics.ts";
-import type { Logger } from "../observability/logger.ts";
-import type { TaskRegistry } from "../registry.ts";
+import { UnknownTaskError } from "../registry.ts";
 import dashboardRoutes from "./dashboard/index.ts";
+import type { AppDependencies } from "./dependencies.ts";
 import { lazySerializerFactory, lazyValidatorCompiler } from "./lazy-schemas.ts";
-import { authPlugin, makeAuthenticator } from "./plugins/auth.ts";
+import { authPlugin, makeAuthenticator, makeMetricsAuthenticator } from "./plugins/auth.ts";
 import healthRoutes from "./routes/health.ts";
 import jobRoutes from "./routes/jobs.ts";
+import metricsRoutes from "./routes/metrics.ts";
 import queueRoutes from "./routes/queues.ts";
 import taskRoutes from "./routes/tasks.ts";
 import { ErrorResponse } from "./schemas.ts";
-
-/** What the routes need from the running service. */
-export interface AppDependencies {
-  config: Pick<Config, "auth" | "http"> & Partial<Pick<Config, "dashboard">>;
-  logger: Logger;
-  pool: pg.Pool;
-  db: Db;
-  registry: TaskRegistry;
-  crontab: readonly CrontabEntry[];
-  queueStats: QueueStats;
-  cronFreshness: CronFreshness;
-  metrics: ServiceMetrics;
-  worker: { isRunning(): boolean };
-  /** Live worker pools and overdue cron entries for the dashboard; shown as not available when absent. */
-  dashboardSources?: DashboardSources;
-  /** Shutdown state and worker health beyond the database (src/reliability/readiness.ts); reported when given. */
-  reliability?: ReliabilityProbe;
-}
-
-export interface ReliabilityProbe {
-  shuttingDown(): boolean;
-  checks(): Record<"listen" | "cron" | "heartbeat", { ok: boolean; detail?: string }>;
-}
 
 const STATUS_NAMES: Record<number, string> = {
   400: "Bad Request",
@@ -62,6 +33,17 @@ const STATUS_NAMES: Record<number, string> = {
   415: "Unsupported Media Type",
   429: "Too Many Requests",
 };
+
+/**
+ * The status an error stands for. The lifecycle and enqueue errors know nothing of HTTP, so they
+ * are mapped here, once; an HttpError or a Fastify error carries its own; anything else is a 500.
+ */
+function statusOf(error: Error & { statusCode?: number }): number {
+  if (error instanceof JobNotFoundError || error instanceof UnknownTaskError) return 404;
+  if (error instanceof IllegalTransitionError) return 409;
+  if (error instanceof InvalidPayloadError) return 400;
+  return error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
+}
 
 export type App = Awaited<ReturnType<typeof buildApp>>;
 
@@ -88,14 +70,18 @@ export async function buildApp(deps: AppDependencies) {
   // The API speaks JSON only; a text/plain body is what a cross-site form or beacon would send.
   app.removeContentTypeParser("text/plain");
 
-  app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
-    const statusCode = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
+  app.setErrorHandler((error: Error & { statusCode?: number; code?: unknown }, request, reply) => {
+    const statusCode = statusOf(error);
     if (statusCode >= 500) {
       request.log.error({ err: error }, "request failed");
-      // Internals (stack traces, SQL, connection details) stay in the logs.
+      // Internals (stack traces, SQL, connection details, driver error codes) stay in the logs.
       return reply.status(statusCode).send({ statusCode, error: "Internal Server Error", message: "internal error" });
     }
-    return reply.status(statusCode).send({ statusCode, error: STATUS_NAMES[statusCode] ?? "Error", message: error.message });
+    // A 409 says which state the job is in, so the caller can tell what would apply; Fastify's own
+    // code (FST_ERR_VALIDATION, FST_ERR_CTP_INVALID_MEDIA_TYPE, ...) is what clients match on.
+    const state = error instanceof IllegalTransitionError ? { state: error.state } : {};
+    const code = typeof error.code === "string" ? { code: error.code } : {};
+    return reply.status(statusCode).send({ statusCode, ...code, error: STATUS_NAMES[statusCode] ?? "Error", message: error.message, ...state });
   });
   app.setNotFoundHandler((request, reply) =>
     reply.status(404).send({ statusCode: 404, error: "Not Found", message: `no route ${request.method} ${request.url.split("?")[0]}` }),
@@ -113,17 +99,24 @@ export async function buildApp(deps: AppDependencies) {
       components: { securitySchemes: { bearer: { type: "http", scheme: "bearer", description: "Google-signed ID token, or a static API token" } } },
       security: [{ bearer: [] }],
     },
+    // Shared schemas keep their $id as their name (components.schemas.ErrorResponse, not def-0):
+    // generated clients name their types after it.
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, index) => (typeof json.$id === "string" ? json.$id : `def-${index}`) },
   });
 
+  const authenticate = makeAuthenticator(deps.config.auth);
   await app.register(healthRoutes, { deps });
   await app.register(dashboardRoutes, { prefix: "/dashboard", deps, sources: deps.dashboardSources });
   await app.register(async (api) => {
-    await api.register(authPlugin, { authenticate: makeAuthenticator(deps.config.auth) });
+    await api.register(authPlugin, { authenticate });
     await api.register(jobRoutes, { deps });
     await api.register(taskRoutes, { deps });
     await api.register(queueRoutes, { deps });
-    await api.register(metricsRoutes, { deps });
     api.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+  });
+  await app.register(async (scraped) => {
+    await scraped.register(authPlugin, { authenticate: makeMetricsAuthenticator(deps.config.auth.metricsToken, authenticate) });
+    await scraped.register(metricsRoutes, { deps });
   });
   return app;
 }

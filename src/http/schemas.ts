@@ -8,6 +8,7 @@ const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T)
 export const ErrorResponse = Type.Object(
   {
     statusCode: Type.Integer(),
+    code: Type.Optional(Type.String({ description: "Fastify's error code, e.g. FST_ERR_VALIDATION, when Fastify raised the error" })),
     error: Type.String(),
     message: Type.String(),
     state: Type.Optional(Type.Enum(JOB_STATES)),

@@ -3,9 +3,35 @@
  * while the job exists there, and from the service's own record once graphile-worker has deleted
  * it. Operator actions go through graphile-worker's public functions (reschedule_jobs,
  * complete_jobs) and are recorded with who did them, in the same transaction.
+ *
+ * Two words for where a job is:
+ * - its **phase** (`JobPhase`, the `phase` column of job_records) is what the service itself
+ *   records: `waiting` (in the queue, whether due, scheduled or waiting to retry), `running`, or
+ *   how it ended;
+ * - its **state** (`JobState`, what the API, the CLI and the dashboard show) is derived here from
+ *   the phase and, while the job still exists, graphile-worker's row, which tells `waiting` apart
+ *   as `queued`, `scheduled` or `retry_wait`, and sees `running` and `dead` as they happen.
+ * A job is **dead** when it used all its attempts (it stays in the dead-letter); it is
+ * **discarded** when an operator removed a dead job from the dead-letter. (River calls what this
+ * project calls dead "discarded"; here discarded always means an operator's act.)
  */
 import { sql } from "kysely";
 import type { Db } from "../db/database.ts";
+import {
+  countChildren,
+  ensureRecord,
+  findEvents,
+  findNewestIdByKey,
+  findRecord,
+  findRecords,
+  findWaitingChildren,
+  insertEvents,
+  listRecords,
+  listRecordsEndedBy,
+  recordChangesHere,
+  RECORD_CHUNK_SIZE,
+  setPhase,
+} from "../db/repositories/job-records.ts";
 import type { JobEventRow } from "../db/tables/job-events.ts";
 import type { JobPhase, JobRecordRow } from "../db/tables/job-records.ts";
 
@@ -55,9 +81,12 @@ export interface ChildProgress {
   discarded: number;
 }
 
+/** A history event: stored (numeric id) or implied by the record and graphile-worker's lock (named id, e.g. `started-2`). */
+export type TimelineEvent = Omit<JobEventRow, "id"> & { id: string };
+
 export interface JobDetails extends JobSummary {
   payload: unknown;
-  timeline: JobEventRow[];
+  timeline: TimelineEvent[];
   /** Null when the job enqueued no jobs. */
   children: ChildProgress | null;
 }
@@ -81,7 +110,10 @@ export class IllegalTransitionError extends Error {
 
 const TERMINAL_PHASES: ReadonlySet<JobPhase> = new Set(["succeeded", "dead", "cancelled", "discarded"]);
 
-/** The state of a job from its graphile-worker row (when it still has one) and its record. */
+/**
+ * The state of a job: graphile-worker's row while it has one (its lock says running), otherwise
+ * the record, which the recording triggers end in the same statement as graphile-worker's delete.
+ */
 export function deriveState(live: Pick<LiveJob, "run_at" | "attempts" | "max_attempts" | "locked_at"> | null, record: Pick<JobRecordRow, "phase" | "run_at" | "attempts"> | null, now: Date): JobState {
   if (live) {
     if (live.locked_at) return "running";
@@ -90,25 +122,24 @@ export function deriveState(live: Pick<LiveJob, "run_at" | "attempts" | "max_att
     return "queued";
   }
   if (!record) return "succeeded";
-  if (TERMINAL_PHASES.has(record.phase)) return record.phase as JobState;
-  // graphile-worker deletes a job only when it completes (cancel and discard are recorded at once),
-  // so a job gone from its table whose success is not written yet has succeeded.
-  return "succeeded";
+  return stateOfRecord(record, now);
 }
 
-/** The state a record alone implies, for listings (which do not read graphile-worker's table). */
+/** The state a record alone implies. */
 function stateOfRecord(record: Pick<JobRecordRow, "phase" | "run_at" | "attempts">, now: Date): JobState {
   if (record.phase !== "waiting") return record.phase;
   if (record.run_at > now) return record.attempts > 0 ? "retry_wait" : "scheduled";
   return "queued";
 }
 
+const LIVE_COLUMNS = ["id", "task_identifier", "created_at", "run_at", "attempts", "max_attempts", "last_error", "locked_at", "locked_by", "queue_name", "key", "priority"] as const;
+
 async function findLive(db: Db, ids: string[]): Promise<Map<string, LiveJob>> {
   if (ids.length === 0) return new Map();
   const rows = await db
     .selectFrom("graphile_worker.jobs")
-    .select(["id", "task_identifier", "created_at", "run_at", "attempts", "max_attempts", "last_error", "locked_at", "locked_by", "queue_name", "key", "priority"])
-    .where("id", "in", ids)
+    .select([...LIVE_COLUMNS])
+    .where(sql<boolean>`id = any(${ids}::bigint[])`)
     .execute();
   return new Map(rows.map((row) => [String(row.id), row]));
 }
@@ -118,7 +149,7 @@ function summarise(record: JobRecordRow, live: LiveJob | undefined, now: Date): 
     id: String(record.id),
     task: record.task,
     queue: live?.queue_name ?? record.queue,
-    state: live ? deriveState(live, record, now) : deriveState(null, record, now),
+    state: deriveState(live ?? null, record, now),
     source: record.source,
     attempts: live?.attempts ?? record.attempts,
     maxAttempts: live?.max_attempts ?? record.max_attempts,
@@ -127,58 +158,108 @@ function summarise(record: JobRecordRow, live: LiveJob | undefined, now: Date): 
     lastError: live?.last_error ?? record.last_error,
     runAt: live?.run_at ?? record.run_at,
     createdAt: record.created_at,
-    startedAt: record.started_at,
-    finishedAt: record.finished_at,
+    startedAt: live?.locked_at ?? record.started_at,
+    finishedAt: live ? null : record.finished_at,
+  };
+}
+
+/** A job graphile-worker has that no record describes yet (added by plain SQL, not ended an attempt). */
+function summariseLive(live: LiveJob, now: Date): JobSummary {
+  return {
+    id: String(live.id),
+    task: live.task_identifier,
+    queue: live.queue_name,
+    state: deriveState(live, null, now),
+    source: "sql",
+    attempts: live.attempts,
+    maxAttempts: live.max_attempts,
+    priority: live.priority,
+    jobKey: live.key,
+    lastError: live.last_error,
+    runAt: live.run_at,
+    createdAt: live.created_at,
+    startedAt: live.locked_at,
+    finishedAt: null,
   };
 }
 
 /** A job with its payload (as stored: redacted) and its whole history, or null. */
 export async function findJob(db: Db, id: string): Promise<JobDetails | null> {
-  if (!/^\d{1,19}$/.test(id)) return null;
-  const [record, live, timeline, children] = await Promise.all([
-    db.selectFrom("observing_jobs.job_records").selectAll().where("id", "=", id).executeTakeFirst(),
-    findLive(db, [id]),
-    db.selectFrom("observing_jobs.job_events").selectAll().where("job_id", "=", id).orderBy("id").execute(),
-    findChildProgress(db, id),
-  ]);
+  if (!/^\d{1,19}$/.test(id) || BigInt(id) > MAX_BIGINT) return null;
+  const [record, live, events, children] = await Promise.all([findRecord(db, id), findLive(db, [id]), findEvents(db, id), findChildProgress(db, id)]);
   const liveJob = live.get(id);
-  if (record) return { ...summarise(record, liveJob, new Date()), payload: record.payload, timeline, children };
+  const now = new Date();
+  if (record) {
+    const summary = summarise(record, liveJob, now);
+    return { ...summary, payload: record.payload, timeline: buildTimeline(record, liveJob, events), children };
+  }
   if (!liveJob) return null;
-  // Added by plain SQL and not started yet: graphile-worker's view is all there is (it hides payloads).
-  return {
-    id,
-    task: liveJob.task_identifier,
-    queue: liveJob.queue_name,
-    state: deriveState(liveJob, null, new Date()),
-    source: "sql",
-    attempts: liveJob.attempts,
-    maxAttempts: liveJob.max_attempts,
-    priority: liveJob.priority,
-    jobKey: liveJob.key,
-    lastError: liveJob.last_error,
-    runAt: liveJob.run_at,
-    createdAt: liveJob.created_at,
-    startedAt: null,
-    finishedAt: null,
-    payload: null,
-    timeline,
-    children,
-  };
+  // Added by plain SQL and not ended an attempt yet: graphile-worker's view is all there is (it hides payloads).
+  return { ...summariseLive(liveJob, now), payload: null, timeline: buildTimeline(null, liveJob, events), children };
+}
+
+const MAX_BIGINT = 9_223_372_036_854_775_807n;
+
+/**
+ * The job's history, oldest first: the events stored (failures, rescues, operator actions) and
+ * those its record and graphile-worker's lock imply (enqueued, each attempt's start, the success).
+ * Records written before job records v2 also kept the implied events as rows: those are not repeated.
+ */
+function buildTimeline(record: JobRecordRow | null, live: LiveJob | undefined, stored: JobEventRow[]): TimelineEvent[] {
+  const events: TimelineEvent[] = stored.map((event) => ({ ...event, id: String(event.id) }));
+  const has = (name: string, attempt?: number) => stored.some((event) => event.event === name && (attempt === undefined || event.attempt === attempt));
+  const jobId = String(record?.id ?? live?.id);
+  const task = record?.task ?? live!.task_identifier;
+  const queue = record?.queue ?? live?.queue_name ?? null;
+  const implied = (event: Partial<TimelineEvent> & Pick<TimelineEvent, "id" | "event" | "at">): TimelineEvent => ({
+    job_id: jobId,
+    task,
+    queue,
+    attempt: null,
+    source: null,
+    worker_id: null,
+    actor: null,
+    error: null,
+    stack: null,
+    duration_ms: null,
+    run_at: null,
+    trace_id: record?.trace_id ?? null,
+    ...event,
+  });
+  if (record && !has("enqueued")) {
+    events.push(implied({ id: "enqueued", event: "enqueued", attempt: 0, source: record.source, actor: record.enqueued_by, run_at: null, at: record.created_at }));
+  }
+  // Each failed or rescued attempt's start, from how long it had run.
+  for (const ended of stored) {
+    if ((ended.event !== "failed" && ended.event !== "rescued") || ended.attempt === null || has("started", ended.attempt) || ended.duration_ms === null) continue;
+    events.push(implied({ id: `started-before-${ended.id}`, event: "started", attempt: ended.attempt, worker_id: ended.worker_id, at: new Date(ended.at.getTime() - ended.duration_ms) }));
+  }
+  const current = live?.locked_at
+    ? { attempt: live.attempts, at: live.locked_at, workerId: live.locked_by }
+    : record?.started_at && record.phase === "succeeded"
+      ? { attempt: record.attempts, at: record.started_at, workerId: record.worker_id }
+      : null;
+  if (current && !has("started", current.attempt)) {
+    events.push(implied({ id: `started-${current.attempt}`, event: "started", attempt: current.attempt, worker_id: current.workerId, at: current.at }));
+  }
+  if (!live && record?.phase === "succeeded" && record.finished_at && !has("succeeded")) {
+    const durationMs = record.started_at ? record.finished_at.getTime() - record.started_at.getTime() : null;
+    events.push(implied({ id: "succeeded", event: "succeeded", attempt: record.attempts, worker_id: record.worker_id, duration_ms: durationMs, at: record.finished_at }));
+  }
+  const order: Record<string, number> = { enqueued: 0, started: 1 };
+  return events.sort((a, b) => a.at.getTime() - b.at.getTime() || (order[a.event] ?? 2) - (order[b.event] ?? 2));
 }
 
 async function findChildProgress(db: Db, id: string): Promise<ChildProgress | null> {
-  const rows = await db
-    .selectFrom("observing_jobs.job_records")
-    .select(["phase", (eb) => eb.fn.countAll<string>().as("count")])
-    .where("parent_id", "=", id)
-    .groupBy("phase")
-    .execute();
-  if (rows.length === 0) return null;
+  const counts = await countChildren(db, id);
+  if (!counts) return null;
   const progress: ChildProgress = { total: 0, waiting: 0, running: 0, succeeded: 0, dead: 0, cancelled: 0, discarded: 0 };
-  for (const row of rows) {
-    progress[row.phase] = Number(row.count);
-    progress.total += Number(row.count);
+  for (const [phase, count] of Object.entries(counts.byPhase)) {
+    progress[phase as JobPhase] = count;
+    progress.total += count;
   }
+  progress.running = Math.min(counts.running, progress.waiting);
+  progress.waiting -= progress.running;
   return progress;
 }
 
@@ -195,42 +276,63 @@ export interface JobFilter {
   limit: number;
 }
 
-/** Newest first, keyset-paginated by id; every filter is served by an index on job_records. */
+/** States graphile-worker's own row tells (the job is still in its table). */
+const LIVE_STATES: ReadonlySet<JobState> = new Set(["queued", "scheduled", "retry_wait", "running", "dead"]);
+
+/**
+ * Newest first, keyset-paginated by id. Jobs graphile-worker still has (queued, scheduled,
+ * waiting to retry, running, dead) are listed from its `jobs` view, so their state is never stale;
+ * succeeded ones from the records, cancelled and discarded ones through their events. Every
+ * variant is served by an index (test/lifecycle/listing-plans.test.ts).
+ */
 export async function listJobs(db: Db, filter: JobFilter): Promise<{ jobs: JobSummary[]; nextCursor: string | null }> {
   const now = new Date();
-  let query = db.selectFrom("observing_jobs.job_records").selectAll().orderBy("id", "desc").limit(filter.limit + 1);
-  if (filter.task) query = query.where("task", "=", filter.task);
-  if (filter.queue) query = query.where("queue", "=", filter.queue);
+  if (filter.state && LIVE_STATES.has(filter.state)) return listLiveJobs(db, filter, now);
+  const { state, ...narrowing } = filter;
+  const rows = await (state === "cancelled" || state === "discarded"
+    ? listRecordsEndedBy(db, state, narrowing)
+    : listRecords(db, { ...narrowing, ...(state === "succeeded" ? { phase: "succeeded" as const } : {}) }));
+  const page = rows.slice(0, filter.limit);
+  const live = await findLive(db, page.filter((row) => !TERMINAL_PHASES.has(row.phase)).map((row) => String(row.id)));
+  return {
+    jobs: page.map((row) => summarise(row, live.get(String(row.id)), now)),
+    nextCursor: rows.length > filter.limit ? String(page.at(-1)!.id) : null,
+  };
+}
+
+async function listLiveJobs(db: Db, filter: JobFilter, now: Date): Promise<{ jobs: JobSummary[]; nextCursor: string | null }> {
+  let query = db.selectFrom("graphile_worker.jobs").select([...LIVE_COLUMNS]).orderBy("id", "desc").limit(filter.limit + 1);
+  if (filter.task) query = query.where("task_identifier", "=", filter.task);
+  if (filter.queue) query = query.where("queue_name", "=", filter.queue);
   if (filter.from) query = query.where("created_at", ">=", filter.from);
   if (filter.to) query = query.where("created_at", "<", filter.to);
   if (filter.before) query = query.where("id", "<", filter.before);
   switch (filter.state) {
-    case undefined:
+    case "running":
+      query = query.where("locked_at", "is not", null);
+      break;
+    case "dead":
+      query = query.where("locked_at", "is", null).where(sql<boolean>`attempts >= max_attempts`);
       break;
     case "queued":
-      query = query.where("phase", "=", "waiting").where("run_at", "<=", now);
+      query = query.where("locked_at", "is", null).where(sql<boolean>`attempts < max_attempts`).where("run_at", "<=", now);
       break;
     case "scheduled":
-      query = query.where("phase", "=", "waiting").where("run_at", ">", now).where("attempts", "=", 0);
+      query = query.where("locked_at", "is", null).where("attempts", "=", 0).where("run_at", ">", now);
       break;
     case "retry_wait":
-      query = query.where("phase", "=", "waiting").where("run_at", ">", now).where("attempts", ">", 0);
+      query = query.where("locked_at", "is", null).where("attempts", ">", 0).where(sql<boolean>`attempts < max_attempts`).where("run_at", ">", now);
       break;
-    default:
-      query = query.where("phase", "=", filter.state);
   }
   const rows = await query.execute();
   const page = rows.slice(0, filter.limit);
-  const live = await findLive(
-    db,
-    page.filter((row) => !TERMINAL_PHASES.has(row.phase) || row.phase === "dead").map((row) => String(row.id)),
-  );
+  const ids = page.map((row) => String(row.id));
+  const records = await findRecords(db, ids);
+  const byId = new Map(records.map((record) => [String(record.id), record]));
   return {
-    jobs: page.map((row) => {
-      const summary = summarise(row, live.get(String(row.id)), now);
-      // Without a live row a waiting record tells queued, scheduled and retry-wait apart by itself; a
-      // running one whose success was never written (a SIGKILL lost the buffer) has succeeded.
-      return !live.has(String(row.id)) && row.phase === "waiting" ? { ...summary, state: stateOfRecord(row, now) } : summary;
+    jobs: page.map((live) => {
+      const record = byId.get(String(live.id));
+      return record ? summarise(record, live, now) : summariseLive(live, now);
     }),
     nextCursor: rows.length > filter.limit ? String(page.at(-1)!.id) : null,
   };
@@ -238,14 +340,8 @@ export async function listJobs(db: Db, filter: JobFilter): Promise<{ jobs: JobSu
 
 /** The newest job ever enqueued with this key, in any state (idempotent requests). */
 export async function findJobByKey(db: Db, key: string): Promise<JobDetails | null> {
-  const row = await db
-    .selectFrom("observing_jobs.job_records")
-    .select("id")
-    .where("job_key", "=", key)
-    .orderBy("id", "desc")
-    .limit(1)
-    .executeTakeFirst();
-  return row ? findJob(db, String(row.id)) : null;
+  const id = await findNewestIdByKey(db, key);
+  return id ? findJob(db, id) : null;
 }
 
 async function findJobOrThrow(db: Db, id: string): Promise<JobDetails> {
@@ -261,11 +357,7 @@ export async function retryJob(db: Db, id: string, actor: string): Promise<JobDe
     const { rows } = await sql<{ id: string; run_at: Date }>`
       select id, run_at from graphile_worker.reschedule_jobs(array[${id}::bigint], run_at => now(), attempts => 0)`.execute(trx);
     if (rows.length === 0) return false;
-    await trx
-      .updateTable("observing_jobs.job_records")
-      .set({ phase: "waiting", attempts: 0, run_at: rows[0]!.run_at, finished_at: null, updated_at: new Date() })
-      .where("id", "=", id)
-      .execute();
+    await setPhase(trx, [id], { phase: "waiting", finished: false, attempts: 0, runAt: rows[0]!.run_at });
     return true;
   });
 }
@@ -290,32 +382,26 @@ export async function cancelJob(db: Db, id: string, actor: string): Promise<JobD
   return findJobOrThrow(db, id);
 }
 
+/**
+ * Cancels a fan-out's children that have not started, a chunk at a time, each chunk in a short
+ * transaction of its own (ids as arrays): a backfill of any size is cancelled without long locks,
+ * and running the action again picks up what is left.
+ */
 async function cancelPendingChildren(db: Db, parentId: string, actor: string): Promise<void> {
-  await db.transaction().execute(async (trx) => {
-    const pending = await trx
-      .selectFrom("observing_jobs.job_records")
-      .select("id")
-      .where("parent_id", "=", parentId)
-      .where("phase", "=", "waiting")
-      .execute();
+  let after: string | null = null;
+  for (;;) {
+    const pending = await findWaitingChildren(db, parentId, after, RECORD_CHUNK_SIZE);
     if (pending.length === 0) return;
-    // complete_jobs skips jobs that started meanwhile: those run to their end.
-    const { rows } = await sql<{ id: string }>`
-      select id from graphile_worker.complete_jobs(${pending.map((row) => String(row.id))}::bigint[])`.execute(trx);
-    if (rows.length === 0) return;
-    const ids = rows.map((row) => String(row.id));
-    const now = new Date();
-    const cancelled = await trx
-      .updateTable("observing_jobs.job_records")
-      .set({ phase: "cancelled", finished_at: now, updated_at: now })
-      .where("id", "in", ids)
-      .returning(["id", "task", "queue", "attempts"])
-      .execute();
-    await trx
-      .insertInto("observing_jobs.job_events")
-      .values(cancelled.map((row) => ({ job_id: row.id, task: row.task, queue: row.queue, event: "cancelled" as const, attempt: row.attempts, actor })))
-      .execute();
-  });
+    after = pending.at(-1)!;
+    await db.transaction().execute(async (trx) => {
+      await recordChangesHere(trx);
+      // complete_jobs skips jobs that started meanwhile: those run to their end.
+      const { rows } = await sql<{ id: string }>`select id from graphile_worker.complete_jobs(${pending}::bigint[])`.execute(trx);
+      const cancelled = await setPhase(trx, rows.map((row) => String(row.id)), { phase: "cancelled", finished: true });
+      await insertEvents(trx, cancelled.map((row) => ({ jobId: String(row.id), task: row.task, queue: row.queue, event: "cancelled" as const, attempt: row.attempts, actor })));
+    });
+    if (pending.length < RECORD_CHUNK_SIZE) return;
+  }
 }
 
 /** A dead job is removed from the dead-letter; its history stays until retention prunes it. */
@@ -326,8 +412,7 @@ export async function discardJob(db: Db, id: string, actor: string): Promise<Job
 async function removeJob(trx: Db, id: string, phase: "cancelled" | "discarded"): Promise<boolean> {
   const { rows } = await sql<{ id: string }>`select id from graphile_worker.complete_jobs(array[${id}::bigint])`.execute(trx);
   if (rows.length === 0) return false;
-  const now = new Date();
-  await trx.updateTable("observing_jobs.job_records").set({ phase, finished_at: now, updated_at: now }).where("id", "=", id).execute();
+  await setPhase(trx, [id], { phase, finished: true });
   return true;
 }
 
@@ -344,30 +429,11 @@ async function act(
   const job = await findJobOrThrow(db, id);
   if (!allowed.includes(job.state)) throw new IllegalTransitionError(action, id, job.state, allowed);
   const changed = await db.transaction().execute(async (trx) => {
+    await recordChangesHere(trx);
     // A job added by plain SQL that never ran has no record yet; give it one so the action shows.
-    await trx
-      .insertInto("observing_jobs.job_records")
-      .values({
-        id,
-        task: job.task,
-        queue: job.queue,
-        source: "sql",
-        payload: null,
-        phase: "waiting",
-        priority: job.priority,
-        attempts: job.attempts,
-        max_attempts: job.maxAttempts,
-        job_key: job.jobKey,
-        run_at: job.runAt,
-        created_at: job.createdAt,
-      })
-      .onConflict((oc) => oc.column("id").doNothing())
-      .execute();
+    await ensureRecord(trx, job);
     if (!(await change(trx))) return false;
-    await trx
-      .insertInto("observing_jobs.job_events")
-      .values({ job_id: id, task: job.task, queue: job.queue, event, attempt: job.attempts, actor })
-      .execute();
+    await insertEvents(trx, [{ jobId: id, task: job.task, queue: job.queue, event, attempt: job.attempts, actor }]);
     return true;
   });
   // graphile-worker's functions leave locked jobs alone: the job started in the meantime.

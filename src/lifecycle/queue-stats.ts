@@ -4,6 +4,7 @@
  * dashboard and metrics: however often they are read, the database sees one query per interval.
  */
 import { sql } from "kysely";
+import { cachedRead } from "../db/cached-read.ts";
 import type { Db } from "../db/database.ts";
 
 export interface QueueDepth {
@@ -23,19 +24,11 @@ export interface QueueStats {
 }
 
 export function makeQueueStats(db: Db, maxAgeMs = 5000): QueueStats {
-  let cached: { at: Date; depths: QueueDepth[] } | undefined;
-  let inFlight: Promise<{ at: Date; depths: QueueDepth[] }> | undefined;
-  return {
-    async read() {
-      if (cached && Date.now() - cached.at.getTime() < maxAgeMs) return cached;
-      inFlight ??= countJobs(db)
-        .then((depths) => (cached = { at: new Date(), depths }))
-        .finally(() => {
-          inFlight = undefined;
-        });
-      return inFlight;
-    },
-  };
+  const read = cachedRead(async () => {
+    const depths = await countJobs(db);
+    return { at: new Date(), depths };
+  }, maxAgeMs);
+  return { read };
 }
 
 async function countJobs(db: Db): Promise<QueueDepth[]> {

@@ -67,7 +67,12 @@ function traceFields(): Record<string, string> {
   return { trace_id: span.traceId, span_id: span.spanId };
 }
 
-/** graphile-worker's Logger interface, writing through our pino logger with its scope as fields. */
+/**
+ * graphile-worker's Logger interface, writing through our pino logger with its scope as fields.
+ * Its line for each finished attempt carries the whole job row (and, on failure, the stack in the
+ * message): that line keeps the first line of its message and the job's id, task and attempt, and
+ * the row and the error go to a debug line of their own.
+ */
 export function makeWorkerLogger(logger: Logger): WorkerLogger {
   const factory: LogFunctionFactory = (scope) => {
     // graphile-worker makes a scoped logger for every job, and most never write a line: the pino
@@ -77,7 +82,12 @@ export function makeWorkerLogger(logger: Logger): WorkerLogger {
       const method = level === "warning" ? "warn" : level === "error" ? "error" : level === "debug" ? "debug" : "info";
       if (!logger.isLevelEnabled(method)) return;
       child ??= logger.child({ component: "graphile-worker", ...scope });
-      child[method](meta ?? {}, message);
+      const job = meta?.job as { id?: unknown; task_identifier?: unknown; attempts?: unknown; max_attempts?: unknown } | undefined;
+      if (!job || typeof job !== "object") return void child[method](meta ?? {}, message);
+      const { job: row, error, duration, ...rest } = meta!;
+      const summary = { ...rest, jobId: String(job.id), task: job.task_identifier, attempt: job.attempts, maxAttempts: job.max_attempts };
+      child[method](typeof duration === "number" ? { ...summary, durationMs: Math.round(duration) } : summary, message.split("\n", 1)[0]!.replace(/:$/, ""));
+      if (logger.isLevelEnabled("debug")) child.debug({ jobId: String(job.id), job: row, ...(error ? { err: error } : {}) }, "the job row of the line above");
     };
   };
   return new WorkerLogger(factory);

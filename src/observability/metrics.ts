@@ -4,10 +4,9 @@
  * cache their database reads, so a scrape never scans the jobs table by itself.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { JobSnapshot } from "../lifecycle/history.ts";
 import type { QueueStats } from "../lifecycle/queue-stats.ts";
-import type { AttemptObserver } from "../worker/worker.ts";
-import type { CronFreshness } from "./cron-freshness.ts";
+import type { AttemptObserver, JobSnapshot } from "../worker/attempt.ts";
+import type { CronFreshness } from "../cron/freshness.ts";
 
 const PREFIX = "observing_jobs_";
 

@@ -36,6 +36,7 @@ export interface HeartbeatOptions {
 
 interface TrackedPool {
   runner: string;
+  tasks: readonly string[];
   registered: PromiseWithResolvers<void>;
 }
 
@@ -62,11 +63,11 @@ export class HeartbeatWriter {
     this.#timer.unref();
   }
 
-  /** Starts beating for a pool; resolves once its row is written (or the writer is closed). */
-  register(poolId: string, runner: string): Promise<void> {
+  /** Starts beating for a pool serving these tasks; resolves once its row is written (or the writer is closed). */
+  register(poolId: string, runner: string, tasks: readonly string[]): Promise<void> {
     let pool = this.#pools.get(poolId);
     if (!pool) {
-      pool = { runner, registered: Promise.withResolvers<void>() };
+      pool = { runner, tasks, registered: Promise.withResolvers<void>() };
       this.#pools.set(poolId, pool);
       void this.beat();
     }
@@ -119,13 +120,15 @@ export class HeartbeatWriter {
     const ids = [...this.#pools.keys()];
     if (ids.length === 0 || this.#closed) return;
     const runners = ids.map((id) => this.#pools.get(id)!.runner);
+    // One comma-joined list per pool: unnest cannot pair a text[][] with the other columns row by row.
+    const tasks = ids.map((id) => this.#pools.get(id)!.tasks.join(","));
     const { instanceId, revision, hostname, pid } = this.identity;
     try {
       // The database's clock sets last_seen: the sweeper compares it with the same clock.
       const { rows } = await sql<{ pool_id: string }>`
-        insert into observing_jobs.worker_heartbeats as h (pool_id, runner, instance_id, revision, hostname, pid)
-        select pool_id, runner, ${instanceId}, ${revision}, ${hostname}, ${pid}
-        from unnest(${ids}::text[], ${runners}::text[]) as p(pool_id, runner)
+        insert into observing_jobs.worker_heartbeats as h (pool_id, runner, tasks, instance_id, revision, hostname, pid)
+        select pool_id, runner, string_to_array(tasks, ','), ${instanceId}, ${revision}, ${hostname}, ${pid}
+        from unnest(${ids}::text[], ${runners}::text[], ${tasks}::text[]) as p(pool_id, runner, tasks)
         on conflict (pool_id) do update set last_seen = now() where h.status = 'live'
         returning pool_id`.execute(this.#db);
       this.#lastWrittenAt = performance.now();

@@ -1,11 +1,11 @@
 /**
  * Releasing jobs whose worker pool can no longer finish them, with a trace in job history: one
- * `rescued` event per job and its record back to `waiting`, in the same transaction as graphile-
- * worker's public `force_unlock_workers`. The history of the next attempt therefore always follows
+ * `rescued` event per job, in the same transaction as graphile-worker's public `force_unlock_workers`. The history of the next attempt therefore always follows
  * the rescue. Used by the sweeper (pools that died) and by shutdown (this process's own pools).
  */
 import { sql } from "kysely";
 import type { Db } from "../db/database.ts";
+import { insertEvents } from "../db/repositories/job-records.ts";
 
 /** A job locked by a pool, as the public `jobs` view shows it. */
 export interface LockedJob {
@@ -14,6 +14,8 @@ export interface LockedJob {
   queue: string | null;
   poolId: string;
   attempts: number;
+  /** When its attempt took the lock (null once graphile-worker has unlocked it). */
+  lockedAt: Date | null;
 }
 
 export interface RescueOptions {
@@ -27,6 +29,8 @@ export interface RescueOptions {
    * path would have added a backoff delay and sent them to the back).
    */
   giveBackAttempt?: ReadonlyMap<string, Date>;
+  /** When interrupted attempts started (this process knows; graphile-worker has unlocked them). */
+  startedAt?: ReadonlyMap<string, Date>;
 }
 
 /**
@@ -39,11 +43,11 @@ export async function findJobsToRelease(db: Db, poolIds: readonly string[], inte
   if (poolIds.length === 0 && interrupted.size === 0) return [];
   const rows = await db
     .selectFrom("graphile_worker.jobs")
-    .select(["id", "task_identifier", "queue_name", "locked_by", "attempts"])
+    .select(["id", "task_identifier", "queue_name", "locked_by", "attempts", "locked_at"])
     .where((eb) =>
       eb.or([
-        ...(poolIds.length > 0 ? [eb("locked_by", "in", [...poolIds])] : []),
-        ...(interrupted.size > 0 ? [eb.and([eb("id", "in", [...interrupted.keys()]), eb("locked_by", "is", null)])] : []),
+        ...(poolIds.length > 0 ? [sql<boolean>`locked_by = any(${[...poolIds]}::text[])`] : []),
+        ...(interrupted.size > 0 ? [eb.and([sql<boolean>`id = any(${[...interrupted.keys()]}::bigint[])`, eb("locked_by", "is", null)])] : []),
       ]),
     )
     .execute();
@@ -53,27 +57,37 @@ export async function findJobsToRelease(db: Db, poolIds: readonly string[], inte
     queue: row.queue_name,
     poolId: row.locked_by ?? interrupted.get(String(row.id))!,
     attempts: row.attempts,
+    lockedAt: row.locked_at,
   }));
 }
 
-/** Inside the caller's transaction: history first, then the unlock, so both commit together. */
+/**
+ * Inside the caller's transaction: the `rescued` events, then the unlock, so both commit together.
+ * The records need no change: a locked job's record waits (graphile-worker's lock says it runs),
+ * and giving an attempt back to a job that its interruption made dead brings its record back to
+ * waiting through the recording trigger (migration 0008).
+ */
 export async function releaseJobs(trx: Db, poolIds: readonly string[], jobs: readonly LockedJob[], options: RescueOptions): Promise<void> {
-  if (jobs.length > 0) {
-    const column = <K extends keyof LockedJob>(key: K) => jobs.map((job) => job[key]);
-    await sql`
-      insert into observing_jobs.job_events (job_id, task, queue, event, attempt, worker_id, actor, error)
-      select id, task, queue, 'rescued', attempts, pool_id, ${options.actor}, reason
-      from unnest(${column("id")}::bigint[], ${column("task")}::text[], ${column("queue")}::text[], ${column("attempts")}::int[],
-                  ${column("poolId")}::text[], ${jobs.map((job) => options.reason(job))}::text[])
-        as j(id, task, queue, attempts, pool_id, reason)`.execute(trx);
-    // A job added by plain SQL may have no record yet; its next start creates one.
-    await trx
-      .updateTable("observing_jobs.job_records")
-      .set({ phase: "waiting", updated_at: new Date() })
-      .where("id", "in", jobs.map((job) => job.id))
-      .where("phase", "=", "running")
-      .execute();
-  }
+  // The event says how long the attempt had run, so the timeline shows when it started.
+  const at = new Date();
+  await insertEvents(
+    trx,
+    jobs.map((job) => {
+      const started = options.startedAt?.get(job.id) ?? job.lockedAt;
+      return {
+        jobId: job.id,
+        task: job.task,
+        queue: job.queue,
+        event: "rescued" as const,
+        attempt: job.attempts,
+        workerId: job.poolId,
+        actor: options.actor,
+        error: options.reason(job),
+        durationMs: started ? Math.max(0, at.getTime() - started.getTime()) : null,
+        at,
+      };
+    }),
+  );
   if (poolIds.length > 0) await sql`select graphile_worker.force_unlock_workers(${[...poolIds]}::text[])`.execute(trx);
   for (const job of jobs) {
     const runAt = options.giveBackAttempt?.get(job.id);
@@ -89,5 +103,5 @@ export async function releaseJobs(trx: Db, poolIds: readonly string[], jobs: rea
 async function giveBackAttempt(trx: Db, job: Pick<LockedJob, "id" | "attempts">, runAt: Date): Promise<void> {
   const attempts = job.attempts - 1;
   await sql`select id from graphile_worker.reschedule_jobs(array[${job.id}]::bigint[], run_at => ${runAt}::timestamptz, attempts => ${attempts}::int)`.execute(trx);
-  await trx.updateTable("observing_jobs.job_records").set({ attempts }).where("id", "=", job.id).execute();
+  await trx.updateTable("observing_jobs.job_records").set({ attempts, run_at: runAt }).where("id", "=", job.id).where("phase", "=", "waiting").execute();
 }

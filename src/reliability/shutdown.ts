@@ -11,52 +11,21 @@
  *                                (their original run_at), with the interrupted attempt given back and a `rescued` event (actor
  *                                "shutdown"); jobs still locked by it are force-unlocked; its
  *                                heartbeat row becomes `stopped`
- *   then                         HTTP closes, job history is flushed, the database pool closes
+ *   then                         HTTP closes, the database pool closes
  *   t = SHUTDOWN_TIMEOUT_MS + 1 s  the process exits, finished or not (main.ts)
  */
 import type { Db } from "../db/database.ts";
-import type { HistoryRecorder } from "../lifecycle/history.ts";
 import type { Logger } from "../observability/logger.ts";
 import { markPoolStopped, type HeartbeatWriter } from "./heartbeat.ts";
 import { findJobsToRelease, releaseJobs } from "./rescue.ts";
-import type { PoolEndCause } from "./supervisor.ts";
+import type { InFlightJobs } from "../worker/in-flight-jobs.ts";
+import type { PoolEndCause } from "../worker/supervisor.ts";
 
 /** How long after the shutdown deadline the process exits regardless. */
 export const EXIT_GRACE_MS = 1000;
 
-/**
- * The jobs each pool of this process is running. A job leaves when its attempt ends on its own
- * (success or failure); one interrupted by shutdown stays until its pool has ended, and is then
- * returned to the queue.
- */
-export class InFlightJobs {
-  /** Pool id → job id → when the job was due (it keeps its place in the queue when returned). */
-  readonly #byPool = new Map<string, Map<string, Date>>();
-
-  began(poolId: string, jobId: string, runAt: Date): void {
-    const jobs = this.#byPool.get(poolId) ?? new Map<string, Date>();
-    jobs.set(jobId, runAt);
-    this.#byPool.set(poolId, jobs);
-  }
-
-  finished(poolId: string, jobId: string): void {
-    this.#byPool.get(poolId)?.delete(jobId);
-  }
-
-  /** The jobs of a pool that never finished, with when they were due. */
-  unfinished(poolId: string): ReadonlyMap<string, Date> {
-    return new Map(this.#byPool.get(poolId));
-  }
-
-  /** Forgets an ended pool once its jobs are settled. */
-  forget(poolId: string): void {
-    this.#byPool.delete(poolId);
-  }
-}
-
 export interface PoolSettlement {
   db: Db;
-  history: HistoryRecorder;
   heartbeats: Pick<HeartbeatWriter, "unregister">;
   inFlight: InFlightJobs;
   logger: Logger;
@@ -67,11 +36,9 @@ export interface PoolSettlement {
  * locked or interrupted is released now instead of waiting for the sweeper.
  */
 export async function settleEndedPool(deps: PoolSettlement, poolId: string, cause: PoolEndCause): Promise<void> {
-  const { db, history, heartbeats, inFlight, logger } = deps;
+  const { db, heartbeats, inFlight, logger } = deps;
   heartbeats.unregister(poolId);
   const unfinished = inFlight.unfinished(poolId);
-  // The attempts' `started` events are written before their `rescued` events.
-  await history.flush();
   const jobs = await findJobsToRelease(db, [poolId], new Map([...unfinished.keys()].map((id) => [id, poolId])));
   await db.transaction().execute(async (trx) => {
     await releaseJobs(trx, [poolId], jobs, {
@@ -81,6 +48,7 @@ export async function settleEndedPool(deps: PoolSettlement, poolId: string, caus
           ? `interrupted when worker pool ${poolId} stopped (${cause}); returned to the queue with its attempt given back`
           : `still locked by worker pool ${poolId} when it stopped (${cause})`,
       giveBackAttempt: unfinished,
+      startedAt: inFlight.startedAt(unfinished.keys()),
     });
     await markPoolStopped(trx, poolId);
   });

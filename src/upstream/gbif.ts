@@ -11,6 +11,9 @@ import { compileOnFirstUse } from "./response-schema.ts";
 
 const UPSTREAM = "GBIF";
 
+/** GBIF Backbone Taxonomy: the integer keys Wikidata's P846 and existing rows use. */
+export const GBIF_BACKBONE_CHECKLIST_KEY = "d7dddbf4-2cf0-4f39-9b2a-bb099caae36c";
+
 const Usage = Type.Object({
   key: Type.String(),
   name: Type.String(),

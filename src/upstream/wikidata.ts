@@ -14,6 +14,8 @@ import { makePacer } from "./pacing.ts";
 const UPSTREAM = "Wikidata";
 /** wbgetentities takes at most 50 ids per call. */
 export const MAX_ENTITIES_PER_CALL = 50;
+/** Thumbnail widths Wikimedia serves; others are refused with 400 or 429 (see UPSTREAM_APIS.md §0). */
+export const STANDARD_THUMBNAIL_WIDTHS = [20, 40, 60, 120, 250, 330, 500, 960, 1280, 1920, 3840] as const;
 /** Commons resolves Special:FilePath to the file's current thumbnail URL (see commonsThumbnailUrl). */
 const COMMONS = "https://commons.wikimedia.org";
 

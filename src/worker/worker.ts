@@ -16,22 +16,14 @@ import { trace } from "@opentelemetry/api";
 import { run, type JobHelpers, type ParsedCronItem, type TaskList, type WorkerEvents } from "graphile-worker";
 import type pg from "pg";
 import { splitJobMetadata } from "../job-metadata.ts";
-import type { JobSnapshot } from "../lifecycle/history.ts";
+import { AttemptHistory } from "../lifecycle/history.ts";
 import { makeWorkerLogger } from "../observability/logger.ts";
 import { traceJobAttempt } from "../observability/tracing.ts";
 import type { RegisteredTask, TaskRegistry } from "../registry.ts";
-import type { InFlightJobs } from "../reliability/shutdown.ts";
-import { SupervisedRunner, type PoolEndCause } from "../reliability/supervisor.ts";
+import type { InFlightJobs } from "./in-flight-jobs.ts";
+import { SupervisedRunner, type PoolEndCause } from "./supervisor.ts";
+import type { AttemptObserver, JobSnapshot } from "./attempt.ts";
 import { executeTask, runExhaustedHook, TaskInterruptedError, type TaskDependencies } from "./execute.ts";
-
-/** Told about every attempt as it happens: job history and metrics. Must not block or throw. */
-export interface AttemptObserver {
-  started(job: JobSnapshot, payload: unknown, workerId: string | null): void;
-  succeeded(job: JobSnapshot, durationMs: number): void;
-  /** A failed attempt; when `job.attempt >= job.maxAttempts` the job is now dead. */
-  failed(job: JobSnapshot, error: unknown, durationMs: number): void;
-  hookFailed(job: JobSnapshot, error: unknown): void;
-}
 
 export interface WorkerOptions {
   pool: pg.Pool;
@@ -103,6 +95,7 @@ export function connectionsNeeded(plans: RunnerPlan[]): number {
 }
 
 export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, observers: AttemptObserver[], inFlight?: InFlightJobs): TaskList {
+  const history = new AttemptHistory(deps.db, deps.logger);
   const taskList: TaskList = {};
   for (const task of tasks) {
     taskList[task.name] = async (payload, helpers) => {
@@ -126,16 +119,22 @@ export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, ob
           // attempt given back and a `rescued` event (src/reliability/shutdown.ts).
           if (failure instanceof TaskInterruptedError && inFlight) throw failure;
           inFlight?.finished(poolId, job.id);
-          if (job.attempt >= job.maxAttempts) {
+          const durationMs = performance.now() - started;
+          const endedAt = new Date();
+          const last = await history.isLastAttempt(job);
+          if (last) {
             // The job is dead after this attempt: run the task's hook once, before the failure is recorded.
             try {
               await runExhaustedHook(task, payload, info, failure, deps);
             } catch (hookError) {
               deps.logger.error({ err: hookError, jobId: job.id, task: task.name }, "onExhausted hook failed");
-              for (const observer of observers) observer.hookFailed(job, hookError);
+              await history.hookFailed(job, hookError);
             }
           }
-          for (const observer of observers) observer.failed(job, failure, performance.now() - started);
+          await history.failed(job, failure, durationMs, last, endedAt);
+          // Observers tell a dead job by attempt >= maxAttempts: give them graphile-worker's verdict.
+          const judged = last ? { ...job, attempt: Math.max(job.attempt, job.maxAttempts) } : { ...job, maxAttempts: Math.max(job.maxAttempts, job.attempt + 1) };
+          for (const observer of observers) observer.failed(judged, failure, durationMs);
           throw failure;
         }
       });

@@ -4,9 +4,9 @@ import { parseConfig } from "../../src/config.ts";
 import { enqueueJob } from "../../src/enqueue.ts";
 import { encodeSession, SESSION_COOKIE } from "../../src/http/dashboard/session.ts";
 import { safeNext } from "../../src/http/dashboard/pages/login.ts";
-import { API_TOKEN, AUTH } from "../helpers/app.ts";
+import { API_TOKEN, AUTH, buildTestApp, SESSION_SECRET } from "../helpers/app.ts";
 import { resetData, test } from "../helpers/env.ts";
-import { buildDashboardApp, form, SESSION_SECRET, signIn } from "./helpers.ts";
+import { form, signIn } from "./helpers.ts";
 
 test.beforeEach(async ({ env }) => {
   await resetData(env);
@@ -14,7 +14,7 @@ test.beforeEach(async ({ env }) => {
 
 describe("signing in", () => {
   test("a bad token is refused with the reason and no cookie", async ({ env }) => {
-    const app = await buildDashboardApp(env);
+    const app = await buildTestApp(env);
     try {
       const response = await app.inject({ method: "POST", url: "/dashboard/login", ...form({ token: "not-a-configured-token-at-all", next: "/dashboard" }) });
       expect(response.statusCode).toBe(401);
@@ -27,7 +27,7 @@ describe("signing in", () => {
   });
 
   test("a good token sets an HttpOnly, SameSite=Strict session cookie for /dashboard that holds no token", async ({ env }) => {
-    const app = await buildDashboardApp(env);
+    const app = await buildTestApp(env);
     try {
       const response = await app.inject({ method: "POST", url: "/dashboard/login", ...form({ token: API_TOKEN, next: "/dashboard/queues" }) });
       expect(response.statusCode).toBe(303);
@@ -48,7 +48,7 @@ describe("signing in", () => {
   });
 
   test("pages without a session redirect to the login form and come back after it", async ({ env }) => {
-    const app = await buildDashboardApp(env);
+    const app = await buildTestApp(env);
     try {
       const page = await app.inject({ url: "/dashboard/jobs?state=dead" });
       expect(page.statusCode).toBe(303);
@@ -76,7 +76,7 @@ describe("signing in", () => {
   });
 
   test("expired, tampered and revoked sessions are refused", async ({ env }) => {
-    const app = await buildDashboardApp(env);
+    const app = await buildTestApp(env);
     try {
       const { cookie } = await signIn(app);
       expect((await app.inject({ url: "/dashboard", headers: { cookie } })).statusCode).toBe(200);
@@ -96,10 +96,10 @@ describe("signing in", () => {
       await app.close();
     }
     // The same cookie, once its token is no longer configured, opens nothing.
-    const before = await buildDashboardApp(env);
+    const before = await buildTestApp(env);
     const { cookie } = await signIn(before);
     await before.close();
-    const after = await buildDashboardApp(env, { auth: { tokens: ["another-token-0123456789abcdef"] } });
+    const after = await buildTestApp(env, { auth: { tokens: ["another-token-0123456789abcdef"] } });
     try {
       expect((await after.inject({ url: "/dashboard", headers: { cookie } })).statusCode).toBe(303);
     } finally {
@@ -108,7 +108,7 @@ describe("signing in", () => {
   });
 
   test("signing out clears the cookie (and needs the CSRF token like any action)", async ({ env }) => {
-    const app = await buildDashboardApp(env);
+    const app = await buildTestApp(env);
     try {
       const { cookie, csrf } = await signIn(app);
       expect((await app.inject({ method: "POST", url: "/dashboard/logout", headers: { ...form({}).headers, cookie }, payload: "" })).statusCode).toBe(403);
@@ -133,7 +133,7 @@ describe("signing in", () => {
 
 describe("the Authorization header", () => {
   test("lets a request in without a cookie, and its actions need no CSRF token", async ({ env }) => {
-    const app = await buildDashboardApp(env);
+    const app = await buildTestApp(env);
     try {
       const page = await app.inject({ url: "/dashboard/jobs", headers: AUTH });
       expect(page.statusCode).toBe(200);
@@ -152,7 +152,7 @@ describe("the Authorization header", () => {
   });
 
   test("a cross-site request is refused even with valid credentials (a local auth proxy adds the header to anything)", async ({ env }) => {
-    const app = await buildDashboardApp(env);
+    const app = await buildTestApp(env);
     try {
       const job = await enqueueJob(env.db, env.registry, "resolve_taxa", {}, {}, { source: "app" });
       for (const headers of [{ "sec-fetch-site": "cross-site" }, { origin: "https://evil.example" }, { origin: "null" }]) {
@@ -175,7 +175,7 @@ describe("the Authorization header", () => {
 
 describe("CSRF", () => {
   test("a session's action is refused without its token (403) and done with it", async ({ env }) => {
-    const app = await buildDashboardApp(env);
+    const app = await buildTestApp(env);
     try {
       const { cookie, csrf } = await signIn(app);
       const other = await signIn(app);
@@ -203,7 +203,7 @@ describe("CSRF", () => {
   });
 
   test("a script on the page may send the token as a header instead", async ({ env }) => {
-    const app = await buildDashboardApp(env);
+    const app = await buildTestApp(env);
     try {
       const { cookie, csrf } = await signIn(app);
       const job = await enqueueJob(env.db, env.registry, "resolve_taxa", {}, {}, { source: "app" });
@@ -217,7 +217,7 @@ describe("CSRF", () => {
 
 describe("headers", () => {
   test("pages forbid framing, inline scripts and sniffing, and are not cached", async ({ env }) => {
-    const app = await buildDashboardApp(env);
+    const app = await buildTestApp(env);
     try {
       for (const url of ["/dashboard", "/dashboard/login"]) {
         const response = await app.inject({ url, headers: url === "/dashboard" ? AUTH : {} });
@@ -240,7 +240,7 @@ describe("headers", () => {
   });
 
   test("dashboard routes stay out of the API's OpenAPI document", async ({ env }) => {
-    const app = await buildDashboardApp(env);
+    const app = await buildTestApp(env);
     try {
       const paths = Object.keys((await app.inject({ url: "/openapi.json", headers: AUTH })).json().paths);
       expect(paths.some((path) => path.startsWith("/dashboard"))).toBe(false);

@@ -12,10 +12,9 @@ import path from "node:path";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { describe, expect } from "vitest";
 import { enqueueJob } from "../../src/enqueue.ts";
-import { API_TOKEN } from "../helpers/app.ts";
+import { API_TOKEN, SESSION_SECRET } from "../helpers/app.ts";
 import { IN_CI, insertTaxa, resetData, test, testEnvironment, waitFor } from "../helpers/env.ts";
 import { PROJECT_ROOT, startChild, type ChildService } from "../helpers/service-process.ts";
-import { SESSION_SECRET } from "./helpers.ts";
 
 const SCREENSHOTS = path.join(PROJECT_ROOT, "artifacts/screenshots");
 

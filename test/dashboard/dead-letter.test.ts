@@ -3,19 +3,20 @@ import { describe, expect } from "vitest";
 import { enqueueJobs } from "../../src/enqueue.ts";
 import { listJobs, resetData, runDueJobs, test, type TestEnv } from "../helpers/env.ts";
 import { makeScript, registryWithTestTasks } from "../helpers/test-tasks.ts";
-import { buildDashboardApp, form, signIn } from "./helpers.ts";
+import { buildTestApp } from "../helpers/app.ts";
+import { form, signIn } from "./helpers.ts";
 
 test.beforeEach(async ({ env }) => {
   await resetData(env);
 });
 
-/** Dead flaky_task jobs whose last errors are the given ones (set in history, so groups are predictable). */
+/** Dead flaky_task jobs whose last errors are the given ones (set through graphile-worker, so groups are predictable). */
 async function makeDeadJobs(env: TestEnv, errors: string[]) {
   const registry = registryWithTestTasks(env, { flaky: { ...makeScript(), failures: 1_000 } });
   const jobs = await enqueueJobs(env.db, registry, "flaky_task", errors.map(() => ({})), { maxAttempts: 1 });
   await runDueJobs(env, registry);
   for (const [index, job] of jobs.entries()) {
-    await sql`update observing_jobs.job_records set last_error = ${errors[index]!} where id = ${job.id}`.execute(env.db);
+    await sql`select graphile_worker.permanently_fail_jobs(array[${job.id}::bigint], ${errors[index]!})`.execute(env.db);
   }
   return { registry, ids: jobs.map((job) => job.id) };
 }
@@ -23,7 +24,7 @@ async function makeDeadJobs(env: TestEnv, errors: string[]) {
 describe("the dead-letter", () => {
   test("groups dead jobs by task and error, largest group first, errors shown as text", async ({ env }) => {
     const { registry } = await makeDeadJobs(env, ["GBIF answered 503", "GBIF answered 503", "GBIF answered 503", "<b>bad</b>\nsecond line"]);
-    const app = await buildDashboardApp(env, { registry });
+    const app = await buildTestApp(env, { registry });
     try {
       const { cookie } = await signIn(app);
       const page = await app.inject({ url: "/dashboard/dead-letter", headers: { cookie } });
@@ -44,7 +45,7 @@ describe("the dead-letter", () => {
 
   test("bulk retry sends one group back to the queue, recorded with the operator; bulk discard empties another", async ({ env }) => {
     const { registry, ids } = await makeDeadJobs(env, ["boom", "boom", "other"]);
-    const app = await buildDashboardApp(env, { registry });
+    const app = await buildTestApp(env, { registry });
     try {
       const { cookie, csrf } = await signIn(app);
       const page = (await app.inject({ url: "/dashboard/dead-letter", headers: { cookie } })).body;

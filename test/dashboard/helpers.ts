@@ -1,38 +1,7 @@
-/** The app with its dashboard over a test environment, and a signed-in browser's credentials. */
+/** A signed-in browser's credentials and forms, for the dashboard's tests (the app: ../helpers/app.ts). */
 import { expect } from "vitest";
-import type { Config } from "../../src/config.ts";
-import { loadCrontab } from "../../src/crontab.ts";
-import type { DashboardSources } from "../../src/dashboard/sources.ts";
-import { buildApp, type App } from "../../src/http/app.ts";
-import type { TaskRegistry } from "../../src/registry.ts";
+import type { App } from "../../src/http/app.ts";
 import { API_TOKEN } from "../helpers/app.ts";
-import type { TestEnv } from "../helpers/env.ts";
-
-export const SESSION_SECRET = "dashboard-test-session-secret-0123456789";
-
-export async function buildDashboardApp(
-  env: TestEnv,
-  options: { registry?: TaskRegistry; sources?: DashboardSources; auth?: Partial<Config["auth"]> } = {},
-): Promise<App> {
-  const registry = options.registry ?? env.registry;
-  return buildApp({
-    config: {
-      auth: { disabled: false, tokens: [API_TOKEN], oidc: null, ...options.auth },
-      http: env.config.http,
-      dashboard: { sessionSecret: SESSION_SECRET },
-    },
-    logger: env.logger,
-    pool: env.pool,
-    db: env.db,
-    registry,
-    crontab: await loadCrontab(env.config.worker.crontabFile, registry),
-    queueStats: env.queueStats,
-    cronFreshness: env.cronFreshness,
-    metrics: env.metrics,
-    worker: { isRunning: () => true },
-    ...(options.sources ? { dashboardSources: options.sources } : {}),
-  });
-}
 
 /** A url-encoded form body, as a browser sends it. */
 export function form(values: Record<string, string | string[]>): { payload: string; headers: Record<string, string> } {

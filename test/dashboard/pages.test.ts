@@ -2,17 +2,17 @@ import { sql } from "kysely";
 import { describe, expect } from "vitest";
 import { enqueueJob, enqueueJobs } from "../../src/enqueue.ts";
 import type { App } from "../../src/http/app.ts";
-import { AUTH } from "../helpers/app.ts";
+import { AUTH, buildTestApp, type TestAppOptions } from "../helpers/app.ts";
 import { resetData, runDueJobs, test, type TestEnv } from "../helpers/env.ts";
 import { makeScript, registryWithTestTasks } from "../helpers/test-tasks.ts";
-import { buildDashboardApp, form } from "./helpers.ts";
+import { form } from "./helpers.ts";
 
 test.beforeEach(async ({ env }) => {
   await resetData(env);
 });
 
-async function withApp(env: TestEnv, run: (app: App) => Promise<void>, options: Parameters<typeof buildDashboardApp>[1] = {}) {
-  const app = await buildDashboardApp(env, options);
+async function withApp(env: TestEnv, run: (app: App) => Promise<void>, options: TestAppOptions = {}) {
+  const app = await buildTestApp(env, options);
   try {
     await run(app);
   } finally {

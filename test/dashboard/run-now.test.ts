@@ -1,9 +1,10 @@
 import Type from "typebox";
 import { describe, expect } from "vitest";
+import { findJob } from "../../src/lifecycle/jobs.ts";
 import { fieldsFromSchema, payloadFromForm } from "../../src/http/dashboard/schema-form.ts";
-import { AUTH } from "../helpers/app.ts";
+import { AUTH, buildTestApp } from "../helpers/app.ts";
 import { resetData, test } from "../helpers/env.ts";
-import { buildDashboardApp, form, signIn } from "./helpers.ts";
+import { form, signIn } from "./helpers.ts";
 
 test.beforeEach(async ({ env }) => {
   await resetData(env);
@@ -63,7 +64,7 @@ describe("the run-now form's fields come from the payload schema", () => {
 
 describe("running a task from the dashboard", () => {
   test("the form for resolve_taxa has a labelled input per payload property, with its limits", async ({ env }) => {
-    const app = await buildDashboardApp(env);
+    const app = await buildTestApp(env);
     try {
       const page = (await app.inject({ url: "/dashboard/tasks/resolve_taxa", headers: AUTH })).body;
       const form = /<form method="post" action="\/dashboard\/tasks\/resolve_taxa\/run"[\s\S]*?<\/form>/.exec(page)![0];
@@ -80,7 +81,7 @@ describe("running a task from the dashboard", () => {
   });
 
   test("invalid input comes back with the same messages as the API, next to its fields, and enqueues nothing", async ({ env }) => {
-    const app = await buildDashboardApp(env);
+    const app = await buildTestApp(env);
     try {
       const { cookie, csrf } = await signIn(app);
       const response = await app.inject({
@@ -112,7 +113,7 @@ describe("running a task from the dashboard", () => {
   });
 
   test("valid input enqueues an ad-hoc job as source http with the operator as actor, options applied", async ({ env }) => {
-    const app = await buildDashboardApp(env);
+    const app = await buildTestApp(env);
     try {
       const { cookie, csrf } = await signIn(app);
       const response = await app.inject({
@@ -125,8 +126,9 @@ describe("running a task from the dashboard", () => {
       const id = /^\/dashboard\/jobs\/(\d+)\?done=enqueued$/.exec(response.headers.location as string)![1]!;
       const record = await env.db.selectFrom("observing_jobs.job_records").selectAll().where("id", "=", id).executeTakeFirstOrThrow();
       expect(record).toMatchObject({ task: "resolve_taxa", source: "http", max_attempts: 2, priority: -1, payload: { taxonIds: [7, 8], force: true, limit: 100 } });
-      const event = await env.db.selectFrom("observing_jobs.job_events").select(["event", "actor", "source"]).where("job_id", "=", id).executeTakeFirstOrThrow();
-      expect(event).toEqual({ event: "enqueued", actor: expect.stringMatching(/^token:[0-9a-f]{8}$/), source: "http" });
+      expect(record.enqueued_by).toMatch(/^token:[0-9a-f]{8}$/);
+      const enqueued = (await findJob(env.db, id))!.timeline[0]!;
+      expect(enqueued).toMatchObject({ event: "enqueued", actor: record.enqueued_by, source: "http" });
       const page = await app.inject({ url: response.headers.location as string, headers: { cookie } });
       expect(page.body).toContain("Job enqueued.");
     } finally {
@@ -135,7 +137,7 @@ describe("running a task from the dashboard", () => {
   });
 
   test("internal tasks have no form and cannot be run by hand", async ({ env }) => {
-    const app = await buildDashboardApp(env);
+    const app = await buildTestApp(env);
     try {
       const page = await app.inject({ url: "/dashboard/tasks/prune_job_history", headers: AUTH });
       expect(page.body).toContain("Internal tasks cannot be started by hand.");

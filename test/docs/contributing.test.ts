@@ -8,7 +8,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, test } from "vitest";
-import { checkCrontab } from "../../src/crontab.ts";
+import { checkCrontab } from "../../src/cron/crontab.ts";
 import { loadRegistry, TaskRegistry } from "../../src/registry.ts";
 import { writeContributingExample } from "../helpers/contributing.ts";
 

@@ -1,29 +1,45 @@
-/** The Fastify app over a test environment, with a known API token. */
+/**
+ * The one way tests build the Fastify app (API and dashboard) over a test environment: a known API
+ * token, a known dashboard session secret, the environment's registry unless a test brings its own.
+ */
 import { buildApp, type App } from "../../src/http/app.ts";
 import type { Config } from "../../src/config.ts";
-import { loadCrontab } from "../../src/crontab.ts";
+import { loadCrontab } from "../../src/cron/crontab.ts";
+import type { DashboardSources } from "../../src/dashboard/sources.ts";
+import type { TaskRegistry } from "../../src/registry.ts";
 import type { TestEnv } from "./env.ts";
 
 export const API_TOKEN = "test-token-0123456789abcdef";
 export const AUTH = { authorization: `Bearer ${API_TOKEN}` };
+export const SESSION_SECRET = "dashboard-test-session-secret-0123456789";
 
-export async function buildTestApp(
-  env: TestEnv,
-  overrides: { auth?: Partial<Config["auth"]>; worker?: { isRunning(): boolean }; http?: Partial<Config["http"]> } = {},
-): Promise<App> {
+export interface TestAppOptions {
+  auth?: Partial<Config["auth"]>;
+  http?: Partial<Config["http"]>;
+  worker?: { isRunning(): boolean };
+  /** Tasks beside (or instead of) the real ones; the crontab is checked against them. */
+  registry?: TaskRegistry;
+  /** The dashboard's live sources (worker pools, overdue cron entries); shown as not available when absent. */
+  sources?: DashboardSources;
+}
+
+export async function buildTestApp(env: TestEnv, options: TestAppOptions = {}): Promise<App> {
+  const registry = options.registry ?? env.registry;
   return buildApp({
     config: {
-      auth: { disabled: false, tokens: [API_TOKEN], oidc: null, ...overrides.auth },
-      http: { ...env.config.http, ...overrides.http },
+      auth: { disabled: false, tokens: [API_TOKEN], oidc: null, ...options.auth },
+      http: { ...env.config.http, ...options.http },
+      dashboard: { sessionSecret: SESSION_SECRET },
     },
     logger: env.logger,
     pool: env.pool,
     db: env.db,
-    registry: env.registry,
-    crontab: await loadCrontab(env.config.worker.crontabFile, env.registry),
+    registry,
+    crontab: await loadCrontab(env.config.worker.crontabFile, registry),
     queueStats: env.queueStats,
     cronFreshness: env.cronFreshness,
     metrics: env.metrics,
-    worker: overrides.worker ?? { isRunning: () => true },
+    worker: options.worker ?? { isRunning: () => true },
+    ...(options.sources ? { dashboardSources: options.sources } : {}),
   });
 }

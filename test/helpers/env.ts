@@ -15,15 +15,14 @@ import { loadRegistry, type TaskRegistry } from "../../src/registry.ts";
 import { makeUpstreamClients } from "../../src/upstream/clients.ts";
 import { executeTask, type TaskDependencies } from "../../src/worker/execute.ts";
 import { makeTaskList } from "../../src/worker/worker.ts";
-import { loadCrontab } from "../../src/crontab.ts";
-import { HistoryRecorder } from "../../src/lifecycle/history.ts";
+import { loadCrontab } from "../../src/cron/crontab.ts";
 import { makeQueueStats, type QueueStats } from "../../src/lifecycle/queue-stats.ts";
-import { makeCronFreshness, type CronFreshness } from "../../src/observability/cron-freshness.ts";
+import { makeCronFreshness, type CronFreshness } from "../../src/cron/freshness.ts";
 import { ServiceMetrics } from "../../src/observability/metrics.ts";
 import { createTestDatabase, type TestDatabase } from "./database.ts";
-import { startFakeGbif, type FakeGbif } from "./fake-gbif.ts";
-import { startFakeIucn, type FakeIucn } from "./fake-iucn.ts";
-import { startFakeWikidata, type FakeWikidata } from "./fake-wikidata.ts";
+import { startFakeGbif, type FakeGbif } from "../../src/demo/fake-gbif.ts";
+import { startFakeIucn, type FakeIucn } from "../../src/demo/fake-iucn.ts";
+import { startFakeWikidata, type FakeWikidata } from "../../src/demo/fake-wikidata.ts";
 
 export interface TestEnv extends DatabaseHandle {
   database: TestDatabase;
@@ -36,7 +35,6 @@ export interface TestEnv extends DatabaseHandle {
   /** Every log line written so far, parsed. */
   logs: Array<Record<string, unknown>>;
   deps: TaskDependencies;
-  history: HistoryRecorder;
   queueStats: QueueStats;
   cronFreshness: CronFreshness;
   metrics: ServiceMetrics;
@@ -74,7 +72,6 @@ export async function makeTestEnv(overrides: Record<string, string> = {}): Promi
   const handle = makeDatabase(database.url, { maxConnections: 20, logger });
   const registry = await loadRegistry();
   const deps = { db: handle.db, registry, upstream: makeUpstreamClients(config), logger, config };
-  const history = new HistoryRecorder(handle.db, registry, logger, { flushIntervalMs: 20 });
   const queueStats = makeQueueStats(handle.db, 0);
   const cronFreshness = makeCronFreshness(handle.db, await loadCrontab(config.worker.crontabFile, registry), { maxAgeMs: 0 });
   const metrics = new ServiceMetrics({ queueStats, cronFreshness });
@@ -89,12 +86,10 @@ export async function makeTestEnv(overrides: Record<string, string> = {}): Promi
     logger,
     logs,
     deps,
-    history,
     queueStats,
     cronFreshness,
     metrics,
     async close() {
-      await history.close();
       const checkedOut = handle.pool.totalCount - handle.pool.idleCount;
       await handle.close();
       await gbif.stop();
@@ -148,13 +143,13 @@ export async function performTask(env: TestEnv, task: string, payload: unknown, 
 export const FLUSHING_PRESET = { worker: { completeJobBatchDelay: 0, failJobBatchDelay: 0 } };
 
 /**
- * Works every job that is due now through graphile-worker, then writes their history. runOnce stops
+ * Works every job that is due now through graphile-worker (their records are written with it). runOnce stops
  * as soon as it finds no job it may take, and a named queue's next job is not takeable until the
  * previous job's release reaches the database: so go again while a job is due or locked, up to a deadline.
  */
 export async function runDueJobs(env: TestEnv, registry: TaskRegistry = env.registry): Promise<void> {
   const deadline = Date.now() + 10_000;
-  const taskList = makeTaskList(registry.all(), { ...env.deps, registry }, [env.history, env.metrics]);
+  const taskList = makeTaskList(registry.all(), { ...env.deps, registry }, [env.metrics]);
   for (;;) {
     await runOnce({ pgPool: env.pool, taskList, logger: makeWorkerLogger(env.logger), preset: FLUSHING_PRESET });
     const { rows } = await sql<{ pending: number }>`
@@ -163,7 +158,6 @@ export async function runDueJobs(env: TestEnv, registry: TaskRegistry = env.regi
     if (rows[0]!.pending === 0) break;
     if (Date.now() > deadline) throw new Error(`runDueJobs: ${rows[0]!.pending} job(s) still due or running after 10 s`);
   }
-  await env.history.flush();
 }
 
 /** A row of graphile-worker's public `jobs` view (which leaves payloads out). */
@@ -183,8 +177,7 @@ export async function listJobs(db: Db, task?: string): Promise<JobRow[]> {
 
 /** Empties the tables tests write to, between tests of one file. */
 export async function resetData(env: TestEnv): Promise<void> {
-  await env.history.flush();
-  await sql`truncate taxa, observing_jobs.job_records, observing_jobs.job_events restart identity`.execute(env.db);
+  await sql`truncate taxa, observing_jobs.job_records, observing_jobs.job_events, observing_jobs.job_outcome_counts, observing_jobs.cron_runs restart identity`.execute(env.db);
   const ids = (await listJobs(env.db)).map((job) => job.id);
   if (ids.length > 0) await sql`select graphile_worker.complete_jobs(${ids}::bigint[])`.execute(env.db);
   env.gbif.reset();

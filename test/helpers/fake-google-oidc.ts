@@ -3,7 +3,7 @@
  * https://www.googleapis.com/oauth2/v3/certs does) and real RS256 ID tokens signed with its key.
  */
 import http from "node:http";
-import { closeServer, listenOnLoopback } from "./loopback.ts";
+import { closeServer, listenOnLoopback } from "../../src/demo/loopback.ts";
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from "jose";
 
 export const GOOGLE_ISSUER = "https://accounts.google.com";

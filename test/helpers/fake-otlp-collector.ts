@@ -3,7 +3,7 @@
  * (`OTEL_EXPORTER_OTLP_PROTOCOL=http/json`) on /v1/traces and keeping the spans.
  */
 import http from "node:http";
-import { closeServer, listenOnLoopback } from "./loopback.ts";
+import { closeServer, listenOnLoopback } from "../../src/demo/loopback.ts";
 
 /** OTLP's span kinds (opentelemetry-proto trace.proto). */
 export const SPAN_KIND = { internal: 1, server: 2, client: 3, producer: 4, consumer: 5 } as const;

@@ -4,8 +4,8 @@
  * job's history.
  */
 import { sql } from "kysely";
+import { findJob, type TimelineEvent } from "../../src/lifecycle/jobs.ts";
 import type { Db } from "../../src/db/database.ts";
-import type { JobEventRow } from "../../src/db/tables/job-events.ts";
 import type { WorkerHeartbeatRow } from "../../src/db/tables/worker-heartbeats.ts";
 import { testEnvironment } from "./env.ts";
 import { startChild, type ChildService } from "./service-process.ts";
@@ -47,8 +47,9 @@ export async function findPools(db: Db, pid: number): Promise<WorkerHeartbeatRow
   return db.selectFrom("observing_jobs.worker_heartbeats").selectAll().where("pid", "=", pid).orderBy("started_at").execute();
 }
 
-export async function findEvents(db: Db, jobId: string): Promise<JobEventRow[]> {
-  return db.selectFrom("observing_jobs.job_events").selectAll().where("job_id", "=", jobId).orderBy("id").execute();
+/** The job's timeline as the API shows it: stored events and those its record implies. */
+export async function findEvents(db: Db, jobId: string): Promise<TimelineEvent[]> {
+  return (await findJob(db, jobId))?.timeline ?? [];
 }
 
 /** The job's record says it succeeded and graphile-worker no longer has it. */

@@ -50,6 +50,34 @@ describe("static bearer tokens", () => {
   });
 });
 
+describe("the metrics token (METRICS_TOKEN, held by the telemetry sidecar)", () => {
+  const METRICS_TOKEN = "metrics-scrape-token-0123456789";
+
+  test("opens GET /metrics and nothing else; API callers still read metrics", async ({ env }) => {
+    const app = await buildTestApp(env, { auth: { metricsToken: METRICS_TOKEN } });
+    try {
+      const scraper = { authorization: `Bearer ${METRICS_TOKEN}` };
+      const scrape = await app.inject({ method: "GET", url: "/metrics", headers: scraper });
+      expect(scrape.statusCode).toBe(200);
+      expect(scrape.body).toMatch(/^# HELP observing_jobs_/m);
+      for (const [method, url] of [["GET", "/jobs"], ["POST", "/jobs/resolve_taxa"], ["GET", "/queues"], ["GET", "/openapi.json"]] as const) {
+        expect((await app.inject({ method, url, headers: scraper, payload: method === "POST" ? {} : undefined })).statusCode, `${method} ${url}`).toBe(401);
+      }
+      expect((await app.inject({ method: "GET", url: "/metrics", headers: { authorization: `Bearer ${API_TOKEN}` } })).statusCode).toBe(200);
+      expect((await app.inject({ method: "GET", url: "/metrics", headers: { authorization: `Bearer ${METRICS_TOKEN}x` } })).statusCode).toBe(401);
+      expect((await app.inject({ method: "GET", url: "/metrics" })).statusCode).toBe(401);
+    } finally {
+      await app.close();
+    }
+  });
+
+  test("is one token of at least 16 characters, never shown in errors", () => {
+    expect(parseConfig({ METRICS_TOKEN }).auth.metricsToken).toBe(METRICS_TOKEN);
+    expect(parseConfig({}).auth.metricsToken).toBeUndefined();
+    expect(() => parseConfig({ METRICS_TOKEN: "a,b c-short" })).toThrow(/METRICS_TOKEN must be one token of at least 16 characters without spaces, got "\[redacted\]"/);
+  });
+});
+
 describe("requests a browser started from another site", () => {
   test("cannot act on jobs even with credentials (gcloud run services proxy adds them to any request)", async ({ env }) => {
     const app = await buildTestApp(env);

@@ -1,8 +1,12 @@
 import { Validator } from "@seriousme/openapi-schema-validator";
 import { describe, expect } from "vitest";
+import { InvalidPayloadError } from "../../src/enqueue.ts";
 import type { App } from "../../src/http/app.ts";
+import { IllegalTransitionError, JobNotFoundError } from "../../src/lifecycle/jobs.ts";
+import { UnknownTaskError } from "../../src/registry.ts";
 import { makeDatabase } from "../../src/db/database.ts";
 import { API_TOKEN, AUTH, buildTestApp } from "../helpers/app.ts";
+import { expectEnqueued } from "../helpers/enqueued.ts";
 import { findTaxon, insertTaxa, listJobs, resetData, runDueJobs, test } from "../helpers/env.ts";
 import { freePort } from "../helpers/service-process.ts";
 
@@ -29,8 +33,9 @@ describe("POST /jobs/:task", () => {
     const body = response.json();
     expect(body).toMatchObject({ task: "resolve_taxa", state: "queued", queue: null, links: { self: `/jobs/${body.jobId}` } });
     expect(response.headers.location).toBe(`/jobs/${body.jobId}`);
-    const [job] = await listJobs(env.db);
-    expect(job).toMatchObject({ id: body.jobId, task_identifier: "resolve_taxa", max_attempts: 8 });
+    const job = await expectEnqueued(env.db, "resolve_taxa", { payload: { taxonIds: [42], force: false, limit: 100 }, maxAttempts: 8 });
+    expect(job.id).toBe(body.jobId);
+    expect(await listJobs(env.db)).toHaveLength(1);
 
     const details = (await get(body.links.self)).json();
     expect(details.timeline[0]).toMatchObject({ event: "enqueued", source: "http", actor: expect.stringMatching(/^token:[0-9a-f]{8}$/) });
@@ -144,7 +149,9 @@ describe("GET /jobs and GET /jobs/:id", () => {
   });
 
   test("404 for an unknown job, 400 for an id that is not one", async () => {
-    expect((await get("/jobs/424242")).statusCode).toBe(404);
+    const missing = await get("/jobs/424242");
+    expect(missing.statusCode).toBe(404);
+    expect(missing.body).toBe('{"statusCode":404,"error":"Not Found","message":"no job with id 424242"}');
     const bad = await get("/jobs/abc");
     expect(bad.statusCode).toBe(400);
     expect(bad.json().message).toMatch(/params\/id must match pattern/);
@@ -173,13 +180,16 @@ describe("operator actions over HTTP", () => {
     const retryTooEarly = await post(`/jobs/${jobId}/retry`);
     expect(retryTooEarly.statusCode).toBe(409);
     expect(retryTooEarly.json()).toMatchObject({ state: "scheduled", message: expect.stringMatching(/cannot retry job \d+: it is scheduled/) });
+    expect(retryTooEarly.body).toMatch(/^\{"statusCode":409,"error":"Conflict","message":"cannot retry job \d+: it is scheduled \([^"]+\)","state":"scheduled"\}$/);
 
     const cancelled = await post(`/jobs/${jobId}/cancel`);
     expect(cancelled.statusCode).toBe(200);
     expect(cancelled.json()).toMatchObject({ state: "cancelled" });
     expect(cancelled.json().timeline.at(-1)).toMatchObject({ event: "cancelled", actor: expect.stringMatching(/^token:/) });
     expect((await post(`/jobs/${jobId}/cancel`)).statusCode).toBe(409);
-    expect((await post("/jobs/999999/discard")).statusCode).toBe(404);
+    const missing = await post("/jobs/999999/discard");
+    expect(missing.statusCode).toBe(404);
+    expect(missing.body).toBe('{"statusCode":404,"error":"Not Found","message":"no job with id 999999"}');
 
     const [taxon] = await insertTaxa(env.db, [{ scientific_name: "Puma concolor" }]);
     env.gbif.script("Puma concolor", { status: 503, body: {} });
@@ -233,7 +243,7 @@ describe("the OpenAPI document", () => {
     expect(result.errors ?? []).toEqual([]);
     expect(result.valid).toBe(true);
     expect(Object.keys(document.paths)).toEqual(
-      expect.arrayContaining(["/jobs/resolve_taxa", "/jobs/resolve_taxa/batch", "/jobs", "/jobs/{id}", "/jobs/{id}/retry", "/tasks", "/queues", "/healthz"]),
+      expect.arrayContaining(["/jobs/resolve_taxa", "/jobs/resolve_taxa/batch", "/jobs", "/jobs/{id}", "/jobs/{id}/retry", "/tasks", "/queues", "/health"]),
     );
     expect(document.paths["/jobs/resolve_taxa"].post.requestBody.content["application/json"].schema.properties.taxonIds.type).toBe("array");
     expect(document.paths["/jobs/prune_job_history"]).toBeUndefined();
@@ -241,6 +251,13 @@ describe("the OpenAPI document", () => {
 });
 
 describe("errors", () => {
+  test("an unknown or internal task's refusal keeps its exact body", async () => {
+    expect((await post("/jobs/resolve_taxon", {})).body).toBe(`{"statusCode":404,"error":"Not Found","message":"unknown task 'resolve_taxon' (did you mean 'resolve_taxa'?)"}`);
+    expect((await post("/jobs/prune_job_history/batch", { payloads: [{}] })).body).toBe(
+      `{"statusCode":403,"error":"Forbidden","message":"task 'prune_job_history' is internal: it runs from the crontab only"}`,
+    );
+  });
+
   test("a failure inside is a 500 that says nothing of the internals", async ({ env }) => {
     const broken = makeDatabase(`postgres://postgres:hunter2@127.0.0.1:${await freePort()}/nowhere`, { maxConnections: 1, logger: env.logger });
     const brokenApp = await buildTestApp({ ...env, db: broken.db, pool: broken.pool });
@@ -253,6 +270,28 @@ describe("errors", () => {
       await brokenApp.close();
       await broken.close();
     }
+  });
+
+  test("lifecycle and enqueue errors map to their status in the app's one error handler, never a 500", async ({ env }) => {
+    const probe = await buildTestApp(env);
+    const thrown: Record<string, Error> = {
+      "invalid-payload": new InvalidPayloadError("resolve_taxa", ["payload/limit must be >= 1"]),
+      "unknown-task": new UnknownTaskError("resolve_taxon", "resolve_taxa"),
+      "no-job": new JobNotFoundError("7"),
+      "illegal-transition": new IllegalTransitionError("retry", "7", "scheduled", ["dead", "retry_wait"]),
+    };
+    probe.get("/throw/:kind", async (request) => {
+      throw thrown[(request.params as { kind: string }).kind];
+    });
+    const bodies = await Promise.all(Object.keys(thrown).map(async (kind) => (await probe.inject({ method: "GET", url: `/throw/${kind}` })).json())).finally(
+      () => probe.close(),
+    );
+    expect(bodies).toEqual([
+      { statusCode: 400, error: "Bad Request", message: "invalid payload for task 'resolve_taxa': payload/limit must be >= 1" },
+      { statusCode: 404, error: "Not Found", message: "unknown task 'resolve_taxon' (did you mean 'resolve_taxa'?)" },
+      { statusCode: 404, error: "Not Found", message: "no job with id 7" },
+      { statusCode: 409, error: "Conflict", message: "cannot retry job 7: it is scheduled (retry applies to dead, retry_wait jobs)", state: "scheduled" },
+    ]);
   });
 });
 
@@ -270,7 +309,7 @@ test("the API works through a real listening port", async ({ env }) => {
     const job = await fetch(`${address}${links.self}`, { headers: AUTH });
     expect(job.status).toBe(200);
     expect((await fetch(`${address}/jobs`)).status).toBe(401);
-    expect((await fetch(`${address}/healthz`)).status).toBe(200);
+    expect((await fetch(`${address}/health`)).status).toBe(200);
   } finally {
     await served.close();
   }

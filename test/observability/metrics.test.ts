@@ -1,9 +1,10 @@
 import { spawnSync } from "node:child_process";
+import { sql } from "kysely";
 import { describe, expect } from "vitest";
-import { checkCrontab } from "../../src/crontab.ts";
+import { checkCrontab } from "../../src/cron/crontab.ts";
 import { enqueueJob } from "../../src/enqueue.ts";
 import { buildApp } from "../../src/http/app.ts";
-import { makeCronFreshness } from "../../src/observability/cron-freshness.ts";
+import { makeCronFreshness } from "../../src/cron/freshness.ts";
 import { ServiceMetrics } from "../../src/observability/metrics.ts";
 import { listWorkerPools } from "../../src/reliability/heartbeat.ts";
 import { AUTH, buildTestApp } from "../helpers/app.ts";
@@ -121,10 +122,8 @@ describe("cron freshness", () => {
       expect(schedule).toMatchObject({ id: "resolve_nightly_probe", overdue: true, maxStalenessSeconds: 3600, lastSuccessAt: null });
 
       // A cron-fired run succeeds: fresh again.
-      await env.db
-        .insertInto("observing_jobs.job_records")
-        .values({ id: 5001, task: "resolve_taxa", queue: null, source: "cron", payload: {}, phase: "succeeded", max_attempts: 8, run_at: new Date(), finished_at: new Date() })
-        .execute();
+      await sql`select graphile_worker.add_job('resolve_taxa', json_build_object('_cron', json_build_object('ts', now())))`.execute(env.db);
+      await runDueJobs(env);
       const text = (await app.inject({ method: "GET", url: "/metrics", headers: AUTH })).body;
       expect(sample(text, overdueSeries)).toBe(0);
       expect(sample(text, 'observing_jobs_cron_last_success_timestamp_seconds{schedule="resolve_nightly_probe",task="resolve_taxa"}')).toBeGreaterThan(Date.now() / 1000 - 60);

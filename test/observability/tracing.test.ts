@@ -3,7 +3,7 @@ import { expect } from "vitest";
 import { findJob } from "../../src/lifecycle/jobs.ts";
 import { API_TOKEN } from "../helpers/app.ts";
 import { insertTaxa, resetData, test, testEnvironment, waitFor, type TestEnv } from "../helpers/env.ts";
-import { KNOWN_NAMES } from "../helpers/fake-gbif.ts";
+import { KNOWN_NAMES } from "../../src/demo/fake-gbif.ts";
 import { FakeOtlpCollector, SPAN_KIND, type ExportedSpan } from "../helpers/fake-otlp-collector.ts";
 import { startChild, type ChildService } from "../helpers/service-process.ts";
 

@@ -5,7 +5,7 @@
  */
 import { describe, expect } from "vitest";
 import { enqueueJob } from "../../src/enqueue.ts";
-import { KNOWN_NAMES } from "../helpers/fake-gbif.ts";
+import { KNOWN_NAMES } from "../../src/demo/fake-gbif.ts";
 import { insertTaxa, resetData, test, waitFor, type TestEnv } from "../helpers/env.ts";
 import { findEvents, findPools, hasSucceeded, killInstance, readiness, startInstance, type Instance } from "../helpers/instances.ts";
 

@@ -9,7 +9,7 @@ import { enqueueJob } from "../../src/enqueue.ts";
 import { registerTask } from "../../src/registry.ts";
 import { defineTask } from "../../src/task.ts";
 import { executeTask, TaskInterruptedError } from "../../src/worker/execute.ts";
-import { KNOWN_NAMES } from "../helpers/fake-gbif.ts";
+import { KNOWN_NAMES } from "../../src/demo/fake-gbif.ts";
 import { insertTaxa, resetData, test, waitFor } from "../helpers/env.ts";
 import { findEvents, findPools, hasSucceeded, killInstance, readiness, startInstance, type Instance } from "../helpers/instances.ts";
 

@@ -1,11 +1,9 @@
-import { existsSync } from "node:fs";
-import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
-import net from "node:net";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { describe, expect } from "vitest";
 import { findTaxon, insertTaxa, listJobs, resetData, test, testEnvironment, waitFor, type TestEnv } from "../helpers/env.ts";
-import { freePort, runToCompletion, startChild } from "../helpers/service-process.ts";
+import { runToCompletion, startChild } from "../helpers/service-process.ts";
 
 test.beforeEach(async ({ env }) => {
   await resetData(env);
@@ -20,40 +18,8 @@ async function startService(env: TestEnv, overrides: Record<string, string> = {}
   return service;
 }
 
-function portIsOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, "127.0.0.1");
-    socket.once("connect", () => (socket.destroy(), resolve(true)));
-    socket.once("error", () => resolve(false));
-  });
-}
-
 describe("the service process", () => {
-  test("starts with no DATABASE_URL on an embedded PostgreSQL that keeps its data and stops with it", async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), "observing-jobs-embedded-"));
-    await chmod(dir, 0o755); // as root, PostgreSQL runs as `postgres` and must reach its data directory
-    try {
-      const pgPort = await freePort();
-      const settings = testEnvironment({ EMBEDDED_POSTGRES_DIR: path.join(dir, "pg"), EMBEDDED_POSTGRES_PORT: String(pgPort) });
-      const first = startChild(["src/main.ts"], settings);
-      await first.waitForStatus("/healthz", 200, 30_000);
-      await first.waitForStatus("/readyz", 200);
-      expect(first.output()).toMatch(/DATABASE_URL is not set: started an embedded PostgreSQL/);
-      first.kill("SIGTERM");
-      expect(await first.exited).toBe(0);
-      expect(await portIsOpen(pgPort)).toBe(false);
-      expect(existsSync(path.join(dir, "pg", "PG_VERSION"))).toBe(true);
-
-      const second = startChild(["src/main.ts"], settings);
-      await second.waitForStatus("/readyz", 200);
-      expect(second.output()).toMatch(/"fresh":false/);
-      second.kill("SIGINT");
-      expect(await second.exited).toBe(0);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
-
+  // On the embedded PostgreSQL (no DATABASE_URL): test/service/embedded-postgres.test.ts.
   test("works a job enqueued by the CLI through the runner", async ({ env }) => {
     const service = await startService(env);
     try {
@@ -65,6 +31,8 @@ describe("the service process", () => {
       expect(added.code).toBe(0);
       await waitFor(async () => (await findTaxon(env.db, id!)).status === "resolved", { message: "the job to resolve the taxon" });
       await waitFor(async () => (await listJobs(env.db)).length === 0, { message: "the job to leave the queue" });
+      // Started without API_TOKENS: it says how to get in.
+      expect(service.output()).toMatch(/no API credentials are configured.*set API_TOKENS to a token of at least 16 characters/);
     } finally {
       service.kill();
       expect(await service.exited).toBe(0);
@@ -74,7 +42,7 @@ describe("the service process", () => {
   test("on SIGTERM finishes the job in flight, then exits 0", async ({ env }) => {
     const service = await startService(env);
     const [id] = await insertTaxa(env.db, [{ scientific_name: "Puma concolor" }]);
-    env.gbif.script("Puma concolor", { delayMs: 1500, body: (await import("../helpers/fake-gbif.ts")).KNOWN_NAMES["Puma concolor"] });
+    env.gbif.script("Puma concolor", { delayMs: 1500, body: (await import("../../src/demo/fake-gbif.ts")).KNOWN_NAMES["Puma concolor"] });
     await runToCompletion(
       ["bin/observing-jobs.js", "add", "resolve_taxa", "--payload", JSON.stringify({ taxonIds: [id] })],
       testEnvironment({ DATABASE_URL: env.database.url, LOG_LEVEL: "warn" }),
@@ -112,7 +80,14 @@ describe("the service process", () => {
         testEnvironment({ DATABASE_URL: env.database.url, CRONTAB_FILE: path.join(dir, "crontab") }),
       );
       expect(result.code).toBe(1);
-      expect(result.stdout + result.stderr).toMatch(/line 2: unknown task 'resolve_taxon' \(did you mean 'resolve_taxa'\?\)/);
+      // One line, like a bad setting: no error object, no stack.
+      const lines = (result.stdout + result.stderr).split("\n").filter((line) => line.trim() !== "");
+      expect(lines).toHaveLength(1);
+      expect(JSON.parse(lines[0]!)).toMatchObject({
+        severity: "CRITICAL",
+        message: expect.stringMatching(/crontab line 2: unknown task 'resolve_taxon' \(did you mean 'resolve_taxa'\?\) \(in: 30 3 \* \* \* resolve_taxon \?id=nightly\)$/),
+      });
+      expect(lines[0]).not.toMatch(/stack/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

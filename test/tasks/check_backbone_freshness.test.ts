@@ -1,7 +1,8 @@
 import { beforeEach, describe, expect } from "vitest";
-import { GBIF_BACKBONE_CHECKLIST_KEY } from "../../src/config.ts";
+import { GBIF_BACKBONE_CHECKLIST_KEY } from "../../src/upstream/gbif.ts";
 import type { NewTaxon } from "../../src/db/tables/taxa.ts";
 import { enqueueJob } from "../../src/enqueue.ts";
+import { expectEnqueuedMany } from "../helpers/enqueued.ts";
 import { findTaxon, insertTaxa, listJobs, performTask, resetData, runDueJobs, test, type TestEnv } from "../helpers/env.ts";
 
 beforeEach<{ env: TestEnv }>(async ({ env }) => {
@@ -128,7 +129,12 @@ describe("check_backbone_freshness through the queue", () => {
   test("a sweep larger than a batch fans out into keyed batch jobs", async ({ env }) => {
     await insertTaxa(env.db, Array.from({ length: 3 }, () => hot("2435099")));
     await performTask(env, "check_backbone_freshness", { limit: 2 });
-    expect((await listJobs(env.db, "check_backbone_freshness")).map((job) => job.key)).toEqual(["check_backbone_freshness:1-2:2", "check_backbone_freshness:3-3:1"]);
+    const batch = (taxonIds: number[]) => ({
+      key: `check_backbone_freshness:${taxonIds[0]}-${taxonIds.at(-1)}:${taxonIds.length}`,
+      payload: { taxonIds, limit: 2, hotWithinDays: 30, hotMinObservations: 100, staleAfterDays: 7, force: false },
+    });
+    const batches = await expectEnqueuedMany(env.db, "check_backbone_freshness", [batch([1, 2]), batch([3])]);
+    expect(batches.map((job) => job.key)).toEqual(["check_backbone_freshness:1-2:2", "check_backbone_freshness:3-3:1"]);
     await runDueJobs(env);
     expect(await listJobs(env.db)).toHaveLength(0);
     expect(env.gbif.usageRequests()).toHaveLength(3);

@@ -1,11 +1,12 @@
 import { beforeEach, describe, expect } from "vitest";
-import { GBIF_BACKBONE_CHECKLIST_KEY } from "../../src/config.ts";
-import { loadCrontab } from "../../src/crontab.ts";
+import { GBIF_BACKBONE_CHECKLIST_KEY } from "../../src/upstream/gbif.ts";
+import { loadCrontab } from "../../src/cron/crontab.ts";
 import type { NewTaxon } from "../../src/db/tables/taxa.ts";
 import { enqueueJob } from "../../src/enqueue.ts";
 import { makeUpstreamClients } from "../../src/upstream/clients.ts";
+import { expectEnqueuedMany } from "../helpers/enqueued.ts";
 import { findTaxon, insertTaxa, listJobs, performTask, resetData, runDueJobs, test } from "../helpers/env.ts";
-import { imageStatement, itemEntity } from "../helpers/fake-wikidata.ts";
+import { imageStatement, itemEntity } from "../../src/demo/fake-wikidata.ts";
 
 beforeEach<{ env: Parameters<typeof resetData>[0] }>(async ({ env }) => {
   await resetData(env);
@@ -207,8 +208,10 @@ describe("refresh_thumbnails through the queue", () => {
     await insertTaxa(env.db, Array.from({ length: 5 }, () => resolved("2435099")));
     await performTask(env, "refresh_thumbnails", { limit: 2 });
     expect(env.wikidata.requests).toHaveLength(0);
-    const batches = await listJobs(env.db, "refresh_thumbnails");
-    expect(batches.map((job) => [job.key, job.queue_name])).toEqual([
+    // Each batch carries the sweep's options on; the batch's own defaults are filled in.
+    const batch = (taxonIds: number[]) => ({ queue: "wikidata", payload: { taxonIds, limit: 2, staleAfterDays: 30, force: false } });
+    const batches = await expectEnqueuedMany(env.db, "refresh_thumbnails", [batch([1, 2]), batch([3, 4]), batch([5])]);
+    expect(batches.map((job) => [job.key, job.queue])).toEqual([
       ["refresh_thumbnails:1-2:2", "wikidata"],
       ["refresh_thumbnails:3-4:2", "wikidata"],
       ["refresh_thumbnails:5-5:1", "wikidata"],

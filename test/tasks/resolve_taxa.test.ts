@@ -1,7 +1,8 @@
 import { describe, expect } from "vitest";
-import { GBIF_BACKBONE_CHECKLIST_KEY } from "../../src/config.ts";
+import { GBIF_BACKBONE_CHECKLIST_KEY } from "../../src/upstream/gbif.ts";
 import { enqueueJob, InvalidPayloadError } from "../../src/enqueue.ts";
 import { makeGbifClient } from "../../src/upstream/gbif.ts";
+import { expectEnqueuedMany } from "../helpers/enqueued.ts";
 import { findTaxon, insertTaxa, listJobs, performTask, resetData, runDueJobs, test } from "../helpers/env.ts";
 
 test.beforeEach(async ({ env }) => {
@@ -170,7 +171,11 @@ describe("resolve_taxa is idempotent and fans out", () => {
     await insertTaxa(env.db, Array.from({ length: 25 }, () => ({ scientific_name: "Puma concolor" })));
     await performTask(env, "resolve_taxa", { limit: 10 });
     expect(env.gbif.matchRequests()).toHaveLength(0);
-    const batches = await listJobs(env.db, "resolve_taxa");
+    const batch = (from: number, to: number) => ({
+      key: `resolve_taxa:${from}-${to}:${to - from + 1}`,
+      payload: { taxonIds: Array.from({ length: to - from + 1 }, (_, index) => from + index), force: false, limit: 100 },
+    });
+    const batches = await expectEnqueuedMany(env.db, "resolve_taxa", [batch(1, 10), batch(11, 20), batch(21, 25)]);
     expect(batches.map((job) => job.key)).toEqual(["resolve_taxa:1-10:10", "resolve_taxa:11-20:10", "resolve_taxa:21-25:5"]);
 
     await performTask(env, "resolve_taxa", { limit: 10 });

@@ -1,11 +1,11 @@
 import { beforeEach, describe, expect } from "vitest";
-import { GBIF_BACKBONE_CHECKLIST_KEY } from "../../src/config.ts";
-import { loadCrontab } from "../../src/crontab.ts";
+import { GBIF_BACKBONE_CHECKLIST_KEY } from "../../src/upstream/gbif.ts";
+import { loadCrontab } from "../../src/cron/crontab.ts";
 import type { NewTaxon } from "../../src/db/tables/taxa.ts";
 import { enqueueJob } from "../../src/enqueue.ts";
 import { makeUpstreamClients } from "../../src/upstream/clients.ts";
 import { findTaxon, insertTaxa, listJobs, performTask, resetData, runDueJobs, test, type TestEnv } from "../helpers/env.ts";
-import { assessmentSummary, IUCN_REGIONS } from "../helpers/fake-iucn.ts";
+import { assessmentSummary, IUCN_REGIONS } from "../../src/demo/fake-iucn.ts";
 
 beforeEach<{ env: TestEnv }>(async ({ env }) => {
   await resetData(env);

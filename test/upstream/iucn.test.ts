@@ -1,7 +1,7 @@
 import { describe, expect, test } from "vitest";
 import { parseConfig } from "../../src/config.ts";
 import { pickGlobalAssessment } from "../../src/upstream/iucn.ts";
-import { assessmentSummary, IUCN_REGIONS } from "../helpers/fake-iucn.ts";
+import { assessmentSummary, IUCN_REGIONS } from "../../src/demo/fake-iucn.ts";
 
 const { GLOBAL, EUROPE } = IUCN_REGIONS;
 

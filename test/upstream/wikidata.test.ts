@@ -1,7 +1,7 @@
 import { describe, expect, test } from "vitest";
 import { parseConfig } from "../../src/config.ts";
 import { commonsThumbnailUrl, pickImage } from "../../src/upstream/wikidata.ts";
-import { imageStatement } from "../helpers/fake-wikidata.ts";
+import { imageStatement } from "../../src/demo/fake-wikidata.ts";
 
 describe("pickImage follows Wikibase's best-rank rule", () => {
   test("preferred beats normal, deprecated never counts, and no statements means no image", () => {

@@ -5,6 +5,8 @@ import * as taxaEnrichment from "./0003_taxa_enrichment.ts";
 import * as jobParent from "./0004_job_parent.ts";
 import * as workerHeartbeats from "./0005_worker_heartbeats.ts";
 import * as dashboardIndexes from "./0007_dashboard_indexes.ts";
+import * as jobRecordsV2 from "./0008_job_records_v2.ts";
+import * as workerTasks from "./0009_worker_tasks.ts";
 
 /** Every migration, in order. Imported statically so the build and the image carry them. */
 export const migrations: Record<string, Migration> = {
@@ -14,4 +16,6 @@ export const migrations: Record<string, Migration> = {
   "0004_job_parent": jobParent,
   "0005_worker_heartbeats": workerHeartbeats,
   "0007_dashboard_indexes": dashboardIndexes,
+  "0008_job_records_v2": jobRecordsV2,
+  "0009_worker_tasks": workerTasks,
 };

@@ -1,5 +1,5 @@
 import { sql } from "kysely";
-import { GBIF_BACKBONE_CHECKLIST_KEY } from "../../config.ts";
+import { GBIF_BACKBONE_CHECKLIST_KEY } from "../../upstream/gbif.ts";
 import type { Db } from "../database.ts";
 import type { BackboneStatus, TaxonRow } from "../tables/taxa.ts";
 

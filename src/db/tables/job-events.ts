@@ -11,6 +11,7 @@ export const JOB_EVENTS = [
   "cancelled",
   "discarded",
   "rescued",
+  "abandoned",
 ] as const;
 export type JobEventName = (typeof JOB_EVENTS)[number];
 

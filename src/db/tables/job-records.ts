@@ -1,6 +1,7 @@
 import type { ColumnType, Selectable } from "kysely";
 
-export const JOB_PHASES = ["waiting", "running", "succeeded", "dead", "cancelled", "discarded"] as const;
+/** What the record keeps; "running" is not among them: graphile-worker's lock says it (src/lifecycle/jobs.ts). */
+export const JOB_PHASES = ["waiting", "succeeded", "dead", "cancelled", "discarded"] as const;
 export type JobPhase = (typeof JOB_PHASES)[number];
 
 export const JOB_SOURCES = ["http", "cli", "cron", "app", "task", "sql"] as const;
@@ -22,6 +23,10 @@ export interface JobRecordsTable {
   run_at: Date;
   last_error: string | null;
   trace_id: string | null;
+  /** Who enqueued it (the API caller), when known. */
+  enqueued_by: ColumnType<string | null, string | null | undefined, never>;
+  /** The worker pool of the latest attempt. */
+  worker_id: ColumnType<string | null, string | null | undefined, string | null>;
   /** The job that enqueued this one (fan-out), if any. */
   parent_id: ColumnType<string | null, string | number | null | undefined, never>;
   created_at: ColumnType<Date, Date | undefined, Date>;
@@ -31,3 +36,21 @@ export interface JobRecordsTable {
 }
 
 export type JobRecordRow = Selectable<JobRecordsTable>;
+
+/** Succeeded jobs and failed attempts per minute (sharded by backend), for charts that outlive retention. */
+export interface JobOutcomeCountsTable {
+  minute: Date;
+  shard: number;
+  succeeded: number;
+  failed: number;
+}
+
+/** Each crontab entry's (task and payload) last run and last success. */
+export interface CronRunsTable {
+  task: string;
+  payload: unknown;
+  last_run_at: Date | null;
+  last_run_job_id: string | null;
+  last_success_at: Date | null;
+  last_success_job_id: string | null;
+}

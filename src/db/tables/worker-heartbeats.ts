@@ -11,6 +11,8 @@ export interface WorkerHeartbeatsTable {
   hostname: string;
   pid: number;
   runner: string;
+  /** The tasks the pool serves; null for pools of instances older than this column. */
+  tasks: ColumnType<string[] | null, string[] | undefined, never>;
   started_at: ColumnType<Date, Date | undefined, never>;
   last_seen: ColumnType<Date, Date | undefined, Date>;
   status: ColumnType<PoolStatus, PoolStatus | undefined, PoolStatus>;

@@ -1,7 +1,7 @@
 /** What every dashboard page receives, and how pages answer. */
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { DashboardSources } from "../../dashboard/sources.ts";
-import type { AppDependencies } from "../app.ts";
+import type { AppDependencies } from "../dependencies.ts";
 import type { Html } from "./html.ts";
 import { renderPage, type Operator, type PageOptions } from "./layout.ts";
 

@@ -17,7 +17,7 @@ import { isCrossSiteRequest } from "../cross-site.ts";
 import cookie from "@fastify/cookie";
 import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import type { DashboardSources } from "../../dashboard/sources.ts";
-import type { AppDependencies } from "../app.ts";
+import type { AppDependencies } from "../dependencies.ts";
 import { AuthError, isCallerStillAllowed, makeAuthenticator } from "../plugins/auth.ts";
 import { ASSETS, type AssetName } from "./assets.ts";
 import { sendPage } from "./context.ts";

@@ -9,17 +9,14 @@ import { html, type Html } from "./html.ts";
 
 export type FieldKind = "integer" | "number" | "string" | "boolean" | "enum" | "integer-list" | "string-list" | "json";
 
-export interface FormField {
+/** What a field shows of its schema: its description, default and bounds. */
+type FieldHints = Pick<JsonSchema, "description" | "default" | "minimum" | "maximum" | "minLength" | "maxLength">;
+
+export interface FormField extends FieldHints {
   /** The payload property. */
   name: string;
   kind: FieldKind;
   required: boolean;
-  description?: string;
-  default?: unknown;
-  minimum?: number;
-  maximum?: number;
-  minLength?: number;
-  maxLength?: number;
   /** The allowed values of an enum. */
   options?: unknown[];
 }

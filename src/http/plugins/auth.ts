@@ -81,6 +81,20 @@ export function makeAuthenticator(auth: Config["auth"]): Authenticate {
 }
 
 /**
+ * The authenticator of `GET /metrics`: the API's callers, or the bearer token METRICS_TOKEN, which
+ * opens nothing else. The telemetry sidecar holds that token, so it can read metrics but never act
+ * on jobs.
+ */
+export function makeMetricsAuthenticator(metricsToken: string | undefined, api: Authenticate): Authenticate {
+  const scraper = metricsToken ? sha256(metricsToken) : null;
+  return async (authorization) => {
+    const credential = /^Bearer\s+(\S+)$/i.exec(authorization ?? "")?.[1];
+    if (scraper && credential && timingSafeEqual(sha256(credential), scraper)) return { id: "metrics-scraper", method: "token" };
+    return api(authorization);
+  };
+}
+
+/**
  * Whether a caller authenticated earlier (a dashboard session) would still be let in now: its
  * static token is still configured, its email still on the allowlist. Removing a token or an
  * email from the configuration so ends the sessions it opened.

@@ -3,11 +3,17 @@
  * do its work: the database answers, the runner runs, the schema is at least what this build expects,
  * and (with the reliability wiring) it is not shutting down, every pool's LISTEN connection is up,
  * the cron loop is alive and heartbeats are written. Neither scans the jobs table.
+ *
+ * `/health` and `/ready` are the documented paths: Cloud Run answers some paths ending in `z` itself
+ * ("avoid all paths ending in z", Cloud Run known issues), so `/healthz` and `/readyz` reach the
+ * container from its own probes but not through the service URL (an uptime check, a caller). The
+ * `z` forms stay as aliases, served by the same handlers, for probes already configured with them.
  */
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import type { FastifyReply, FastifyRequest } from "fastify";
 import Type from "typebox";
 import { assertSchemaCurrent } from "../../db/migrate.ts";
-import type { AppDependencies } from "../app.ts";
+import type { AppDependencies } from "../dependencies.ts";
 
 const CHECK_TIMEOUT_MS = 2000;
 
@@ -28,35 +34,65 @@ const Readiness = Type.Object({
   overdueSchedules: Type.Array(Type.String()),
 });
 
-const healthRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (app, { deps }) => {
-  app.get(
-    "/healthz",
-    { logLevel: "warn", schema: { summary: "Liveness", tags: ["health"], security: [], response: { 200: Type.Object({ status: Type.Literal("ok") }) } } },
-    async () => ({ status: "ok" as const }),
-  );
+/** The documented path first; the `z` alias is left out of the OpenAPI document. */
+const LIVENESS_PATHS = ["/health", "/healthz"] as const;
+const READINESS_PATHS = ["/ready", "/readyz"] as const;
 
-  app.get(
-    "/readyz",
-    { logLevel: "warn", schema: { summary: "Readiness", tags: ["health"], security: [], response: { 200: Readiness, 503: Readiness } } },
-    async (_request, reply) => {
-      if (deps.reliability?.shuttingDown()) {
-        return reply
-          .status(503)
-          .send({ status: "not_ready", detail: "shutting down", checks: { worker: { ok: false, detail: "shutting down" } }, overdueSchedules: [] });
-      }
-      const [database, schema] = await Promise.all([
-        check(async () => {
-          await deps.pool.query("select 1");
-        }),
-        check(() => assertSchemaCurrent(deps.pool)),
-      ]);
-      const worker = deps.worker.isRunning() ? { ok: true } : { ok: false, detail: "job runner is not running" };
-      const checks = { database, worker, schema, ...deps.reliability?.checks() };
-      const ready = Object.values(checks).every((result) => result.ok);
-      const overdueSchedules = database.ok ? await overdue(deps) : [];
-      return reply.status(ready ? 200 : 503).send({ status: ready ? "ready" : "not_ready", checks, overdueSchedules });
-    },
-  );
+const healthRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (app, { deps }) => {
+  for (const [index, url] of LIVENESS_PATHS.entries()) {
+    app.get(
+      url,
+      {
+        logLevel: "warn",
+        schema: {
+          hide: index > 0,
+          operationId: "getHealth",
+          summary: "Liveness: the process serves",
+          tags: ["health"],
+          security: [],
+          response: { 200: Type.Object({ status: Type.Literal("ok") }) },
+        },
+      },
+      async () => ({ status: "ok" as const }),
+    );
+  }
+
+  for (const [index, url] of READINESS_PATHS.entries()) {
+    app.get(
+      url,
+      {
+        logLevel: "warn",
+        schema: {
+          hide: index > 0,
+          operationId: "getReadiness",
+          summary: "Readiness: this instance can do its work (503 with the failing checks otherwise)",
+          tags: ["health"],
+          security: [],
+          response: { 200: Readiness, 503: Readiness },
+        },
+      },
+      readiness,
+    );
+  }
+
+  async function readiness(_request: FastifyRequest, reply: FastifyReply) {
+    if (deps.reliability?.shuttingDown()) {
+      return reply
+        .status(503)
+        .send({ status: "not_ready", detail: "shutting down", checks: { worker: { ok: false, detail: "shutting down" } }, overdueSchedules: [] });
+    }
+    const [database, schema] = await Promise.all([
+      check(async () => {
+        await deps.pool.query("select 1");
+      }),
+      check(() => assertSchemaCurrent(deps.pool)),
+    ]);
+    const worker = deps.worker.isRunning() ? { ok: true } : { ok: false, detail: "job runner is not running" };
+    const checks = { database, worker, schema, ...deps.reliability?.checks() };
+    const ready = Object.values(checks).every((result) => result.ok);
+    const overdueSchedules = database.ok ? await overdue(deps) : [];
+    return reply.status(ready ? 200 : 503).send({ status: ready ? "ready" : "not_ready", checks, overdueSchedules });
+  }
 };
 
 async function overdue(deps: AppDependencies): Promise<string[]> {

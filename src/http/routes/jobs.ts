@@ -6,34 +6,43 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import type { FastifySchemaValidationError } from "fastify/types/schema.js";
 import Type from "typebox";
-import type { JobEventRow } from "../../db/tables/job-events.ts";
-import { enqueueJob, enqueueJobs, type EnqueueOptions, type EnqueuedJob } from "../../enqueue.ts";
+import { enqueueJob, enqueueJobs } from "../../enqueue.ts";
 import { HttpError } from "../errors.ts";
 import {
   cancelJob,
   discardJob,
   findJob,
   findJobByKey,
-  IllegalTransitionError,
   JOB_STATES,
   JobNotFoundError,
   listJobs,
   retryJob,
   type JobDetails,
   type JobSummary,
+  type TimelineEvent,
 } from "../../lifecycle/jobs.ts";
-import { describeError } from "../../payload-validation.ts";
-import type { RegisteredTask } from "../../registry.ts";
-import type { AppDependencies } from "../app.ts";
+import { describeSchemaError } from "../../payload-validation.ts";
+import { UnknownTaskError, type RegisteredTask } from "../../registry.ts";
+import type { EnqueuedJob, EnqueueOptions } from "../../task.ts";
+import type { AppDependencies } from "../dependencies.ts";
 import { EnqueuedResponse, EnqueueQuery, ErrorResponse, IdempotencyHeaders, JobDetails as JobDetailsSchema, JobSummary as JobSummarySchema } from "../schemas.ts";
 
-const MAX_BATCH = 1000;
+/** The most payloads one `POST /jobs/{task}/batch` request may carry. */
+const MAX_PAYLOADS_PER_REQUEST = 1000;
 const JobId = Type.Object({ id: Type.String({ pattern: "^[0-9]{1,19}$", description: "Job id" }) });
+/** A 202 enqueue answer: the job in the body, and its URL in `Location` (generated clients read both). */
+const Enqueued = Type.Object(EnqueuedResponse.properties, {
+  description: "Enqueued; with a replayed Idempotency-Key, the job that request enqueued",
+  headers: {
+    location: Type.String({ description: "The job's URL relative to the service (links.self): GET it for state and history" }),
+    "idempotent-replayed": Type.Optional(Type.Literal("true", { description: "Present when an earlier request with this Idempotency-Key enqueued the job" })),
+  },
+});
 const errors = { 400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 413: ErrorResponse, 415: ErrorResponse };
 
 /** Validation errors named the way the worker and the CLI name them ("payload/taxonIds must be array"). */
 const formatErrors = (root: string) => (validationErrors: FastifySchemaValidationError[], dataVar: string) =>
-  new Error(validationErrors.map((error) => describeError(error as Parameters<typeof describeError>[0], dataVar === "body" ? root : dataVar)).join("; "));
+  new Error(validationErrors.map((error) => describeSchemaError(error as Parameters<typeof describeSchemaError>[0], dataVar === "body" ? root : dataVar)).join("; "));
 
 const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (app, { deps }) => {
   const { db, registry } = deps;
@@ -53,13 +62,14 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
       `/jobs/${task.name}`,
       {
         schema: {
+          operationId: operationId("enqueue", task.name),
           summary: `Enqueue a ${task.name} job`,
           description: task.description,
           tags: ["jobs"],
           body: task.schema,
           querystring: EnqueueQuery,
           headers: IdempotencyHeaders,
-          response: { 202: EnqueuedResponse, ...errors },
+          response: { 202: Enqueued, ...errors },
         },
         schemaErrorFormatter: formatErrors("payload"),
       },
@@ -87,10 +97,11 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
       `/jobs/${task.name}/batch`,
       {
         schema: {
+          operationId: operationId("enqueue", task.name, "batch"),
           summary: `Enqueue many ${task.name} jobs, all or nothing`,
           tags: ["jobs"],
           body: Type.Object(
-            { payloads: Type.Array(task.schema, { minItems: 1, maxItems: MAX_BATCH }) },
+            { payloads: Type.Array(task.schema, { minItems: 1, maxItems: MAX_PAYLOADS_PER_REQUEST }) },
             { additionalProperties: false },
           ),
           querystring: Type.Omit(EnqueueQuery, ["jobKey"]),
@@ -112,19 +123,13 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
   // Any other name: not a task this service runs (or not one the API may trigger).
   const unknownTask = Type.Object({ name: Type.String() });
   for (const path of ["/jobs/:name", "/jobs/:name/batch"]) {
-    app.post(path, { schema: { hide: true, params: unknownTask } }, async (request, reply) => {
+    app.post(path, { schema: { hide: true, params: unknownTask } }, async (request) => {
       const { name } = request.params as { name: string };
       const task = registry.find(name);
-      if (task?.internal) {
-        return reply.status(403).send({ statusCode: 403, error: "Forbidden", message: `task '${name}' is internal: it runs from the crontab only` });
-      }
+      if (task?.internal) throw new HttpError(403, `task '${name}' is internal: it runs from the crontab only`);
+      // Never suggest a task the API may not trigger.
       const closest = registry.suggest(name);
-      const suggestion = closest && !registry.get(closest).internal ? closest : undefined;
-      return reply.status(404).send({
-        statusCode: 404,
-        error: "Not Found",
-        message: `unknown task '${name}'${suggestion ? ` (did you mean '${suggestion}'?)` : ""}`,
-      });
+      throw new UnknownTaskError(name, closest && !registry.get(closest).internal ? closest : undefined);
     });
   }
 
@@ -132,6 +137,7 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
     "/jobs",
     {
       schema: {
+        operationId: "listJobs",
         summary: "List jobs, newest first",
         tags: ["jobs"],
         querystring: Type.Object(
@@ -167,10 +173,10 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
 
   app.get(
     "/jobs/:id",
-    { schema: { summary: "A job's state and history", tags: ["jobs"], params: JobId, response: { 200: JobDetailsSchema, ...errors } } },
-    async (request, reply) => {
+    { schema: { operationId: "getJob", summary: "A job's state and history", tags: ["jobs"], params: JobId, response: { 200: JobDetailsSchema, ...errors } } },
+    async (request) => {
       const job = await findJob(db, request.params.id);
-      if (!job) return reply.status(404).send({ statusCode: 404, error: "Not Found", message: `no job with id ${request.params.id}` });
+      if (!job) throw new JobNotFoundError(request.params.id);
       return details(job);
     },
   );
@@ -186,24 +192,18 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
       `/jobs/:id/${name}`,
       {
         schema: {
+          operationId: operationId(name, "job"),
           summary: descriptions[name as keyof typeof actions],
           tags: ["jobs"],
           params: JobId,
           response: { 200: JobDetailsSchema, ...errors },
         },
       },
-      async (request, reply) => {
-        try {
-          const job = await action(db, request.params.id, request.caller.id);
-          request.log.info({ caller: request.caller.id, jobId: job.id, action: name }, `job ${name} by operator`);
-          return details(job);
-        } catch (error) {
-          if (error instanceof JobNotFoundError) return reply.status(404).send({ statusCode: 404, error: "Not Found", message: error.message });
-          if (error instanceof IllegalTransitionError) {
-            return reply.status(409).send({ statusCode: 409, error: "Conflict", message: error.message, state: error.state });
-          }
-          throw error;
-        }
+      // JobNotFoundError (404) and IllegalTransitionError (409, with the job's state) are mapped by the app's error handler.
+      async (request) => {
+        const job = await action(db, request.params.id, request.caller.id);
+        request.log.info({ caller: request.caller.id, jobId: job.id, action: name }, `job ${name} by operator`);
+        return details(job);
       },
     );
   }
@@ -217,6 +217,12 @@ function enqueueOptions(query: { runAt?: string; priority?: number; maxAttempts?
     ...(query.jobKey ? { jobKey: query.jobKey } : {}),
     ...(query.queue ? { queueName: query.queue } : {}),
   };
+}
+
+/** camelCase from snake_case words: ("enqueue", "resolve_taxa", "batch") → enqueueResolveTaxaBatch. */
+function operationId(...words: string[]): string {
+  const parts = words.flatMap((word) => word.split("_"));
+  return parts.map((part, index) => (index === 0 ? part : part.charAt(0).toUpperCase() + part.slice(1))).join("");
 }
 
 export function jobLink(id: string): string {
@@ -248,9 +254,9 @@ function details(job: JobDetails) {
   return { ...summary(job), payload: job.payload, timeline: job.timeline.map(timelineEvent), children: job.children };
 }
 
-function timelineEvent(event: JobEventRow) {
+function timelineEvent(event: TimelineEvent) {
   return {
-    id: String(event.id),
+    id: event.id,
     event: event.event,
     attempt: event.attempt,
     source: event.source,

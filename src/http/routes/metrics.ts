@@ -1,7 +1,7 @@
 /** Prometheus text exposition of the service's metrics (src/observability/metrics.ts). */
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import Type from "typebox";
-import type { AppDependencies } from "../app.ts";
+import type { AppDependencies } from "../dependencies.ts";
 
 const metricsRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (app, { deps }) => {
   app.get(
@@ -9,6 +9,7 @@ const metricsRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = asyn
     {
       logLevel: "warn",
       schema: {
+        operationId: "getMetrics",
         summary: "Prometheus metrics: job counters and durations, queue depth and lag, cron freshness",
         tags: ["observability"],
         response: { 200: Type.String() },

@@ -1,7 +1,7 @@
 /** Queue depth and lag per task and queue (cached for a few seconds; see src/lifecycle/queue-stats.ts). */
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import Type from "typebox";
-import type { AppDependencies } from "../app.ts";
+import type { AppDependencies } from "../dependencies.ts";
 import { ErrorResponse } from "../schemas.ts";
 
 const Depth = Type.Object({
@@ -20,6 +20,7 @@ const queueRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async 
     "/queues",
     {
       schema: {
+        operationId: "getQueues",
         summary: "Jobs per task and queue by state, and the age of the oldest ready job",
         tags: ["queues"],
         response: { 200: Type.Object({ measuredAt: Type.String({ format: "date-time" }), queues: Type.Array(Depth) }), 401: ErrorResponse, 403: ErrorResponse },

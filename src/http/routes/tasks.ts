@@ -1,8 +1,8 @@
 /** The registry as the API shows it: each task's payload schema, defaults and schedules. */
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import Type from "typebox";
-import { describeSchedules } from "../../schedules.ts";
-import type { AppDependencies } from "../app.ts";
+import { describeSchedules } from "../../cron/schedules.ts";
+import type { AppDependencies } from "../dependencies.ts";
 import { ErrorResponse } from "../schemas.ts";
 
 const Task = Type.Object({
@@ -38,6 +38,7 @@ const taskRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (
     "/tasks",
     {
       schema: {
+        operationId: "listTasks",
         summary: "The tasks this service runs, with their payload schemas, defaults and schedules",
         tags: ["tasks"],
         response: { 200: Type.Object({ tasks: Type.Array(Task) }), 401: ErrorResponse, 403: ErrorResponse },

@@ -4,7 +4,6 @@
  * their stacks, the timeline) and the operator actions its state allows.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import type { JobEventRow } from "../../../db/tables/job-events.ts";
 import {
   cancelJob,
   discardJob,
@@ -17,6 +16,7 @@ import {
   type JobDetails,
   type JobFilter,
   type JobState,
+  type TimelineEvent,
 } from "../../../lifecycle/jobs.ts";
 import { operatorOf, sendFragments, sendPage, type DashboardContext } from "../context.ts";
 import { html, type Html } from "../html.ts";
@@ -210,7 +210,7 @@ export function confirmForm(action: string, operator: Operator, opener: string, 
   </details>`;
 }
 
-function timeline(events: JobEventRow[], now: Date): Html {
+function timeline(events: TimelineEvent[], now: Date): Html {
   return table(
     "History of the job, oldest first",
     ["When", "Event", "Attempt", "By", "Duration", "Error"],
@@ -230,7 +230,7 @@ function timeline(events: JobEventRow[], now: Date): Html {
   );
 }
 
-function who(event: JobEventRow): Html | string {
+function who(event: TimelineEvent): Html | string {
   if (event.actor) return html`<strong>${event.actor}</strong>${event.source ? html` <span class="muted">via ${event.source}</span>` : ""}`;
   if (event.source) return html`<span class="muted">source</span> ${event.source}`;
   if (event.worker_id) return html`<span class="muted">worker</span> <code>${event.worker_id}</code>`;

@@ -1,7 +1,7 @@
 /**
  * A fake GBIF: a real HTTP server on 127.0.0.1 that answers `GET /v2/species/match` in the
  * matching-ws v2 shape (see ../shared/UPSTREAM_APIS.md §2) and `GET /v1/species/{key}` in the
- * NameUsage shape (§3). Names it knows come from recorded bodies in test/fixtures/upstream: the
+ * NameUsage shape (§3). Names it knows come from recorded bodies in src/demo/recordings: the
  * v2 recordings verbatim, the others converted from the verbatim v1 recordings field by field;
  * usages are the recorded `/v1/species` bodies, unknown keys get GBIF's recorded 404 body.
  * Tests script faults per name or per usage key (503, 429, slow answers).
@@ -11,7 +11,7 @@ import http from "node:http";
 import { closeServer, listenOnLoopback } from "./loopback.ts";
 import path from "node:path";
 
-const FIXTURES = path.join(import.meta.dirname, "../fixtures/upstream");
+const FIXTURES = path.join(import.meta.dirname, "recordings");
 
 export function readFixture(file: string): Record<string, unknown> {
   return JSON.parse(readFileSync(path.join(FIXTURES, file), "utf8")) as Record<string, unknown>;

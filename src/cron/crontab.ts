@@ -5,7 +5,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { parseCrontab, type ParsedCronItem } from "graphile-worker";
-import type { TaskRegistry } from "./registry.ts";
+import type { TaskRegistry } from "../registry.ts";
 
 export class CrontabError extends Error {
   override name = "CrontabError";
@@ -46,6 +46,43 @@ function takeStaleness(line: string): { line: string; stale: string | null } {
   return { line: words.join(""), stale: found.slice("stale=".length) };
 }
 
+const LINE_FORMAT = "expected: minute hour day month weekday task ?id=...&options {JSON5 payload}";
+
+/**
+ * graphile-worker's parse errors, made to say where and what: its "Invalid command specification"
+ * covers every malformed task, options and payload part, and its JSON5 positions count from the
+ * payload's first character rather than the line's.
+ */
+function explainParseError(message: string, line: string): string {
+  const words = line.split(/\s+/);
+  const timeFields = words.findIndex((word) => !/^[\d*,/-]+$/.test(word));
+  if (timeFields >= 0 && timeFields < 5) return `${timeFields} time fields before '${words[timeFields]}', five are needed; ${LINE_FORMAT}`;
+  if (words.length < 6) return `no task after the five time fields; ${LINE_FORMAT}`;
+  const command = line.slice(line.indexOf(words[5]!, words.slice(0, 5).join(" ").length));
+  const payloadAt = command.search(/\s[^?\s]/);
+  const payload = payloadAt < 0 ? "" : command.slice(payloadAt).trim();
+  const payloadColumn = line.length - command.length + (payloadAt < 0 ? 0 : command.indexOf(payload, payloadAt)) + 1;
+
+  const json5 = /^Failed to parse JSON5 payload.*?: JSON5: (.*?) at (\d+):(\d+)$/.exec(message);
+  if (json5) {
+    const [, what, row, column] = json5;
+    const at = row === "1" ? payloadColumn + Number(column) - 1 : null;
+    return `the payload is not valid JSON5: ${what}${at ? ` at column ${at}` : ""} (the payload starts at column ${payloadColumn})`;
+  }
+  if (/^Invalid command specification/.test(message)) {
+    if (!/^[a-zA-Z_][a-zA-Z0-9_:-]*$/.test(words[5]!)) return `'${words[5]}' is not a task name; ${LINE_FORMAT}`;
+    if (payload !== "" && !payload.startsWith("{")) return `the payload at column ${payloadColumn} must be a JSON5 object in braces, such as {taxonIds: [1]}, got '${payload}'`;
+    if (payload !== "" && !payload.endsWith("}")) {
+      const close = payload.lastIndexOf("}");
+      return close < 0
+        ? `the payload at column ${payloadColumn} has no closing '}'`
+        : `unexpected text after the payload's closing '}' at column ${payloadColumn + close}: '${payload.slice(close + 1).trim()}'`;
+    }
+    return `the task, options or payload are malformed; ${LINE_FORMAT}`;
+  }
+  return message.replace(/ (on|in) line \d+ of crontab|line '\d+' of crontab/, "").trim();
+}
+
 export async function loadCrontab(file: string, registry: TaskRegistry): Promise<CrontabEntry[]> {
   let text: string;
   try {
@@ -64,8 +101,9 @@ export function checkCrontab(text: string, registry: TaskRegistry, source = "cro
     const line = index + 1;
     const trimmed = raw.trim();
     if (trimmed === "" || trimmed.startsWith("#")) continue;
+    // One line, like a configuration error: where, what, and the line itself.
     const fail = (message: string): never => {
-      throw new CrontabError(`${source} line ${line}: ${message}\n  ${trimmed}`);
+      throw new CrontabError(`${source} line ${line}: ${message} (in: ${trimmed})`);
     };
     const { line: forGraphile, stale } = takeStaleness(raw);
     const maxStalenessMs = stale === null ? null : parseDuration(stale);
@@ -75,7 +113,7 @@ export function checkCrontab(text: string, registry: TaskRegistry, source = "cro
       // Parsed one line at a time so that errors carry this file's line numbers.
       [item] = parseCrontab(`${"\n".repeat(index)}${forGraphile}`) as [ParsedCronItem];
     } catch (error) {
-      return fail((error as Error).message.replace(/ (on|in) line \d+ of crontab|line '\d+' of crontab/, "").trim());
+      return fail(explainParseError((error as Error).message, forGraphile.trim()));
     }
     const task = registry.find(item.task);
     if (!task) {

@@ -1,9 +1,9 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { checkCrontab, CrontabError, loadCrontab } from "../src/crontab.ts";
-import { loadRegistry, type TaskRegistry } from "../src/registry.ts";
-import { PROJECT_ROOT } from "./helpers/service-process.ts";
+import { checkCrontab, CrontabError, loadCrontab } from "../../src/cron/crontab.ts";
+import { loadRegistry, type TaskRegistry } from "../../src/registry.ts";
+import { PROJECT_ROOT } from "../helpers/service-process.ts";
 
 let registry: TaskRegistry;
 beforeAll(async () => {
@@ -37,12 +37,29 @@ describe("checkCrontab stops start-up on a bad line, naming it", () => {
   });
 
   it("an unknown task with nothing close", () => {
-    expect(check("* * * * * send_newsletter ?id=x")).toThrow(/crontab line 1: unknown task 'send_newsletter'$/m);
+    expect(check("* * * * * send_newsletter ?id=x")).toThrow("crontab line 1: unknown task 'send_newsletter' (in: * * * * * send_newsletter ?id=x)");
   });
 
-  it("a payload that is not JSON5", () => {
+  it("a payload that is not JSON5, saying where and what", () => {
     expect(check("0 4 * * * resolve_taxa ?id=x {kingdom: Plantae}")).toThrow(CrontabError);
-    expect(check("0 4 * * * resolve_taxa ?id=x {kingdom: Plantae}")).toThrow(/crontab line 1: Failed to parse JSON5 payload/);
+    expect(check("0 4 * * * resolve_taxa ?id=x {kingdom: Plantae}")).toThrow(
+      "crontab line 1: the payload is not valid JSON5: invalid character 'P' at column 40 (the payload starts at column 30) (in: 0 4 * * * resolve_taxa ?id=x {kingdom: Plantae})",
+    );
+    expect(check("0 4 * * * resolve_taxa ?id=x {taxonIds: [1,}")).toThrow(/line 1: the payload is not valid JSON5: invalid character '\}' at column 44 /);
+    expect(check('0 4 * * * resolve_taxa ?id=x {"taxonIds": [1]')).toThrow(/line 1: the payload at column 30 has no closing '\}'/);
+    expect(check("0 4 * * * resolve_taxa ?id=x [1]")).toThrow(/line 1: the payload at column 30 must be a JSON5 object in braces, such as \{taxonIds: \[1\]\}, got '\[1\]'/);
+    expect(check("0 4 * * * resolve_taxa ?id=x {taxonIds: [1]} extra")).toThrow(/line 1: unexpected text after the payload's closing '\}' at column 44: 'extra'/);
+  });
+
+  it("a malformed line, saying what the format is", () => {
+    expect(check("0 4 * * resolve_taxa ?id=x")).toThrow(/line 1: 4 time fields before 'resolve_taxa', five are needed; expected: minute hour day month weekday task/);
+    expect(check("0 4 * * * resolve.taxa ?id=x")).toThrow(/line 1: 'resolve.taxa' is not a task name/);
+  });
+
+  it("every message is one line", () => {
+    for (const text of ["0 4 * * * resolve_taxa ?id=x {kingdom: Plantae}", "* * * * * send_newsletter ?id=x", "61 3 * * * resolve_taxa ?id=a", "0 4 * * resolve_taxa ?id=x"]) {
+      expect(check(text)).toThrow(/^[^\n]+$/);
+    }
   });
 
   it("a payload that fails the task's schema", () => {

@@ -2,16 +2,25 @@
  * Keeps one graphile-worker runner running. graphile-worker recovers from some database trouble by
  * itself (job fetches retry every poll, LISTEN reconnects with backoff, cron restarts and back-fills),
  * but a pool ends for good when recording a job's completion or failure fails: in 0.18 its batch
- * retry loop gives up after the first error (`break` in `batch()`), so one refused connection during
- * a database restart ends the pool, leaving that job locked. A pool this service stopped because it
- * was declared dead ends too. The supervisor then settles the ended pool (its jobs go back to the
- * queue, retried in the background while the database is away) and starts a new runner, with a new
- * pool id, after an exponential backoff.
+ * retry loop gives up after the first error (`break` in `batch()`, graphile/worker#636), so one
+ * refused connection during a database restart ends the pool, leaving that job locked. A pool this
+ * service stopped because it was declared dead ends too. The supervisor then settles the ended pool
+ * (its jobs go back to the queue, retried in the background while the database is away) and starts a
+ * new runner, with a new pool id, after an exponential backoff.
+ *
+ * Any end of `runner.promise` that was not asked for counts as a failure, resolved or rejected:
+ * since 0.17 it resolves when the pool exits with an error (graphile/worker#635), so a rejection
+ * alone would miss the case above.
  *
  * A pool that shuts itself down may also never finish: after such a failure its batcher's pending
- * count can go wrong (the backpressure promise is never cleared), and the graceful shutdown then
- * waits forever for the batcher, with LISTEN already closed. So a pool that starts shutting down
- * without being asked is shut down forcefully after `abandonAfterMs`, which always ends it.
+ * count can go wrong (the backpressure `holdup()` raises is never cleared, also graphile/worker#636),
+ * and the graceful shutdown then waits forever for the batcher, with LISTEN already closed. So a pool
+ * that starts shutting down without being asked is shut down forcefully after `abandonAfterMs`, which
+ * always ends it.
+ *
+ * Both issues were open upstream when this was written. The restarts stay useful after a fix (a
+ * pool declared dead still ends); the forceful shutdown after `abandonAfterMs` may go once a release
+ * fixes #636.
  */
 import type { Runner, WorkerEvents, WorkerPool } from "graphile-worker";
 import type { Logger } from "../observability/logger.ts";

@@ -10,20 +10,37 @@
  */
 import pLimit from "p-limit";
 import Type from "typebox";
-import type { Logger } from "./observability/logger.ts";
-import { UpstreamError } from "./upstream/http.ts";
+import type { Logger } from "../observability/logger.ts";
+import { UpstreamError } from "../upstream/http.ts";
 
-/** The most rows one batch job takes. */
-export const MAX_BATCH = 1000;
+/** The most taxa rows one batch job takes. */
+export const MAX_ROWS_PER_BATCH = 1000;
 
 /** A sweep task's `taxonIds` payload field: exactly these rows, at most one batch of them. */
 export function taxonIdsField(description: string) {
-  return Type.Optional(Type.Array(Type.Integer({ minimum: 1 }), { minItems: 1, maxItems: MAX_BATCH, description }));
+  return Type.Optional(Type.Array(Type.Integer({ minimum: 1 }), { minItems: 1, maxItems: MAX_ROWS_PER_BATCH, description }));
+}
+
+/** A sweep task's `force` payload field: also the rows that are not due. */
+export function forceField(description: string) {
+  return Type.Optional(Type.Boolean({ default: false, description }));
+}
+
+/** An enrichment task's `staleAfterDays` payload field: a row recorded longer ago than this is due again. */
+export function staleAfterDaysField(defaultDays: number, description: string) {
+  return Type.Optional(Type.Integer({ minimum: 1, maximum: 3650, default: defaultDays, description }));
+}
+
+const DAY_MS = 86_400_000;
+
+/** Rows recorded before this are due again; null when `force` makes every row due. */
+export function staleCutoff(now: Date, staleAfterDays: number, force: boolean | undefined): Date | null {
+  return force ? null : new Date(now.getTime() - staleAfterDays * DAY_MS);
 }
 
 /** A sweep task's `limit` payload field: rows per batch job. */
 export function batchSizeField(defaultSize: number) {
-  return Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_BATCH, default: defaultSize, description: "Rows per batch job." }));
+  return Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_ROWS_PER_BATCH, default: defaultSize, description: "Rows per batch job." }));
 }
 
 export interface SweepOptions {
@@ -38,13 +55,21 @@ export interface SweepOptions {
 }
 
 export async function sweepInBatches(options: SweepOptions): Promise<void> {
-  const { limit, findIds, signal, logger } = options;
+  const { limit, findIds, logger } = options;
   const firstPage = await findIds({ afterId: 0, limit: limit + 1 });
   if (firstPage.length <= limit) {
     if (firstPage.length > 0) await options.runBatch(firstPage);
     else logger.info("no rows are due");
     return;
   }
+  const { batches, rows } = await fanOut(options);
+  logger.info({ batches, rows, batchSize: limit }, "fanned out into batch jobs");
+}
+
+export type FanOutOptions = Pick<SweepOptions, "limit" | "findIds" | "enqueueBatch" | "signal">;
+
+/** Enqueues one batch job per page of `limit` candidate ids, in id order; says how many jobs and rows. */
+export async function fanOut({ limit, findIds, enqueueBatch, signal }: FanOutOptions): Promise<{ batches: number; rows: number }> {
   let afterId = 0;
   let batches = 0;
   let rows = 0;
@@ -52,12 +77,12 @@ export async function sweepInBatches(options: SweepOptions): Promise<void> {
     signal.throwIfAborted();
     const ids = await findIds({ afterId, limit });
     if (ids.length === 0) break;
-    await options.enqueueBatch(ids);
+    await enqueueBatch(ids);
     batches += 1;
     rows += ids.length;
     afterId = ids.at(-1)!;
   }
-  logger.info({ batches, rows, batchSize: limit }, "fanned out into batch jobs");
+  return { batches, rows };
 }
 
 /** The standard job key of a batch: re-enqueueing the same rows replaces the pending job. */

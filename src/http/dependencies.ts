@@ -1,0 +1,37 @@
+/**
+ * What the HTTP app and its routes and pages get from the running service. A leaf module, so the
+ * route files import it rather than the app that registers them.
+ */
+import type pg from "pg";
+import type { Config } from "../config.ts";
+import type { CronFreshness } from "../cron/freshness.ts";
+import type { CrontabEntry } from "../cron/crontab.ts";
+import type { DashboardSources } from "../dashboard/sources.ts";
+import type { Db } from "../db/database.ts";
+import type { QueueStats } from "../lifecycle/queue-stats.ts";
+import type { Logger } from "../observability/logger.ts";
+import type { ServiceMetrics } from "../observability/metrics.ts";
+import type { TaskRegistry } from "../registry.ts";
+
+/** What the routes need from the running service. */
+export interface AppDependencies {
+  config: Pick<Config, "auth" | "http"> & Partial<Pick<Config, "dashboard">>;
+  logger: Logger;
+  pool: pg.Pool;
+  db: Db;
+  registry: TaskRegistry;
+  crontab: readonly CrontabEntry[];
+  queueStats: QueueStats;
+  cronFreshness: CronFreshness;
+  metrics: ServiceMetrics;
+  worker: { isRunning(): boolean };
+  /** Live worker pools and overdue cron entries for the dashboard; shown as not available when absent. */
+  dashboardSources?: DashboardSources;
+  /** Shutdown state and worker health beyond the database (src/reliability/readiness.ts); reported when given. */
+  reliability?: ReliabilityProbe;
+}
+
+export interface ReliabilityProbe {
+  shuttingDown(): boolean;
+  checks(): Record<"listen" | "cron" | "heartbeat", { ok: boolean; detail?: string }>;
+}

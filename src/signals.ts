@@ -1,0 +1,55 @@
+/**
+ * How an entry point (the service, the demo) ends: SIGTERM or SIGINT shuts the service down
+ * gracefully within the shutdown deadlines (see src/reliability/shutdown.ts); a second signal
+ * exits at once.
+ */
+import type { Config } from "./config.ts";
+import type { Logger } from "./observability/logger.ts";
+import { shutdownTelemetry } from "./observability/telemetry.ts";
+import { EXIT_GRACE_MS } from "./reliability/shutdown.ts";
+import type { Service } from "./service.ts";
+
+/**
+ * Installed before the service starts, so that a signal during start-up (Ctrl-C while the embedded
+ * PostgreSQL initialises) still ends in a clean stop once the start has finished. `afterStop` runs
+ * once the service has stopped, before the process exits (the demo stops its fakes).
+ */
+export function stopOnSignals(starting: Promise<Service>, config: Config, logger: Logger, afterStop: () => Promise<void> = async () => {}): void {
+  let signalled = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (signalled) {
+      logger.warn({ signal }, "second signal: exiting without waiting for running jobs");
+      process.exit(1);
+    }
+    signalled = true;
+    logger.info({ signal }, "shutting down: no new jobs, waiting for running jobs");
+    starting.then(
+      (service) => {
+        // Cloud Run kills the instance ~10 s after SIGTERM; exit first, whatever is still pending.
+        // Counted from the end of start-up: a start still under way (initdb) is let finish.
+        setTimeout(() => {
+          logger.error("shutdown took longer than its deadline: exiting now");
+          process.exit(1);
+        }, config.reliability.shutdownTimeoutMs + EXIT_GRACE_MS).unref();
+        return service
+          .stop()
+          .then(() => afterStop())
+          .then(() => shutdownTelemetry())
+          .then(
+            () => {
+              logger.info("shut down cleanly");
+              // Flushed first: exiting with a write in flight can print the last lines out of order.
+              logger.flush(() => process.exit(0));
+            },
+            (error: unknown) => {
+              logger.error({ err: error }, "shutdown failed");
+              process.exit(1);
+            },
+          );
+      },
+      () => {}, // the start failed: the entry point says why and exits
+    );
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+}

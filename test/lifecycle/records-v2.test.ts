@@ -1,0 +1,193 @@
+/**
+ * Job records v2 (migration 0008): the record of a job is kept by triggers inside graphile-worker's
+ * own statements. Each test reproduces a way v1's buffered history showed wrong state or lost
+ * records, and shows it holds now; the last ones pin what the triggers rely on in graphile-worker's
+ * private table, so an upgrade that changes it fails here first.
+ */
+import { sql } from "kysely";
+import { describe, expect } from "vitest";
+import { enqueueJob, enqueueJobs } from "../../src/enqueue.ts";
+import { cancelJob, findJob, findJobByKey, listJobs } from "../../src/lifecycle/jobs.ts";
+import { makeCronFreshness } from "../../src/cron/freshness.ts";
+import { checkCrontab } from "../../src/cron/crontab.ts";
+import { listJobs as listLiveJobs, performTask, resetData, runDueJobs, test, waitFor, type TestEnv } from "../helpers/env.ts";
+import { capture, planOf } from "../helpers/plans.ts";
+import { makeScript, registryWithTestTasks } from "../helpers/test-tasks.ts";
+
+test.beforeEach(async ({ env }) => {
+  await resetData(env);
+});
+
+async function recordOf(env: TestEnv, id: string) {
+  return env.db.selectFrom("observing_jobs.job_records").selectAll().where("id", "=", id).executeTakeFirst();
+}
+
+describe("records kept by graphile-worker's own statements", () => {
+  test("a succeeded job costs the service one insert and one HOT update, and no event rows", async ({ env }) => {
+    const jobs = await enqueueJobs(env.db, env.registry, "resolve_taxa", Array.from({ length: 50 }, () => ({})));
+    const before = await tableStats(env);
+    await runDueJobs(env);
+    const after = await waitFor(async () => {
+      const stats = await tableStats(env);
+      return stats.updates - before.updates >= 50 && stats;
+    }, { message: "the statistics collector to report the records' updates" });
+    for (const job of jobs) expect(await recordOf(env, job.id)).toMatchObject({ phase: "succeeded", attempts: 1 });
+    expect(await env.db.selectFrom("observing_jobs.job_events").select("id").execute()).toEqual([]);
+    expect(after.updates - before.updates).toBe(50);
+    // HOT: no index covers what the end of an attempt changes, and the fillfactor leaves each page room for it.
+    expect(after.hotUpdates - before.hotUpdates).toBe(50);
+  });
+
+  test("a job added by plain SQL with NUL in its payload is recorded, and blocks no other job's record", async ({ env }) => {
+    const { rows } = await sql<{ id: string }>`
+      select id from graphile_worker.add_job('resolve_taxa', '{"kingdom": "Plan\\u0000tae", "note": "a\\u0000b"}'::json)`.execute(env.db);
+    const poisoned = String(rows[0]!.id);
+    const other = await enqueueJob(env.db, env.registry, "resolve_taxa", {});
+    // The payload fails resolve_taxa's schema: the job fails its attempts, each recorded.
+    await runDueJobs(env);
+    expect(await recordOf(env, other.id)).toMatchObject({ phase: "succeeded" });
+    const record = await recordOf(env, poisoned);
+    expect(record).toMatchObject({ source: "sql", phase: "waiting", attempts: 1 });
+    expect(record!.payload).toEqual({ kingdom: "Plantae", note: "ab" });
+  });
+
+  test("a keyed job replaced while it runs ends dead when that attempt fails, with its hook run once", async ({ env }) => {
+    const script = { ...makeScript(), failures: 1, workMs: 400 };
+    const registry = registryWithTestTasks(env, { flaky: script });
+    const job = await enqueueJob(env.db, registry, "flaky_task", {}, { jobKey: "replace-me" });
+    const running = runDueJobs(env, registry);
+    await waitFor(async () => (await listLiveJobs(env.db, "flaky_task")).some((row) => row.locked_by !== null), { message: "the job to start" });
+    // The same key enqueued again while the attempt runs: graphile-worker gives the running job up.
+    const replacement = await enqueueJob(env.db, registry, "flaky_task", {}, { jobKey: "replace-me" });
+    await running;
+    expect(replacement.id).not.toBe(job.id);
+    const details = (await findJob(env.db, job.id))!;
+    expect(details.state).toBe("dead");
+    expect(details.timeline.map((event) => event.event)).toContain("exhausted");
+    expect(script.hookCalls).toEqual([{ jobId: job.id, error: expect.stringContaining("scripted failure") }]);
+    expect((await recordOf(env, job.id))!.phase).toBe("dead");
+    expect((await findJob(env.db, replacement.id))!.state).toBe("succeeded");
+  });
+
+  test("remove_job, complete_jobs and permanently_fail_jobs by another service show in the records at once", async ({ env }) => {
+    const removed = await enqueueJob(env.db, env.registry, "resolve_taxa", {}, { jobKey: "external-remove" });
+    const completed = await enqueueJob(env.db, env.registry, "resolve_taxa", {});
+    const failed = await enqueueJob(env.db, env.registry, "resolve_taxa", {});
+    await sql`select graphile_worker.remove_job('external-remove')`.execute(env.db);
+    await sql`select graphile_worker.complete_jobs(array[${completed.id}::bigint])`.execute(env.db);
+    await sql`select graphile_worker.permanently_fail_jobs(array[${failed.id}::bigint], 'given up by the app')`.execute(env.db);
+    expect((await findJob(env.db, removed.id))!.state).toBe("cancelled");
+    expect((await findJob(env.db, completed.id))!.state).toBe("cancelled");
+    const dead = (await findJob(env.db, failed.id))!;
+    expect(dead).toMatchObject({ state: "dead", lastError: "given up by the app" });
+    expect((await recordOf(env, failed.id))!.phase).toBe("dead");
+    const cancelled = (await listJobs(env.db, { state: "cancelled", limit: 10 })).jobs.map((row) => row.id);
+    expect(cancelled.sort()).toEqual([removed.id, completed.id].sort());
+  });
+
+  test("cancelling a fan-out of 12,000 pending children works in chunks, ids as arrays", async ({ env }) => {
+    const parent = await enqueueJob(env.db, env.registry, "resolve_taxa", {}, { runAt: new Date(Date.now() + 3_600_000) });
+    const payloads = Array.from({ length: 12_000 }, (_, index) => ({ taxonIds: [index + 1] }));
+    await enqueueJobs(env.db, env.registry, "resolve_taxa", payloads, { runAt: new Date(Date.now() + 3_600_000), jobKey: null }, { source: "task", parentId: parent.id });
+    const result = await cancelJob(env.db, parent.id, "operator@example.org");
+    expect(result.state).toBe("cancelled");
+    expect(result.children).toMatchObject({ total: 12_000, cancelled: 12_000, waiting: 0 });
+    expect(await listLiveJobs(env.db)).toEqual([]);
+    const { rows } = await sql<{ count: number }>`select count(*)::int as count from observing_jobs.job_events where event = 'cancelled'`.execute(env.db);
+    expect(rows[0]!.count).toBe(12_001);
+  });
+
+  test("cron freshness keeps an entry's last success after retention pruned its records", async ({ env }) => {
+    const crontab = checkCrontab("0 4 1 * * resolve_taxa ?id=monthly_probe&stale=32d", env.registry);
+    await sql`select graphile_worker.add_job('resolve_taxa', json_build_object('_cron', json_build_object('ts', now())))`.execute(env.db);
+    await runDueJobs(env);
+    // Forty days pass: retention forgets the job.
+    await sql`update observing_jobs.job_records set created_at = now() - interval '40 days', finished_at = now() - interval '40 days'`.execute(env.db);
+    await sql`update observing_jobs.cron_runs set last_success_at = now() - interval '40 days', last_run_at = now() - interval '40 days'`.execute(env.db);
+    await performTask(env, "prune_job_history", {});
+    expect(await env.db.selectFrom("observing_jobs.job_records").select("id").execute()).toEqual([]);
+    const [status] = await makeCronFreshness(env.db, crontab, { startedAt: new Date(), maxAgeMs: 0 }).read();
+    expect(status!.lastSuccessAt!.getTime()).toBeLessThan(Date.now() - 39 * 86_400_000);
+    expect(status!.overdue).toBe(true);
+  });
+});
+
+describe("listings on a big history", () => {
+  test("every list and filter of the API and the dashboard is planned on indexes, never a scan of the records", async ({ env }) => {
+    await sql`
+      insert into observing_jobs.job_records (id, task, queue, source, payload, phase, max_attempts, run_at, created_at, finished_at, job_key)
+      select n, case when n % 7 = 0 then 'refresh_thumbnails' else 'resolve_taxa' end, case when n % 11 = 0 then 'gbif' end, 'app', '{}',
+        case when n % 101 = 0 then 'cancelled' when n % 13 = 0 then 'dead' else 'succeeded' end, 8,
+        now() - (n || ' seconds')::interval, now() - (n || ' seconds')::interval, now() - (n || ' seconds')::interval, 'k' || n
+      from generate_series(1, 200000) n`.execute(env.db);
+    await sql`insert into observing_jobs.job_events (job_id, task, event, attempt) select id, task, 'cancelled', 0 from observing_jobs.job_records where phase = 'cancelled'`.execute(env.db);
+    await sql`analyze observing_jobs.job_records`.execute(env.db);
+    await sql`analyze observing_jobs.job_events`.execute(env.db);
+    const filters = [
+      { limit: 50 },
+      { limit: 50, task: "refresh_thumbnails" },
+      { limit: 50, queue: "gbif" },
+      { limit: 50, state: "succeeded" as const },
+      { limit: 50, state: "cancelled" as const },
+      { limit: 50, state: "dead" as const },
+      { limit: 50, state: "queued" as const, task: "resolve_taxa" },
+      { limit: 50, from: new Date(Date.now() - 3_600_000) },
+      { limit: 50, to: new Date(Date.now() - 100_000_000) },
+      { limit: 50, before: "150000", task: "resolve_taxa" },
+    ];
+    // The plans PostgreSQL picks on these 200,000 records (statistics analysed), with no nudging:
+    // none reads the records or the events sequentially.
+    for (const filter of filters) {
+      const queries = await capture(env, (db) => listJobs(db, filter));
+      for (const query of queries) {
+        const plan = await planOf(env, query, { discourageSeqScans: false });
+        expect(plan, `${JSON.stringify(filter)}: ${query.sql}`).not.toMatch(/Seq Scan on (job_records|job_events)/);
+      }
+    }
+    for (const query of await capture(env, (db) => findJobByKey(db, "k77"))) {
+      expect(await planOf(env, query, { discourageSeqScans: false })).not.toMatch(/Seq Scan on (job_records|job_events)/);
+    }
+  });
+});
+
+describe("what the triggers rely on in graphile-worker's private table", () => {
+  test("the columns, the functions' statements and the triggers are what migration 0008 expects", async ({ env }) => {
+    const { rows: columns } = await sql<{ column_name: string; data_type: string }>`
+      select column_name, data_type from information_schema.columns
+      where table_schema = 'graphile_worker' and table_name = '_private_jobs'`.execute(env.db);
+    const types = Object.fromEntries(columns.map((column) => [column.column_name, column.data_type]));
+    expect(types).toMatchObject({
+      id: "bigint",
+      task_id: "integer",
+      job_queue_id: "integer",
+      payload: "json",
+      priority: "smallint",
+      run_at: "timestamp with time zone",
+      attempts: "smallint",
+      max_attempts: "smallint",
+      last_error: "text",
+      created_at: "timestamp with time zone",
+      key: "text",
+      locked_at: "timestamp with time zone",
+      locked_by: "text",
+    });
+    const { rows: triggers } = await sql<{ tgname: string }>`
+      select tgname from pg_trigger where tgrelid = 'graphile_worker._private_jobs'::regclass and not tgisinternal order by tgname`.execute(env.db);
+    expect(triggers.map((row) => row.tgname)).toEqual(["observing_jobs_attempt_failed", "observing_jobs_dead_changed", "observing_jobs_deleted"]);
+    // complete_jobs, remove_job and permanently_fail_jobs leave locked jobs alone (a locked delete is a completion).
+    for (const name of ["complete_jobs", "permanently_fail_jobs", "remove_job"]) {
+      const { rows } = await sql<{ src: string }>`
+        select prosrc as src from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+        where n.nspname = 'graphile_worker' and p.proname = ${name}`.execute(env.db);
+      expect(rows[0]!.src.replace(/\s+/g, " "), name).toMatch(/locked_at is null or locked_at < now\(\) - interval '4 hours'/i);
+    }
+  });
+});
+
+/** job_records' update counters; the statistics collector reports them with a delay of up to a second. */
+async function tableStats(env: TestEnv): Promise<{ updates: number; hotUpdates: number }> {
+  const { rows } = await sql<{ updates: string; hot: string }>`
+    select n_tup_upd::text as updates, n_tup_hot_upd::text as hot from pg_stat_user_tables
+    where schemaname = 'observing_jobs' and relname = 'job_records'`.execute(env.db);
+  return { updates: Number(rows[0]?.updates ?? 0), hotUpdates: Number(rows[0]?.hot ?? 0) };
+}
