@@ -7,12 +7,15 @@
  * - Cold start: spawn to the first 200 from /readyz (raw: spawn to `run()` having resolved); the
  *   service once without tracing and once with an OTLP exporter configured (a local collector that
  *   accepts and drops every export).
+ *   Also the CPU time (user + system, all threads) the process had used when it was ready: on a
+ *   shared machine the wall-clock figure moves with the other work, the CPU figure far less.
  * - Idle RSS: each process's resident memory after it has been idle for a while once ready.
  * - Production install: `npm ci --omit=dev --omit=optional` of package.json and package-lock.json in
  *   a temporary folder (what the image installs), against `npm install graphile-worker` alone.
  */
 import { execFile, spawn } from "node:child_process";
 import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
@@ -34,6 +37,8 @@ type Variant = "raw" | "service" | "traced";
 
 interface Started {
   readyMs: number;
+  /** CPU time used by then. */
+  cpuMs: number;
   rssMb: number;
 }
 
@@ -45,6 +50,7 @@ export async function footprint(context: BenchContext): Promise<Measure[]> {
   const rawDatabase = await server.clone("footprint_raw");
   const serviceDatabase = await server.clone("footprint_service");
   const ready: Record<Variant, number[]> = { raw: [], service: [], traced: [] };
+  const cpu: Record<Variant, number[]> = { raw: [], service: [], traced: [] };
   const rss: Record<Variant, number[]> = { raw: [], service: [], traced: [] };
   try {
     for (let round = 0; round < plan.coldStartRounds; round++) {
@@ -53,8 +59,9 @@ export async function footprint(context: BenchContext): Promise<Measure[]> {
       for (const variant of [...order.slice(round % 3), ...order.slice(0, round % 3)]) {
         const started = variant === "raw" ? await startRaw(context, rawDatabase) : await startEntryPoint(context, serviceDatabase.url, variant === "traced" ? collector.url : null);
         ready[variant].push(started.readyMs);
+        cpu[variant].push(started.cpuMs);
         rss[variant].push(started.rssMb);
-        context.log(`footprint round ${round + 1} ${variant}: ready in ${Math.round(started.readyMs)} ms, idle RSS ${Math.round(started.rssMb)} MB`);
+        context.log(`footprint round ${round + 1} ${variant}: ready in ${Math.round(started.readyMs)} ms (${Math.round(started.cpuMs)} ms CPU), idle RSS ${Math.round(started.rssMb)} MB`);
       }
     }
   } finally {
@@ -76,6 +83,8 @@ export async function footprint(context: BenchContext): Promise<Measure[]> {
       service: ready.traced,
       target: { kind: "at-most", value: 1500 },
     },
+    { id: "footprint.coldStartCpu", scenario: SCENARIO, label: "CPU time used when ready, compiled entry point", unit: "ms", raw: cpu.raw, service: cpu.service, target: null },
+    { id: "footprint.coldStartCpuTraced", scenario: SCENARIO, label: "CPU time used when ready, OTLP exporter configured (raw: untraced)", unit: "ms", raw: cpu.raw, service: cpu.traced, target: null },
     { id: "footprint.rssIdleEntryPoint", scenario: SCENARIO, label: `RSS idle, ${idleSeconds} s after ready`, unit: "MB", raw: rss.raw, service: rss.service, target: { kind: "at-most", value: 120 } },
     { id: "footprint.rssIdleTraced", scenario: SCENARIO, label: `RSS idle, ${idleSeconds} s after ready, OTLP exporter configured`, unit: "MB", raw: rss.raw, service: rss.traced, target: null },
     {
@@ -95,9 +104,10 @@ async function startRaw(context: BenchContext, database: { name: string; url: st
   const subject = await SubjectProcess.start(subjectOptions(context.plan, "raw", database));
   const readyMs = performance.now() - began;
   try {
+    const cpuMs = await cpuMilliseconds(subject.child.pid!);
     await new Promise((resolve) => setTimeout(resolve, context.plan.footprintIdleMs));
     const { rss } = await subject.request<Stats>({ cmd: "stats" });
-    return { readyMs, rssMb: rss / 2 ** 20 };
+    return { readyMs, cpuMs, rssMb: rss / 2 ** 20 };
   } finally {
     await subject.stop();
   }
@@ -135,8 +145,9 @@ async function startEntryPoint(context: BenchContext, databaseUrl: string, otlpE
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
     const readyMs = performance.now() - began;
+    const cpuMs = await cpuMilliseconds(child.pid!);
     await new Promise((resolve) => setTimeout(resolve, context.plan.footprintIdleMs));
-    return { readyMs, rssMb: await residentMegabytes(child.pid!) };
+    return { readyMs, cpuMs, rssMb: await residentMegabytes(child.pid!) };
   } finally {
     child.kill("SIGTERM");
     await exited;
@@ -147,6 +158,20 @@ async function startEntryPoint(context: BenchContext, databaseUrl: string, otlpE
 async function residentMegabytes(pid: number): Promise<number> {
   const { stdout } = await run("ps", ["-o", "rss=", "-p", String(pid)]);
   return Number(stdout.trim()) / 1024;
+}
+
+/**
+ * CPU time (user + system) another process has used: /proc/<pid>/stat on Linux (fields 14 and 15,
+ * in clock ticks of 1/100 s), `ps -o time=` (whole seconds) elsewhere.
+ */
+async function cpuMilliseconds(pid: number): Promise<number> {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    const { stdout } = await run("ps", ["-o", "time=", "-p", String(pid)]);
+    return stdout.trim().split(":").reduce((total, part) => total * 60 + Number(part), 0) * 1000;
+  }
 }
 
 /** The production dependencies as the image installs them, in a temporary folder; MB on disk. */
