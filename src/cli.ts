@@ -123,7 +123,8 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
   const config = io.loadConfig();
   // Logs go to stderr so that stdout carries only the command's result.
   const logger = makeLogger(config.log, { toStderr: true });
-  const database = await connectDatabase(config, logger, 4);
+  // Operator commands (migrations, a task run by hand) get no statement timeout.
+  const database = await connectDatabase(config, logger, 4, { statementTimeoutMs: null });
   try {
     if (command === "migrate" || config.database.migrateOnStart) await migrateDatabase(database.pool, database.db, logger);
     if (command === "migrate") {

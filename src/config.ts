@@ -42,6 +42,10 @@ const EnvSchema = Type.Object({
   PORT: Int({ minimum: 0, maximum: 65535, default: 8080 }),
   HOST: Type.String({ minLength: 1, default: "0.0.0.0" }),
   HTTP_BODY_LIMIT_BYTES: Int({ minimum: 1024, maximum: 10 * 1024 * 1024, default: 256 * 1024 }),
+  HTTP_REQUEST_TIMEOUT_MS: Int({ minimum: 1000, maximum: 600_000, default: 30_000 }),
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: Int({ minimum: 1000, maximum: 600_000, default: 72_000 }),
+  HTTP_RATE_LIMIT_MAX: Int({ minimum: 0, maximum: 1_000_000, default: 120 }),
+  HTTP_RATE_LIMIT_WINDOW_MS: Int({ minimum: 1000, maximum: 3_600_000, default: 60_000 }),
   // auth
   API_TOKENS: Type.Optional(Matching("^[^,\\s]{16,}(,[^,\\s]{16,})*$", "must be comma-separated tokens of at least 16 characters without spaces")),
   METRICS_TOKEN: Type.Optional(Matching("^\\S{16,}$", "must be one token of at least 16 characters without spaces")),
@@ -65,9 +69,14 @@ const EnvSchema = Type.Object({
   HISTORY_RETENTION_DAYS: Int({ minimum: 0, maximum: 3650, default: 14 }),
   HISTORY_DEAD_RETENTION_DAYS: Int({ minimum: 0, maximum: 3650, default: 90 }),
   // reliability
-  HEARTBEAT_INTERVAL_MS: Int({ minimum: 100, maximum: 600_000, default: 10_000 }),
-  RESCUE_AFTER_MS: Int({ minimum: 500, maximum: 86_400_000, default: 60_000 }),
-  SWEEP_INTERVAL_MS: Int({ minimum: 100, maximum: 600_000, default: 5000 }),
+  HEARTBEAT_INTERVAL_MS: Int({ minimum: 100, maximum: 600_000, default: 5000 }),
+  RESCUE_AFTER_MS: Int({ minimum: 300, maximum: 86_400_000, default: 20_000 }),
+  SWEEP_INTERVAL_MS: Int({ minimum: 100, maximum: 600_000, default: 3000 }),
+  EVENT_LOOP_STALL_LIMIT_MS: Int({ minimum: 1000, maximum: 86_400_000, default: 300_000 }),
+  DATABASE_CONNECT_TIMEOUT_MS: Int({ minimum: 100, maximum: 600_000, default: 10_000 }),
+  DATABASE_STATEMENT_TIMEOUT_MS: Int({ minimum: 100, maximum: 86_400_000, default: 30_000 }),
+  DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS: Int({ minimum: 100, maximum: 86_400_000, default: 60_000 }),
+  DATABASE_KEEPALIVE_IDLE_MS: Int({ minimum: 1000, maximum: 7_200_000, default: 10_000 }),
   SHUTDOWN_ABORT_AFTER_MS: Int({ minimum: 0, maximum: 3_600_000, default: 6000 }),
   SHUTDOWN_TIMEOUT_MS: Int({ minimum: 1, maximum: 3_600_000, default: 8500 }),
   K_REVISION: Type.Optional(Type.String({ minLength: 1 })),
@@ -109,8 +118,30 @@ export interface Config {
     readonly embedded: { readonly dataDir: string; readonly port: number };
     /** Run graphile-worker's and the service's migrations at start-up (default: on except in production). */
     readonly migrateOnStart: boolean;
+    /** Time limits of every connection (src/db/database.ts). */
+    readonly timeouts: {
+      readonly connectTimeoutMs: number;
+      /** The service's own statements and graphile-worker's; handlers' statements get their task's time limit instead. */
+      readonly statementTimeoutMs: number;
+      readonly idleInTransactionTimeoutMs: number;
+      /** Idle time before TCP keepalive probes start. */
+      readonly keepAliveIdleMs: number;
+    };
   };
-  readonly http: { readonly host: string; readonly port: number; readonly bodyLimitBytes: number };
+  readonly http: {
+    readonly host: string;
+    readonly port: number;
+    readonly bodyLimitBytes: number;
+    /**
+     * A request (headers and body) must have arrived within this, else 408 and the connection closes;
+     * a connection that sends nothing is closed after it too. Checked every quarter of it.
+     */
+    readonly requestTimeoutMs: number;
+    /** An idle keep-alive connection is closed after this. */
+    readonly keepAliveTimeoutMs: number;
+    /** Per caller, per instance: requests to enqueue and action routes within the window; null is no limit. */
+    readonly rateLimit: { readonly max: number; readonly windowMs: number } | null;
+  };
   readonly auth: {
     /** Only ever true when AUTH_DISABLED=true outside production. */
     readonly disabled: boolean;
@@ -165,6 +196,8 @@ export interface Config {
     readonly rescueAfterMs: number;
     /** How often one instance looks for dead pools. */
     readonly sweepIntervalMs: number;
+    /** The heartbeat thread stops beating when the main thread has not run for this long (an endless loop). */
+    readonly eventLoopStallLimitMs: number;
     /** After SIGTERM, running jobs' abort signal fires at this point and their attempt is interrupted. */
     readonly shutdownAbortAfterMs: number;
     /** After SIGTERM, jobs still running are released at this point; the process exits a second later at most. */
@@ -250,9 +283,13 @@ export function parseConfig(environment: Record<string, string | undefined>): Co
     // A local queue smaller than the slots it feeds leaves slots idle (graphile-worker only warns).
     problems.push(`WORKER_LOCAL_QUEUE_SIZE must be 0 (off) or at least WORKER_CONCURRENCY (${env.WORKER_CONCURRENCY}), got ${env.WORKER_LOCAL_QUEUE_SIZE}`);
   }
-  if (env.RESCUE_AFTER_MS < 2 * env.HEARTBEAT_INTERVAL_MS) {
-    // One late heartbeat must not make a live pool look dead.
-    problems.push(`RESCUE_AFTER_MS must be at least twice HEARTBEAT_INTERVAL_MS (${env.HEARTBEAT_INTERVAL_MS}), got ${env.RESCUE_AFTER_MS}`);
+  if (env.RESCUE_AFTER_MS < 3 * env.HEARTBEAT_INTERVAL_MS) {
+    // One late or retried heartbeat must not make a live pool look dead, and a pool's lease
+    // (RESCUE_AFTER_MS less one interval) must outlast the gap between two beats.
+    problems.push(`RESCUE_AFTER_MS must be at least three times HEARTBEAT_INTERVAL_MS (${env.HEARTBEAT_INTERVAL_MS}), got ${env.RESCUE_AFTER_MS}`);
+  }
+  if (env.EVENT_LOOP_STALL_LIMIT_MS < env.RESCUE_AFTER_MS) {
+    problems.push(`EVENT_LOOP_STALL_LIMIT_MS must be at least RESCUE_AFTER_MS (${env.RESCUE_AFTER_MS}), got ${env.EVENT_LOOP_STALL_LIMIT_MS}`);
   }
   if (env.SHUTDOWN_ABORT_AFTER_MS >= env.SHUTDOWN_TIMEOUT_MS) {
     problems.push(`SHUTDOWN_ABORT_AFTER_MS must be less than SHUTDOWN_TIMEOUT_MS (${env.SHUTDOWN_TIMEOUT_MS}), got ${env.SHUTDOWN_ABORT_AFTER_MS}`);
@@ -265,8 +302,21 @@ export function parseConfig(environment: Record<string, string | undefined>): Co
       url: env.DATABASE_URL,
       embedded: { dataDir: path.resolve(projectRoot, env.EMBEDDED_POSTGRES_DIR), port: env.EMBEDDED_POSTGRES_PORT },
       migrateOnStart: env.MIGRATE_ON_START ?? env.NODE_ENV !== "production",
+      timeouts: {
+        connectTimeoutMs: env.DATABASE_CONNECT_TIMEOUT_MS,
+        statementTimeoutMs: env.DATABASE_STATEMENT_TIMEOUT_MS,
+        idleInTransactionTimeoutMs: env.DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+        keepAliveIdleMs: env.DATABASE_KEEPALIVE_IDLE_MS,
+      },
     },
-    http: { host: env.HOST, port: env.PORT, bodyLimitBytes: env.HTTP_BODY_LIMIT_BYTES },
+    http: {
+      host: env.HOST,
+      port: env.PORT,
+      bodyLimitBytes: env.HTTP_BODY_LIMIT_BYTES,
+      requestTimeoutMs: env.HTTP_REQUEST_TIMEOUT_MS,
+      keepAliveTimeoutMs: env.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+      rateLimit: env.HTTP_RATE_LIMIT_MAX > 0 ? { max: env.HTTP_RATE_LIMIT_MAX, windowMs: env.HTTP_RATE_LIMIT_WINDOW_MS } : null,
+    },
     auth: {
       disabled: env.AUTH_DISABLED,
       tokens: list(env.API_TOKENS),
@@ -298,6 +348,7 @@ export function parseConfig(environment: Record<string, string | undefined>): Co
       heartbeatIntervalMs: env.HEARTBEAT_INTERVAL_MS,
       rescueAfterMs: env.RESCUE_AFTER_MS,
       sweepIntervalMs: env.SWEEP_INTERVAL_MS,
+      eventLoopStallLimitMs: env.EVENT_LOOP_STALL_LIMIT_MS,
       shutdownAbortAfterMs: env.SHUTDOWN_ABORT_AFTER_MS,
       shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
       revision: env.K_REVISION ?? null,

@@ -126,7 +126,8 @@ async function addJob(
 /**
  * Many jobs of one task, with the same options, in one statement with their records: one round
  * trip however many jobs. Every payload is validated before anything is written; run it
- * inside a transaction to make the batch all-or-nothing.
+ * inside a transaction to make the batch all-or-nothing. Payloads with the same job key are one
+ * job, the last payload's (see lastPerJobKey): the result lists each job once.
  */
 export function enqueueJobs(
   executor: AnyKysely,
@@ -153,7 +154,7 @@ async function addJobs(
     throw new InvalidPayloadError(task.name, ["batch enqueue supports job key modes 'replace' and 'preserve_run_at' only"]);
   }
   const errors: string[] = [];
-  const specs = payloads.flatMap((payload, index) => {
+  const resolved = payloads.flatMap((payload, index) => {
     try {
       return [resolveSpec(task, payload, options)];
     } catch (error) {
@@ -163,6 +164,7 @@ async function addJobs(
     }
   });
   if (errors.length > 0) throw new InvalidPayloadError(task.name, errors);
+  const specs = lastPerJobKey(resolved);
   if (specs.length === 0) return [];
   const queueName = specs[0]!.queueName;
   const traceId = origin.traceId ?? trace.traceId ?? null;
@@ -203,6 +205,19 @@ async function addJobs(
     maxAttempts: row.max_attempts,
     jobKey: row.key,
   }));
+}
+
+/**
+ * Payloads of one batch that map to the same job key are one job: the last one wins, as enqueueing
+ * them one by one would (each `replace`s the one before). graphile-worker's add_jobs cannot update
+ * one row twice in one statement, so the duplicates never reach it.
+ */
+function lastPerJobKey<T extends { jobKey: string | null }>(specs: readonly T[]): T[] {
+  const last = new Map<string, number>();
+  specs.forEach((spec, index) => {
+    if (spec.jobKey !== null) last.set(spec.jobKey, index);
+  });
+  return specs.filter((spec, index) => spec.jobKey === null || last.get(spec.jobKey) === index);
 }
 
 /** The payload as graphile-worker stores it: the task's payload plus the enqueuing trace context. */

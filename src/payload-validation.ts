@@ -5,11 +5,13 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import addFormats from "ajv-formats";
 import type { TSchema } from "typebox";
+import { findUnstorableText, INT8_MAX, JOB_ID_PATTERN, useStorableDateTimes } from "./input-limits.ts";
 
 // validateSchema off: the task schemas are built by TypeBox and compiled by the tests of every task;
 // checking them against the meta-schema would first compile the meta-schema, at every start.
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, coerceTypes: false, validateSchema: false });
 addFormats.default(ajv);
+useStorableDateTimes(ajv);
 
 export type ValidationResult<T> = { ok: true; value: T } | { ok: false; errors: string[] };
 
@@ -18,6 +20,9 @@ export type PayloadValidator<T> = (payload: unknown) => ValidationResult<T>;
 export function compilePayloadValidator<T>(schema: TSchema): PayloadValidator<T> {
   const validate: ValidateFunction = ajv.compile(schema);
   return (payload) => {
+    // Text the database cannot store is refused here, whatever the schema says about it.
+    const text = findUnstorableText(payload);
+    if (text) return { ok: false, errors: [`payload${text.path} ${text.message}`] };
     // Defaults are filled in by ajv; validate a copy so the caller's object is left as it was.
     const value: unknown = structuredClone(payload);
     if (validate(value)) return { ok: true, value: value as T };
@@ -33,6 +38,9 @@ export function describeSchemaError(error: ErrorObject, root = "payload"): strin
       return `${at} has unknown property '${String(error.params.additionalProperty)}'`;
     case "required":
       return `${at} must have property '${String(error.params.missingProperty)}'`;
+    case "pattern":
+      if (error.params.pattern === JOB_ID_PATTERN) return `${at} must be a job id (a whole number from 1 to ${INT8_MAX})`;
+      return `${at} ${error.message ?? "is invalid"}`;
     case "enum":
       return `${at} must be one of ${(error.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(", ")}`;
     default:

@@ -11,6 +11,7 @@ import { CrontabError, loadCrontab } from "./cron/crontab.ts";
 import { connectDatabase, type ConnectedDatabase } from "./db/connect.ts";
 import { POOL_OVERHEAD } from "./db/database.ts";
 import { assertSchemaCurrent, migrateDatabase } from "./db/migrate.ts";
+import { recordInternalTasks } from "./db/internal-tasks.ts";
 import { warnAboutExcessPrivileges } from "./db/privileges.ts";
 import { buildApp, type App } from "./http/app.ts";
 import type { Logger } from "./observability/logger.ts";
@@ -73,14 +74,27 @@ export async function startService(config: Config, logger: Logger, options: Serv
     const registry = options.registry ?? (await loadRegistry());
     const crontab = await loadCrontab(config.worker.crontabFile, registry);
 
-    const connections = connectionsNeeded(planRunners(registry, config.worker.concurrency)) + POOL_OVERHEAD;
-    const database = await connectDatabase(config, logger, connections);
+    // Pools, each with its own limits (src/db/database.ts): the service's own queries (this one:
+    // HTTP, history, the sweeper), the handlers' queries (which keep their task's time limit), and
+    // one per runner start (opened by the worker). Heartbeats have a connection of their own.
+    const plans = planRunners(registry, config.worker.concurrency);
+    const database = await connectDatabase(config, logger, POOL_OVERHEAD);
     releasers.push(() => database.close());
-    if (config.database.migrateOnStart) await migrateDatabase(database.pool, database.db, logger);
-    else await assertSchemaCurrent(database.pool);
+    if (config.database.migrateOnStart) {
+      // Migrations get no statement timeout: an index on a large table may take a while.
+      const migrations = database.derive({ max: 2, applicationName: "observing-jobs migrate", statementTimeoutMs: null });
+      try {
+        await migrateDatabase(migrations.pool, migrations.db, logger);
+      } finally {
+        await migrations.close();
+      }
+    } else await assertSchemaCurrent(database.pool);
     await warnAboutExcessPrivileges(database.pool, logger, config);
+    await recordInternalTasks(database.db, registry);
 
-    const deps = { db: database.db, registry, upstream: makeUpstreamClients(config), logger, config };
+    const longestTaskMs = Math.max(...registry.all().map((task) => task.defaults.timeoutMs));
+    const tasksDatabase = database.derive({ max: connectionsNeeded(plans), applicationName: "observing-jobs tasks", statementTimeoutMs: longestTaskMs });
+    const deps = { db: tasksDatabase.db, registry, upstream: makeUpstreamClients(config), logger, config };
     const queueStats = makeQueueStats(database.db);
     const cronFreshness = makeCronFreshness(database.db, crontab);
     const workerPools = () => listWorkerPools(database.db);
@@ -91,8 +105,13 @@ export async function startService(config: Config, logger: Logger, options: Serv
     // Set once the runners exist. A pool declared dead has had its jobs released to other pools: it
     // ends at once and its runner restarts with a new pool.
     let abandonPool = (poolId: string): void => void poolId;
-    const heartbeats = new HeartbeatWriter(database.db, describeInstance(reliability.revision), {
+    const heartbeats = new HeartbeatWriter(describeInstance(reliability.revision), {
+      connectionString: database.url,
       intervalMs: reliability.heartbeatIntervalMs,
+      rescueAfterMs: reliability.rescueAfterMs,
+      stallLimitMs: reliability.eventLoopStallLimitMs,
+      keepAliveIdleMs: config.database.timeouts.keepAliveIdleMs,
+      connectTimeoutMs: config.database.timeouts.connectTimeoutMs,
       logger,
       onDeclaredDead: (poolId) => abandonPool(poolId),
     });
@@ -107,6 +126,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
     const tasksOfRunner = new Map(planRunners(registry, config.worker.concurrency).map((plan) => [plan.name, plan.tasks.map((task) => task.name)]));
     const worker = await startWorker({
       pool: database.pool,
+      openRunnerPool: (applicationName, max) => database.derive({ max, applicationName }),
       deps,
       observers: [metrics],
       cronItems: crontab.map((entry) => entry.item),
@@ -116,7 +136,8 @@ export async function startService(config: Config, logger: Logger, options: Serv
       events,
       reliability: {
         inFlight,
-        poolStarted: (poolId, runner) => heartbeats.register(poolId, runner, tasksOfRunner.get(runner) ?? []),
+        poolStarted: (poolId, runner, session) => heartbeats.register(poolId, runner, tasksOfRunner.get(runner) ?? [], session),
+        leaseHolds: (poolId) => heartbeats.leaseHolds(poolId),
         poolEnded: (poolId, cause) => settleEndedPool({ db: database.db, heartbeats, inFlight, logger }, poolId, cause),
         shutdownAbortAfterMs: reliability.shutdownAbortAfterMs,
         shutdownTimeoutMs: reliability.shutdownTimeoutMs,

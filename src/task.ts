@@ -8,6 +8,9 @@ import type { Db } from "./db/database.ts";
 import type { Logger } from "./observability/logger.ts";
 import type { UpstreamClients } from "./upstream/clients.ts";
 
+/** Throw to fail a job for good (no retry can help); see src/permanent-failure.ts. */
+export { PermanentJobError } from "./permanent-failure.ts";
+
 /** Defaults for every job of a task; each is overridable when a job is enqueued. */
 export interface TaskDefaults<P> {
   /** Attempts before the job is dead (kept as a dead-letter). @defaultValue 5 */
@@ -92,7 +95,10 @@ export interface TaskDefinition<S extends TSchema = TSchema> {
   /** JSON Schema of the payload; validated before the handler runs and at every enqueue. */
   payload: S;
   defaults?: TaskDefaults<Static<S>>;
-  /** Throw to fail the attempt (it is retried with backoff); record permanent outcomes as data and return. */
+  /**
+   * Throw to fail the attempt (it is retried with backoff); throw PermanentJobError when no retry
+   * can help (the job dies at once). Record permanent per-row outcomes as data and return.
+   */
   run(payload: Static<S>, context: TaskContext): Promise<void>;
   /**
    * Runs once when a job of this task has used all its attempts (it is now dead), before the last

@@ -1,12 +1,12 @@
 /**
  * "Backfill kingdom Y": re-resolve every taxon of a kingdom. Fans out `resolve_taxa` batch jobs
- * keyed by kingdom and id range, so triggering the backfill again replaces its pending batches
+ * keyed by kingdom and their rows, so triggering the backfill again replaces its pending batches
  * instead of adding more. Its progress (batches done, pending, failed) is the job's `children` in
  * `GET /jobs/{id}`; `POST /jobs/{id}/cancel` removes the batches that have not started.
  */
 import Type, { type Static } from "typebox";
 import { findTaxonIdsToResolve } from "../src/db/repositories/taxa.ts";
-import { fanOut, MAX_ROWS_PER_BATCH } from "../src/taxa/batches.ts";
+import { batchJobKey, fanOut, MAX_ROWS_PER_BATCH } from "../src/taxa/batches.ts";
 import { defineTask } from "../src/task.ts";
 
 const payload = Type.Object(
@@ -45,7 +45,13 @@ export default defineTask({
       findIds: (page) => findTaxonIdsToResolve(db, { kingdom, force }, page),
       // The kingdom is passed on as a hint for rows without one; it never filters GBIF's answer.
       enqueueBatch: (ids) =>
-        enqueue("resolve_taxa", { taxonIds: ids, kingdom: p.kingdom, force }, { jobKey: `backfill_kingdom:${kingdom}:${ids[0]}-${ids.at(-1)}` }),
+        enqueue(
+          "resolve_taxa",
+          { taxonIds: ids, kingdom: p.kingdom, force },
+          // Keyed by the kingdom (in any case: matching ignores it) and the batch's rows, so a second
+          // backfill replaces the same batches and a batch of other rows never overwrites one of these.
+          { jobKey: batchJobKey(`backfill_kingdom:${kingdom}`, { taxonIds: ids, force }) ?? null },
+        ),
       signal,
     });
     logger.info({ kingdom: p.kingdom, batches, rows }, "enqueued backfill batches");

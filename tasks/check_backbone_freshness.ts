@@ -20,6 +20,7 @@ import {
   recordBackboneError,
   type TaxonForFreshness,
 } from "../src/db/repositories/backbone-freshness.ts";
+import { INT4_MAX } from "../src/input-limits.ts";
 import { batchJobKey, batchSizeField, forceField, staleAfterDaysField, staleCutoff, sweepInBatches, taxonIdsField, workThroughRows } from "../src/taxa/batches.ts";
 import { defineTask, type TaskContext } from "../src/task.ts";
 import type { GbifNameUsage } from "../src/upstream/gbif.ts";
@@ -31,7 +32,8 @@ const payload = Type.Object(
       Type.Integer({ minimum: 1, maximum: 3650, default: 30, description: "Hot: observed within this many days (last_observed_at)." }),
     ),
     hotMinObservations: Type.Optional(
-      Type.Integer({ minimum: 1, default: 100, description: "Hot: at least this many observations (observation_count)." }),
+      // observation_count is an integer column.
+      Type.Integer({ minimum: 1, maximum: INT4_MAX, default: 100, description: "Hot: at least this many observations (observation_count)." }),
     ),
     staleAfterDays: staleAfterDaysField(7, "A check older than this is done again."),
     force: forceField("Check rows that were checked recently."),
@@ -60,7 +62,7 @@ export default defineTask({
     timeoutMs: 120_000,
     // Shares resolve_taxa's per-instance cap: both call GBIF.
     concurrency: { limit: 2, group: "gbif" },
-    jobKey: (p) => batchJobKey("check_backbone_freshness", p.taxonIds, p.force ? "force" : ""),
+    jobKey: (p) => batchJobKey("check_backbone_freshness", p),
   },
   async run(p, context) {
     const now = new Date();

@@ -12,8 +12,9 @@ import { defineTask } from "../src/task.ts";
 
 const payload = Type.Object(
   {
-    succeededDays: Type.Optional(Type.Integer({ minimum: 0, description: "Override HISTORY_RETENTION_DAYS." })),
-    deadDays: Type.Optional(Type.Integer({ minimum: 0, description: "Override HISTORY_DEAD_RETENTION_DAYS." })),
+    // The same bounds as the settings they override: a cutoff further back is no date at all.
+    succeededDays: Type.Optional(Type.Integer({ minimum: 0, maximum: 3650, description: "Override HISTORY_RETENTION_DAYS." })),
+    deadDays: Type.Optional(Type.Integer({ minimum: 0, maximum: 3650, description: "Override HISTORY_DEAD_RETENTION_DAYS." })),
     batchSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 50_000, default: 5000 })),
   },
   { additionalProperties: false },

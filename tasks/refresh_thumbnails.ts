@@ -50,7 +50,7 @@ export default defineTask({
     maxAttempts: 8,
     // A batch is ~51 calls in series, each allowed WIKIDATA_TIMEOUT_MS; rows done before a timeout stay done.
     timeoutMs: 180_000,
-    jobKey: (p) => batchJobKey("refresh_thumbnails", p.taxonIds, p.force ? "force" : ""),
+    jobKey: (p) => batchJobKey("refresh_thumbnails", p),
   },
   async run(p, context) {
     const now = new Date();

@@ -2,7 +2,7 @@
  * Resolve the scientific names in `taxa` against GBIF's species match API (v2, explicit checklist).
  *
  * A sweep (no `taxonIds`) that finds more rows than one batch fans out into batch jobs keyed by
- * their id range, so a re-run replaces pending batches instead of duplicating them and no single
+ * their rows (batchJobKey), so a re-run replaces pending batches instead of duplicating them and no single
  * job runs for long. A transient GBIF failure stops the batch and throws so the job is retried
  * with backoff; rows already recorded stay recorded, and a re-run skips them (idempotent).
  */
@@ -50,8 +50,8 @@ export default defineTask({
     // Jobs that call GBIF share one cap per instance, so a backlog of batches cannot crowd out
     // other work or hammer GBIF (which asks for 1-2 concurrent requests).
     concurrency: { limit: 2, group: "gbif" },
-    // A batch is keyed by its rows: enqueueing the same batch again replaces the pending one.
-    jobKey: (p) => batchJobKey("resolve_taxa", p.taxonIds, p.force ? "force" : ""),
+    // A batch is keyed by its whole work (rows, kingdom, force): enqueueing it again replaces the pending one.
+    jobKey: (p) => batchJobKey("resolve_taxa", p),
   },
   async run(p, context) {
     const { db, enqueue, signal, logger } = context;

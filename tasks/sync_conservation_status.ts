@@ -50,7 +50,7 @@ export default defineTask({
     queueName: "iucn",
     maxAttempts: 8,
     timeoutMs: 300_000,
-    jobKey: (p) => batchJobKey("sync_conservation_status", p.taxonIds, p.force ? "force" : ""),
+    jobKey: (p) => batchJobKey("sync_conservation_status", p),
   },
   async run(p, context) {
     if (!context.upstream.iucn.hasToken) {

@@ -39,11 +39,12 @@ describe("parseConfig", () => {
     });
   });
 
-  it("reads the reliability settings, with defaults that fit Cloud Run's 10 s and the 90 s rescue target", () => {
+  it("reads the reliability settings, with defaults that fit Cloud Run's 10 s and the 30 s rescue target", () => {
     expect(parseConfig({}).reliability).toEqual({
-      heartbeatIntervalMs: 10_000,
-      rescueAfterMs: 60_000,
-      sweepIntervalMs: 5000,
+      heartbeatIntervalMs: 5000,
+      rescueAfterMs: 20_000,
+      sweepIntervalMs: 3000,
+      eventLoopStallLimitMs: 300_000,
       shutdownAbortAfterMs: 6000,
       shutdownTimeoutMs: 8500,
       revision: null,
@@ -53,7 +54,14 @@ describe("parseConfig", () => {
       heartbeatIntervalMs: 1000,
       rescueAfterMs: 3000,
     });
-    expect(() => parseConfig({ HEARTBEAT_INTERVAL_MS: "10000", RESCUE_AFTER_MS: "15000" })).toThrow(/RESCUE_AFTER_MS must be at least twice HEARTBEAT_INTERVAL_MS/);
+    expect(() => parseConfig({ HEARTBEAT_INTERVAL_MS: "10000", RESCUE_AFTER_MS: "25000" })).toThrow(/RESCUE_AFTER_MS must be at least three times HEARTBEAT_INTERVAL_MS/);
+    expect(() => parseConfig({ RESCUE_AFTER_MS: "60000", EVENT_LOOP_STALL_LIMIT_MS: "30000" })).toThrow(/EVENT_LOOP_STALL_LIMIT_MS must be at least RESCUE_AFTER_MS/);
+  });
+
+  it("reads the database time limits, with defaults", () => {
+    expect(parseConfig({}).database.timeouts).toEqual({ connectTimeoutMs: 10_000, statementTimeoutMs: 30_000, idleInTransactionTimeoutMs: 60_000, keepAliveIdleMs: 10_000 });
+    expect(parseConfig({ DATABASE_STATEMENT_TIMEOUT_MS: "5000" }).database.timeouts.statementTimeoutMs).toBe(5000);
+    expect(() => parseConfig({ DATABASE_CONNECT_TIMEOUT_MS: "0" })).toThrow(/DATABASE_CONNECT_TIMEOUT_MS must be >= 100/);
     expect(() => parseConfig({ SHUTDOWN_ABORT_AFTER_MS: "9000" })).toThrow(/SHUTDOWN_ABORT_AFTER_MS must be less than SHUTDOWN_TIMEOUT_MS/);
   });
 

@@ -2,6 +2,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
+import { INT4_MAX } from "../src/input-limits.ts";
 import { loadRegistry, UnknownTaskError } from "../src/registry.ts";
 import { PROJECT_ROOT } from "./helpers/service-process.ts";
 
@@ -12,6 +13,23 @@ describe("the task registry", () => {
     const task = registry.get("resolve_taxa");
     expect(task.defaults).toMatchObject({ maxAttempts: 8, queueName: null, priority: 0, jobKeyMode: "replace", timeoutMs: 50_000 });
     expect(task.schema).toMatchObject({ type: "object" });
+  });
+
+  it("bounds every integer of every task's payload to what a PostgreSQL integer column holds", async () => {
+    const registry = await loadRegistry();
+    const unbounded: string[] = [];
+    const walk = (schema: unknown, at: string) => {
+      if (!schema || typeof schema !== "object") return;
+      const node = schema as { type?: unknown; minimum?: number; maximum?: number; properties?: Record<string, unknown>; items?: unknown; anyOf?: unknown[] };
+      if (node.type === "integer" || node.type === "number") {
+        if (node.type === "number" || node.maximum === undefined || node.maximum > INT4_MAX || node.minimum === undefined || node.minimum < -INT4_MAX - 1) unbounded.push(at);
+      }
+      for (const [name, child] of Object.entries(node.properties ?? {})) walk(child, `${at}/${name}`);
+      if (node.items) walk(node.items, `${at}/items`);
+      for (const [index, child] of (node.anyOf ?? []).entries()) walk(child, `${at}/anyOf/${index}`);
+    };
+    for (const task of registry.all()) walk(task.schema, task.name);
+    expect(unbounded, "payload numbers without bounds an integer column holds").toEqual([]);
   });
 
   it("suggests the closest name for a typo", async () => {

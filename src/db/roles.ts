@@ -5,7 +5,9 @@
  *
  *   migrator   owns graphile-worker's schema and the service's: the only role that runs DDL (the migrate job)
  *   runtime    the service: reads and writes the job tables and calls graphile-worker's functions, no DDL
- *   enqueuers  other services: may call graphile_worker.add_job / add_jobs and nothing else in the job schemas
+ *   enqueuers  other services: may call graphile_worker.add_job / add_jobs and nothing else in the job schemas,
+ *              and not for internal tasks (prune_job_history, ...): a trigger refuses those to any login
+ *              role that may not insert into the jobs table itself (migration 0011_internal_tasks)
  *
  * Everyone else loses write access to the job schemas. Missing roles are created without LOGIN
  * (give them passwords, or create them beforehand as Cloud SQL users). Idempotent: run it again

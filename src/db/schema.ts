@@ -1,3 +1,4 @@
+import type { DashboardSessionsTable } from "./tables/dashboard-sessions.ts";
 import type { GraphileJobsView } from "./tables/graphile-jobs.ts";
 import type { JobEventsTable } from "./tables/job-events.ts";
 import type { CronRunsTable, JobOutcomeCountsTable, JobRecordsTable } from "./tables/job-records.ts";
@@ -12,5 +13,6 @@ export interface Database {
   "observing_jobs.job_outcome_counts": JobOutcomeCountsTable;
   "observing_jobs.cron_runs": CronRunsTable;
   "observing_jobs.worker_heartbeats": WorkerHeartbeatsTable;
+  "observing_jobs.dashboard_sessions": DashboardSessionsTable;
   "graphile_worker.jobs": GraphileJobsView;
 }

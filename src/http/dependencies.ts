@@ -33,5 +33,5 @@ export interface AppDependencies {
 
 export interface ReliabilityProbe {
   shuttingDown(): boolean;
-  checks(): Record<"listen" | "cron" | "heartbeat", { ok: boolean; detail?: string }>;
+  checks(): Record<"listen" | "cron" | "heartbeat" | "restarts", { ok: boolean; detail?: string }>;
 }

@@ -7,24 +7,6 @@
  * a few milliseconds. The schemas, and what they accept, are the same.
  */
 import SerializerSelector from "@fastify/fast-json-stringify-compiler";
-import type { Ajv, ValidateFunction } from "ajv";
-
-/** Fastify's validator compiler, with each route part's Ajv validator compiled on its first request. */
-export function lazyValidatorCompiler(ajvFor: (httpPart: string | undefined) => Ajv) {
-  return ({ schema, httpPart }: { schema: object; httpPart?: string }): ValidateFunction => {
-    let compiled: ValidateFunction | undefined;
-    const compile = () => (compiled ??= ajvFor(httpPart).compile(schema));
-    const validate = ((data: unknown, context?: Parameters<ValidateFunction>[1]) => {
-      const valid = compile()(data, context);
-      validate.errors = compile().errors;
-      return valid;
-    }) as ValidateFunction;
-    // Fastify passes Ajv's data context (for in-place defaults and coercion) when the function has
-    // a schemaEnv, as Ajv's own validators do: reading it compiles the validator.
-    Object.defineProperty(validate, "schemaEnv", { get: () => compile().schemaEnv });
-    return validate;
-  };
-}
 
 /** Fastify's serializer factory (`schemaController.compilersFactory.buildSerializer`), compiling on first reply. */
 export function lazySerializerFactory(): SerializerSelector.SerializerFactory {

@@ -2,14 +2,15 @@
  * What the service adds to a job's history while it runs. The record's state is kept by triggers
  * inside graphile-worker's own statements (migration 0008), so an ordinary attempt writes nothing
  * here: only what graphile-worker does not know is written, and only when it happens (a failed
- * attempt's stack and duration, a failing onExhausted hook). Written before the attempt's failure
- * reaches graphile-worker, so the event always precedes the failure it explains.
+ * attempt's stack and duration, a failing onExhausted hook, an attempt abandoned because its pool
+ * was declared dead, a deferral an upstream asked for). A failure's event is written before the
+ * failure reaches graphile-worker, so the event always precedes the failure it explains.
  */
 import { sql } from "kysely";
 import type { Db } from "../db/database.ts";
 import { insertEvents } from "../db/repositories/job-records.ts";
 import type { Logger } from "../observability/logger.ts";
-import { storableText } from "../text/storable.ts";
+import { sanitizeText } from "../text/sanitize.ts";
 import type { JobSnapshot } from "../worker/attempt.ts";
 import { HISTORY_STACK_MAX_CHARS } from "./limits.ts";
 
@@ -52,7 +53,27 @@ export class AttemptHistory {
     await this.#write(job, { event: "hook_failed", ...describeError(error) });
   }
 
-  async #write(job: JobSnapshot, event: { event: "failed" | "hook_failed"; error: string; stack: string | null; durationMs?: number; runAt?: Date | null; at?: Date }): Promise<void> {
+  /**
+   * The attempt's pool was declared dead while it ran: the job went back to the queue (its rescue
+   * wrote `rescued`) and ran elsewhere; this attempt's outcome was discarded. The record belongs to
+   * the job's next attempt and is not touched.
+   */
+  async abandoned(job: JobSnapshot, reason: string, durationMs: number, workerId: string | null): Promise<void> {
+    await this.#write(job, { event: "abandoned", error: sanitizeText(reason), stack: null, durationMs, workerId });
+  }
+
+  /**
+   * An upstream asked to wait (Retry-After): the job is due again at `runAt` with this attempt given
+   * back. The record's new state was written by the trigger on the deferral's own statement.
+   */
+  async deferred(job: JobSnapshot, error: unknown, runAt: Date, durationMs: number): Promise<void> {
+    await this.#write(job, { event: "deferred", ...describeError(error), durationMs, runAt });
+  }
+
+  async #write(
+    job: JobSnapshot,
+    event: { event: "failed" | "hook_failed" | "abandoned" | "deferred"; error: string; stack: string | null; durationMs?: number; runAt?: Date | null; at?: Date; workerId?: string | null },
+  ): Promise<void> {
     try {
       await insertEvents(this.#db, [{ jobId: job.id, task: job.task, queue: job.queue, attempt: job.attempt, traceId: job.traceId, ...event }]);
     } catch (error) {
@@ -65,9 +86,9 @@ export class AttemptHistory {
 /** An error as history keeps it: text that PostgreSQL stores (no NUL, no lone surrogate), stack bounded. */
 export function describeError(error: unknown): { error: string; stack: string | null } {
   if (error instanceof Error) {
-    return { error: storableText(error.message || error.name), stack: error.stack ? storableText(error.stack.slice(0, HISTORY_STACK_MAX_CHARS)) : null };
+    return { error: sanitizeText(error.message || error.name), stack: error.stack ? sanitizeText(error.stack.slice(0, HISTORY_STACK_MAX_CHARS)) : null };
   }
-  return { error: storableText(String(error)), stack: null };
+  return { error: sanitizeText(String(error)), stack: null };
 }
 
 /** graphile-worker's backoff: `greatest(now(), run_at) + exp(least(attempts, 10))` seconds. */

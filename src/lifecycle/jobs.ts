@@ -200,6 +200,9 @@ export async function findJob(db: Db, id: string): Promise<JobDetails | null> {
 
 const MAX_BIGINT = 9_223_372_036_854_775_807n;
 
+/** Events that end an attempt and carry how long it ran (an abandoned attempt's pool also wrote `rescued`). */
+const ENDS_OF_UNSUCCESSFUL_ATTEMPTS = new Set(["failed", "rescued", "deferred"]);
+
 /**
  * The job's history, oldest first: the events stored (failures, rescues, operator actions) and
  * those its record and graphile-worker's lock imply (enqueued, each attempt's start, the success).
@@ -229,9 +232,9 @@ function buildTimeline(record: JobRecordRow | null, live: LiveJob | undefined, s
   if (record && !has("enqueued")) {
     events.push(implied({ id: "enqueued", event: "enqueued", attempt: 0, source: record.source, actor: record.enqueued_by, run_at: null, at: record.created_at }));
   }
-  // Each failed or rescued attempt's start, from how long it had run.
+  // Each start of an attempt that did not succeed, from how long it had run.
   for (const ended of stored) {
-    if ((ended.event !== "failed" && ended.event !== "rescued") || ended.attempt === null || has("started", ended.attempt) || ended.duration_ms === null) continue;
+    if (!ENDS_OF_UNSUCCESSFUL_ATTEMPTS.has(ended.event) || ended.attempt === null || has("started", ended.attempt) || ended.duration_ms === null) continue;
     events.push(implied({ id: `started-before-${ended.id}`, event: "started", attempt: ended.attempt, worker_id: ended.worker_id, at: new Date(ended.at.getTime() - ended.duration_ms) }));
   }
   const current = live?.locked_at

@@ -23,6 +23,8 @@ export class ServiceMetrics implements AttemptObserver {
   readonly #succeeded: Counter<"task">;
   readonly #failed: Counter<"task">;
   readonly #exhausted: Counter<"task">;
+  readonly #abandoned: Counter<"task">;
+  readonly #deferred: Counter<"task">;
   readonly #duration: Histogram<"task" | "outcome">;
   /** Jobs of crashed workers released for another worker (crash recovery). */
   readonly rescued: Counter;
@@ -40,6 +42,11 @@ export class ServiceMetrics implements AttemptObserver {
     this.#succeeded = counter("jobs_succeeded_total", "Job attempts that succeeded, by task.");
     this.#failed = counter("jobs_failed_total", "Job attempts that failed (and will be retried, or are exhausted), by task.");
     this.#exhausted = counter("jobs_exhausted_total", "Jobs that used all their attempts and are now dead, by task.");
+    this.#abandoned = counter(
+      "jobs_abandoned_total",
+      "Attempts whose worker pool was declared dead while they ran (the job ran again elsewhere: at-least-once), by task.",
+    );
+    this.#deferred = counter("jobs_deferred_total", "Attempts deferred because an upstream asked to wait (Retry-After; the attempt is given back), by task.");
     this.#duration = new Histogram({
       name: `${PREFIX}job_duration_seconds`,
       help: "Duration of job attempts, by task and outcome.",
@@ -131,4 +138,14 @@ export class ServiceMetrics implements AttemptObserver {
   }
 
   hookFailed(): void {}
+
+  abandoned(job: JobSnapshot, _reason: string, durationMs: number): void {
+    this.#abandoned.inc({ task: job.task });
+    this.#duration.observe({ task: job.task, outcome: "abandoned" }, durationMs / 1000);
+  }
+
+  deferred(job: JobSnapshot, _error: unknown, durationMs: number): void {
+    this.#deferred.inc({ task: job.task });
+    this.#duration.observe({ task: job.task, outcome: "deferred" }, durationMs / 1000);
+  }
 }

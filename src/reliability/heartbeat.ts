@@ -1,14 +1,25 @@
 /**
  * Heartbeats: every worker pool of this process records in `observing_jobs.worker_heartbeats`
  * that it is alive, every `HEARTBEAT_INTERVAL_MS`, in one statement for all pools. A pool starts
- * fetching jobs only once its row exists (see `register`), so every lock a pool of this service
- * takes can be traced to a heartbeat and released by the sweeper if the beats stop.
+ * fetching jobs only once its row exists (see `register`; the fetch fence of migration
+ * 0010_job_fencing enforces it), so every lock a pool of this service takes can be traced to a
+ * heartbeat and released by the sweeper if the beats stop.
+ *
+ * The beats are written by a worker thread with its own connection (heartbeat-thread.ts), so
+ * liveness is judged by something a busy main thread cannot starve: a handler blocking the event
+ * loop for a minute, a long garbage collection or a saturated pool never gets a live pool declared
+ * dead. A process that is frozen as a whole (SIGSTOP, a VM pause) freezes the thread too; past
+ * the rescue threshold its jobs are released, and when it wakes it learns so at its next beat.
  *
  * A beat for a pool the sweeper has declared dead does not revive it: the pool is reported through
- * `onDeclaredDead` and must stop, because its jobs have been released to other pools.
+ * `onDeclaredDead` and must stop, because its jobs have been released to other pools. Between
+ * beats the main thread can tell, without waiting for anything, whether a pool's lease still holds
+ * (`leaseHolds`): its last beat found it live recently enough that the sweeper cannot have declared
+ * it dead since.
  */
 import { randomBytes } from "node:crypto";
 import os from "node:os";
+import { Worker } from "node:worker_threads";
 import { sql } from "kysely";
 import type { Db } from "../db/database.ts";
 import type { WorkerHeartbeatRow } from "../db/tables/worker-heartbeats.ts";
@@ -28,131 +39,185 @@ export function describeInstance(revision: string | null): InstanceIdentity {
 }
 
 export interface HeartbeatOptions {
+  /** Where the thread connects (the service's DATABASE_URL or the embedded server). */
+  connectionString: string;
   intervalMs: number;
+  /** The sweeper's threshold: a lease lasts this long from the beat that granted it, less one interval of margin. */
+  rescueAfterMs: number;
+  /** A beat with no answer this long is given up and retried on a new connection. @defaultValue the interval, at least 2 s */
+  beatTimeoutMs?: number;
+  /** Connecting may take this long (a loaded server forks slowly). @defaultValue 10000 */
+  connectTimeoutMs?: number;
+  /** TCP keepalive of the thread's connection (see src/db/database.ts). @defaultValue 10000 */
+  keepAliveIdleMs?: number;
+  /** The thread stops beating when the main thread has not run for this long. */
+  stallLimitMs: number;
   logger: Logger;
   /** A pool of this process was declared dead by the sweeper (it was silent too long). */
   onDeclaredDead: (poolId: string) => void;
 }
 
+/** What the thread starts with (workerData). */
+export interface HeartbeatThreadData {
+  connectionString: string;
+  intervalMs: number;
+  beatTimeoutMs: number;
+  connectTimeoutMs: number;
+  keepAliveIdleMs: number;
+  stallLimitMs: number;
+  identity: InstanceIdentity;
+  shared: SharedArrayBuffer;
+}
+
+export type ToHeartbeatThread =
+  | { type: "register"; poolId: string; runner: string; tasks: string[]; session: string | null; slot: number }
+  | { type: "unregister"; poolId: string }
+  | { type: "beat" }
+  | { type: "close" };
+
+type FromHeartbeatThread =
+  | { type: "beat"; ok: boolean; alive: string[]; dead: string[] }
+  | { type: "log"; level: "info" | "warn" | "error"; message: string; fields: Record<string, unknown> }
+  | { type: "closed" };
+
+/** Pools one process can track at once (runners times restarts in flight; a handful in practice). */
+const MAX_POOLS = 64;
+const FIRST_POOL_SLOT = 3;
+/** How often the main thread proves to the heartbeat thread that it still runs. */
+const TICK_MS = 1000;
+
 interface TrackedPool {
-  runner: string;
-  tasks: readonly string[];
+  slot: number;
   registered: PromiseWithResolvers<void>;
 }
 
 export class HeartbeatWriter {
   readonly identity: InstanceIdentity;
-  readonly #db: Db;
   readonly #options: HeartbeatOptions;
   readonly #logger: Logger;
   readonly #pools = new Map<string, TrackedPool>();
-  #timer: NodeJS.Timeout | undefined;
-  #beating: Promise<void> | undefined;
-  #again = false;
+  readonly #freeSlots = Array.from({ length: MAX_POOLS }, (_, i) => i);
+  readonly #state: BigInt64Array;
+  readonly #thread: Worker;
+  readonly #tick: NodeJS.Timeout;
+  readonly #exited: Promise<void>;
   #closed = false;
-  #lastWrittenAt: number | null = null;
-  #failingSince: number | null = null;
-  #healthySince: number | null = null;
 
-  constructor(db: Db, identity: InstanceIdentity, options: HeartbeatOptions) {
-    this.#db = db;
+  constructor(identity: InstanceIdentity, options: HeartbeatOptions) {
     this.identity = identity;
     this.#options = options;
     this.#logger = options.logger.child({ component: "heartbeat" });
-    this.#timer = setInterval(() => void this.beat(), options.intervalMs);
-    this.#timer.unref();
+    const shared = new SharedArrayBuffer(BigInt64Array.BYTES_PER_ELEMENT * (FIRST_POOL_SLOT + MAX_POOLS));
+    this.#state = new BigInt64Array(shared);
+    this.#state[2] = process.hrtime.bigint();
+    this.#tick = setInterval(() => (this.#state[2] = process.hrtime.bigint()), TICK_MS);
+    this.#tick.unref();
+    const data: HeartbeatThreadData = {
+      connectionString: options.connectionString,
+      intervalMs: options.intervalMs,
+      beatTimeoutMs: options.beatTimeoutMs ?? Math.max(2000, options.intervalMs),
+      connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+      keepAliveIdleMs: options.keepAliveIdleMs ?? 10_000,
+      stallLimitMs: options.stallLimitMs,
+      identity,
+      shared,
+    };
+    // src/ runs as TypeScript in development and as JavaScript from dist/ in the image.
+    const script = new URL(import.meta.url.endsWith(".ts") ? "./heartbeat-thread.ts" : "./heartbeat-thread.js", import.meta.url);
+    // No execArgv: the thread needs none of the main thread's preloads (the tracing SDK).
+    this.#thread = new Worker(script, { workerData: data, name: "observing-jobs heartbeat", execArgv: [] });
+    this.#thread.on("message", (message: FromHeartbeatThread) => this.#receive(message));
+    this.#thread.on("error", (error) => this.#logger.error({ err: error }, "the heartbeat thread failed; pools of this instance will be declared dead"));
+    this.#exited = new Promise((resolve) => this.#thread.once("exit", () => resolve()));
   }
 
   /** Starts beating for a pool serving these tasks; resolves once its row is written (or the writer is closed). */
-  register(poolId: string, runner: string, tasks: readonly string[]): Promise<void> {
+  register(poolId: string, runner: string, tasks: readonly string[], session: string | null = null): Promise<void> {
     let pool = this.#pools.get(poolId);
     if (!pool) {
-      pool = { runner, tasks, registered: Promise.withResolvers<void>() };
+      const slot = this.#freeSlots.shift();
+      if (slot === undefined) throw new Error(`more than ${MAX_POOLS} worker pools in one process`);
+      Atomics.store(this.#state, FIRST_POOL_SLOT + slot, 0n);
+      pool = { slot, registered: Promise.withResolvers<void>() };
       this.#pools.set(poolId, pool);
-      void this.beat();
+      if (this.#closed) pool.registered.resolve();
+      else this.#thread.postMessage({ type: "register", poolId, runner, tasks: [...tasks], session, slot } satisfies ToHeartbeatThread);
     }
     return pool.registered.promise;
   }
 
   /** Stops beating for a pool (it has ended; its row is settled by whoever ended it). */
   unregister(poolId: string): void {
-    this.#pools.get(poolId)?.registered.resolve();
+    const pool = this.#pools.get(poolId);
+    if (!pool) return;
+    pool.registered.resolve();
     this.#pools.delete(poolId);
+    this.#freeSlots.push(pool.slot);
+    if (!this.#closed) this.#thread.postMessage({ type: "unregister", poolId } satisfies ToHeartbeatThread);
+  }
+
+  /**
+   * True while the pool's lease holds: a beat found it live less than `RESCUE_AFTER_MS` minus one
+   * heartbeat interval ago (measured from when that beat was sent, so before the database stamped
+   * it). The sweeper declares a pool dead only `RESCUE_AFTER_MS` after its last stamp, so while
+   * this holds nobody else can have been given the pool's jobs. False once it was declared dead.
+   */
+  leaseHolds(poolId: string): boolean {
+    const pool = this.#pools.get(poolId);
+    if (!pool) return false;
+    const grantedAt = Atomics.load(this.#state, FIRST_POOL_SLOT + pool.slot);
+    if (grantedAt <= 0n) return false;
+    const ageMs = Number(process.hrtime.bigint() - grantedAt) / 1e6;
+    return ageMs < this.#options.rescueAfterMs - this.#options.intervalMs;
   }
 
   /** When a beat was last written (performance.now() milliseconds), or null. */
   lastWrittenAt(): number | null {
-    return this.#lastWrittenAt;
+    return this.#asPerformanceTime(Atomics.load(this.#state, 0));
   }
 
   /** Since when beats have succeeded without a failure in between (performance.now() milliseconds), or null. */
   healthySince(): number | null {
-    return this.#healthySince;
+    return this.#asPerformanceTime(Atomics.load(this.#state, 1));
   }
 
-  /** Writes one beat for every tracked pool. Calls while a beat is in flight are folded into one more. */
-  async beat(): Promise<void> {
-    if (this.#beating) {
-      this.#again = true;
-      return this.#beating;
-    }
-    this.#beating = (async () => {
-      do {
-        this.#again = false;
-        await this.#write();
-      } while (this.#again && !this.#closed);
-    })().finally(() => {
-      this.#beating = undefined;
-    });
-    return this.#beating;
+  /** Asks for a beat now (it is written by the thread; this does not wait for it). */
+  beat(): void {
+    if (!this.#closed) this.#thread.postMessage({ type: "beat" } satisfies ToHeartbeatThread);
   }
 
-  /** Stops the timer; pools still registered stop waiting. */
+  /** Stops the thread after its beat in flight; pools still registered stop waiting. */
   async close(): Promise<void> {
+    if (this.#closed) return;
     this.#closed = true;
-    clearInterval(this.#timer);
-    await this.#beating;
+    clearInterval(this.#tick);
+    this.#thread.postMessage({ type: "close" } satisfies ToHeartbeatThread);
+    const ended = await Promise.race([this.#exited.then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), 3000).unref())]);
+    if (!ended) await this.#thread.terminate();
     for (const pool of this.#pools.values()) pool.registered.resolve();
     this.#pools.clear();
   }
 
-  async #write(): Promise<void> {
-    const ids = [...this.#pools.keys()];
-    if (ids.length === 0 || this.#closed) return;
-    const runners = ids.map((id) => this.#pools.get(id)!.runner);
-    // One comma-joined list per pool: unnest cannot pair a text[][] with the other columns row by row.
-    const tasks = ids.map((id) => this.#pools.get(id)!.tasks.join(","));
-    const { instanceId, revision, hostname, pid } = this.identity;
-    try {
-      // The database's clock sets last_seen: the sweeper compares it with the same clock.
-      const { rows } = await sql<{ pool_id: string }>`
-        insert into observing_jobs.worker_heartbeats as h (pool_id, runner, tasks, instance_id, revision, hostname, pid)
-        select pool_id, runner, string_to_array(tasks, ','), ${instanceId}, ${revision}, ${hostname}, ${pid}
-        from unnest(${ids}::text[], ${runners}::text[], ${tasks}::text[]) as p(pool_id, runner, tasks)
-        on conflict (pool_id) do update set last_seen = now() where h.status = 'live'
-        returning pool_id`.execute(this.#db);
-      this.#lastWrittenAt = performance.now();
-      if (this.#failingSince !== null) this.#logger.info({ failedForMs: Math.round(this.#lastWrittenAt - this.#failingSince) }, "heartbeats are written again");
-      this.#failingSince = null;
-      this.#healthySince ??= this.#lastWrittenAt;
-      const alive = new Set(rows.map((row) => row.pool_id));
-      for (const id of ids) {
-        const pool = this.#pools.get(id);
-        if (!pool) continue;
-        if (alive.has(id)) {
-          pool.registered.resolve();
-        } else {
+  #asPerformanceTime(hrtimeNs: bigint): number | null {
+    if (hrtimeNs <= 0n) return null;
+    return performance.now() - Number(process.hrtime.bigint() - hrtimeNs) / 1e6;
+  }
+
+  #receive(message: FromHeartbeatThread): void {
+    switch (message.type) {
+      case "log":
+        this.#logger[message.level](message.fields, message.message);
+        return;
+      case "closed":
+        return;
+      case "beat":
+        for (const id of message.alive) this.#pools.get(id)?.registered.resolve();
+        for (const id of message.dead) {
+          if (!this.#pools.has(id)) continue;
           this.#logger.error({ poolId: id }, "this worker pool was declared dead (its heartbeat was too old): stopping it");
           this.unregister(id);
           this.#options.onDeclaredDead(id);
         }
-      }
-    } catch (error) {
-      this.#healthySince = null;
-      if (this.#failingSince === null) {
-        this.#failingSince = performance.now();
-        this.#logger.warn({ err: error }, "could not write heartbeats; will retry");
-      }
     }
   }
 }

@@ -13,7 +13,7 @@ export interface Check {
 
 /** The runners as readiness sees them. */
 export interface RunnerStates {
-  runners: ReadonlyArray<{ name: string; poolId(): string | null }>;
+  runners: ReadonlyArray<{ name: string; poolId(): string | null; crashLoop(): string | null }>;
 }
 
 export interface ReadinessSignalsOptions {
@@ -57,8 +57,14 @@ export class ReadinessSignals {
     return this.#shuttingDown;
   }
 
-  checks(worker: RunnerStates): { listen: Check; cron: Check; heartbeat: Check } {
-    return { listen: this.#listen(worker), cron: this.#cronCheck(), heartbeat: this.#heartbeat() };
+  checks(worker: RunnerStates): { listen: Check; cron: Check; heartbeat: Check; restarts: Check } {
+    return { listen: this.#listen(worker), cron: this.#cronCheck(), heartbeat: this.#heartbeat(), restarts: this.#restarts(worker) };
+  }
+
+  /** A runner restarted after each crash is "up" between crashes; a crash loop still fails readiness. */
+  #restarts(worker: RunnerStates): Check {
+    const loops = worker.runners.map((runner) => runner.crashLoop()).filter((detail) => detail !== null);
+    return loops.length === 0 ? { ok: true } : { ok: false, detail: loops.join("; ") };
   }
 
   #listen(worker: RunnerStates): Check {

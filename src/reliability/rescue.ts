@@ -93,6 +93,9 @@ export async function releaseJobs(trx: Db, poolIds: readonly string[], jobs: rea
     const runAt = options.giveBackAttempt?.get(job.id);
     if (runAt && job.attempts > 0) await giveBackAttempt(trx, job, runAt);
   }
+  // Wakes every listening pool when the transaction commits (graphile-worker's own channel), so a
+  // released job runs at once instead of at some pool's next poll.
+  if (jobs.length > 0) await sql`select pg_notify('jobs:insert', json_build_object('count', ${jobs.length}::int)::text)`.execute(trx);
 }
 
 /**

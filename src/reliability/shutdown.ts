@@ -33,12 +33,15 @@ export interface PoolSettlement {
 
 /**
  * Called once a pool of this process has ended: nothing of it runs any more, so every job it left
- * locked or interrupted is released now instead of waiting for the sweeper.
+ * locked or interrupted is released now instead of waiting for the sweeper. A pool that was
+ * abandoned (declared dead) had its jobs released by the sweeper already: only what it may still
+ * hold is unlocked, and nothing is given back, because another pool may be running those jobs.
  */
 export async function settleEndedPool(deps: PoolSettlement, poolId: string, cause: PoolEndCause): Promise<void> {
   const { db, heartbeats, inFlight, logger } = deps;
   heartbeats.unregister(poolId);
-  const unfinished = inFlight.unfinished(poolId);
+  // A pool declared dead had its jobs released by whoever declared it (they wrote `rescued`).
+  const unfinished = cause === "abandoned" ? new Map<string, Date>() : inFlight.unfinished(poolId);
   const jobs = await findJobsToRelease(db, [poolId], new Map([...unfinished.keys()].map((id) => [id, poolId])));
   await db.transaction().execute(async (trx) => {
     await releaseJobs(trx, [poolId], jobs, {

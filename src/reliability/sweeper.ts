@@ -97,7 +97,7 @@ export class Sweeper {
       const dead = await trx
         .updateTable("observing_jobs.worker_heartbeats")
         .set({ status: "dead", ended_at: sql<Date>`now()` })
-        .where("pool_id", "in", candidates.map((pool) => pool.pool_id))
+        .where(sql<boolean>`pool_id = any(${candidates.map((pool) => pool.pool_id)}::text[])`)
         .where("status", "=", "live")
         .where("last_seen", "<", sql<Date>`now() - ${rescueAfterMs} * interval '1 millisecond'`)
         .returning(["pool_id", "instance_id", "last_seen"])

@@ -1,15 +1,18 @@
 /**
  * The shape the enrichment tasks share (resolve_taxa's, made reusable): a sweep that fits in one
- * batch runs in place, a bigger one fans out into batch jobs keyed by id range; and a batch works
+ * batch runs in place, a bigger one fans out into batch jobs keyed by their work; and a batch works
  * through its rows with the per-row rules:
  * - an answer (including "no data") is recorded on the row;
  * - a permanent upstream problem with one row is recorded on that row and the batch goes on;
  * - a transient upstream failure stops the batch and fails the job so it is retried with backoff.
  *   Rows already recorded stay recorded, and the retry's candidate query skips them;
- * - anything else (a configuration error, a database error) fails the job at once.
+ * - anything else (a configuration error, a database error) stops the batch too and fails the job.
+ * A batch that stops skips its rows not yet started and waits for those in flight before it fails.
  */
+import { createHash } from "node:crypto";
 import pLimit from "p-limit";
 import Type from "typebox";
+import { INT4_MAX } from "../input-limits.ts";
 import type { Logger } from "../observability/logger.ts";
 import { UpstreamError } from "../upstream/http.ts";
 
@@ -18,7 +21,8 @@ export const MAX_ROWS_PER_BATCH = 1000;
 
 /** A sweep task's `taxonIds` payload field: exactly these rows, at most one batch of them. */
 export function taxonIdsField(description: string) {
-  return Type.Optional(Type.Array(Type.Integer({ minimum: 1 }), { minItems: 1, maxItems: MAX_ROWS_PER_BATCH, description }));
+  // taxa.id is an integer column: a larger id could never name a row, and the query would fail on it.
+  return Type.Optional(Type.Array(Type.Integer({ minimum: 1, maximum: INT4_MAX }), { minItems: 1, maxItems: MAX_ROWS_PER_BATCH, description }));
 }
 
 /** A sweep task's `force` payload field: also the rows that are not due. */
@@ -85,9 +89,28 @@ export async function fanOut({ limit, findIds, enqueueBatch, signal }: FanOutOpt
   return { batches, rows };
 }
 
-/** The standard job key of a batch: re-enqueueing the same rows replaces the pending job. */
-export function batchJobKey(task: string, ids: readonly number[] | undefined, variant = ""): string | undefined {
-  return ids ? `${task}:${variant ? `${variant}:` : ""}${ids[0]}-${ids.at(-1)}:${ids.length}` : undefined;
+/**
+ * The standard job key of a batch, a function of the whole work: the rows (their set: sorted, each
+ * once) and every other field that changes what the job does, hashed. Re-enqueueing the same work
+ * replaces the pending job; different work never shares a key, so it never overwrites another
+ * pending job. The readable part (`1-250:100:`) is for people looking at the queue; the digest decides.
+ * Undefined (no key) for a job that names no rows.
+ */
+export function batchJobKey(prefix: string, work: { taxonIds?: readonly number[] | undefined; [field: string]: unknown }): string | undefined {
+  if (!work.taxonIds) return undefined;
+  const ids = [...new Set(work.taxonIds)].sort((a, b) => a - b);
+  const digest = createHash("sha256").update(canonicalJson({ ...work, taxonIds: ids })).digest("base64url").slice(0, 22);
+  return `${prefix}:${ids[0]}-${ids.at(-1)}:${ids.length}:${digest}`;
+}
+
+/** JSON with object keys in sorted order, so equal values always give equal text. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value && typeof value === "object") {
+    const entries = Object.entries(value).filter(([, child]) => child !== undefined);
+    return `{${entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([key, child]) => `${JSON.stringify(key)}:${canonicalJson(child)}`).join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "null";
 }
 
 export interface WorkOptions<R> {
@@ -103,26 +126,45 @@ export interface WorkOptions<R> {
   what: string;
 }
 
-/** Works through the rows; throws after the rows in flight settle when one hit a transient failure. */
+/**
+ * Works through the rows. The first failure (a transient upstream failure, or anything that is not
+ * an upstream problem with one row) stops the batch: rows not yet started are skipped, the rows in
+ * flight are waited for (their answers are recorded), and only then does the attempt fail. Without
+ * the wait, the failed attempt's rows would go on calling upstream and writing in the background
+ * while the retry worked through the same rows.
+ */
 export async function workThroughRows<R extends { id: number }>(rows: readonly R[], options: WorkOptions<R>): Promise<Record<string, number>> {
   const { signal, logger } = options;
   const counts: Record<string, number> = {};
   let transient: UpstreamError | undefined;
+  let failure: { error: unknown } | undefined;
+  let skipped = 0;
   const limit = pLimit(options.concurrency);
   await Promise.all(
     rows.map((row) =>
       limit(async () => {
-        if (transient || signal.aborted) return;
+        if (transient || failure || signal.aborted) {
+          skipped += 1;
+          return;
+        }
         let outcome: string;
         try {
           outcome = await options.work(row);
         } catch (error) {
-          if (!(error instanceof UpstreamError)) throw error;
-          if (error.transient) {
+          if (error instanceof UpstreamError && error.transient) {
             transient ??= error;
             return;
           }
-          await options.recordError(row, error);
+          if (!(error instanceof UpstreamError)) {
+            failure ??= { error };
+            return;
+          }
+          try {
+            await options.recordError(row, error);
+          } catch (recordFailure) {
+            failure ??= { error: recordFailure };
+            return;
+          }
           logger.warn({ taxonId: row.id, err: error }, `could not ${options.what}`);
           outcome = "error";
         }
@@ -130,9 +172,13 @@ export async function workThroughRows<R extends { id: number }>(rows: readonly R
       }),
     ),
   );
+  const done = Object.values(counts).reduce((sum, n) => sum + n, 0);
+  if (failure) {
+    logger.warn({ rows: rows.length, recorded: done, skipped, ...counts }, `${options.what}: batch stopped by a failure`);
+    throw failure.error;
+  }
   signal.throwIfAborted();
   if (transient) {
-    const done = Object.values(counts).reduce((sum, n) => sum + n, 0);
     throw new Error(`${transient.message} (stopped there; recorded ${done} of ${rows.length} rows)`, { cause: transient });
   }
   logger.info({ rows: rows.length, ...counts }, `${options.what}: batch done`);

@@ -7,6 +7,7 @@ import { Ajv } from "ajv";
 import pLimit from "p-limit";
 import Type, { type Static } from "typebox";
 import { fetchJson, UpstreamError } from "./http.ts";
+import { makeBackoffGate } from "./pacing.ts";
 import { compileOnFirstUse } from "./response-schema.ts";
 
 const UPSTREAM = "GBIF";
@@ -87,11 +88,15 @@ const isNotFoundResponse = compileOnFirstUse<{ message: string }>(ajv, Type.Obje
 
 export function makeGbifClient(options: GbifClientOptions): GbifClient {
   const limit = pLimit(options.concurrency);
+  // After a 429 or 503 with Retry-After, this process holds its GBIF calls back until then: a short
+  // wait in place, a longer one defers the job (GBIF asks clients to back off).
+  const gate = makeBackoffGate({ upstream: UPSTREAM, maxWaitMs: 10_000 });
+  const call = <T>(work: () => Promise<T>, signal: AbortSignal | undefined) => limit(() => gate.run(work, signal));
   const request = { upstream: UPSTREAM, userAgent: options.userAgent, timeoutMs: options.timeoutMs };
   return {
     checklistKey: options.checklistKey,
     match: (query, signal) =>
-      limit(async () => {
+      call(async () => {
         const url = new URL("/v2/species/match", options.baseUrl);
         url.searchParams.set("scientificName", query.scientificName);
         url.searchParams.set("checklistKey", options.checklistKey);
@@ -111,9 +116,9 @@ export function makeGbifClient(options: GbifClientOptions): GbifClient {
           synonym: body.synonym ?? false,
           checklistKey: options.checklistKey,
         };
-      }),
+      }, signal),
     findUsage: (backboneKey, signal) =>
-      limit(async () => {
+      call(async () => {
         if (!/^\d+$/.test(backboneKey)) throw new UpstreamError(UPSTREAM, `/v1/species takes backbone integer keys, got '${backboneKey}'`, false);
         const url = new URL(`/v1/species/${backboneKey}`, options.baseUrl);
         const { status, body } = await fetchJson(url, { ...request, headers: { "x-user-agent": options.userAgent }, acceptStatuses: [404], signal });
@@ -127,6 +132,6 @@ export function makeGbifClient(options: GbifClientOptions): GbifClient {
           throw new UpstreamError(UPSTREAM, `unexpected name usage response: ${problem}`, false);
         }
         return body;
-      }),
+      }, signal),
   };
 }

@@ -3,7 +3,11 @@
  * a time limit, the caller's abort signal, and errors that say whether a retry can help.
  */
 
-/** An upstream call that failed. `transient` failures (5xx, 429, timeouts, network) are worth retrying. */
+/**
+ * An upstream call that failed. `transient` failures (5xx, 429, timeouts, network) are worth
+ * retrying; `retryAfterMs` says when the upstream wants the next call (the job is deferred until
+ * then); a failure that is not transient cannot succeed on a retry (the job fails permanently).
+ */
 export class UpstreamError extends Error {
   override name = "UpstreamError";
   readonly upstream: string;
@@ -57,7 +61,9 @@ export async function fetchJson(url: URL, options: FetchJsonOptions): Promise<Js
   const text = await readBody(response, options, timeout, url);
   const { status } = response;
   if (status === 429 || status >= 500) {
-    throw new UpstreamError(upstream, `HTTP ${status} from ${url.pathname}`, true, status, retryAfterMs(response.headers));
+    // Retry-After means "back off until then" on 429 and 503 (RFC 9110); elsewhere it is ignored.
+    const backoff = status === 429 || status === 503 ? retryAfterMs(response.headers) : undefined;
+    throw new UpstreamError(upstream, `HTTP ${status} from ${url.pathname}${backoff !== undefined ? ` (Retry-After ${Math.round(backoff / 1000)} s)` : ""}`, true, status, backoff);
   }
   const accepted = status < 300 || options.acceptStatuses?.includes(status);
   let body: unknown;

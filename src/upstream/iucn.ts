@@ -6,6 +6,7 @@
  */
 import { Ajv } from "ajv";
 import Type, { type Static } from "typebox";
+import { PermanentJobError } from "../permanent-failure.ts";
 import { compileOnFirstUse } from "./response-schema.ts";
 import { fetchJson, UpstreamError } from "./http.ts";
 import { makePacer } from "./pacing.ts";
@@ -34,8 +35,8 @@ const isTaxonResponse = compileOnFirstUse<Static<typeof TaxonResponse>>(ajv, Tax
 const isAssessmentResponse = compileOnFirstUse<Static<typeof AssessmentResponse>>(ajv, AssessmentResponse);
 const isNotFoundResponse = compileOnFirstUse(ajv, Type.Object({ error: Type.Literal("Not found") }));
 
-/** The token is missing or IUCN refused it: no call can succeed until the setting is fixed. */
-export class IucnConfigurationError extends Error {
+/** The token is missing or IUCN refused it: no call can succeed until the setting is fixed, so the job fails permanently. */
+export class IucnConfigurationError extends PermanentJobError {
   override name = "IucnConfigurationError";
 }
 
@@ -61,7 +62,7 @@ export interface IucnClient {
 }
 
 export function makeIucnClient(options: IucnClientOptions): IucnClient {
-  // A Retry-After longer than this fails the job for a later retry instead of holding the queue.
+  // A Retry-After longer than this defers the job (attempt given back) instead of holding the queue.
   const pacer = makePacer({ upstream: UPSTREAM, minIntervalMs: options.minIntervalMs, maxWaitMs: 10_000 });
 
   async function get(path: string, query: Record<string, string>, signal: AbortSignal | undefined) {

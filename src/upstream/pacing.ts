@@ -1,18 +1,60 @@
 /**
- * One call at a time towards an upstream that asks for it (Wikimedia, IUCN), with a least gap
- * between call starts and respect for a Retry-After the upstream sent: later calls from this
- * process wait it out instead of knocking again. A wait longer than `maxWaitMs` is not waited
- * for in-process: the call fails as transient at once, and the job's retry comes back later.
+ * Respecting an upstream's limits from one process.
+ *
+ * A back-off gate remembers a Retry-After the upstream sent (429, 503, Wikidata's maxlag) and holds
+ * back the calls after it: a short wait is waited out in-process; a longer one fails the call at
+ * once, without calling, as a transient UpstreamError that carries the remaining wait. The job
+ * wrapper turns that into a deferral of the job until then, with its attempt given back
+ * (src/worker/outcomes.ts), so a long back-off never burns a job's attempts.
+ *
+ * A pacer adds one call at a time and a least gap between call starts (Wikimedia, IUCN).
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import pLimit from "p-limit";
 import { UpstreamError } from "./http.ts";
 
+export interface BackoffGateOptions {
+  upstream: string;
+  /** Longest wait for a Retry-After before failing the call (for a deferral of its job) instead. */
+  maxWaitMs: number;
+}
+
+export interface BackoffGate {
+  /** Runs the call once the upstream's back-off allows; records a Retry-After it answers with. */
+  run<T>(call: () => Promise<T>, signal?: AbortSignal): Promise<T>;
+  /** Milliseconds until calls may go again; 0 when they may now. */
+  blockedForMs(): number;
+}
+
+export function makeBackoffGate(options: BackoffGateOptions): BackoffGate {
+  let notBefore = 0;
+  const blockedForMs = () => Math.max(0, notBefore - Date.now());
+  return {
+    blockedForMs,
+    async run(call, signal) {
+      signal?.throwIfAborted();
+      const waitMs = blockedForMs();
+      if (waitMs > options.maxWaitMs) {
+        throw new UpstreamError(options.upstream, `asked to wait until ${new Date(notBefore).toISOString()} (Retry-After); not called`, true, undefined, waitMs);
+      }
+      if (waitMs > 0) await sleep(waitMs, undefined, signal ? { signal } : {});
+      try {
+        return await call();
+      } catch (error) {
+        if (error instanceof UpstreamError && error.retryAfterMs !== undefined) {
+          notBefore = Math.max(notBefore, Date.now() + error.retryAfterMs);
+        }
+        throw error;
+      }
+    },
+  };
+}
+
 export interface PacerOptions {
   upstream: string;
   /** Least time between the starts of two calls. */
   minIntervalMs: number;
-  /** Longest wait for a Retry-After before failing the call as transient instead. */
+  /** Longest wait for a Retry-After before failing the call (for a deferral of its job) instead. */
   maxWaitMs: number;
 }
 
@@ -22,28 +64,17 @@ export interface Pacer {
 
 export function makePacer(options: PacerOptions): Pacer {
   const limit = pLimit(1);
+  const gate = makeBackoffGate(options);
   let lastStart = Number.NEGATIVE_INFINITY;
-  let notBefore = 0;
   return {
     run: (call, signal) =>
-      limit(async () => {
-        signal?.throwIfAborted();
-        const now = Date.now();
-        const blockedMs = notBefore - now;
-        if (blockedMs > options.maxWaitMs) {
-          throw new UpstreamError(options.upstream, `asked to wait until ${new Date(notBefore).toISOString()} (Retry-After)`, true, undefined, blockedMs);
-        }
-        const waitMs = Math.max(blockedMs, lastStart + options.minIntervalMs - now);
-        if (waitMs > 0) await sleep(waitMs, undefined, signal ? { signal } : {});
-        lastStart = Date.now();
-        try {
-          return await call();
-        } catch (error) {
-          if (error instanceof UpstreamError && error.retryAfterMs !== undefined) {
-            notBefore = Math.max(notBefore, Date.now() + error.retryAfterMs);
-          }
-          throw error;
-        }
-      }),
+      limit(() =>
+        gate.run(async () => {
+          const gapMs = lastStart + options.minIntervalMs - Date.now();
+          if (gapMs > 0) await sleep(gapMs, undefined, signal ? { signal } : {});
+          lastStart = Date.now();
+          return call();
+        }, signal),
+      ),
   };
 }

@@ -77,7 +77,7 @@ export interface WikidataClient {
 const TRANSIENT_CODES = new Set(["maxlag", "ratelimited", "readonly"]);
 
 export function makeWikidataClient(options: WikidataClientOptions): WikidataClient {
-  // A long lag is better waited for by the job's retry than by a request holding the queue.
+  // A long lag is better waited for by deferring the job (attempt given back) than by a request holding the queue.
   const pacer = makePacer({ upstream: UPSTREAM, minIntervalMs: 0, maxWaitMs: 10_000 });
   const request = { upstream: UPSTREAM, userAgent: options.userAgent, timeoutMs: options.timeoutMs };
 

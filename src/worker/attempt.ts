@@ -28,4 +28,11 @@ export interface AttemptObserver {
   /** A failed attempt; when `job.attempt >= job.maxAttempts` the job is now dead. */
   failed(job: JobSnapshot, error: unknown, durationMs: number): void;
   hookFailed(job: JobSnapshot, error: unknown): void;
+  /**
+   * The attempt's pool was declared dead while it ran: the job was released to other pools, and
+   * this attempt's outcome (success or failure) is discarded. Neither succeeded nor failed.
+   */
+  abandoned(job: JobSnapshot, reason: string, durationMs: number): void;
+  /** An upstream asked to wait: the job is due again later, with this attempt given back. */
+  deferred(job: JobSnapshot, error: unknown, durationMs: number): void;
 }

@@ -35,6 +35,17 @@ export class TaskInterruptedError extends Error {
   }
 }
 
+/**
+ * The attempt was stopped because its worker pool was declared dead: the job was released to
+ * other pools, and whatever this attempt still does is discarded (its outcome changes nothing).
+ */
+export class AttemptAbandonedError extends Error {
+  override name = "AttemptAbandonedError";
+  constructor(poolId: string, detail = "its heartbeat was too old") {
+    super(`attempt abandoned: worker pool ${poolId} was declared dead (${detail}); the job was released to other pools and this attempt's outcome is discarded`);
+  }
+}
+
 /** Validates the payload and builds the context a handler (or hook) runs with. */
 function prepare(task: RegisteredTask, rawPayload: unknown, job: Omit<JobInfo, "cron" | "task">, deps: TaskDependencies, signal: AbortSignal) {
   const { payload, cron } = splitJobMetadata(rawPayload);
@@ -65,14 +76,16 @@ export async function executeTask(
   const { value, context } = prepare(task, rawPayload, job, deps, AbortSignal.any([stopSignal, timeout]));
 
   // A handler that ignores its signal still loses these races, so the attempt ends on time: at its
-  // time limit, or when shutdown aborts it (and the worker can hand the job back before the kill).
+  // time limit, when shutdown aborts it (and the worker can hand the job back before the kill), or
+  // when its pool is abandoned.
+  const stopped = () => (stopSignal.reason instanceof AttemptAbandonedError ? stopSignal.reason : new TaskInterruptedError(task.name));
   const timedOut = rejectOnAbort(timeout, () => new TaskTimeoutError(task.name, timeoutMs));
-  const interrupted = rejectOnAbort(stopSignal, () => new TaskInterruptedError(task.name));
+  const interrupted = rejectOnAbort(stopSignal, stopped);
   try {
     await Promise.race([task.run(value, context), timedOut.rejected, interrupted.rejected]);
   } catch (error) {
     // Whatever the handler threw on its way out (an aborted fetch, say), the cause was the abort.
-    if (stopSignal.aborted) throw new TaskInterruptedError(task.name);
+    if (stopSignal.aborted) throw stopped();
     if (timeout.aborted) throw new TaskTimeoutError(task.name, timeoutMs);
     throw error;
   } finally {
@@ -81,7 +94,6 @@ export async function executeTask(
   }
 }
 
-/** A promise that rejects once the signal aborts; only ever observed through a race. */
 /**
  * A promise that rejects when the signal aborts, and the way to stop listening: the stop signal is
  * the worker pool's and lives as long as the pool, so every attempt must remove its listener.

@@ -25,8 +25,11 @@
 import type { Runner, WorkerEvents, WorkerPool } from "graphile-worker";
 import type { Logger } from "../observability/logger.ts";
 
-/** Why a pool ended: the service is stopping, or the runner ended on its own and is restarted. */
-export type PoolEndCause = "shutdown" | "restart";
+/**
+ * Why a pool ended: the service is stopping; the runner ended on its own and is restarted; or the
+ * pool was declared dead and abandoned (its jobs were already released by the sweeper).
+ */
+export type PoolEndCause = "shutdown" | "restart" | "abandoned";
 
 export interface SupervisorOptions {
   name: string;
@@ -49,6 +52,11 @@ export interface SupervisorOptions {
 
 /** A runner that stayed up this long resets the backoff. */
 const HEALTHY_RUN_MS = 60_000;
+/**
+ * A runner whose last this-many pools each ended on their own before `HEALTHY_RUN_MS` is crash-looping:
+ * readiness says so until a pool has stayed up that long.
+ */
+export const CRASH_LIMIT = 3;
 /** Settling an ended pool is retried this often (the database may be away); then the sweeper's turn. */
 const SETTLE_ATTEMPTS = 8;
 
@@ -60,8 +68,15 @@ export class SupervisedRunner {
   #pool: WorkerPool | null = null;
   /** The current pool is shutting down on its own (a fatal error): it fetches no more jobs. */
   #poolEnding = false;
+  /** Why the current pool started shutting down on its own, when it did. */
+  #endReason: string | null = null;
   #stopping = false;
   #restarts = 0;
+  /** Pools in a row that ended on their own soon after starting, and why the last one did. */
+  #shortRuns = 0;
+  #lastEnd = "";
+  /** When the current pool's runner started (performance.now()), or null while none runs. */
+  #upAt: number | null = null;
   #wake: (() => void) | null = null;
   #supervising: Promise<void> = Promise.resolve();
   readonly #settling = new Set<Promise<void>>();
@@ -73,6 +88,7 @@ export class SupervisedRunner {
     options.events.on("pool:gracefulShutdown", ({ workerPool, message }) => {
       if (this.#stopping || workerPool.id !== this.#pool?.id) return;
       this.#poolEnding = true;
+      this.#endReason = message;
       this.#logger.error({ poolId: workerPool.id, reason: message }, "worker pool is shutting down on its own; its runner will be restarted");
       setTimeout(() => {
         if (this.#pool === workerPool) void this.forceStop(`shutting down on its own did not finish: ${message}`);
@@ -89,6 +105,17 @@ export class SupervisedRunner {
   /** The runner is up (not ended, not waiting to restart). */
   isUp(): boolean {
     return this.#runner !== null && !this.#stopping && !this.#poolEnding;
+  }
+
+  /**
+   * Why readiness should fail when this runner keeps ending on its own (a fault that recurs with
+   * every pool, such as a statement graphile-worker cannot run), or null. Restarting hides such a
+   * fault: the runner is up most of the time between crashes.
+   */
+  crashLoop(): string | null {
+    if (this.#upAt !== null && performance.now() - this.#upAt >= HEALTHY_RUN_MS) this.#shortRuns = 0;
+    if (this.#shortRuns < CRASH_LIMIT) return null;
+    return `runner '${this.name}' keeps ending unexpectedly: ${this.#shortRuns} pools in a row ended within ${HEALTHY_RUN_MS / 1000} s (last: ${this.#lastEnd})`;
   }
 
   /** The current pool's id, once its workers have started. */
@@ -157,9 +184,11 @@ export class SupervisedRunner {
         this.#runner = runner;
         if (this.#stopping) void runner.stop().catch(() => {});
         const upAt = performance.now();
+        this.#upAt = upAt;
         let failure: unknown = null;
         await runner.promise.catch((error: unknown) => (failure = error));
         this.#runner = null;
+        this.#upAt = null;
         const pool = this.#pool;
         this.#pool = null;
         this.#poolEnding = false;
@@ -171,7 +200,11 @@ export class SupervisedRunner {
           if (this.#stopping) await settled;
         }
         if (this.#stopping) return;
-        if (performance.now() - upAt > HEALTHY_RUN_MS) this.#restarts = 0;
+        const shortRun = performance.now() - upAt < HEALTHY_RUN_MS;
+        if (!shortRun) this.#restarts = 0;
+        this.#shortRuns = shortRun ? this.#shortRuns + 1 : 0;
+        this.#lastEnd = describeEnd(failure, this.#endReason);
+        this.#endReason = null;
         this.#logger.error({ err: failure, poolId: pool?.id }, "job runner ended unexpectedly; restarting it");
       }
       if (this.#stopping) return;
@@ -193,4 +226,11 @@ export class SupervisedRunner {
       }
     }
   }
+}
+
+/** One line for readiness: the pool's own reason, else the runner's error. */
+function describeEnd(failure: unknown, reason: string | null): string {
+  const error = failure instanceof Error ? failure.message : failure === null ? null : String(failure);
+  const text = [reason, error].filter((part) => part).join(": ") || "no error reported";
+  return text.length > 300 ? `${text.slice(0, 300)}…` : text;
 }

@@ -9,7 +9,16 @@
  *
  * Each runner is supervised (restarted with backoff if it ends on its own) and, with the service's
  * reliability wiring, registers a heartbeat before fetching and returns its unfinished jobs when it
- * ends (src/reliability/).
+ * ends (src/reliability/). With `openRunnerPool`, every runner start gets a connection pool of its
+ * own whose session name the fencing triggers recognise (src/worker/job-control.ts).
+ *
+ * What an attempt's end means for its job is decided here, before graphile-worker records it:
+ * - success, unless the pool may have been declared dead meanwhile and no longer holds the job:
+ *   then the attempt is abandoned (its outcome discarded; graphile-worker's completion would be
+ *   refused by the fence anyway);
+ * - an upstream's back-off (Retry-After): the job is deferred until then, the attempt given back;
+ * - a failure no retry can fix: the job dies now, its remaining attempts unspent;
+ * - any other failure: graphile-worker's retry with backoff.
  */
 import { EventEmitter } from "node:events";
 import { trace } from "@opentelemetry/api";
@@ -20,13 +29,34 @@ import { AttemptHistory } from "../lifecycle/history.ts";
 import { makeWorkerLogger } from "../observability/logger.ts";
 import { traceJobAttempt } from "../observability/tracing.ts";
 import type { RegisteredTask, TaskRegistry } from "../registry.ts";
-import type { InFlightJobs } from "./in-flight-jobs.ts";
-import { SupervisedRunner, type PoolEndCause } from "./supervisor.ts";
+import { sanitizeError } from "../text/sanitize.ts";
 import type { AttemptObserver, JobSnapshot } from "./attempt.ts";
-import { executeTask, runExhaustedHook, TaskInterruptedError, type TaskDependencies } from "./execute.ts";
+import { AttemptAbandonedError, executeTask, runExhaustedHook, TaskInterruptedError, type TaskDependencies } from "./execute.ts";
+import type { InFlightJobs } from "./in-flight-jobs.ts";
+import { deferJob, failPermanently, holdsJob, makeRunnerSessionName, type HeldJob } from "./job-control.ts";
+import { isPermanentFailure, requestedBackoffMs } from "./outcomes.ts";
+import { SupervisedRunner, type PoolEndCause } from "./supervisor.ts";
+
+/** What the reliability wiring adds to every attempt. */
+export interface AttemptGuards {
+  inFlight: InFlightJobs;
+  /** The pool's lease holds: it cannot have been declared dead since its last beat (src/reliability/heartbeat.ts). */
+  leaseHolds(poolId: string): boolean;
+  /** Fires when the pool is abandoned (declared dead), with an AttemptAbandonedError as its reason. */
+  abandonSignal(poolId: string): AbortSignal;
+}
+
+/** A connection pool of one runner start, with the session name its connections carry. */
+export interface RunnerPool {
+  pool: pg.Pool;
+  close(): Promise<void>;
+}
 
 export interface WorkerOptions {
+  /** graphile-worker's connections, unless `openRunnerPool` gives each runner start its own. */
   pool: pg.Pool;
+  /** A pool of `max` connections named `applicationName`, for one runner start; closed when that runner ends. */
+  openRunnerPool?: (applicationName: string, max: number) => RunnerPool;
   deps: TaskDependencies;
   observers: AttemptObserver[];
   cronItems: ParsedCronItem[];
@@ -43,10 +73,12 @@ export interface WorkerOptions {
 /** What src/reliability/ plugs into every runner. */
 export interface RunnerReliability {
   inFlight: InFlightJobs;
-  /** Before a pool's workers fetch their first job. */
-  poolStarted(poolId: string, runner: string): Promise<void>;
+  /** Before a pool's workers fetch their first job; `session` is its connections' name, when it has its own pool. */
+  poolStarted(poolId: string, runner: string, session: string | null): Promise<void>;
   /** After a pool has ended, before its runner is restarted. */
   poolEnded(poolId: string, cause: PoolEndCause): Promise<void>;
+  /** See AttemptGuards. */
+  leaseHolds(poolId: string): boolean;
   /** From `stop()`: running jobs' abort signal fires after this long. */
   shutdownAbortAfterMs: number;
   /** From `stop()`: pools still running are shut down forcefully after this long. */
@@ -61,7 +93,10 @@ export interface WorkerHandle {
   isRunning(): boolean;
   /** Stops fetching jobs, lets running jobs finish until the shutdown deadlines, then resolves. */
   stop(): Promise<void>;
-  /** Ends the pool with this id at once (declared dead); its runner restarts with a new pool. */
+  /**
+   * Ends the pool with this id at once (declared dead): its running attempts are aborted and
+   * abandoned, and its runner restarts with a new pool.
+   */
   abandonPool(poolId: string, reason: string): Promise<void>;
 }
 
@@ -94,7 +129,12 @@ export function connectionsNeeded(plans: RunnerPlan[]): number {
   return plans.reduce((sum, plan) => sum + plan.concurrency + 1, 0);
 }
 
-export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, observers: AttemptObserver[], inFlight?: InFlightJobs): TaskList {
+/** Connections one runner start's own pool holds at most: a fetch per worker, LISTEN, the completion and failure batchers (and cron). */
+export function runnerPoolSize(plan: Pick<RunnerPlan, "concurrency">): number {
+  return plan.concurrency + 2;
+}
+
+export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, observers: AttemptObserver[], guards?: AttemptGuards): TaskList {
   const history = new AttemptHistory(deps.db, deps.logger);
   const taskList: TaskList = {};
   for (const task of tasks) {
@@ -102,45 +142,93 @@ export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, ob
       const job = await snapshot(task, helpers);
       const info = { id: job.id, attempt: job.attempt, maxAttempts: job.maxAttempts, queueName: job.queue };
       const poolId = helpers.job.locked_by ?? "";
+      const held: HeldJob = { id: job.id, poolId };
       const { traceCarrier } = splitJobMetadata(payload);
       await traceJobAttempt({ ...info, task: task.name, queue: job.queue }, traceCarrier, async (span) => {
         const context = span.spanContext();
         if (trace.isSpanContextValid(context)) job.traceId = context.traceId;
-        inFlight?.began(poolId, job.id, job.runAt);
+        guards?.inFlight.began(poolId, job.id, job.runAt);
         for (const observer of observers) observer.started(job, helpers.job.payload, helpers.job.locked_by);
         const started = performance.now();
+        const stopSignal = guards ? AbortSignal.any([helpers.abortSignal, guards.abandonSignal(poolId)]) : helpers.abortSignal;
         try {
-          await executeTask(task, payload, info, deps, helpers.abortSignal);
-          inFlight?.finished(poolId, job.id);
+          await executeTask(task, payload, info, deps, stopSignal);
+          // The fence of a stale success. While the lease holds (always, unless the process was
+          // frozen or cut off from the database for most of the rescue threshold) nothing is asked.
+          if (guards && !guards.leaseHolds(poolId) && !(await stillHeld(deps, held))) throw new AttemptAbandonedError(poolId, "it no longer holds the job");
+          guards?.inFlight.finished(poolId, job.id);
           for (const observer of observers) observer.succeeded(job, performance.now() - started);
         } catch (error) {
-          const failure = error instanceof Error ? error : new Error(String(error));
+          // A NUL or a lone surrogate in the message would make graphile-worker's failJob statement
+          // fail, which ends the whole pool (and the job would keep no error): clean it first.
+          const failure = sanitizeError(error);
           // Not the job's failure: once this pool has ended, the job goes back to the queue with its
           // attempt given back and a `rescued` event (src/reliability/shutdown.ts).
-          if (failure instanceof TaskInterruptedError && inFlight) throw failure;
-          inFlight?.finished(poolId, job.id);
-          const durationMs = performance.now() - started;
+          if (failure instanceof TaskInterruptedError && guards) throw failure;
+          guards?.inFlight.finished(poolId, job.id);
+          const durationMs = () => performance.now() - started;
+          if (failure instanceof AttemptAbandonedError) {
+            // graphile-worker's failure statement that follows is fenced by locked_by: it changes nothing.
+            await history.abandoned(job, failure.message, durationMs(), helpers.job.locked_by);
+            for (const observer of observers) observer.abandoned(job, failure.message, durationMs());
+            throw failure;
+          }
+          const backoffMs = requestedBackoffMs(failure);
+          if (backoffMs !== undefined) {
+            const runAt = new Date(Date.now() + backoffMs);
+            if (await control(deps, () => deferJob(deps.db, held, runAt, `deferred until ${runAt.toISOString()} (the upstream asked to wait): ${failure.message}`))) {
+              deps.logger.warn({ jobId: job.id, task: task.name, runAt, err: failure }, "job deferred: the upstream asked to wait; this attempt does not count");
+              await history.deferred(job, failure, runAt, durationMs());
+              for (const observer of observers) observer.deferred(job, failure, durationMs());
+              throw failure;
+            }
+          }
+          let permanent = false;
+          if (job.attempt < job.maxAttempts && isPermanentFailure(failure)) {
+            permanent = await control(deps, () => failPermanently(deps.db, held, failure.message));
+            if (permanent) deps.logger.warn({ jobId: job.id, task: task.name, err: failure }, "job failed permanently: no retry can succeed; its remaining attempts are not spent");
+          }
           const endedAt = new Date();
-          const last = await history.isLastAttempt(job);
+          const last = permanent || (await history.isLastAttempt(job));
           if (last) {
             // The job is dead after this attempt: run the task's hook once, before the failure is recorded.
             try {
-              await runExhaustedHook(task, payload, info, failure, deps);
+              await runExhaustedHook(task, payload, permanent ? { ...info, maxAttempts: job.attempt } : info, failure, deps);
             } catch (hookError) {
               deps.logger.error({ err: hookError, jobId: job.id, task: task.name }, "onExhausted hook failed");
               await history.hookFailed(job, hookError);
             }
           }
-          await history.failed(job, failure, durationMs, last, endedAt);
+          await history.failed(job, failure, durationMs(), last, endedAt);
           // Observers tell a dead job by attempt >= maxAttempts: give them graphile-worker's verdict.
-          const judged = last ? { ...job, attempt: Math.max(job.attempt, job.maxAttempts) } : { ...job, maxAttempts: Math.max(job.maxAttempts, job.attempt + 1) };
-          for (const observer of observers) observer.failed(judged, failure, durationMs);
+          const judged = last ? { ...job, maxAttempts: job.attempt } : { ...job, maxAttempts: Math.max(job.maxAttempts, job.attempt + 1) };
+          for (const observer of observers) observer.failed(judged, failure, durationMs());
           throw failure;
         }
       });
     };
   }
   return taskList;
+}
+
+/** Whether the pool still holds the job; when the database cannot say, the completion's own fence decides. */
+async function stillHeld(deps: TaskDependencies, job: HeldJob): Promise<boolean> {
+  try {
+    return await holdsJob(deps.db, job);
+  } catch (error) {
+    deps.logger.warn({ err: error, jobId: job.id }, "could not check whether this pool still holds the job; its completion is fenced in the database");
+    return true;
+  }
+}
+
+/** Runs a job-control statement; a failure of its own leaves graphile-worker's ordinary failure path to record the attempt. */
+async function control(deps: TaskDependencies, statement: () => Promise<boolean>): Promise<boolean> {
+  try {
+    return await statement();
+  } catch (error) {
+    deps.logger.warn({ err: error }, "could not change the job's outcome; recording the attempt as an ordinary failure");
+    return false;
+  }
 }
 
 async function snapshot(task: RegisteredTask, helpers: JobHelpers): Promise<JobSnapshot> {
@@ -165,46 +253,76 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const plans = planRunners(deps.registry, options.concurrency);
   const runners: SupervisedRunner[] = [];
   const stopAll = () => Promise.all(runners.map((runner) => runner.stop()));
+  // Per pool: aborted when the pool is abandoned, which ends its running attempts at once.
+  const abandonment = new Map<string, AbortController>();
+  const abandonController = (poolId: string) => {
+    let controller = abandonment.get(poolId);
+    if (!controller) abandonment.set(poolId, (controller = new AbortController()));
+    return controller;
+  };
+  const guards: AttemptGuards | undefined = reliability && {
+    inFlight: reliability.inFlight,
+    leaseHolds: (poolId) => reliability.leaseHolds(poolId),
+    abandonSignal: (poolId) => abandonController(poolId).signal,
+  };
   try {
     for (const [index, plan] of plans.entries()) {
       if (plan.tasks.length === 0 && index > 0) continue;
-      const taskList = makeTaskList(plan.tasks, deps, options.observers, reliability?.inFlight);
+      const taskList = makeTaskList(plan.tasks, deps, options.observers, guards);
+      let session: string | null = null;
       const runner = new SupervisedRunner({
         name: plan.name,
         logger: deps.logger,
         events,
-        poolStarted: reliability ? (poolId, name) => reliability.poolStarted(poolId, name) : async () => {},
-        poolEnded: reliability ? (poolId, cause) => reliability.poolEnded(poolId, cause) : async () => {},
-        startRunner: (plugin) =>
-          run({
-            pgPool: options.pool,
-            taskList,
-            // Cron only schedules jobs (any runner with the task works them); one scheduler per process.
-            parsedCronItems: index === 0 ? options.cronItems : [],
-            noHandleSignals: true,
-            events,
-            logger: makeWorkerLogger(deps.logger.child({ runner: plan.name })),
-            preset: {
-              plugins: [plugin],
-              worker: {
-                concurrentJobs: plan.concurrency,
-                pollInterval: options.pollIntervalMs,
-                // Completions and failures go through graphile-worker's batchers, which a graceful shutdown
-                // flushes before it resolves; unbatched, they are fire-and-forget and a job that finished
-                // just before shutdown could be left locked. A delay of 0 adds no latency.
-                completeJobBatchDelay: 0,
-                failJobBatchDelay: 0,
-                ...(reliability ? { gracefulShutdownAbortTimeout: reliability.shutdownAbortAfterMs } : {}),
-                // Only the main runner batches its fetches: a capped runner works slow, rate-limited jobs,
-                // and a batch locked by one instance would wait there while other instances sit idle.
-                ...(index === 0 && options.localQueueSize ? { localQueue: { size: options.localQueueSize } } : {}),
+        poolStarted: reliability ? (poolId, name) => reliability.poolStarted(poolId, name, session) : async () => {},
+        poolEnded: async (poolId, cause) => {
+          const abandoned = abandonment.get(poolId)?.signal.aborted ?? false;
+          abandonment.delete(poolId);
+          await reliability?.poolEnded(poolId, abandoned && cause === "restart" ? "abandoned" : cause);
+        },
+        startRunner: async (plugin) => {
+          const own = options.openRunnerPool ? options.openRunnerPool((session = makeRunnerSessionName()), runnerPoolSize(plan)) : null;
+          try {
+            const started = await run({
+              pgPool: own?.pool ?? options.pool,
+              taskList,
+              // Cron only schedules jobs (any runner with the task works them); one scheduler per process.
+              parsedCronItems: index === 0 ? options.cronItems : [],
+              noHandleSignals: true,
+              events,
+              logger: makeWorkerLogger(deps.logger.child({ runner: plan.name })),
+              preset: {
+                plugins: [plugin],
+                worker: {
+                  concurrentJobs: plan.concurrency,
+                  pollInterval: options.pollIntervalMs,
+                  // Completions and failures go through graphile-worker's batchers, which a graceful shutdown
+                  // flushes before it resolves; unbatched, they are fire-and-forget and a job that finished
+                  // just before shutdown could be left locked. A delay of 0 adds no latency.
+                  completeJobBatchDelay: 0,
+                  failJobBatchDelay: 0,
+                  ...(reliability ? { gracefulShutdownAbortTimeout: reliability.shutdownAbortAfterMs } : {}),
+                  // Only the main runner batches its fetches: a capped runner works slow, rate-limited jobs,
+                  // and a batch locked by one instance would wait there while other instances sit idle.
+                  ...(index === 0 && options.localQueueSize ? { localQueue: { size: options.localQueueSize } } : {}),
+                },
               },
-            },
-          }),
+            });
+            // The runner's own connections end with it (its settlement uses the service's pool).
+            if (own) void started.promise.then(own.close, own.close).catch(() => {});
+            return started;
+          } catch (error) {
+            await own?.close();
+            throw error;
+          }
+        },
       });
-      await runner.start();
       runners.push(runner);
     }
+    // Started side by side: each opens its own connections and checks graphile-worker's schema.
+    const started = await Promise.allSettled(runners.map((runner) => runner.start()));
+    const failed = started.find((result) => result.status === "rejected");
+    if (failed) throw failed.reason;
   } catch (error) {
     await stopAll();
     throw error;
@@ -229,6 +347,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     isRunning: () => runners.every((runner) => runner.isUp()),
     stop: () => (stopping ??= stop()),
     async abandonPool(poolId, reason) {
+      // First the attempts (their outcomes are discarded), then the pool itself.
+      abandonController(poolId).abort(new AttemptAbandonedError(poolId));
       await runners.find((runner) => runner.poolId() === poolId)?.forceStop(reason);
     },
   };

@@ -9,6 +9,7 @@ import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import axeCore from "axe-core";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { describe, expect } from "vitest";
 import { enqueueJob } from "../../src/enqueue.ts";
@@ -42,8 +43,44 @@ async function launch(userDataDir: string): Promise<BrowserContext> {
   });
 }
 
+/** axe-core's engine, injected into each page under test (through the DevTools protocol, which the page's CSP does not govern). */
+const AXE_SOURCE = axeCore.source;
+/** Impacts that fail the test: everything but "minor". */
+const FAILING_IMPACTS = new Set(["moderate", "serious", "critical"]);
+
+interface AxeViolation {
+  id: string;
+  impact: string | null;
+  help: string;
+  nodes: Array<{ target: unknown[]; failureSummary?: string }>;
+}
+
+/**
+ * Runs axe-core (WCAG 2.2 A and AA, and its best practices, which hold landmark-unique) on the page
+ * as it is now, and returns its moderate, serious and critical violations, one line each.
+ */
+async function accessibilityViolations(page: Page, state: string): Promise<string[]> {
+  if (!(await page.evaluate(() => "axe" in globalThis))) await page.evaluate(AXE_SOURCE);
+  const violations = await page.evaluate(async () => {
+    const axe = (globalThis as unknown as { axe: { run(context: unknown, options: unknown): Promise<{ violations: AxeViolation[] }> } }).axe;
+    const result = await axe.run(document, {
+      runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"] },
+      // Only violations are read: skipping the passes' details halves the run.
+      resultTypes: ["violations"],
+    });
+    return result.violations.map((violation) => ({ ...violation, nodes: violation.nodes.map((node) => ({ target: node.target, failureSummary: node.failureSummary })) }));
+  });
+  return violations
+    .filter((violation) => FAILING_IMPACTS.has(violation.impact ?? ""))
+    .map((violation) => `${state}: ${violation.id} (${violation.impact}) ${violation.help}: ${violation.nodes.map((node) => JSON.stringify(node.target)).join(", ")}`);
+}
+
+/** Every page state the test passes through: a screenshot, and axe's findings collected. */
+const accessibility: string[] = [];
+
 async function shoot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage: true });
+  accessibility.push(...(await accessibilityViolations(page, name)));
 }
 
 /** The id of the job whose page is open. */
@@ -53,7 +90,7 @@ function jobIdOf(page: Page): string {
 
 // CI installs chromium, so there a missing browser fails the test instead of skipping it.
 describe.skipIf(!executablePath && !IN_CI)("the dashboard in a browser", () => {
-  test("sign in, run a job and watch it succeed, read its history, retry a dead job, and be refused a forged action", { timeout: 120_000 }, async ({ env }) => {
+  test("sign in, run a job and watch it succeed, read its history, retry a dead job, and be refused a forged action", { timeout: 420_000 }, async ({ env }) => {
     await resetData(env);
     await mkdir(SCREENSHOTS, { recursive: true });
     const service: ChildService = startChild(
@@ -70,7 +107,8 @@ describe.skipIf(!executablePath && !IN_CI)("the dashboard in a browser", () => {
     const userDataDir = await mkdtemp(path.join(os.tmpdir(), "observing-jobs-chromium-"));
     let context: BrowserContext | undefined;
     try {
-      await service.waitForStatus("/readyz", 200);
+      // Generous: on a loaded machine the child service takes a while to start.
+      await service.waitForStatus("/readyz", 200, 90_000);
       context = await launch(userDataDir);
       const page = context.pages()[0] ?? (await context.newPage());
       const problems: string[] = [];
@@ -89,6 +127,7 @@ describe.skipIf(!executablePath && !IN_CI)("the dashboard in a browser", () => {
       await page.getByLabel("Bearer token").fill("not-the-token-0123456789");
       await page.getByRole("button", { name: "Sign in" }).click();
       await page.getByText("Sign-in refused: invalid credential.").waitFor();
+      await shoot(page, "login-refused");
       await page.getByLabel("Bearer token").fill(API_TOKEN);
       await page.getByRole("button", { name: "Sign in" }).click();
       await page.waitForURL(`${base}/dashboard/tasks`);
@@ -99,6 +138,7 @@ describe.skipIf(!executablePath && !IN_CI)("the dashboard in a browser", () => {
       // Run now: resolve_taxa for one name, from the form generated from its schema.
       const [pumaId, felisId] = await insertTaxa(env.db, [{ scientific_name: "Puma concolor" }, { scientific_name: "Felis concolor" }]);
       await page.goto(`${base}/dashboard/tasks/resolve_taxa`);
+      await shoot(page, "task");
       await page.getByLabel("limit").fill("abc");
       await page.getByRole("button", { name: "Enqueue resolve_taxa" }).click();
       await page.getByText("payload/limit must be integer").first().waitFor();
@@ -174,6 +214,16 @@ describe.skipIf(!executablePath && !IN_CI)("the dashboard in a browser", () => {
       await page.locator('[data-count="succeeded"]').waitFor();
       expect(await page.locator('[data-count="succeeded"]').textContent()).toBe("2");
       await shoot(page, "overview");
+      // At 1280 px the worker pools table shows whole, without a scroll bar.
+      const pools = page.locator('[data-live-fragment="pools"] .table-wrap');
+      await pools.waitFor();
+      expect(await pools.evaluate((element) => element.scrollWidth - element.clientWidth)).toBeLessThanOrEqual(0);
+      await page.emulateMedia({ colorScheme: "dark" });
+      await shoot(page, "overview-dark");
+      await page.emulateMedia({ colorScheme: "light" });
+      await page.goto(`${base}/dashboard/jobs/999999999`);
+      await shoot(page, "not-found");
+      await page.goto(`${base}/dashboard`);
       await page.setViewportSize({ width: 390, height: 844 });
       await shoot(page, "overview-phone");
       await page.goto(`${base}/dashboard/jobs/${deadId}`);
@@ -181,6 +231,8 @@ describe.skipIf(!executablePath && !IN_CI)("the dashboard in a browser", () => {
 
       // The pages ran without script errors or Content-Security-Policy violations.
       expect(problems).toEqual([]);
+      // axe-core found nothing moderate, serious or critical on any of them.
+      expect(accessibility).toEqual([]);
     } finally {
       await context?.close();
       await rm(userDataDir, { recursive: true, force: true });

@@ -4,7 +4,7 @@ import { enqueueJobs } from "../../src/enqueue.ts";
 import { listJobs, resetData, runDueJobs, test, type TestEnv } from "../helpers/env.ts";
 import { makeScript, registryWithTestTasks } from "../helpers/test-tasks.ts";
 import { buildTestApp } from "../helpers/app.ts";
-import { form, signIn } from "./helpers.ts";
+import { form, signIn, withCookies } from "./helpers.ts";
 
 test.beforeEach(async ({ env }) => {
   await resetData(env);
@@ -60,7 +60,8 @@ describe("the dead-letter", () => {
 
       const retried = await post("retry", { task: "flaky_task", errorKey: boomKey });
       expect(retried.statusCode).toBe(303);
-      const after = await app.inject({ url: retried.headers.location as string, headers: { cookie } });
+      expect(retried.headers.location).toBe("/dashboard/dead-letter");
+      const after = await app.inject({ url: retried.headers.location as string, headers: { cookie: withCookies(cookie, retried) } });
       expect(after.body).toContain("Retried 2 flaky_task jobs.");
       expect(after.body).toContain("1 dead job in 1 group.");
       const live = await listJobs(env.db, "flaky_task");
@@ -70,10 +71,31 @@ describe("the dead-letter", () => {
       for (const event of retriedEvents) expect(event.actor).toMatch(/^token:[0-9a-f]{8}$/);
 
       const discarded = await post("discard", { task: "flaky_task", errorKey: otherKey });
-      expect((await app.inject({ url: discarded.headers.location as string, headers: { cookie } })).body).toContain("Discarded 1 flaky_task job.");
+      expect((await app.inject({ url: discarded.headers.location as string, headers: { cookie: withCookies(cookie, discarded) } })).body).toContain("Discarded 1 flaky_task job.");
       const record = await env.db.selectFrom("observing_jobs.job_records").select("phase").where("id", "=", ids[2]!).executeTakeFirstOrThrow();
       expect(record.phase).toBe("discarded");
       expect((await app.inject({ url: "/dashboard/dead-letter", headers: { cookie } })).body).toContain("The dead-letter is empty.");
+    } finally {
+      await app.close();
+    }
+  });
+
+  test("notices come from the server's record of the action, never from the query string", async ({ env }) => {
+    const app = await buildTestApp(env);
+    try {
+      const { cookie } = await signIn(app);
+      const phishing = "/dashboard/dead-letter?action=retry&done=5000&task=" + encodeURIComponent("resolve_taxa jobs. URGENT: sign in again at https://evil.example/login");
+      const page = await app.inject({ url: phishing, headers: { cookie } });
+      expect(page.statusCode).toBe(200);
+      expect(page.body).not.toContain("evil.example");
+      expect(page.body).not.toContain("Retried");
+      for (const url of ["/dashboard/jobs/1?done=retry", "/dashboard/jobs/1?done=enqueued"]) {
+        await enqueueJobs(env.db, env.registry, "resolve_taxa", [{}]);
+        expect((await app.inject({ url, headers: { cookie } })).body).not.toMatch(/Job retried|Job enqueued/);
+      }
+      // A notice cookie the server did not sign shows nothing either.
+      const forged = `observing_jobs_notice=${Buffer.from(JSON.stringify({ kind: "ok", text: "Sign in at evil.example" })).toString("base64url")}.forged`;
+      expect((await app.inject({ url: "/dashboard/dead-letter", headers: { cookie: `${cookie}; ${forged}` } })).body).not.toContain("evil.example");
     } finally {
       await app.close();
     }

@@ -29,3 +29,9 @@ export async function signIn(app: App, token = API_TOKEN): Promise<Browser> {
   expect(csrf).toBeDefined();
   return { cookie, csrf: csrf! };
 }
+
+/** The Cookie header after a response: the browser's cookies plus those the response set (an action's notice). */
+export function withCookies(cookie: string, response: { cookies: Array<{ name: string; value: string }> }): string {
+  const set = response.cookies.filter((item) => item.value !== "").map((item) => `${item.name}=${item.value}`);
+  return [cookie, ...set].join("; ");
+}

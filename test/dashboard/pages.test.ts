@@ -5,7 +5,7 @@ import type { App } from "../../src/http/app.ts";
 import { AUTH, buildTestApp, type TestAppOptions } from "../helpers/app.ts";
 import { resetData, runDueJobs, test, type TestEnv } from "../helpers/env.ts";
 import { makeScript, registryWithTestTasks } from "../helpers/test-tasks.ts";
-import { form } from "./helpers.ts";
+import { form, withCookies } from "./helpers.ts";
 
 test.beforeEach(async ({ env }) => {
   await resetData(env);
@@ -128,7 +128,8 @@ describe("pages", () => {
 
         const retried = await app.inject({ method: "POST", url: `/dashboard/jobs/${ids[0]}/retry`, headers: { ...AUTH, ...form({}).headers }, payload: "" });
         expect(retried.statusCode).toBe(303);
-        const after = await get(app, retried.headers.location as string);
+        expect(retried.headers.location).toBe(`/dashboard/jobs/${ids[0]}`);
+        const after = await app.inject({ url: retried.headers.location as string, headers: { ...AUTH, cookie: withCookies("", retried) } });
         expect(after.body).toContain("Job retried: it is back in the queue.");
         expect(after.body).toMatch(/data-event="retried"[\s\S]*<strong>token:[0-9a-f]{8}<\/strong>/);
         expect(after.body).toContain(`action="/dashboard/jobs/${ids[0]}/cancel"`);

@@ -4,7 +4,7 @@ import { findJob } from "../../src/lifecycle/jobs.ts";
 import { fieldsFromSchema, payloadFromForm } from "../../src/http/dashboard/schema-form.ts";
 import { AUTH, buildTestApp } from "../helpers/app.ts";
 import { resetData, test } from "../helpers/env.ts";
-import { form, signIn } from "./helpers.ts";
+import { form, signIn, withCookies } from "./helpers.ts";
 
 test.beforeEach(async ({ env }) => {
   await resetData(env);
@@ -123,14 +123,16 @@ describe("running a task from the dashboard", () => {
         payload: form({ _csrf: csrf, "payload.taxonIds": "7, 8", "payload.force": "true", "payload.limit": "", "option.maxAttempts": "2", "option.priority": "-1" }).payload,
       });
       expect(response.statusCode).toBe(303);
-      const id = /^\/dashboard\/jobs\/(\d+)\?done=enqueued$/.exec(response.headers.location as string)![1]!;
+      const id = /^\/dashboard\/jobs\/(\d+)$/.exec(response.headers.location as string)![1]!;
       const record = await env.db.selectFrom("observing_jobs.job_records").selectAll().where("id", "=", id).executeTakeFirstOrThrow();
       expect(record).toMatchObject({ task: "resolve_taxa", source: "http", max_attempts: 2, priority: -1, payload: { taxonIds: [7, 8], force: true, limit: 100 } });
       expect(record.enqueued_by).toMatch(/^token:[0-9a-f]{8}$/);
       const enqueued = (await findJob(env.db, id))!.timeline[0]!;
       expect(enqueued).toMatchObject({ event: "enqueued", actor: record.enqueued_by, source: "http" });
-      const page = await app.inject({ url: response.headers.location as string, headers: { cookie } });
+      const page = await app.inject({ url: response.headers.location as string, headers: { cookie: withCookies(cookie, response) } });
       expect(page.body).toContain("Job enqueued.");
+      // Shown once: the notice cookie is cleared as the page reads it.
+      expect(page.cookies).toContainEqual(expect.objectContaining({ name: "observing_jobs_notice", value: "" }));
     } finally {
       await app.close();
     }

@@ -11,6 +11,7 @@ import { checkCrontab } from "../../src/cron/crontab.ts";
 import { makeDatabase, type DatabaseHandle } from "../../src/db/database.ts";
 import { EXPECTED_SCHEMA_VERSION, findSchemaVersion, migrateDatabase } from "../../src/db/migrate.ts";
 import { findExcessPrivileges, warnAboutExcessPrivileges } from "../../src/db/privileges.ts";
+import { recordInternalTasks } from "../../src/db/internal-tasks.ts";
 import { JOB_SCHEMAS, setupRoles, type RoleSetupResult } from "../../src/db/roles.ts";
 import { runCli } from "../../src/cli.ts";
 import { parseConfig } from "../../src/config.ts";
@@ -197,6 +198,25 @@ describe("an enqueue-only role", () => {
     );
     const keys = (await listJobs(env.db, "resolve_taxa")).map((job) => job.key);
     expect(keys).toEqual(expect.arrayContaining(["enqueuer_probe", "enqueuer_probe_2"]));
+  });
+
+  test("may not add internal tasks: the database refuses them, whichever function is called", async () => {
+    const pool = as.enqueuer.pool;
+    const internal = /task prune_job_history is internal: it runs from the crontab or the service itself/;
+    await expect(pool.query(`select graphile_worker.add_job('prune_job_history', '{"succeededDays":0}'::json)`)).rejects.toMatchObject({ ...refused, message: expect.stringMatching(internal) });
+    await expect(
+      pool.query(`select id from graphile_worker.add_jobs(array[('prune_job_history', '{"succeededDays":0}'::json, null, null, null, 'enqueuer_prune', null, null)::graphile_worker.job_spec])`),
+    ).rejects.toMatchObject({ ...refused, message: expect.stringMatching(internal) });
+    expect(await listJobs(env.db, "prune_job_history")).toEqual([]);
+    // The runtime (its cron, the service) adds them as before.
+    await as.runtime.pool.query(`select graphile_worker.add_job('prune_job_history', '{}'::json, job_key := 'runtime_prune')`);
+    expect((await listJobs(env.db, "prune_job_history")).map((job) => job.key)).toEqual(["runtime_prune"]);
+  });
+
+  test("the list of internal tasks follows the task files, written by the runtime at start-up", async () => {
+    await recordInternalTasks(as.runtime.db, env.registry);
+    const { rows } = await env.pool.query<{ identifier: string }>("select identifier from observing_jobs.internal_tasks order by 1");
+    expect(rows.map((row) => row.identifier)).toEqual(env.registry.all().filter((task) => task.internal).map((task) => task.name).sort());
   });
 
   test("may not read, change or complete jobs, use the service schema, or touch taxa", async () => {

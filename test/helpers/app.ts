@@ -6,6 +6,7 @@ import { buildApp, type App } from "../../src/http/app.ts";
 import type { Config } from "../../src/config.ts";
 import { loadCrontab } from "../../src/cron/crontab.ts";
 import type { DashboardSources } from "../../src/dashboard/sources.ts";
+import type { Logger } from "../../src/observability/logger.ts";
 import type { TaskRegistry } from "../../src/registry.ts";
 import type { TestEnv } from "./env.ts";
 
@@ -21,6 +22,8 @@ export interface TestAppOptions {
   registry?: TaskRegistry;
   /** The dashboard's live sources (worker pools, overdue cron entries); shown as not available when absent. */
   sources?: DashboardSources;
+  /** Instead of the environment's logger (whose lines env.logs collects), e.g. a quieter child of it. */
+  logger?: Logger;
 }
 
 export async function buildTestApp(env: TestEnv, options: TestAppOptions = {}): Promise<App> {
@@ -31,7 +34,7 @@ export async function buildTestApp(env: TestEnv, options: TestAppOptions = {}): 
       http: { ...env.config.http, ...options.http },
       dashboard: { sessionSecret: SESSION_SECRET },
     },
-    logger: env.logger,
+    logger: options.logger ?? env.logger,
     pool: env.pool,
     db: env.db,
     registry,

@@ -177,7 +177,7 @@ export async function listJobs(db: Db, task?: string): Promise<JobRow[]> {
 
 /** Empties the tables tests write to, between tests of one file. */
 export async function resetData(env: TestEnv): Promise<void> {
-  await sql`truncate taxa, observing_jobs.job_records, observing_jobs.job_events, observing_jobs.job_outcome_counts, observing_jobs.cron_runs restart identity`.execute(env.db);
+  await sql`truncate taxa, observing_jobs.job_records, observing_jobs.job_events, observing_jobs.job_outcome_counts, observing_jobs.cron_runs, observing_jobs.dashboard_sessions restart identity`.execute(env.db);
   const ids = (await listJobs(env.db)).map((job) => job.id);
   if (ids.length > 0) await sql`select graphile_worker.complete_jobs(${ids}::bigint[])`.execute(env.db);
   env.gbif.reset();

@@ -13,8 +13,10 @@ export interface IdTokenClaims {
   email_verified?: boolean;
   aud?: string;
   iss?: string;
-  /** Seconds from now; negative for an expired token. */
-  expiresIn?: number;
+  /** Seconds from now; negative for an expired token; null for a token without `exp`. */
+  expiresIn?: number | null;
+  /** `iat` in seconds from now (default -10); positive for a token issued in the future; null for none. */
+  issuedIn?: number | null;
 }
 
 export class FakeGoogleOidc {
@@ -41,14 +43,14 @@ export class FakeGoogleOidc {
   /** An ID token as Google signs it for a service account calling a Cloud Run service. */
   async idToken(audience: string, claims: IdTokenClaims = {}, key: CryptoKey = this.#privateKey): Promise<string> {
     const now = Math.floor(Date.now() / 1000);
-    return new SignJWT({ email: claims.email ?? "scheduler@observing-prod.iam.gserviceaccount.com", email_verified: claims.email_verified ?? true })
+    const jwt = new SignJWT({ email: claims.email ?? "scheduler@observing-prod.iam.gserviceaccount.com", email_verified: claims.email_verified ?? true })
       .setProtectedHeader({ alg: "RS256", kid: "test-key-1", typ: "JWT" })
       .setIssuer(claims.iss ?? GOOGLE_ISSUER)
       .setAudience(claims.aud ?? audience)
-      .setSubject("113456789012345678901")
-      .setIssuedAt(now - 10)
-      .setExpirationTime(now + (claims.expiresIn ?? 300))
-      .sign(key);
+      .setSubject("113456789012345678901");
+    if (claims.issuedIn !== null) jwt.setIssuedAt(now + (claims.issuedIn ?? -10));
+    if (claims.expiresIn !== null) jwt.setExpirationTime(now + (claims.expiresIn ?? 300));
+    return jwt.sign(key);
   }
 
   /** A token signed by a key the JWKS does not publish. */

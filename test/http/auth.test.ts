@@ -101,7 +101,7 @@ describe("requests a browser started from another site", () => {
 });
 
 describe("Google-signed OIDC ID tokens", () => {
-  test("verified for signature, issuer, audience, expiry and caller", async ({ env }) => {
+  test("verified for signature, issuer, audience, expiry, issue time, lifetime and caller", async ({ env }) => {
     const google = await new FakeGoogleOidc().start();
     const app = await buildTestApp(env, {
       auth: { tokens: [], oidc: { audience: AUDIENCE, jwksUrl: google.jwksUrl, issuers: [GOOGLE_ISSUER, "accounts.google.com"], allowedCallers: [ALLOWED] } },
@@ -121,14 +121,23 @@ describe("Google-signed OIDC ID tokens", () => {
         ["another issuer", google.idToken(AUDIENCE, { iss: "https://evil.example" }), 401, /iss claim is not accepted/],
         ["expired", google.idToken(AUDIENCE, { expiresIn: -120 }), 401, /expired/],
         ["signed by another key", google.forgedIdToken(AUDIENCE), 401, /signed by an unknown key|signature/],
+        // Tokens Google never issues: no expiry, no issue time, issued in the future, valid for a century or issued long ago.
+        ["without exp (an exp-less ID token)", google.idToken(AUDIENCE, { expiresIn: null }), 401, /^invalid ID token: exp claim is missing$/],
+        ["without iat", google.idToken(AUDIENCE, { issuedIn: null }), 401, /^invalid ID token: iat claim is missing$/],
+        ["with iat in the future beyond the skew", google.idToken(AUDIENCE, { issuedIn: 600, expiresIn: 1200 }), 401, /^invalid ID token: iat claim is not accepted$/],
+        ["with exp 100 years ahead", google.idToken(AUDIENCE, { expiresIn: 100 * 365 * 86_400 }), 401, /^invalid ID token: it is valid for more than 1 hour$/],
+        ["issued more than an hour ago", google.idToken(AUDIENCE, { issuedIn: -7200, expiresIn: 600 }), 401, /^invalid ID token: expired$/],
       ];
       for (const [label, token, status, message] of cases) {
         const response = await call(await token);
         expect(response.statusCode, label).toBe(status);
         expect(response.json().message, label).toMatch(message);
       }
+      // What Google does issue passes: an hour's lifetime, and an iat a few seconds ahead of our clock.
+      expect((await call(await google.idToken(AUDIENCE, { issuedIn: 0, expiresIn: 3600 }))).statusCode).toBe(202);
+      expect((await call(await google.idToken(AUDIENCE, { issuedIn: 30, expiresIn: 3630 }))).statusCode).toBe(202);
       const jobs = await app.inject({ method: "GET", url: "/jobs", headers: { authorization: `Bearer ${await google.idToken(AUDIENCE)}` } });
-      expect(jobs.json().jobs).toHaveLength(1);
+      expect(jobs.json().jobs).toHaveLength(3);
     } finally {
       await app.close();
       await google.stop();

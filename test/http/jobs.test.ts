@@ -7,7 +7,7 @@ import { UnknownTaskError } from "../../src/registry.ts";
 import { makeDatabase } from "../../src/db/database.ts";
 import { API_TOKEN, AUTH, buildTestApp } from "../helpers/app.ts";
 import { expectEnqueued } from "../helpers/enqueued.ts";
-import { findTaxon, insertTaxa, listJobs, resetData, runDueJobs, test } from "../helpers/env.ts";
+import { findTaxon, insertTaxa, listJobs, resetData, runDueJobs, test, type TestEnv } from "../helpers/env.ts";
 import { freePort } from "../helpers/service-process.ts";
 
 let app: App;
@@ -131,6 +131,51 @@ describe("POST /jobs/:task/batch", () => {
   });
 });
 
+describe("job keys are a function of the whole work", () => {
+  const storedPayload = async (env: TestEnv, id: string) =>
+    (await env.db.selectFrom("observing_jobs.job_records").select("payload").where("id", "=", id).executeTakeFirstOrThrow()).payload;
+
+  test("the job-key collision: two different taxonIds sets with the same first id, last id and count are two jobs", async ({ env }) => {
+    const first = (await post("/jobs/resolve_taxa", { taxonIds: [1, 2, 3] })).json();
+    const second = (await post("/jobs/resolve_taxa", { taxonIds: [1, 99, 3] })).json();
+    expect(second.jobId).not.toBe(first.jobId);
+    expect(await listJobs(env.db)).toHaveLength(2);
+    expect(await storedPayload(env, first.jobId)).toMatchObject({ taxonIds: [1, 2, 3] });
+    expect(await storedPayload(env, second.jobId)).toMatchObject({ taxonIds: [1, 99, 3] });
+    // The same rows again, in another order and with a repeat, are the same work: the pending job is replaced.
+    const again = (await post("/jobs/resolve_taxa", { taxonIds: [3, 1, 2, 2] })).json();
+    expect(again.jobId).toBe(first.jobId);
+    expect(await listJobs(env.db)).toHaveLength(2);
+  });
+
+  test("the same rows with other work (force, kingdom) are other jobs", async ({ env }) => {
+    const ids = new Set<string>();
+    for (const payload of [{ taxonIds: [5] }, { taxonIds: [5], force: true }, { taxonIds: [5], kingdom: "Plantae" }]) ids.add((await post("/jobs/resolve_taxa", payload)).json().jobId);
+    expect(ids.size).toBe(3);
+    expect(await listJobs(env.db)).toHaveLength(3);
+  });
+
+  test("a batch with two payloads mapping to the same job key: the last payload wins, as one by one, never a 500", async ({ env }) => {
+    const rows = await post("/jobs/resolve_taxa/batch", { payloads: [{ taxonIds: [7, 8] }, { taxonIds: [1] }, { taxonIds: [8, 7, 7] }] });
+    expect(rows.statusCode).toBe(202);
+    const rowJobs = rows.json().jobs as Array<{ jobId: string }>;
+    expect(rowJobs).toHaveLength(2);
+    expect(await listJobs(env.db, "resolve_taxa")).toHaveLength(2);
+    const payloads = await Promise.all(rowJobs.map((job) => storedPayload(env, job.jobId)));
+    expect(payloads).toEqual(expect.arrayContaining([expect.objectContaining({ taxonIds: [8, 7, 7] }), expect.objectContaining({ taxonIds: [1] })]));
+
+    const kingdoms = await post("/jobs/backfill_kingdom/batch", { payloads: [{ kingdom: "Plantae", batchSize: 10 }, { kingdom: "plantae", batchSize: 20 }] });
+    expect(kingdoms.statusCode).toBe(202);
+    expect(kingdoms.json().jobs).toHaveLength(1);
+    expect(await storedPayload(env, kingdoms.json().jobs[0].jobId)).toEqual({ kingdom: "plantae", batchSize: 20, force: true });
+
+    // One by one gives the same job: it replaces the pending one.
+    const single = await post("/jobs/backfill_kingdom", { kingdom: "PLANTAE" });
+    expect(single.json().jobId).toBe(kingdoms.json().jobs[0].jobId);
+    expect(await listJobs(env.db, "backfill_kingdom")).toHaveLength(1);
+  });
+});
+
 describe("GET /jobs and GET /jobs/:id", () => {
   test("a succeeded job's state and history, after graphile-worker deleted it", async ({ env }) => {
     const [taxon] = await insertTaxa(env.db, [{ scientific_name: "Puma concolor" }]);
@@ -154,7 +199,7 @@ describe("GET /jobs and GET /jobs/:id", () => {
     expect(missing.body).toBe('{"statusCode":404,"error":"Not Found","message":"no job with id 424242"}');
     const bad = await get("/jobs/abc");
     expect(bad.statusCode).toBe(400);
-    expect(bad.json().message).toMatch(/params\/id must match pattern/);
+    expect(bad.json().message).toBe("params/id must be a job id (a whole number from 1 to 9223372036854775807)");
   });
 
   test("lists newest first with filters and cursor pagination", async () => {

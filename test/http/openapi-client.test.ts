@@ -103,10 +103,12 @@ function generatedCalls(): string {
       operation.requestBody ? `body: bodyOf<"${id}">()` : "",
     ].filter(Boolean);
     const success = Object.keys(operation.responses).find((status) => status.startsWith("2"))!;
+    // The media type the document names for it: JSON, or Prometheus text for GET /metrics.
+    const mediaType = Object.keys(operation.responses[success]!.content ?? { "application/json": null })[0]!;
     return [
       `export async function ${id}() {`,
       `  const { data } = await client.${method.toUpperCase()}(${JSON.stringify(route)}${init.length ? `, { ${init.join(", ")} }` : ""});`,
-      `  const answer: operations["${id}"]["responses"][${success}]["content"]["application/json"] | undefined = data;`,
+      `  const answer: operations["${id}"]["responses"][${success}]["content"][${JSON.stringify(mediaType)}] | undefined = data;`,
       `  return answer;`,
       `}`,
     ].join("\n");

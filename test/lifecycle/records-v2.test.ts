@@ -38,16 +38,36 @@ describe("records kept by graphile-worker's own statements", () => {
     expect(after.hotUpdates - before.hotUpdates).toBe(50);
   });
 
+  test("a batched completion of many pages of records in one statement keeps every update HOT", async ({ env }) => {
+    // graphile-worker's batched completion deletes many jobs in one statement, so every record of a
+    // page grows (started_at, finished_at, worker_id) in one transaction, before pruning can reclaim
+    // anything: the fillfactor must leave room for a whole page of grown rows.
+    const count = 600;
+    const jobs = await enqueueJobs(env.db, env.registry, "resolve_taxa", Array.from({ length: count }, () => ({})));
+    const ids = jobs.map((job) => job.id);
+    const before = await tableStats(env);
+    await sql`
+      update graphile_worker._private_jobs set locked_at = now(), locked_by = 'pool-' || md5(id::text), attempts = 1
+      where id = any(${ids}::bigint[])`.execute(env.db);
+    await sql`delete from graphile_worker._private_jobs where id = any(${ids}::bigint[])`.execute(env.db);
+    const after = await waitFor(async () => {
+      const stats = await tableStats(env);
+      return stats.updates - before.updates >= count && stats;
+    }, { message: "the statistics collector to report the records' updates" });
+    expect(after.updates - before.updates).toBe(count);
+    expect(after.hotUpdates - before.hotUpdates).toBe(count);
+  });
+
   test("a job added by plain SQL with NUL in its payload is recorded, and blocks no other job's record", async ({ env }) => {
     const { rows } = await sql<{ id: string }>`
       select id from graphile_worker.add_job('resolve_taxa', '{"kingdom": "Plan\\u0000tae", "note": "a\\u0000b"}'::json)`.execute(env.db);
     const poisoned = String(rows[0]!.id);
     const other = await enqueueJob(env.db, env.registry, "resolve_taxa", {});
-    // The payload fails resolve_taxa's schema: the job fails its attempts, each recorded.
+    // The payload fails resolve_taxa's schema: no retry can help, so its first failure is its last.
     await runDueJobs(env);
     expect(await recordOf(env, other.id)).toMatchObject({ phase: "succeeded" });
     const record = await recordOf(env, poisoned);
-    expect(record).toMatchObject({ source: "sql", phase: "waiting", attempts: 1 });
+    expect(record).toMatchObject({ source: "sql", phase: "dead", attempts: 1, max_attempts: 1 });
     expect(record!.payload).toEqual({ kingdom: "Plantae", note: "ab" });
   });
 
@@ -173,7 +193,14 @@ describe("what the triggers rely on in graphile-worker's private table", () => {
     });
     const { rows: triggers } = await sql<{ tgname: string }>`
       select tgname from pg_trigger where tgrelid = 'graphile_worker._private_jobs'::regclass and not tgisinternal order by tgname`.execute(env.db);
-    expect(triggers.map((row) => row.tgname)).toEqual(["observing_jobs_attempt_failed", "observing_jobs_dead_changed", "observing_jobs_deleted"]);
+    expect(triggers.map((row) => row.tgname)).toEqual([
+      "observing_jobs_attempt_failed", // 0008: records
+      "observing_jobs_dead_changed",
+      "observing_jobs_deleted",
+      "observing_jobs_fence_completion", // 0010: fencing
+      "observing_jobs_fence_lock",
+      "observing_jobs_internal_tasks", // 0011: internal tasks
+    ]);
     // complete_jobs, remove_job and permanently_fail_jobs leave locked jobs alone (a locked delete is a completion).
     for (const name of ["complete_jobs", "permanently_fail_jobs", "remove_job"]) {
       const { rows } = await sql<{ src: string }>`

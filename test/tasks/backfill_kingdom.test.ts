@@ -30,7 +30,7 @@ test("fans out keyed resolve_taxa batches for that kingdom only, without duplica
   await runBackfillOnly(env);
   const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, index) => from + index);
   const expected = [range(1, 10), range(11, 20), range(21, 25)].map((taxonIds) => ({
-    key: `backfill_kingdom:plantae:${taxonIds[0]}-${taxonIds.at(-1)}`,
+    key: expect.stringMatching(new RegExp(`^backfill_kingdom:plantae:${taxonIds[0]}-${taxonIds.at(-1)}:${taxonIds.length}:[A-Za-z0-9_-]{22}$`)),
     // The kingdom goes on as the hint it was given; resolve_taxa's own defaults are filled in.
     payload: { taxonIds, kingdom: "plantae", force: true, limit: 100 },
   }));

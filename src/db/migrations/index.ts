@@ -7,6 +7,10 @@ import * as workerHeartbeats from "./0005_worker_heartbeats.ts";
 import * as dashboardIndexes from "./0007_dashboard_indexes.ts";
 import * as jobRecordsV2 from "./0008_job_records_v2.ts";
 import * as workerTasks from "./0009_worker_tasks.ts";
+import * as jobFencing from "./0010_job_fencing.ts";
+import * as internalTasks from "./0011_internal_tasks.ts";
+import * as attemptOutcomes from "./0012_attempt_outcomes.ts";
+import * as dashboardSessions from "./0013_dashboard_sessions.ts";
 
 /** Every migration, in order. Imported statically so the build and the image carry them. */
 export const migrations: Record<string, Migration> = {
@@ -18,4 +22,8 @@ export const migrations: Record<string, Migration> = {
   "0007_dashboard_indexes": dashboardIndexes,
   "0008_job_records_v2": jobRecordsV2,
   "0009_worker_tasks": workerTasks,
+  "0010_job_fencing": jobFencing,
+  "0011_internal_tasks": internalTasks,
+  "0012_attempt_outcomes": attemptOutcomes,
+  "0013_dashboard_sessions": dashboardSessions,
 };

@@ -28,7 +28,7 @@ function selectForFreshness(db: Db, selection: FreshnessSelection) {
     .where("status", "=", "resolved")
     .where("gbif_checklist_key", "=", GBIF_BACKBONE_CHECKLIST_KEY)
     .where(sql<boolean>`gbif_usage_key ~ '^[0-9]+$'`);
-  if (selection.ids) query = query.where("id", "in", selection.ids.length > 0 ? [...selection.ids] : [-1]);
+  if (selection.ids) query = query.where(sql<boolean>`id = any(${[...selection.ids]}::bigint[])`);
   const { hot, staleBefore } = selection;
   if (hot) {
     const observedSince = new Date(hot.now.getTime() - hot.hotWithinDays * 86_400_000);

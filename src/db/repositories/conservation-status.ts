@@ -1,3 +1,4 @@
+import { sql } from "kysely";
 import type { Db } from "../database.ts";
 import type { IucnStatus, TaxonUpdate } from "../tables/taxa.ts";
 
@@ -17,7 +18,7 @@ export interface TaxonForConservation {
 function selectForConservation(db: Db, selection: ConservationSelection) {
   // These predicates match the partial index taxa_iucn_candidates_idx.
   let query = db.selectFrom("taxa").where("status", "=", "resolved").where("rank", "=", "SPECIES");
-  if (selection.ids) query = query.where("id", "in", selection.ids.length > 0 ? [...selection.ids] : [-1]);
+  if (selection.ids) query = query.where(sql<boolean>`id = any(${[...selection.ids]}::bigint[])`);
   const { staleBefore } = selection;
   if (staleBefore) query = query.where((eb) => eb.or([eb("iucn_synced_at", "is", null), eb("iucn_synced_at", "<", staleBefore)]));
   return query;

@@ -14,7 +14,7 @@ export type TaxonToResolve = Pick<TaxonRow, "id" | "scientific_name" | "kingdom_
 
 function selectForResolution(db: Db, selection: ResolutionSelection) {
   let query = db.selectFrom("taxa");
-  if (selection.ids) query = query.where("id", "in", selection.ids.length > 0 ? [...selection.ids] : [-1]);
+  if (selection.ids) query = query.where(sql<boolean>`id = any(${[...selection.ids]}::bigint[])`);
   if (selection.kingdom) {
     query = query.where(sql<string>`lower(coalesce(kingdom_hint, kingdom))`, "=", selection.kingdom.toLowerCase());
   }
@@ -65,7 +65,7 @@ export async function recordUnfinishedResolution(db: Db, ids: readonly number[],
   const result = await db
     .updateTable("taxa")
     .set({ status: "error", last_error: message, updated_at: now })
-    .where("id", "in", [...ids])
+    .where(sql<boolean>`id = any(${[...ids]}::bigint[])`)
     .where("status", "in", ["unresolved", "error"])
     .executeTakeFirst();
   return Number(result.numUpdatedRows);

@@ -18,7 +18,7 @@ export interface TaxonForThumbnail {
 function selectForThumbnails(db: Db, selection: ThumbnailSelection) {
   // These predicates match the partial index taxa_thumbnail_candidates_idx.
   let query = db.selectFrom("taxa").where("status", "=", "resolved").where("gbif_checklist_key", "=", GBIF_BACKBONE_CHECKLIST_KEY);
-  if (selection.ids) query = query.where("id", "in", selection.ids.length > 0 ? [...selection.ids] : [-1]);
+  if (selection.ids) query = query.where(sql<boolean>`id = any(${[...selection.ids]}::bigint[])`);
   const { staleBefore } = selection;
   if (staleBefore) query = query.where((eb) => eb.or([eb("thumbnail_refreshed_at", "is", null), eb("thumbnail_refreshed_at", "<", staleBefore)]));
   return query;

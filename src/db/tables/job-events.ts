@@ -11,7 +11,9 @@ export const JOB_EVENTS = [
   "cancelled",
   "discarded",
   "rescued",
+  // 0008_job_records_v2: an attempt whose pool was declared dead; 0012_attempt_outcomes: an attempt deferred by an upstream's Retry-After.
   "abandoned",
+  "deferred",
 ] as const;
 export type JobEventName = (typeof JOB_EVENTS)[number];
 

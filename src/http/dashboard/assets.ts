@@ -1,5 +1,5 @@
 /**
- * The dashboard's stylesheet and script, served by the service itself (no CDN: it works offline
+ * The dashboard's stylesheet, script and icon, served by the service itself (no CDN: it works offline
  * and behind `gcloud run services proxy`). They are read once at start-up; their URLs carry a
  * digest of their content, so browsers may keep them for good and still never see a stale one.
  * `npm run build` copies assets/ beside the compiled module.
@@ -15,7 +15,12 @@ export interface Asset {
   body: Buffer;
 }
 
-const CONTENT_TYPES: Record<string, string> = { ".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8" };
+const CONTENT_TYPES: Record<string, string> = {
+  ".css": "text/css; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".svg": "image/svg+xml",
+  ".ico": "image/x-icon",
+};
 
 function loadAsset(file: string): Asset {
   const body = readFileSync(path.join(import.meta.dirname, "assets", file));
@@ -26,6 +31,9 @@ function loadAsset(file: string): Asset {
 export const ASSETS = {
   "dashboard.css": loadAsset("dashboard.css"),
   "live.js": loadAsset("live.js"),
+  // The page's icon, and the same one as an ICO for /favicon.ico (what a browser asks for without a <link>).
+  "favicon.svg": loadAsset("favicon.svg"),
+  "favicon.ico": loadAsset("favicon.ico"),
 } as const;
 
 export type AssetName = keyof typeof ASSETS;

@@ -2,6 +2,7 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { DashboardSources } from "../../dashboard/sources.ts";
 import type { AppDependencies } from "../dependencies.ts";
+import { takeFlash } from "./flash.ts";
 import type { Html } from "./html.ts";
 import { renderPage, type Operator, type PageOptions } from "./layout.ts";
 
@@ -17,11 +18,13 @@ declare module "fastify" {
   }
 }
 
+/** A page; without a notice of its own it shows the one the action that led here left (see flash.ts). */
 export function sendPage(request: FastifyRequest, reply: FastifyReply, options: Omit<PageOptions, "operator">, statusCode = 200): FastifyReply {
+  const notice = options.notice ?? takeFlash(request, reply);
   return reply
     .status(statusCode)
     .type("text/html; charset=utf-8")
-    .send(renderPage({ ...options, operator: request.operator }));
+    .send(renderPage({ ...options, notice, operator: request.operator }));
 }
 
 /** The answer of a live endpoint: the page's fragments, rendered as on the page. */

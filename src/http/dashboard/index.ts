@@ -14,8 +14,12 @@
  *   outright (Fetch Metadata / Origin) whatever their credentials.
  */
 import { isCrossSiteRequest } from "../cross-site.ts";
+import { findUnstorableText } from "../../input-limits.ts";
+import { clientErrorOf, loggableError } from "../database-errors.ts";
+import { registerRateLimit } from "../rate-limit.ts";
 import cookie from "@fastify/cookie";
 import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
+import { findOpenSession } from "../../db/repositories/dashboard-sessions.ts";
 import type { DashboardSources } from "../../dashboard/sources.ts";
 import type { AppDependencies } from "../dependencies.ts";
 import { AuthError, isCallerStillAllowed, makeAuthenticator } from "../plugins/auth.ts";
@@ -34,7 +38,6 @@ import {
   CSRF_HEADER,
   csrfTokenFor,
   csrfTokenMatches,
-  decodeSession,
   makeDevelopmentSecret,
   SESSION_COOKIE,
 } from "./session.ts";
@@ -77,6 +80,8 @@ const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app, { deps
   const authenticate = makeAuthenticator(auth);
 
   await app.register(cookie, { secret: sessionSecret });
+  // The same per-caller limit as the API's enqueue and action routes, on the forms that enqueue and act.
+  await registerRateLimit(app, deps.config.http.rateLimit, (request) => request.operator?.id ?? request.ip);
   app.decorateRequest("operator", null);
   app.addContentTypeParser("application/x-www-form-urlencoded", { parseAs: "string" }, (_request, body, done) => {
     done(null, new URLSearchParams(body as string));
@@ -105,7 +110,8 @@ const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app, { deps
     const signed = request.cookies[SESSION_COOKIE];
     if (!signed) return null;
     const unsigned = request.unsignCookie(signed);
-    const session = unsigned.valid && unsigned.value !== null ? decodeSession(unsigned.value, new Date()) : null;
+    // Looked up on every request: a session signed out on another instance opens nothing here either.
+    const session = unsigned.valid && unsigned.value ? await findOpenSession(deps.db, unsigned.value) : null;
     if (!session || !isCallerStillAllowed(auth, session.callerId)) return null;
     return { id: session.callerId, via: "session", csrfToken: csrfTokenFor(sessionSecret, signed) };
   }
@@ -141,10 +147,25 @@ const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app, { deps
     }
   });
 
+  // What a form or a link holds must be text PostgreSQL can store (the API's validators check the same).
+  app.addHook("preHandler", async (request, reply) => {
+    const problem = findUnstorableText(request.query) ?? findUnstorableText(request.params) ?? findUnstorableText(request.body);
+    if (!problem) return;
+    // The field is named only when it is one of ours in shape: a link's names are the sender's words.
+    const field = decodePointer(problem.path.split("/")[1] ?? "");
+    const named = /^[\w.-]{1,64}$/.test(field) ? `The field '${field}'` : "A field";
+    return refuse(request, reply, 400, `${named} ${problem.message}.`);
+  });
+
   app.setErrorHandler((error: FastifyError, request, reply) => {
+    const refusedByDatabase = clientErrorOf(error);
+    if (refusedByDatabase) {
+      request.log.warn({ err: loggableError(error) }, "dashboard request refused: the database cannot store a value it holds");
+      return refuse(request, reply, 400, `Refused: ${refusedByDatabase.message}.`);
+    }
     const statusCode = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
     if (statusCode >= 500) {
-      request.log.error({ err: error }, "dashboard request failed");
+      request.log.error({ err: loggableError(error) }, "dashboard request failed");
       return refuse(request, reply, statusCode, "Something went wrong on the server; the details are in the service logs.");
     }
     return refuse(request, reply, statusCode, error.message);
@@ -163,7 +184,7 @@ const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app, { deps
       .send(asset.body);
   });
 
-  registerLogin(app, authenticate);
+  registerLogin(app, authenticate, deps.db);
   const context = { deps, sources };
   registerOverview(app, context);
   registerJobs(app, context);
@@ -171,6 +192,10 @@ const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app, { deps
   registerTasks(app, context);
   registerQueues(app, context);
 };
+
+function decodePointer(segment: string): string {
+  return segment.replaceAll("~1", "/").replaceAll("~0", "~");
+}
 
 function refuse(request: FastifyRequest, reply: FastifyReply, statusCode: number, message: string): FastifyReply {
   if (wantsJson(request)) return reply.status(statusCode).send({ statusCode, message });

@@ -59,6 +59,7 @@ export function renderPage(options: PageOptions): string {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="same-origin">
 <title>${options.title} · observing-jobs</title>
+<link rel="icon" href="${ASSETS["favicon.svg"].url}" type="image/svg+xml">
 <link rel="stylesheet" href="${ASSETS["dashboard.css"].url}">
 <script src="${ASSETS["live.js"].url}" defer></script>
 </head>
@@ -143,7 +144,8 @@ export function jsonBlock(value: unknown, label: string): Html {
 /** A table; on a phone its rows become cards, each value labelled with its column (data-label). */
 export function table(caption: string, head: string[], rows: HtmlValue[][], options: { empty?: string } = {}): Html {
   if (rows.length === 0) return html`<p class="empty">${options.empty ?? "Nothing to show."}</p>`;
-  return html`<div class="table-wrap" tabindex="0" role="region" aria-label="${caption}"><table class="cards">
+  // The scrollable region is named apart from the section around it, so no two landmarks share a name.
+  return html`<div class="table-wrap" tabindex="0" role="region" aria-label="Table: ${caption}"><table class="cards">
     <caption class="visually-hidden">${caption}</caption>
     <thead><tr>${head.map((cell) => html`<th scope="col">${cell}</th>`)}</tr></thead>
     <tbody>${rows.map((row) => html`<tr>${row.map((cell, index) => html`<td data-label="${head[index] ?? ""}">${cell}</td>`)}</tr>`)}</tbody>

@@ -1,9 +1,10 @@
 /**
  * Dashboard sessions and CSRF protection.
  *
- * A session is a signed cookie holding only the caller's id and an expiry: never the token that
- * proved who they are, so a stolen cookie cannot be turned into API access, and it ends after
- * SESSION_TTL_MS whatever the browser does. Actions from a session carry a synchronizer token
+ * A session is recorded by the server (src/db/repositories/dashboard-sessions.ts) and its cookie holds only a
+ * random id, signed: never the token that proved who the operator is, so a stolen cookie cannot be
+ * turned into API access. It ends after SESSION_TTL_MS whatever the browser does, and at once on
+ * every instance when the operator signs out. Actions from a session carry a synchronizer token
  * derived from that very cookie, which a page on another site cannot read.
  */
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
@@ -16,31 +17,6 @@ export const SESSION_PATH = "/dashboard";
 /** The form field (or, for scripts, the header) carrying the CSRF token. */
 export const CSRF_FIELD = "_csrf";
 export const CSRF_HEADER = "x-csrf-token";
-
-export interface Session {
-  callerId: string;
-  expiresAt: Date;
-}
-
-/** The cookie's content before signing: caller id and expiry, nothing else. */
-export function encodeSession(session: Session): string {
-  return Buffer.from(JSON.stringify({ caller: session.callerId, expires: session.expiresAt.getTime() })).toString("base64url");
-}
-
-/** The session in an (already verified) cookie value, or null when it is malformed or expired. */
-export function decodeSession(value: string, now: Date): Session | null {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.from(value, "base64url").toString("utf8"));
-  } catch {
-    return null;
-  }
-  if (!parsed || typeof parsed !== "object") return null;
-  const { caller, expires } = parsed as { caller?: unknown; expires?: unknown };
-  if (typeof caller !== "string" || caller === "" || typeof expires !== "number") return null;
-  if (expires <= now.getTime()) return null;
-  return { callerId: caller, expiresAt: new Date(expires) };
-}
 
 /** A random key for development, when DASHBOARD_SESSION_SECRET is not set. */
 export function makeDevelopmentSecret(): string {

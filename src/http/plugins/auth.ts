@@ -1,7 +1,7 @@
 /**
  * Authentication for every route registered after it in its scope: Google-signed OIDC ID tokens
- * (what Cloud Run callers and Cloud Scheduler send), checked for signature, issuer, audience and
- * expiry, from callers on an allowlist; or static bearer tokens (development, CI), compared in
+ * (what Cloud Run callers and Cloud Scheduler send), checked for signature, issuer, audience,
+ * expiry, issue time and lifetime (at most an hour, as Google issues them), from callers on an allowlist; or static bearer tokens (development, CI), compared in
  * constant time. A missing or bad credential is 401, a valid caller not on the allowlist 403.
  *
  * jose (46 modules, ~0.1 s and ~12 MB at start-up, docs/BENCHMARKS.md) is loaded with the first ID
@@ -28,6 +28,11 @@ declare module "fastify" {
 }
 
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+
+/** The longest an ID token may be valid, from its `iat` (Google issues them for exactly this). */
+export const ID_TOKEN_MAX_LIFETIME_S = 3600;
+/** How far the callers' clocks may be off ours (an `iat` this far ahead, an `exp` this far behind). */
+export const CLOCK_SKEW_S = 60;
 
 export class AuthError extends Error {
   override name = "AuthError";
@@ -70,10 +75,19 @@ export function makeAuthenticator(auth: Config["auth"]): Authenticate {
         issuer: [...oidc.issuers],
         audience: oidc.audience,
         algorithms: ["RS256"],
+        // A token without an expiry or an issue time would be good for ever; one issued in the future is forged or from a broken clock.
+        requiredClaims: ["exp", "iat"],
+        maxTokenAge: ID_TOKEN_MAX_LIFETIME_S,
+        clockTolerance: CLOCK_SKEW_S,
       });
+      // Google issues ID tokens for one hour: a longer one is not Google's, or is a token nobody should hold.
+      if (payload.exp! - payload.iat! > ID_TOKEN_MAX_LIFETIME_S) {
+        throw new AuthError(401, `invalid ID token: it is valid for more than ${ID_TOKEN_MAX_LIFETIME_S / 3600} hour`);
+      }
       email = payload.email;
       verified = payload.email_verified;
     } catch (error) {
+      if (error instanceof AuthError) throw error;
       // Google's keys out of reach says nothing about the caller: ask them to come back, don't refuse them.
       if (error instanceof jose.errors.JWKSTimeout || !(error instanceof jose.errors.JOSEError)) {
         throw new AuthError(503, "cannot verify ID tokens right now (signing keys unavailable)");
@@ -156,7 +170,7 @@ function sha256(text: string): Buffer {
 
 function describeJoseError(joseErrors: typeof Jose.errors, error: unknown): string {
   if (error instanceof joseErrors.JWTExpired) return "expired";
-  if (error instanceof joseErrors.JWTClaimValidationFailed) return `${error.claim} claim is not accepted`;
+  if (error instanceof joseErrors.JWTClaimValidationFailed) return `${error.claim} claim is ${error.reason === "missing" ? "missing" : "not accepted"}`;
   if (error instanceof joseErrors.JWSSignatureVerificationFailed) return "signature does not verify";
   if (error instanceof joseErrors.JWKSNoMatchingKey) return "signed by an unknown key";
   return (error as InstanceType<typeof joseErrors.JOSEError>).code;

@@ -14,6 +14,7 @@ import type { FastifyReply, FastifyRequest } from "fastify";
 import Type from "typebox";
 import { assertSchemaCurrent } from "../../db/migrate.ts";
 import type { AppDependencies } from "../dependencies.ts";
+import { errorResponses, NoQuery } from "../schemas.ts";
 
 const CHECK_TIMEOUT_MS = 2000;
 
@@ -29,6 +30,7 @@ const Readiness = Type.Object({
     listen: Type.Optional(Check),
     cron: Type.Optional(Check),
     heartbeat: Type.Optional(Check),
+    restarts: Type.Optional(Check),
   }),
   /** Crontab entries whose last success is older than they allow: reported, not a reason to leave traffic. */
   overdueSchedules: Type.Array(Type.String()),
@@ -50,7 +52,8 @@ const healthRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async
           summary: "Liveness: the process serves",
           tags: ["health"],
           security: [],
-          response: { 200: Type.Object({ status: Type.Literal("ok") }) },
+          querystring: NoQuery,
+          response: { 200: Type.Object({ status: Type.Literal("ok") }), ...errorResponses(400) },
         },
       },
       async () => ({ status: "ok" as const }),
@@ -68,7 +71,8 @@ const healthRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async
           summary: "Readiness: this instance can do its work (503 with the failing checks otherwise)",
           tags: ["health"],
           security: [],
-          response: { 200: Readiness, 503: Readiness },
+          querystring: NoQuery,
+          response: { 200: Readiness, 503: Readiness, ...errorResponses(400) },
         },
       },
       readiness,

@@ -21,15 +21,30 @@ import {
   type JobSummary,
   type TimelineEvent,
 } from "../../lifecycle/jobs.ts";
+import { parseInstant } from "../../input-limits.ts";
 import { describeSchemaError } from "../../payload-validation.ts";
 import { UnknownTaskError, type RegisteredTask } from "../../registry.ts";
 import type { EnqueuedJob, EnqueueOptions } from "../../task.ts";
 import type { AppDependencies } from "../dependencies.ts";
-import { EnqueuedResponse, EnqueueQuery, ErrorResponse, IdempotencyHeaders, JobDetails as JobDetailsSchema, JobSummary as JobSummarySchema } from "../schemas.ts";
+import { RATE_LIMITED } from "../rate-limit.ts";
+import {
+  AUTHENTICATED_ERRORS,
+  BatchEnqueueQuery,
+  EnqueuedResponse,
+  EnqueueQuery,
+  errorResponses,
+  IdempotencyHeaders,
+  InstantString,
+  JobDetails as JobDetailsSchema,
+  JobIdString,
+  JobSummary as JobSummarySchema,
+  NoQuery,
+  OPTIONAL_BODY,
+} from "../schemas.ts";
 
 /** The most payloads one `POST /jobs/{task}/batch` request may carry. */
 const MAX_PAYLOADS_PER_REQUEST = 1000;
-const JobId = Type.Object({ id: Type.String({ pattern: "^[0-9]{1,19}$", description: "Job id" }) });
+const JobId = Type.Object({ id: JobIdString("Job id") }, { additionalProperties: false });
 /** A 202 enqueue answer: the job in the body, and its URL in `Location` (generated clients read both). */
 const Enqueued = Type.Object(EnqueuedResponse.properties, {
   description: "Enqueued; with a replayed Idempotency-Key, the job that request enqueued",
@@ -38,7 +53,10 @@ const Enqueued = Type.Object(EnqueuedResponse.properties, {
     "idempotent-replayed": Type.Optional(Type.Literal("true", { description: "Present when an earlier request with this Idempotency-Key enqueued the job" })),
   },
 });
-const errors = { 400: ErrorResponse, 401: ErrorResponse, 403: ErrorResponse, 404: ErrorResponse, 409: ErrorResponse, 413: ErrorResponse, 415: ErrorResponse };
+const enqueueErrors = errorResponses(...AUTHENTICATED_ERRORS, 413, 415, 429);
+const readErrors = errorResponses(...AUTHENTICATED_ERRORS);
+const jobErrors = errorResponses(...AUTHENTICATED_ERRORS, 404);
+const actionErrors = errorResponses(...AUTHENTICATED_ERRORS, 404, 409, 413, 415, 429);
 
 /** Validation errors named the way the worker and the CLI name them ("payload/taxonIds must be array"). */
 const formatErrors = (root: string) => (validationErrors: FastifySchemaValidationError[], dataVar: string) =>
@@ -64,13 +82,15 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
         schema: {
           operationId: operationId("enqueue", task.name),
           summary: `Enqueue a ${task.name} job`,
-          description: task.description,
+          description: `${task.description} Without a body, the payload is the schema's defaults.`,
           tags: ["jobs"],
           body: task.schema,
+          [OPTIONAL_BODY]: true,
           querystring: EnqueueQuery,
           headers: IdempotencyHeaders,
-          response: { 202: Enqueued, ...errors },
+          response: { 202: Enqueued, ...enqueueErrors },
         },
+        config: RATE_LIMITED,
         schemaErrorFormatter: formatErrors("payload"),
       },
       async (request, reply) => {
@@ -99,14 +119,17 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
         schema: {
           operationId: operationId("enqueue", task.name, "batch"),
           summary: `Enqueue many ${task.name} jobs, all or nothing`,
+          description:
+            "Every payload is validated before anything is written. Payloads that map to the same job key (the same work) are one job: the last one wins, as enqueueing them one by one would, and `jobs` lists each job once.",
           tags: ["jobs"],
           body: Type.Object(
             { payloads: Type.Array(task.schema, { minItems: 1, maxItems: MAX_PAYLOADS_PER_REQUEST }) },
             { additionalProperties: false },
           ),
-          querystring: Type.Omit(EnqueueQuery, ["jobKey"]),
-          response: { 202: Type.Object({ jobs: Type.Array(EnqueuedResponse) }), ...errors },
+          querystring: BatchEnqueueQuery,
+          response: { 202: Type.Object({ jobs: Type.Array(EnqueuedResponse) }), ...enqueueErrors },
         },
+        config: RATE_LIMITED,
         schemaErrorFormatter: formatErrors("body"),
       },
       async (request, reply) => {
@@ -142,29 +165,29 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
         tags: ["jobs"],
         querystring: Type.Object(
           {
-            task: Type.Optional(Type.String()),
+            task: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
             state: Type.Optional(Type.Enum(JOB_STATES)),
-            queue: Type.Optional(Type.String()),
-            from: Type.Optional(Type.String({ format: "date-time", description: "Created at or after" })),
-            to: Type.Optional(Type.String({ format: "date-time", description: "Created before" })),
-            cursor: Type.Optional(Type.String({ pattern: "^[0-9]{1,19}$", description: "nextCursor of the previous page" })),
-            limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
+            queue: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+            from: Type.Optional(InstantString("Created at or after.")),
+            to: Type.Optional(InstantString("Created before.")),
+            cursor: Type.Optional(JobIdString("nextCursor of the previous page")),
+            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
           },
           { additionalProperties: false },
         ),
-        response: { 200: Type.Object({ jobs: Type.Array(JobSummarySchema), nextCursor: Type.Union([Type.String(), Type.Null()]) }), ...errors },
+        response: { 200: Type.Object({ jobs: Type.Array(JobSummarySchema), nextCursor: Type.Union([Type.String(), Type.Null()]) }), ...readErrors },
       },
       schemaErrorFormatter: formatErrors("query"),
     },
     async (request) => {
       const { task, state, queue, from, to, cursor, limit } = request.query;
       const page = await listJobs(db, {
-        limit,
+        limit: limit ?? 50,
         ...(task ? { task } : {}),
         ...(state ? { state } : {}),
         ...(queue ? { queue } : {}),
-        ...(from ? { from: new Date(from) } : {}),
-        ...(to ? { to: new Date(to) } : {}),
+        ...(from ? { from: parseInstant(from)! } : {}),
+        ...(to ? { to: parseInstant(to)! } : {}),
         ...(cursor ? { before: cursor } : {}),
       });
       return { jobs: page.jobs.map(summary), nextCursor: page.nextCursor };
@@ -173,7 +196,10 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
 
   app.get(
     "/jobs/:id",
-    { schema: { operationId: "getJob", summary: "A job's state and history", tags: ["jobs"], params: JobId, response: { 200: JobDetailsSchema, ...errors } } },
+    {
+      schema: { operationId: "getJob", summary: "A job's state and history", tags: ["jobs"], params: JobId, querystring: NoQuery, response: { 200: JobDetailsSchema, ...jobErrors } },
+      schemaErrorFormatter: formatErrors("body"),
+    },
     async (request) => {
       const job = await findJob(db, request.params.id);
       if (!job) throw new JobNotFoundError(request.params.id);
@@ -196,8 +222,11 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
           summary: descriptions[name as keyof typeof actions],
           tags: ["jobs"],
           params: JobId,
-          response: { 200: JobDetailsSchema, ...errors },
+          querystring: NoQuery,
+          response: { 200: JobDetailsSchema, ...actionErrors },
         },
+        config: RATE_LIMITED,
+        schemaErrorFormatter: formatErrors("body"),
       },
       // JobNotFoundError (404) and IllegalTransitionError (409, with the job's state) are mapped by the app's error handler.
       async (request) => {
@@ -211,7 +240,7 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
 
 function enqueueOptions(query: { runAt?: string; priority?: number; maxAttempts?: number; jobKey?: string; queue?: string }): EnqueueOptions {
   return {
-    ...(query.runAt ? { runAt: new Date(query.runAt) } : {}),
+    ...(query.runAt ? { runAt: parseInstant(query.runAt)! } : {}),
     ...(query.priority !== undefined ? { priority: query.priority } : {}),
     ...(query.maxAttempts !== undefined ? { maxAttempts: query.maxAttempts } : {}),
     ...(query.jobKey ? { jobKey: query.jobKey } : {}),

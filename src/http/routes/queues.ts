@@ -2,7 +2,7 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import Type from "typebox";
 import type { AppDependencies } from "../dependencies.ts";
-import { ErrorResponse } from "../schemas.ts";
+import { AUTHENTICATED_ERRORS, errorResponses, NoQuery } from "../schemas.ts";
 
 const Depth = Type.Object({
   task: Type.String(),
@@ -23,7 +23,8 @@ const queueRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async 
         operationId: "getQueues",
         summary: "Jobs per task and queue by state, and the age of the oldest ready job",
         tags: ["queues"],
-        response: { 200: Type.Object({ measuredAt: Type.String({ format: "date-time" }), queues: Type.Array(Depth) }), 401: ErrorResponse, 403: ErrorResponse },
+        querystring: NoQuery,
+        response: { 200: Type.Object({ measuredAt: Type.String({ format: "date-time" }), queues: Type.Array(Depth) }), ...errorResponses(...AUTHENTICATED_ERRORS) },
       },
     },
     async () => {

@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import Type from "typebox";
 import { describeSchedules } from "../../cron/schedules.ts";
 import type { AppDependencies } from "../dependencies.ts";
-import { ErrorResponse } from "../schemas.ts";
+import { AUTHENTICATED_ERRORS, errorResponses, NoQuery } from "../schemas.ts";
 
 const Task = Type.Object({
   name: Type.String(),
@@ -41,7 +41,8 @@ const taskRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (
         operationId: "listTasks",
         summary: "The tasks this service runs, with their payload schemas, defaults and schedules",
         tags: ["tasks"],
-        response: { 200: Type.Object({ tasks: Type.Array(Task) }), 401: ErrorResponse, 403: ErrorResponse },
+        querystring: NoQuery,
+        response: { 200: Type.Object({ tasks: Type.Array(Task) }), ...errorResponses(...AUTHENTICATED_ERRORS) },
       },
     },
     async () => {

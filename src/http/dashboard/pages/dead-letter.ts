@@ -4,15 +4,15 @@ import { actOnDeadLetterGroup, BULK_ACTION_LIMIT, DEAD_LETTER_SCAN_LIMIT, findDe
 import { operatorOf, sendPage, type DashboardContext } from "../context.ts";
 import { html } from "../html.ts";
 import { queryString, timeCell, type Notice } from "../layout.ts";
-import { confirmForm, firstValue } from "./jobs.ts";
+import { RATE_LIMITED } from "../../rate-limit.ts";
+import { setFlash } from "../flash.ts";
+import { confirmForm } from "./jobs.ts";
 
 export function registerDeadLetter(app: FastifyInstance, { deps }: DashboardContext): void {
   app.get("/dead-letter", async (request, reply) => {
     const operator = operatorOf(request);
     const now = new Date();
     const { groups, scanned, capped } = await findDeadLetterGroups(deps.db);
-    const query = request.query as Record<string, string | string[] | undefined>;
-    const outcome = describeOutcome(query);
     const body =
       groups.length === 0
         ? html`<p class="ok-text">The dead-letter is empty.</p>`
@@ -33,10 +33,10 @@ export function registerDeadLetter(app: FastifyInstance, { deps }: DashboardCont
               </div>
             </li>`;
           })}</ul>`;
-    return sendPage(request, reply, { title: "Dead-letter", section: "dead-letter", notice: outcome, body });
+    return sendPage(request, reply, { title: "Dead-letter", section: "dead-letter", body });
   });
 
-  app.post("/dead-letter/:action", async (request, reply) => {
+  app.post("/dead-letter/:action", { config: RATE_LIMITED }, async (request, reply) => {
     const { action } = request.params as { action: string };
     if (action !== "retry" && action !== "discard") return reply.callNotFound();
     const form = request.body instanceof URLSearchParams ? request.body : new URLSearchParams();
@@ -48,22 +48,19 @@ export function registerDeadLetter(app: FastifyInstance, { deps }: DashboardCont
     const operator = operatorOf(request);
     const result = await actOnDeadLetterGroup(deps.db, { task, errorKey }, action, operator.id);
     request.log.info({ operator: operator.id, task, action, ...result }, `dead-letter bulk ${action} by operator (dashboard)`);
-    const done = String(result.done);
-    return reply.redirect(`/dashboard/dead-letter${queryString({ action, task, done, skipped: String(result.skipped), more: result.more ? "1" : undefined })}`, 303);
+    setFlash(request, reply, describeOutcome(action, deps.registry.find(task)?.name ?? null, result));
+    return reply.redirect("/dashboard/dead-letter", 303);
   });
 }
 
-function describeOutcome(query: Record<string, string | string[] | undefined>): Notice | null {
-  const action = firstValue(query.action);
-  const done = firstValue(query.done);
-  if ((action !== "retry" && action !== "discard") || !done || !/^\d+$/.test(done)) return null;
-  const skipped = Number(firstValue(query.skipped) ?? 0);
+/** What the bulk action did, in the server's words (shown through a signed flash, never from the URL). */
+function describeOutcome(action: "retry" | "discard", task: string | null, result: { done: number; skipped: number; more: boolean }): Notice {
   const verb = action === "retry" ? "Retried" : "Discarded";
-  const task = firstValue(query.task) ?? "";
+  const { done, skipped } = result;
   return {
     kind: "ok",
-    text: `${verb} ${done} ${task} job${done === "1" ? "" : "s"}.${skipped > 0 ? ` ${skipped} had changed state and were left alone.` : ""}${
-      firstValue(query.more) ? " More remain in the group: act again to continue." : ""
+    text: `${verb} ${done} ${task ? `${task} ` : ""}job${done === 1 ? "" : "s"}.${skipped > 0 ? ` ${skipped} had changed state and were left alone.` : ""}${
+      result.more ? " More remain in the group: act again to continue." : ""
     }`,
   };
 }

@@ -18,6 +18,9 @@ import {
   type JobState,
   type TimelineEvent,
 } from "../../../lifecycle/jobs.ts";
+import { isJobId, parseInstant } from "../../../input-limits.ts";
+import { RATE_LIMITED } from "../../rate-limit.ts";
+import { setFlash } from "../flash.ts";
 import { operatorOf, sendFragments, sendPage, type DashboardContext } from "../context.ts";
 import { html, type Html } from "../html.ts";
 import { csrfField, formatDuration, jsonBlock, notice, queryString, stateBadge, table, timeCell, type Notice, type Operator } from "../layout.ts";
@@ -31,7 +34,8 @@ const JOB_ACTIONS = {
 } as const satisfies Record<string, { run: unknown; allowed: readonly JobState[]; label: string; explain: string }>;
 type JobAction = keyof typeof JOB_ACTIONS;
 
-const DONE_MESSAGES: Record<string, string> = {
+/** What the job's page says after an action (carried by a signed flash cookie, never by the URL). */
+export const DONE_MESSAGES: Record<string, string> = {
   retry: "Job retried: it is back in the queue.",
   cancel: "Job cancelled.",
   discard: "Job discarded from the dead-letter.",
@@ -107,22 +111,23 @@ export function registerJobs(app: FastifyInstance, { deps }: DashboardContext): 
 
   app.get("/jobs/:id", async (request, reply) => {
     const { id } = request.params as { id: string };
+    if (!isJobId(id)) return jobNotFound(request, reply, id);
     const job = await findJob(db, id);
     if (!job) return jobNotFound(request, reply, id);
-    const done = (request.query as { done?: string }).done;
-    return sendJobPage(request, reply, job, done && DONE_MESSAGES[done] ? { kind: "ok", text: DONE_MESSAGES[done] } : null);
+    return sendJobPage(request, reply, job, null);
   });
 
   app.get("/jobs/:id/live", async (request, reply) => {
     const { id } = request.params as { id: string };
-    const job = await findJob(db, id);
+    const job = isJobId(id) ? await findJob(db, id) : null;
     if (!job) return reply.status(404).send({ message: `no job with id ${id}` });
     return sendFragments(reply, jobFragments(job, operatorOf(request), new Date()));
   });
 
-  app.post("/jobs/:id/:action", async (request, reply) => {
+  app.post("/jobs/:id/:action", { config: RATE_LIMITED }, async (request, reply) => {
     const { id, action } = request.params as { id: string; action: string };
     if (!Object.hasOwn(JOB_ACTIONS, action)) return reply.callNotFound();
+    if (!isJobId(id)) return jobNotFound(request, reply, id);
     const operator = operatorOf(request);
     try {
       await JOB_ACTIONS[action as JobAction].run(db, id, operator.id);
@@ -136,7 +141,8 @@ export function registerJobs(app: FastifyInstance, { deps }: DashboardContext): 
       throw error;
     }
     request.log.info({ operator: operator.id, jobId: id, action }, `job ${action} by operator (dashboard)`);
-    return reply.redirect(`/dashboard/jobs/${id}?done=${action}`, 303);
+    setFlash(request, reply, { kind: "ok", text: DONE_MESSAGES[action]! });
+    return reply.redirect(`/dashboard/jobs/${id}`, 303);
   });
 }
 
@@ -246,11 +252,13 @@ function truncate(text: string, length: number): string {
   return text.length > length ? `${text.slice(0, length - 1)}…` : text;
 }
 
-/** datetime-local values ("2025-01-31T12:00") are read as UTC, as the labels say; full ISO times are accepted too. */
+/**
+ * datetime-local values ("2025-01-31T12:00") are read as UTC, as the labels say; full RFC 3339
+ * times are accepted too. Either must be an instant the database holds (see parseInstant).
+ */
 function parseTime(text: string): Date | null {
-  const value = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/.test(text) ? `${text}Z` : text;
-  const date = new Date(value);
-  return Number.isNaN(date.getTime()) ? null : date;
+  const local = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2})(:\d{2}(\.\d+)?)?$/.exec(text);
+  return parseInstant(local ? `${local[1]}${local[2] ?? ":00"}Z` : text);
 }
 
 function parseFilter(query: ListQuery): { filter: JobFilter; errors: string[] } {
@@ -270,7 +278,7 @@ function parseFilter(query: ListQuery): { filter: JobFilter; errors: string[] } 
     else errors.push(`${key} must be a date and time, got "${text}"`);
   }
   if (query.cursor) {
-    if (/^\d{1,19}$/.test(query.cursor)) filter.before = query.cursor;
+    if (isJobId(query.cursor)) filter.before = query.cursor;
     else errors.push("cursor must be a job id");
   }
   return { filter, errors };

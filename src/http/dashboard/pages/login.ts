@@ -1,13 +1,17 @@
 /**
  * Signing in with a bearer token (a static API token, or an ID token from
  * `gcloud auth print-identity-token`), checked by the API's own authenticator, and signing out.
- * The session cookie holds the caller's id and expiry only; the token is forgotten at once.
+ * The session is recorded by the server and its cookie holds a random id only; the token is
+ * forgotten at once. Signing out ends the session in the database, so its cookie opens nothing,
+ * on any instance, even if the browser (or whoever copied it) keeps it.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { AuthError, type Authenticate } from "../../plugins/auth.ts";
 import { sendPage } from "../context.ts";
 import { html } from "../html.ts";
-import { encodeSession, isHttps, SESSION_COOKIE, SESSION_PATH, SESSION_TTL_MS } from "../session.ts";
+import { endSession, openSession } from "../../../db/repositories/dashboard-sessions.ts";
+import type { Db } from "../../../db/database.ts";
+import { isHttps, SESSION_COOKIE, SESSION_PATH, SESSION_TTL_MS } from "../session.ts";
 
 /** Only a dashboard path may be where the login sends the browser next (no open redirect). */
 export function safeNext(next: unknown): string {
@@ -15,7 +19,7 @@ export function safeNext(next: unknown): string {
   return /^\/dashboard(?:[/?#][^\\\s]*)?$/.test(next) && !next.startsWith("/dashboard//") ? next : "/dashboard";
 }
 
-export function registerLogin(app: FastifyInstance, authenticate: Authenticate): void {
+export function registerLogin(app: FastifyInstance, authenticate: Authenticate, db: Db): void {
   const open = { config: { dashboardPublic: true } };
 
   app.get("/login", open, async (request, reply) => {
@@ -38,7 +42,8 @@ export function registerLogin(app: FastifyInstance, authenticate: Authenticate):
       request.log.info({ reason: error.message, status: error.statusCode }, "dashboard login refused");
       return sendLoginPage(request, reply, next, `Sign-in refused: ${error.message}.`, error.statusCode);
     }
-    reply.setCookie(SESSION_COOKIE, encodeSession({ callerId, expiresAt: new Date(Date.now() + SESSION_TTL_MS) }), {
+    const session = await openSession(db, callerId, SESSION_TTL_MS);
+    reply.setCookie(SESSION_COOKIE, session.id, {
       signed: true,
       httpOnly: true,
       // Strict: the browser sends the session with requests from the dashboard's own pages only.
@@ -52,6 +57,9 @@ export function registerLogin(app: FastifyInstance, authenticate: Authenticate):
   });
 
   app.post("/logout", async (request, reply) => {
+    const signed = request.cookies[SESSION_COOKIE];
+    const unsigned = signed ? request.unsignCookie(signed) : null;
+    if (unsigned?.valid && unsigned.value) await endSession(db, unsigned.value);
     reply.clearCookie(SESSION_COOKIE, { path: SESSION_PATH, httpOnly: true, sameSite: "strict", secure: isHttps(request) });
     request.log.info({ operator: request.operator?.id }, "dashboard logout");
     return reply.redirect("/dashboard/login", 303);

@@ -45,12 +45,10 @@ export function registerOverview(app: FastifyInstance, context: DashboardContext
           <div data-live-fragment="counts">${parts.counts}</div></section>
         <section aria-labelledby="chart-heading"><h2 id="chart-heading">Last hour</h2>
           <div data-live-fragment="chart">${parts.chart}</div></section>
-        <div class="columns">
-          <section aria-labelledby="pools-heading"><h2 id="pools-heading">Worker pools</h2>
-            <div data-live-fragment="pools">${parts.pools}</div></section>
-          <section aria-labelledby="overdue-heading"><h2 id="overdue-heading">Overdue cron entries</h2>
-            <div data-live-fragment="overdue">${parts.overdue}</div></section>
-        </div>`,
+        <section aria-labelledby="pools-heading"><h2 id="pools-heading">Worker pools</h2>
+          <div data-live-fragment="pools">${parts.pools}</div></section>
+        <section aria-labelledby="overdue-heading"><h2 id="overdue-heading">Overdue cron entries</h2>
+          <div data-live-fragment="overdue">${parts.overdue}</div></section>`,
     });
   });
 

@@ -13,9 +13,12 @@ import type { RegisteredTask } from "../../../registry.ts";
 import type { EnqueueOptions } from "../../../task.ts";
 import { describeSchedules, type Schedule } from "../../../cron/schedules.ts";
 import { operatorOf, sendPage, type DashboardContext } from "../context.ts";
+import { RATE_LIMITED } from "../../rate-limit.ts";
+import { setFlash } from "../flash.ts";
 import { html, type Html } from "../html.ts";
 import { csrfField, jsonBlock, notice, stateBadge, table, timeCell } from "../layout.ts";
 import { errorsByField, fieldsFromSchema, payloadFromForm, renderFields } from "../schema-form.ts";
+import { DONE_MESSAGES } from "./jobs.ts";
 
 /** "At 03:30 AM" style wording of a crontab expression (always UTC here). */
 function describeCron(expression: string): string {
@@ -70,7 +73,7 @@ export function registerTasks(app: FastifyInstance, { deps, sources }: Dashboard
         <section aria-labelledby="tasks-heading"><h2 id="tasks-heading">Tasks</h2>
           ${table(
             "Tasks",
-            ["Task", "What it does", "Queue", "Max attempts", "Time limit", ""],
+            ["Task", "What it does", "Queue", "Max attempts", "Time limit", "Run"],
             registry.all().map((task) => [
               html`<a href="/dashboard/tasks/${task.name}">${task.name}</a>`,
               task.description,
@@ -93,7 +96,7 @@ export function registerTasks(app: FastifyInstance, { deps, sources }: Dashboard
     return sendTaskPage(request, reply, task, { values: {}, options: { maxAttempts: "", priority: "" }, errors: [] });
   });
 
-  app.post("/tasks/:name/run", async (request, reply) => {
+  app.post("/tasks/:name/run", { config: RATE_LIMITED }, async (request, reply) => {
     const task = registry.find((request.params as { name: string }).name);
     if (!task) return taskNotFound(request, reply);
     if (task.internal) {
@@ -111,7 +114,8 @@ export function registerTasks(app: FastifyInstance, { deps, sources }: Dashboard
         if (errors.length === 0) {
           const job = await enqueueJob(db, registry, task.name, parsed.payload, options, { source: "http", actor: operator.id });
           request.log.info({ operator: operator.id, jobId: job.id, task: task.name }, "job enqueued by operator (dashboard)");
-          return reply.redirect(`/dashboard/jobs/${job.id}?done=enqueued`, 303);
+          setFlash(request, reply, { kind: "ok", text: DONE_MESSAGES.enqueued! });
+          return reply.redirect(`/dashboard/jobs/${job.id}`, 303);
         }
         // A bad option stops the enqueue; still say everything that is wrong with the payload at once.
         checkPayload(task, parsed.payload);

@@ -1,0 +1,184 @@
+/**
+ * src/worker/job-control.ts and the fencing triggers (migrations 0010, 0011) write graphile-worker's
+ * private tables. These tests pin every assumption that makes that sound: the columns used, that
+ * graphile-worker's completion deletes by id alone (so a stale pool would complete a job another
+ * pool holds, were it not for the fence), and that each statement changes a job only for the
+ * pool that holds it.
+ */
+import { EventEmitter } from "node:events";
+import type { WorkerEvents } from "graphile-worker";
+import { sql } from "kysely";
+import Type from "typebox";
+import { describe, expect } from "vitest";
+import { enqueueJob } from "../../src/enqueue.ts";
+import { registerTask, TaskRegistry } from "../../src/registry.ts";
+import { InFlightJobs } from "../../src/worker/in-flight-jobs.ts";
+import { defineTask } from "../../src/task.ts";
+import { deferJob, failPermanently, holdsJob, makeRunnerSessionName, RUNNER_SESSION_PREFIX } from "../../src/worker/job-control.ts";
+import { startWorker } from "../../src/worker/worker.ts";
+import { listJobs, resetData, test, waitFor, type TestEnv } from "../helpers/env.ts";
+
+test.beforeEach(async ({ env }) => {
+  // Jobs a test left locked by a made-up pool: released, so resetData can complete them.
+  await sql`select graphile_worker.force_unlock_workers(array(select distinct locked_by from graphile_worker.jobs where locked_by is not null))`.execute(env.db);
+  await resetData(env);
+  await sql`truncate observing_jobs.worker_heartbeats, observing_jobs.fenced_completions`.execute(env.db);
+});
+
+/** What graphile-worker's fetch does to a job (attempts + 1, locked by the pool), and to its named queue. */
+async function lockAs(env: TestEnv, jobId: string, poolId: string): Promise<void> {
+  await sql`
+    with j as (
+      update graphile_worker._private_jobs set attempts = attempts + 1, locked_by = ${poolId}, locked_at = now()
+      where id = ${jobId}::bigint returning job_queue_id
+    )
+    update graphile_worker._private_job_queues q set locked_by = ${poolId}, locked_at = now() from j where q.id = j.job_queue_id`.execute(env.db);
+}
+
+async function privateRow(env: TestEnv, jobId: string) {
+  const { rows } = await sql<{ attempts: number; max_attempts: number; locked_by: string | null; run_at: Date; last_error: string | null; is_available: boolean; queue_locked_by: string | null }>`
+    select j.attempts, j.max_attempts, j.locked_by, j.run_at, j.last_error, j.is_available, q.locked_by as queue_locked_by
+    from graphile_worker._private_jobs j left join graphile_worker._private_job_queues q on q.id = j.job_queue_id
+    where j.id = ${jobId}::bigint`.execute(env.db);
+  return rows[0];
+}
+
+describe("graphile-worker's private tables, as job-control uses them", () => {
+  test("have the columns and the availability rule the statements rely on", async ({ env }) => {
+    const { rows } = await sql<{ table_name: string; column_name: string; data_type: string }>`
+      select table_name, column_name, data_type from information_schema.columns
+      where table_schema = 'graphile_worker' and table_name in ('_private_jobs', '_private_job_queues')
+      order by table_name, column_name`.execute(env.db);
+    const columns = new Map(rows.map((row) => [`${row.table_name}.${row.column_name}`, row.data_type]));
+    expect(Object.fromEntries(["id", "job_queue_id", "attempts", "max_attempts", "locked_by", "locked_at", "run_at", "last_error", "is_available"].map((c) => [c, columns.get(`_private_jobs.${c}`)]))).toEqual({
+      id: "bigint",
+      job_queue_id: "integer",
+      attempts: "smallint",
+      max_attempts: "smallint",
+      locked_by: "text",
+      locked_at: "timestamp with time zone",
+      run_at: "timestamp with time zone",
+      last_error: "text",
+      is_available: "boolean",
+    });
+    expect([columns.get("_private_job_queues.locked_by"), columns.get("_private_job_queues.locked_at")]).toEqual(["text", "timestamp with time zone"]);
+    // is_available: not locked and attempts left. Permanent failure relies on the second half.
+    const { id } = await enqueueJob(env.db, env.registry, "prune_job_history", {});
+    await sql`update graphile_worker._private_jobs set attempts = max_attempts where id = ${id}::bigint`.execute(env.db);
+    expect((await privateRow(env, id))!.is_available).toBe(false);
+  });
+});
+
+describe("job-control", () => {
+  test("failPermanently changes the job only for the pool that holds it, and leaves it dead after graphile-worker's failure", async ({ env }) => {
+    const { id } = await enqueueJob(env.db, env.registry, "prune_job_history", {}, { maxAttempts: 8 });
+    await lockAs(env, id, "pool-a");
+    expect(await failPermanently(env.db, { id, poolId: "pool-b" }, "no")).toBe(false);
+    expect(await privateRow(env, id)).toMatchObject({ attempts: 1, max_attempts: 8, last_error: null });
+    expect(await failPermanently(env.db, { id, poolId: "pool-a" }, "IUCN_API_TOKEN is not set")).toBe(true);
+    // graphile-worker's own failure statement (fenced by locked_by) then unlocks it: dead, with its reason.
+    await sql`select graphile_worker.force_unlock_workers(array['pool-a'])`.execute(env.db);
+    expect(await privateRow(env, id)).toMatchObject({ attempts: 1, max_attempts: 1, last_error: "IUCN_API_TOKEN is not set", is_available: false });
+  });
+
+  test("deferJob gives the attempt back, sets run_at and unlocks the named queue, for the holder only", async ({ env }) => {
+    const { id } = await enqueueJob(env.db, env.registry, "sync_conservation_status", { taxonIds: [1] });
+    await lockAs(env, id, "pool-a");
+    const runAt = new Date(Date.now() + 120_000);
+    expect(await deferJob(env.db, { id, poolId: "pool-b" }, runAt, "no")).toBe(false);
+    expect(await privateRow(env, id)).toMatchObject({ locked_by: "pool-a", queue_locked_by: "pool-a" });
+    expect(await deferJob(env.db, { id, poolId: "pool-a" }, runAt, "deferred: HTTP 429")).toBe(true);
+    const row = (await privateRow(env, id))!;
+    expect(row).toMatchObject({ attempts: 0, locked_by: null, queue_locked_by: null, last_error: "deferred: HTTP 429", is_available: true });
+    expect(row.run_at.getTime()).toBe(runAt.getTime());
+  });
+
+  test("holdsJob tells the holder from everyone else", async ({ env }) => {
+    const { id } = await enqueueJob(env.db, env.registry, "prune_job_history", {});
+    await lockAs(env, id, "pool-a");
+    expect(await holdsJob(env.db, { id, poolId: "pool-a" })).toBe(true);
+    expect(await holdsJob(env.db, { id, poolId: "pool-b" })).toBe(false);
+  });
+});
+
+describe("the fence on graphile-worker's own statements", () => {
+  test("a runner's completion of a job it no longer holds is refused and recorded; other sessions are untouched", async ({ env }) => {
+    const session = makeRunnerSessionName();
+    expect(session.startsWith(RUNNER_SESSION_PREFIX)).toBe(true);
+    const runner = env.derive({ max: 1, applicationName: session });
+    try {
+      await sql`insert into observing_jobs.worker_heartbeats (pool_id, runner, instance_id, hostname, pid, session_name) values ('pool-a', 'main', 'i', 'h', 1, ${session})`.execute(env.db);
+      const held = await enqueueJob(env.db, env.registry, "prune_job_history", {});
+      const released = await enqueueJob(env.db, env.registry, "prune_job_history", {});
+      const takenOver = await enqueueJob(env.db, env.registry, "prune_job_history", {});
+      await lockAs(env, held.id, "pool-a");
+      await lockAs(env, takenOver.id, "pool-b");
+      // graphile-worker's completion statement for jobs without a queue, as 0.18 sends it: by id alone.
+      const complete = (id: string) => runner.pool.query({ text: 'delete from "graphile_worker"._private_jobs as jobs\nwhere id = $1::bigint', values: [id] });
+      expect((await complete(held.id)).rowCount).toBe(1);
+      expect((await complete(released.id)).rowCount).toBe(0);
+      expect((await complete(takenOver.id)).rowCount).toBe(0);
+      expect((await listJobs(env.db)).map((job) => job.id)).toEqual([released.id, takenOver.id]);
+      const { rows } = await sql<{ job_id: string; pool_id: string; held_by: string | null }>`select job_id::text, pool_id, held_by from observing_jobs.fenced_completions order by id`.execute(env.db);
+      expect(rows).toEqual([
+        { job_id: released.id, pool_id: "pool-a", held_by: null },
+        { job_id: takenOver.id, pool_id: "pool-a", held_by: "pool-b" },
+      ]);
+      // The service's own sessions (an operator's cancel, say) delete as before.
+      await sql`select graphile_worker.complete_jobs(array[${released.id}]::bigint[])`.execute(env.db);
+      expect((await listJobs(env.db)).map((job) => job.id)).toEqual([takenOver.id]);
+    } finally {
+      await runner.close();
+    }
+  });
+
+  test("a runner whose pool was declared dead fetches nothing; a live one fetches, queues included", async ({ env }) => {
+    let started = 0;
+    const registry = new TaskRegistry([
+      ...env.registry.all(),
+      registerTask("fenced_task", defineTask({ description: "test", payload: Type.Object({}), defaults: { queueName: "fenced" }, async run() { started += 1; } })),
+    ]);
+    const dead = new Set<string>();
+    const events: WorkerEvents = new EventEmitter();
+    let emptyFetches = 0;
+    events.on("worker:getJob:empty", () => (emptyFetches += 1));
+    const worker = await startWorker({
+      events,
+      pool: env.pool,
+      openRunnerPool: (applicationName, max) => env.derive({ max, applicationName }),
+      deps: { ...env.deps, registry },
+      observers: [],
+      cronItems: [],
+      concurrency: 1,
+      pollIntervalMs: 100,
+      reliability: {
+        inFlight: new InFlightJobs(),
+        // What the heartbeat writer does before a pool's first fetch.
+        poolStarted: async (poolId, runner, session) => {
+          await sql`insert into observing_jobs.worker_heartbeats (pool_id, runner, instance_id, hostname, pid, session_name) values (${poolId}, ${runner}, 'i', 'h', 1, ${session})`.execute(env.db);
+        },
+        poolEnded: async () => {},
+        leaseHolds: (poolId) => !dead.has(poolId),
+        shutdownAbortAfterMs: 1000,
+        shutdownTimeoutMs: 2000,
+      },
+    });
+    try {
+      await enqueueJob(env.db, registry, "fenced_task", {});
+      await waitFor(() => started === 1, { message: "a live pool to run the job" });
+      await waitFor(async () => (await listJobs(env.db, "fenced_task")).length === 0, { message: "its completion, which unlocks the queue" });
+      const poolId = worker.runners[0]!.poolId()!;
+      // The sweeper's verdict, which this pool has not heard of yet.
+      await sql`update observing_jobs.worker_heartbeats set status = 'dead' where pool_id = ${poolId}`.execute(env.db);
+      dead.add(poolId);
+      const { id } = await enqueueJob(env.db, registry, "fenced_task", {});
+      // Several fetches of the pool go by: none may lock the job or its queue.
+      const before = emptyFetches;
+      await waitFor(() => emptyFetches >= before + 3, { message: "the pool to try fetching a few times" });
+      expect(started).toBe(1);
+      expect(await privateRow(env, id)).toMatchObject({ attempts: 0, locked_by: null, queue_locked_by: null });
+    } finally {
+      await worker.stop();
+    }
+  });
+});
