@@ -17,16 +17,6 @@ export const projectRoot = findProjectRoot();
 /** The version in package.json (present in a checkout and in the image). */
 export const SERVICE_VERSION = (JSON.parse(readFileSync(path.join(projectRoot, "package.json"), "utf8")) as { version: string }).version;
 
-/**
- * Whether to start the OpenTelemetry SDK: only when an exporter is configured through the standard
- * OTEL_* variables, which the SDK itself reads. Without one the service creates no spans at all.
- */
-export function tracingEnabled(environment: Record<string, string | undefined> = process.env): boolean {
-  const exporter = environment.OTEL_TRACES_EXPORTER;
-  if (exporter) return exporter !== "none";
-  return Boolean(environment.OTEL_EXPORTER_OTLP_ENDPOINT || environment.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
-}
-
 const DEFAULT_USER_AGENT = "observing-jobs/0.1 (biodiversity-observations job service; ops@observing.example)";
 
 const Int = (options: { minimum?: number; maximum?: number; default: number }) => Type.Integer(options);
@@ -249,7 +239,10 @@ export class ConfigError extends Error {
   }
 }
 
-const ajv = new Ajv({ allErrors: true, coerceTypes: true, useDefaults: true, strict: false });
+// validateSchema off: checking EnvSchema against JSON Schema's meta-schema first compiles the
+// meta-schema itself, about a third of this module's cost at every start (docs/BENCHMARKS.md, "Lean
+// process"); the schema is ours, built by TypeBox, and exercised by test/config.test.ts.
+const ajv = new Ajv({ allErrors: true, coerceTypes: true, useDefaults: true, strict: false, validateSchema: false });
 const validateEnv = ajv.compile<Env>(EnvSchema);
 
 /** Pure: environment variables in, frozen config out (or a ConfigError naming every bad variable). */

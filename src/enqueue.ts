@@ -9,7 +9,7 @@ import { sql, type Kysely } from "kysely";
 import type { JobSource } from "./db/tables/job-records.ts";
 import { HISTORY_PAYLOAD_MAX_BYTES } from "./lifecycle/limits.ts";
 import { redactPayload } from "./lifecycle/redaction.ts";
-import { currentTraceparent, traceIdOf } from "./observability/tracing.ts";
+import { traceEnqueue, type EnqueueTrace, type TraceCarrier } from "./observability/tracing.ts";
 import { insertEnqueuedRecords } from "./db/repositories/job-records.ts";
 import { splitJobMetadata } from "./job-metadata.ts";
 import type { RegisteredTask, TaskRegistry } from "./registry.ts";
@@ -71,7 +71,7 @@ function resolveSpec(task: RegisteredTask, payload: unknown, options: EnqueueOpt
   };
 }
 
-export async function enqueueJob(
+export function enqueueJob(
   executor: AnyKysely,
   registry: TaskRegistry,
   taskName: string,
@@ -79,16 +79,27 @@ export async function enqueueJob(
   options: EnqueueOptions = {},
   origin: EnqueueOrigin = { source: "app" },
 ): Promise<EnqueuedJob> {
+  return traceEnqueue(taskName, (trace) => addJob(executor, registry, taskName, payload, options, origin, trace));
+}
+
+async function addJob(
+  executor: AnyKysely,
+  registry: TaskRegistry,
+  taskName: string,
+  payload: unknown,
+  options: EnqueueOptions,
+  origin: EnqueueOrigin,
+  trace: EnqueueTrace,
+): Promise<EnqueuedJob> {
   const task = registry.get(taskName);
   const spec = resolveSpec(task, payload, options);
   const stored = JSON.stringify(redactPayload(spec.payload, task.sensitive, HISTORY_PAYLOAD_MAX_BYTES));
-  const traceparent = currentTraceparent();
-  const traceId = origin.traceId ?? traceIdOf(traceparent) ?? null;
+  const traceId = origin.traceId ?? trace.traceId ?? null;
   const { rows } = await sql<{ id: string; run_at: Date; key: string | null; priority: number; max_attempts: number }>`
     with job as (
       select * from graphile_worker.add_job(
         identifier => ${task.name},
-        payload => ${JSON.stringify(withTrace(spec.payload, traceparent))}::json,
+        payload => ${JSON.stringify(withTrace(spec.payload, trace.carrier))}::json,
         queue_name => ${spec.queueName}::text,
         run_at => ${spec.runAt}::timestamptz,
         max_attempts => ${spec.maxAttempts}::int,
@@ -118,13 +129,25 @@ export async function enqueueJob(
  * inside a transaction to make the batch all-or-nothing. Payloads with the same job key are one
  * job, the last payload's (see lastPerJobKey): the result lists each job once.
  */
-export async function enqueueJobs(
+export function enqueueJobs(
   executor: AnyKysely,
   registry: TaskRegistry,
   taskName: string,
   payloads: readonly unknown[],
   options: EnqueueOptions = {},
   origin: EnqueueOrigin = { source: "app" },
+): Promise<EnqueuedJob[]> {
+  return traceEnqueue(taskName, (trace) => addJobs(executor, registry, taskName, payloads, options, origin, trace));
+}
+
+async function addJobs(
+  executor: AnyKysely,
+  registry: TaskRegistry,
+  taskName: string,
+  payloads: readonly unknown[],
+  options: EnqueueOptions,
+  origin: EnqueueOrigin,
+  trace: EnqueueTrace,
 ): Promise<EnqueuedJob[]> {
   const task = registry.get(taskName);
   if (options.jobKeyMode === "unsafe_dedupe" || (!options.jobKeyMode && task.defaults.jobKeyMode === "unsafe_dedupe")) {
@@ -144,11 +167,10 @@ export async function enqueueJobs(
   const specs = lastPerJobKey(resolved);
   if (specs.length === 0) return [];
   const queueName = specs[0]!.queueName;
-  const traceparent = currentTraceparent();
-  const traceId = origin.traceId ?? traceIdOf(traceparent) ?? null;
+  const traceId = origin.traceId ?? trace.traceId ?? null;
   const jobSpecs = specs.map((spec) => ({
     identifier: task.name,
-    payload: withTrace(spec.payload, traceparent),
+    payload: withTrace(spec.payload, trace.carrier),
     queue_name: spec.queueName,
     run_at: spec.runAt,
     max_attempts: spec.maxAttempts,
@@ -199,9 +221,9 @@ function lastPerJobKey<T extends { jobKey: string | null }>(specs: readonly T[])
 }
 
 /** The payload as graphile-worker stores it: the task's payload plus the enqueuing trace context. */
-function withTrace(payload: unknown, traceparent: string | undefined): unknown {
-  if (!traceparent || !payload || typeof payload !== "object" || Array.isArray(payload)) return payload;
-  return { ...payload, _trace: traceparent };
+function withTrace(payload: unknown, carrier: TraceCarrier | undefined): unknown {
+  if (!carrier || !payload || typeof payload !== "object" || Array.isArray(payload)) return payload;
+  return { ...payload, _trace: carrier };
 }
 
 /** An EnqueueFunction bound to one handle, registry and origin, as handed to tasks. */

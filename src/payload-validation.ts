@@ -7,7 +7,9 @@ import addFormats from "ajv-formats";
 import type { TSchema } from "typebox";
 import { findUnstorableText, INT8_MAX, JOB_ID_PATTERN, useStorableDateTimes } from "./input-limits.ts";
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, coerceTypes: false });
+// validateSchema off: the task schemas are built by TypeBox and compiled by the tests of every task;
+// checking them against the meta-schema would first compile the meta-schema, at every start.
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, coerceTypes: false, validateSchema: false });
 addFormats.default(ajv);
 useStorableDateTimes(ajv);
 

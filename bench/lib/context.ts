@@ -28,6 +28,8 @@ export interface Plan {
   idleWindows: number;
   idleWindowMs: number;
   coldStartRounds: number;
+  /** How long a started process idles before its RSS is read (footprint). */
+  footprintIdleMs: number;
   taxa: number;
   gbifDelayMs: number;
   resolveRounds: number;
@@ -54,6 +56,7 @@ export function makePlan(quick: boolean): Plan {
     idleWindows: 3,
     idleWindowMs: quick ? 5000 : 20_000,
     coldStartRounds: quick ? 2 : 5,
+    footprintIdleMs: quick ? 3000 : 10_000,
     taxa: quick ? 60 : 200,
     gbifDelayMs: 50,
     resolveRounds: quick ? 1 : 3,

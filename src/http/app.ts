@@ -4,7 +4,7 @@
  * scope behind authentication.
  */
 import swagger from "@fastify/swagger";
-import { Ajv } from "ajv";
+import { Ajv, type ValidateFunction } from "ajv";
 import addFormats from "ajv-formats";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyReply } from "fastify";
@@ -18,6 +18,7 @@ import { ASSETS } from "./dashboard/assets.ts";
 import { clientErrorOf, loggableError } from "./database-errors.ts";
 import dashboardRoutes from "./dashboard/index.ts";
 import type { AppDependencies } from "./dependencies.ts";
+import { lazySerializerFactory } from "./lazy-schemas.ts";
 import { authPlugin, makeAuthenticator, makeMetricsAuthenticator } from "./plugins/auth.ts";
 import healthRoutes from "./routes/health.ts";
 import jobRoutes from "./routes/jobs.ts";
@@ -101,7 +102,9 @@ type CheckedValidator = ((data: unknown, context?: unknown) => boolean) & { erro
  * (no `0x10`, `1e1`, `+7`: ajv's own coercion would take those), then the schema decides.
  */
 function compileValidator(ajv: Ajv, schema: object, httpPart: HttpPart): CheckedValidator {
-  const validate = ajv.compile(schema);
+  // Compiled on the route's first request, not at start-up (src/http/lazy-schemas.ts says why).
+  let compiled: ValidateFunction | undefined;
+  const validator = () => (compiled ??= ajv.compile(schema));
   const integers = httpPart === "querystring" ? integerProperties(schema) : [];
   const checked: CheckedValidator = (data, context) => {
     const problem = findUnstorableText(data);
@@ -110,12 +113,13 @@ function compileValidator(ajv: Ajv, schema: object, httpPart: HttpPart): Checked
       return false;
     }
     if (integers.length > 0 && data && typeof data === "object") readIntegers(data as Record<string, unknown>, integers);
+    const validate = validator();
     const valid = context === undefined ? validate(data) : validate(data, context as Parameters<typeof validate>[1]);
     checked.errors = validate.errors as FastifySchemaValidationError[] | null | undefined;
     return valid;
   };
   // Lets Fastify hand ajv the parent object, so defaults can be filled into the request part.
-  checked.schemaEnv = (validate as unknown as { schemaEnv: unknown }).schemaEnv;
+  Object.defineProperty(checked, "schemaEnv", { get: () => (validator() as unknown as { schemaEnv: unknown }).schemaEnv });
   return checked;
 }
 
@@ -139,6 +143,7 @@ export async function buildApp(deps: AppDependencies) {
     loggerInstance: deps.logger.child({ component: "http" }),
     logController: new RequestLog(),
     bodyLimit: http.bodyLimitBytes,
+    schemaController: { compilersFactory: { buildSerializer: lazySerializerFactory() } },
     // Slow and idle connections are closed: a request must arrive whole within requestTimeout (else
     // 408 and the connection closes; a connection that sends nothing at all is closed then too), and
     // an idle keep-alive connection lasts keepAliveTimeout. (Fastify's own default is no request

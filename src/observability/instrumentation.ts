@@ -1,36 +1,27 @@
 /**
  * OpenTelemetry, loaded before anything else: `node --import ./src/observability/instrumentation.ts
  * src/main.ts` (the npm start script and the image's command do this). The exporter is configured by
- * the standard OTEL_* variables (OTLP); with none set, nothing is started and tracing costs nothing.
- * Instrumented: incoming HTTP, outgoing fetch (the GBIF, Wikidata and IUCN clients), Fastify's
- * routes and hooks, and pg queries made inside a traced request or job.
+ * the standard OTEL_* variables (tracing-settings.ts); with none set this module loads nothing more
+ * and tracing costs nothing. With one, the trace SDK and the instrumentations start here
+ * (tracing-sdk.ts), before the modules they patch are loaded.
  */
-import { register } from "node:module";
-import { tracingEnabled } from "../config.ts";
 import { onTelemetryShutdown } from "./telemetry.ts";
+import { parseTracingSettings, tracingEnabled, TracingSettingsError } from "./tracing-settings.ts";
 
-const QUIET_ROUTES = new Set(["/health", "/ready", "/healthz", "/readyz", "/metrics"]);
+// This entry point runs before src/config.ts (the one reader of every other setting) is loaded,
+// and hands the OTEL_* variables to the tracing settings.
+// eslint-disable-next-line no-restricted-properties
+const environment = process.env;
 
-if (tracingEnabled()) {
-  // ESM modules are instrumented through this loader hook; CommonJS ones (pg) through require hooks.
-  register("@opentelemetry/instrumentation/hook.mjs", import.meta.url);
-  const [{ NodeSDK }, { HttpInstrumentation }, { UndiciInstrumentation }, { PgInstrumentation }, { FastifyOtelInstrumentation }] = await Promise.all([
-    import("@opentelemetry/sdk-node"),
-    import("@opentelemetry/instrumentation-http"),
-    import("@opentelemetry/instrumentation-undici"),
-    import("@opentelemetry/instrumentation-pg"),
-    import("@fastify/otel"),
-  ]);
-  const sdk = new NodeSDK({
-    serviceName: "observing-jobs",
-    instrumentations: [
-      new HttpInstrumentation({ ignoreIncomingRequestHook: (request) => QUIET_ROUTES.has((request.url ?? "").split("?")[0]!) }),
-      new UndiciInstrumentation(),
-      // Only queries inside a request or a job: the runners' polling would otherwise be most of every trace.
-      new PgInstrumentation({ requireParentSpan: true }),
-      new FastifyOtelInstrumentation({ registerOnInitialization: true, ignorePaths: (route) => QUIET_ROUTES.has(route.url) }),
-    ],
-  });
-  sdk.start();
-  onTelemetryShutdown(() => sdk.shutdown());
+if (tracingEnabled(environment)) {
+  let settings;
+  try {
+    settings = parseTracingSettings(environment);
+  } catch (error) {
+    if (!(error instanceof TracingSettingsError)) throw error;
+    process.stderr.write(`${error.message}\n`);
+    process.exit(1);
+  }
+  const [{ startTracing }, { SERVICE_VERSION }] = await Promise.all([import("./tracing-sdk.ts"), import("../config.ts")]);
+  onTelemetryShutdown(await startTracing(settings, { name: "observing-jobs", version: SERVICE_VERSION }));
 }

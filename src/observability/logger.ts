@@ -1,14 +1,14 @@
 /**
- * The service's logger: pino, in Cloud Logging's structured format in production (Google's pino
- * configuration: `severity`, `message`, and the trace fields from the active OpenTelemetry span),
- * pretty text on a developer's terminal. Job fields become Cloud Logging labels, requests carry
- * `httpRequest`, and graphile-worker's own lines are routed through the same logger.
+ * The service's logger: pino, in Cloud Logging's structured format (src/observability/cloud-logging.ts:
+ * `severity`, `message`, the trace fields of the active OpenTelemetry span, Error Reporting's fields
+ * on errors), pretty text on a developer's terminal. Job fields become Cloud Logging labels,
+ * requests carry `httpRequest`, and graphile-worker's own lines are routed through the same logger.
  */
-import { createGcpLoggingPinoConfig } from "@google-cloud/pino-logging-gcp-config";
 import { trace } from "@opentelemetry/api";
 import { Logger as WorkerLogger, type LogFunctionFactory } from "graphile-worker";
 import { pino, type Logger } from "pino";
 import type { Config } from "../config.ts";
+import { cloudLoggingFormat } from "./cloud-logging.ts";
 
 export type { Logger };
 
@@ -49,38 +49,22 @@ export function makeLogger(options: Config["log"], output: LoggerOutput = {}): L
   if (options.format === "pretty" && !output.destination) {
     return pino({
       ...base,
-      transport: { target: "pino-pretty", options: { colorize: true, ignore: "pid,hostname,service,trace_flags", destination: fd } },
+      transport: { target: "pino-pretty", options: { colorize: true, ignore: "pid,hostname,service", destination: fd } },
     });
   }
-  const gcp = createGcpLoggingPinoConfig(
-    {
-      // Both given, so the library never asks the metadata server (nor anything else) at start-up.
-      serviceContext: { service: "observing-jobs", version: options.version },
-      traceGoogleCloudProjectId: options.googleCloudProject ?? "",
-      inihibitDiagnosticMessage: true,
-    },
-    { ...base, mixin: (_entry, _level, logger) => ({ ...traceFields(), ...labelsOf(logger.bindings()) }) },
-  );
-  return pino(gcp, output.destination ?? pino.destination({ fd, sync: false }));
+  const format = cloudLoggingFormat({
+    serviceContext: { service: "observing-jobs", version: options.version },
+    projectId: options.googleCloudProject,
+    labels: LABEL_FIELDS,
+  });
+  return pino({ ...base, ...format }, output.destination ?? pino.destination({ fd, sync: false }));
 }
 
-/** The active span's ids, in the fields Google's formatter turns into `logging.googleapis.com/trace` etc. */
+/** The active span's ids, shown by pino-pretty on a developer's terminal. */
 function traceFields(): Record<string, string> {
-  const span = trace.getActiveSpan();
-  if (!span) return {};
-  const context = span.spanContext();
-  if (!trace.isSpanContextValid(context)) return {};
-  return { trace_id: context.traceId, span_id: context.spanId, trace_flags: context.traceFlags.toString(16).padStart(2, "0") };
-}
-
-/** A child logger's job fields (bound when a job starts) as Cloud Logging labels. */
-function labelsOf(bindings: Record<string, unknown>): Record<string, unknown> {
-  const labels: Record<string, string> = {};
-  for (const [field, label] of Object.entries(LABEL_FIELDS)) {
-    const value = bindings[field];
-    if (value !== undefined && value !== null) labels[label] = String(value);
-  }
-  return Object.keys(labels).length === 0 ? {} : { "logging.googleapis.com/labels": labels };
+  const span = trace.getActiveSpan()?.spanContext();
+  if (!span || !trace.isSpanContextValid(span)) return {};
+  return { trace_id: span.traceId, span_id: span.spanId };
 }
 
 /**

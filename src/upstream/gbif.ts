@@ -8,6 +8,7 @@ import pLimit from "p-limit";
 import Type, { type Static } from "typebox";
 import { fetchJson, UpstreamError } from "./http.ts";
 import { makeBackoffGate } from "./pacing.ts";
+import { compileOnFirstUse } from "./response-schema.ts";
 
 const UPSTREAM = "GBIF";
 
@@ -81,9 +82,9 @@ export interface GbifClient {
 }
 
 const ajv = new Ajv({ allErrors: false, strict: false });
-const isMatchResponse = ajv.compile<GbifMatchResponse>(MatchResponse);
-const isNameUsageResponse = ajv.compile<GbifNameUsage>(NameUsageResponse);
-const isNotFoundResponse = ajv.compile<{ message: string }>(Type.Object({ message: Type.String() }));
+const isMatchResponse = compileOnFirstUse<GbifMatchResponse>(ajv, MatchResponse);
+const isNameUsageResponse = compileOnFirstUse<GbifNameUsage>(ajv, NameUsageResponse);
+const isNotFoundResponse = compileOnFirstUse<{ message: string }>(ajv, Type.Object({ message: Type.String() }));
 
 export function makeGbifClient(options: GbifClientOptions): GbifClient {
   const limit = pLimit(options.concurrency);

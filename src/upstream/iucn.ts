@@ -7,6 +7,7 @@
 import { Ajv } from "ajv";
 import Type, { type Static } from "typebox";
 import { PermanentJobError } from "../permanent-failure.ts";
+import { compileOnFirstUse } from "./response-schema.ts";
 import { fetchJson, UpstreamError } from "./http.ts";
 import { makePacer } from "./pacing.ts";
 
@@ -30,9 +31,9 @@ const AssessmentResponse = Type.Object({
 export type IucnAssessmentSummary = Static<typeof Assessment>;
 
 const ajv = new Ajv({ allErrors: false, strict: false });
-const isTaxonResponse = ajv.compile<Static<typeof TaxonResponse>>(TaxonResponse);
-const isAssessmentResponse = ajv.compile<Static<typeof AssessmentResponse>>(AssessmentResponse);
-const isNotFoundResponse = ajv.compile(Type.Object({ error: Type.Literal("Not found") }));
+const isTaxonResponse = compileOnFirstUse<Static<typeof TaxonResponse>>(ajv, TaxonResponse);
+const isAssessmentResponse = compileOnFirstUse<Static<typeof AssessmentResponse>>(ajv, AssessmentResponse);
+const isNotFoundResponse = compileOnFirstUse(ajv, Type.Object({ error: Type.Literal("Not found") }));
 
 /** The token is missing or IUCN refused it: no call can succeed until the setting is fixed, so the job fails permanently. */
 export class IucnConfigurationError extends PermanentJobError {

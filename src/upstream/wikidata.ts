@@ -7,6 +7,7 @@
  */
 import { Ajv } from "ajv";
 import Type, { type Static } from "typebox";
+import { compileOnFirstUse } from "./response-schema.ts";
 import { fetchJson, retryAfterMs, UpstreamError } from "./http.ts";
 import { makePacer } from "./pacing.ts";
 
@@ -45,9 +46,9 @@ const EntitiesResponse = Type.Object({
 export type WikidataStatement = Static<typeof Statement>;
 
 const ajv = new Ajv({ allErrors: false, strict: false });
-const isApiError = ajv.compile<Static<typeof ApiError>>(ApiError);
-const isSearchResponse = ajv.compile<Static<typeof SearchResponse>>(SearchResponse);
-const isEntitiesResponse = ajv.compile<Static<typeof EntitiesResponse>>(EntitiesResponse);
+const isApiError = compileOnFirstUse<Static<typeof ApiError>>(ajv, ApiError);
+const isSearchResponse = compileOnFirstUse<Static<typeof SearchResponse>>(ajv, SearchResponse);
+const isEntitiesResponse = compileOnFirstUse<Static<typeof EntitiesResponse>>(ajv, EntitiesResponse);
 
 /** What Wikidata holds for one requested item id. */
 export type WikidataItemImage =

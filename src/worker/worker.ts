@@ -143,8 +143,8 @@ export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, ob
       const info = { id: job.id, attempt: job.attempt, maxAttempts: job.maxAttempts, queueName: job.queue };
       const poolId = helpers.job.locked_by ?? "";
       const held: HeldJob = { id: job.id, poolId };
-      const { traceparent } = splitJobMetadata(payload);
-      await traceJobAttempt({ ...info, task: task.name, queue: job.queue }, traceparent, async (span) => {
+      const { traceCarrier } = splitJobMetadata(payload);
+      await traceJobAttempt({ ...info, task: task.name, queue: job.queue }, traceCarrier, async (span) => {
         const context = span.spanContext();
         if (trace.isSpanContextValid(context)) job.traceId = context.traceId;
         guards?.inFlight.began(poolId, job.id, job.runAt);

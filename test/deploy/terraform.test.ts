@@ -10,7 +10,7 @@ import path from "node:path";
 import { parse } from "@cdktf/hcl2json";
 import { parse as parseYaml } from "yaml";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { tracingEnabled } from "../../src/config.ts";
+import { parseTracingSettings, tracingEnabled } from "../../src/observability/tracing-settings.ts";
 import type { App } from "../../src/http/app.ts";
 import { makeTestEnv } from "../helpers/env.ts";
 import { MIGRATE_COMMAND } from "../helpers/image.ts";
@@ -302,6 +302,8 @@ describe("the OpenTelemetry Collector sidecar", () => {
     const wiring = serviceContainer.dynamic.env.find((env: Hcl) => env.for_each === "${local.otel_environment}");
     expect(wiring.content[0]).toEqual({ name: "${env.key}", value: "${env.value}" });
     expect(tracingEnabled(otel)).toBe(true);
+    // Settings the service honours (it refuses gRPC, for one), so the revision starts.
+    expect(parseTracingSettings(otel)).toMatchObject({ exporters: ["otlp"], protocol: "http/protobuf" });
     expect(otel).toMatchObject({ OTEL_TRACES_EXPORTER: "otlp", OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf", OTEL_SERVICE_NAME: "observing-jobs" });
     const endpoint = new URL(otel.OTEL_EXPORTER_OTLP_ENDPOINT!);
     expect(endpoint.hostname).toBe("localhost");

@@ -5,13 +5,19 @@
 import http from "node:http";
 import { closeServer, listenOnLoopback } from "../../src/demo/loopback.ts";
 
+/** OTLP's span kinds (opentelemetry-proto trace.proto). */
+export const SPAN_KIND = { internal: 1, server: 2, client: 3, producer: 4, consumer: 5 } as const;
+
 export interface ExportedSpan {
   scope: string;
   name: string;
+  kind: number;
   traceId: string;
   spanId: string;
   parentSpanId?: string;
-  links: Array<{ traceId: string; spanId: string }>;
+  /** W3C tracestate of the span's context ("" when none). */
+  traceState: string;
+  links: Array<{ traceId: string; spanId: string; traceState?: string }>;
   attributes: Record<string, unknown>;
   status?: { code?: number; message?: string };
 }
@@ -58,9 +64,11 @@ export class FakeOtlpCollector {
           this.spans.push({
             scope: scope.name,
             name: span.name as string,
+            kind: span.kind as number,
             traceId: span.traceId as string,
             spanId: span.spanId as string,
             ...(span.parentSpanId ? { parentSpanId: span.parentSpanId as string } : {}),
+            traceState: (span.traceState as string | undefined) ?? "",
             links: (span.links as ExportedSpan["links"]) ?? [],
             attributes,
             status: span.status as ExportedSpan["status"],

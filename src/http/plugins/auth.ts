@@ -3,11 +3,14 @@
  * (what Cloud Run callers and Cloud Scheduler send), checked for signature, issuer, audience,
  * expiry, issue time and lifetime (at most an hour, as Google issues them), from callers on an allowlist; or static bearer tokens (development, CI), compared in
  * constant time. A missing or bad credential is 401, a valid caller not on the allowlist 403.
+ *
+ * jose (46 modules, ~0.1 s and ~12 MB at start-up, docs/BENCHMARKS.md) is loaded with the first ID
+ * token to check, so a service that only takes static tokens, and every start-up, go without it.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
-import { createRemoteJWKSet, errors as joseErrors, jwtVerify } from "jose";
+import type * as Jose from "jose";
 import type { Config } from "../../config.ts";
 import { isCrossSiteRequest } from "../cross-site.ts";
 
@@ -46,7 +49,8 @@ export type Authenticate = (authorization: string | undefined) => Promise<Caller
 export function makeAuthenticator(auth: Config["auth"]): Authenticate {
   const tokens = auth.tokens.map((token) => ({ digest: sha256(token), id: tokenCallerId(token) }));
   const oidc = auth.oidc;
-  const jwks = oidc ? createRemoteJWKSet(new URL(oidc.jwksUrl), { cooldownDuration: 30_000, timeoutDuration: 5_000 }) : null;
+  // One key set (one JWKS cache) for the authenticator's life, made when the first ID token arrives.
+  let verifier: Promise<IdTokenVerifier> | undefined;
   const allowed = new Set(oidc?.allowedCallers ?? []);
 
   return async (authorization) => {
@@ -61,11 +65,13 @@ export function makeAuthenticator(auth: Config["auth"]): Authenticate {
     for (const token of tokens) if (timingSafeEqual(digest, token.digest)) tokenCaller = { id: token.id, method: "token" };
     if (tokenCaller) return tokenCaller;
 
-    if (!oidc || !jwks || credential.split(".").length !== 3) throw new AuthError(401, "invalid credential");
+    if (!oidc || credential.split(".").length !== 3) throw new AuthError(401, "invalid credential");
+    verifier ??= loadIdTokenVerifier(oidc.jwksUrl);
+    const { jose, jwks } = await verifier;
     let email: unknown;
     let verified: unknown;
     try {
-      const { payload } = await jwtVerify(credential, jwks, {
+      const { payload } = await jose.jwtVerify(credential, jwks, {
         issuer: [...oidc.issuers],
         audience: oidc.audience,
         algorithms: ["RS256"],
@@ -83,15 +89,25 @@ export function makeAuthenticator(auth: Config["auth"]): Authenticate {
     } catch (error) {
       if (error instanceof AuthError) throw error;
       // Google's keys out of reach says nothing about the caller: ask them to come back, don't refuse them.
-      if (error instanceof joseErrors.JWKSTimeout || !(error instanceof joseErrors.JOSEError)) {
+      if (error instanceof jose.errors.JWKSTimeout || !(error instanceof jose.errors.JOSEError)) {
         throw new AuthError(503, "cannot verify ID tokens right now (signing keys unavailable)");
       }
-      throw new AuthError(401, `invalid ID token: ${describeJoseError(error)}`);
+      throw new AuthError(401, `invalid ID token: ${describeJoseError(jose.errors, error)}`);
     }
     if (typeof email !== "string" || verified !== true) throw new AuthError(403, "the ID token has no verified email");
     if (!allowed.has(email.toLowerCase())) throw new AuthError(403, `caller ${email} is not allowed to use this service`);
     return { id: email.toLowerCase(), method: "oidc" };
   };
+}
+
+interface IdTokenVerifier {
+  jose: typeof Jose;
+  jwks: ReturnType<typeof Jose.createRemoteJWKSet>;
+}
+
+async function loadIdTokenVerifier(jwksUrl: string): Promise<IdTokenVerifier> {
+  const jose = await import("jose");
+  return { jose, jwks: jose.createRemoteJWKSet(new URL(jwksUrl), { cooldownDuration: 30_000, timeoutDuration: 5_000 }) };
 }
 
 /**
@@ -152,7 +168,7 @@ function sha256(text: string): Buffer {
   return createHash("sha256").update(text).digest();
 }
 
-function describeJoseError(error: unknown): string {
+function describeJoseError(joseErrors: typeof Jose.errors, error: unknown): string {
   if (error instanceof joseErrors.JWTExpired) return "expired";
   if (error instanceof joseErrors.JWTClaimValidationFailed) return `${error.claim} claim is ${error.reason === "missing" ? "missing" : "not accepted"}`;
   if (error instanceof joseErrors.JWSSignatureVerificationFailed) return "signature does not verify";
