@@ -55,6 +55,8 @@ export interface HeartbeatOptions {
   logger: Logger;
   /** A pool of this process was declared dead by the sweeper (it was silent too long). */
   onDeclaredDead: (poolId: string) => void;
+  /** The jobs a pool is running now (attempts begun and not ended); sent with its beats. */
+  runningJobs?: (poolId: string) => Iterable<string>;
 }
 
 /** What the thread starts with (workerData). */
@@ -72,6 +74,7 @@ export interface HeartbeatThreadData {
 export type ToHeartbeatThread =
   | { type: "register"; poolId: string; runner: string; tasks: string[]; session: string | null; slot: number }
   | { type: "unregister"; poolId: string }
+  | { type: "running"; pools: Array<[poolId: string, jobIds: string[]]> }
   | { type: "beat" }
   | { type: "close" };
 
@@ -88,6 +91,8 @@ const TICK_MS = 1000;
 
 interface TrackedPool {
   slot: number;
+  /** The running jobs last sent to the thread, comma-joined. */
+  runningSent?: string;
   registered: PromiseWithResolvers<void>;
 }
 
@@ -110,7 +115,10 @@ export class HeartbeatWriter {
     const shared = new SharedArrayBuffer(BigInt64Array.BYTES_PER_ELEMENT * (FIRST_POOL_SLOT + MAX_POOLS));
     this.#state = new BigInt64Array(shared);
     this.#state[2] = process.hrtime.bigint();
-    this.#tick = setInterval(() => (this.#state[2] = process.hrtime.bigint()), TICK_MS);
+    this.#tick = setInterval(() => {
+      this.#state[2] = process.hrtime.bigint();
+      this.#sendRunningJobs();
+    }, TICK_MS);
     this.#tick.unref();
     const data: HeartbeatThreadData = {
       connectionString: options.connectionString,
@@ -144,6 +152,21 @@ export class HeartbeatWriter {
       else this.#thread.postMessage({ type: "register", poolId, runner, tasks: [...tasks], session, slot } satisfies ToHeartbeatThread);
     }
     return pool.registered.promise;
+  }
+
+  /** What each pool runs, for the thread's next beat; sent only when it changed (once a second at most). */
+  #sendRunningJobs(): void {
+    const source = this.#options.runningJobs;
+    if (!source || this.#closed) return;
+    const changed: Array<[string, string[]]> = [];
+    for (const [poolId, pool] of this.#pools) {
+      const ids = [...source(poolId)];
+      const key = ids.join(",");
+      if (key === pool.runningSent) continue;
+      pool.runningSent = key;
+      changed.push([poolId, ids]);
+    }
+    if (changed.length > 0) this.#thread.postMessage({ type: "running", pools: changed } satisfies ToHeartbeatThread);
   }
 
   /** Stops beating for a pool (it has ended; its row is settled by whoever ended it). */

@@ -100,14 +100,23 @@ export class Sweeper {
         .where(sql<boolean>`pool_id = any(${candidates.map((pool) => pool.pool_id)}::text[])`)
         .where("status", "=", "live")
         .where("last_seen", "<", sql<Date>`now() - ${rescueAfterMs} * interval '1 millisecond'`)
-        .returning(["pool_id", "instance_id", "last_seen"])
+        .returning(["pool_id", "instance_id", "last_seen", "running_job_ids"])
         .execute();
       const deadIds = dead.map((pool) => pool.pool_id);
       const lastSeen = new Map(dead.map((pool) => [pool.pool_id, pool.last_seen]));
       const rescued = jobs.filter((job) => lastSeen.has(job.poolId));
+      // A job the pool was not running at its last beat never started (it waited in the pool's local
+      // queue) or had ended (its completion was not written yet): its attempt is given back. A
+      // running one spends it: the crash may be its own doing. Unknown (null): all count as running.
+      const running = new Map(dead.map((pool) => [pool.pool_id, pool.running_job_ids === null ? null : new Set(pool.running_job_ids.map(String))]));
+      const wasRunning = (job: LockedJob) => running.get(job.poolId)?.has(job.id) ?? true;
+      const notRunning = rescued.filter((job) => !wasRunning(job));
       await releaseJobs(trx, deadIds, rescued, {
         actor: "sweeper",
-        reason: (job) => `worker pool ${job.poolId} stopped sending heartbeats (last seen ${lastSeen.get(job.poolId)!.toISOString()})`,
+        reason: (job) =>
+          `worker pool ${job.poolId} stopped sending heartbeats (last seen ${lastSeen.get(job.poolId)!.toISOString()})` +
+          (wasRunning(job) ? "" : "; the job was not running at its last heartbeat, so its attempt is given back"),
+        giveBackAttempt: new Map(notRunning.map((job) => [job.id, null])),
       });
       for (const pool of dead) {
         this.#logger.warn(
