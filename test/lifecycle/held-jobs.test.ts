@@ -10,8 +10,10 @@ import { describe, expect } from "vitest";
 import { enqueueJob, enqueueJobs } from "../../src/enqueue.ts";
 import { cancelJob, findJob, listJobs, type JobState } from "../../src/lifecycle/jobs.ts";
 import { AUTH, buildTestApp } from "../helpers/app.ts";
+import { loadRegistryWithFixtureTasks } from "../helpers/fixture-tasks.ts";
+import { killInstance, startInstance, WITH_TEST_TASKS, type Instance } from "../helpers/instances.ts";
 import { capture, planOf } from "../helpers/plans.ts";
-import { resetData, test, type TestEnv } from "../helpers/env.ts";
+import { listJobs as listLockedJobs, resetData, test, waitFor, type TestEnv } from "../helpers/env.ts";
 import { signIn } from "../dashboard/helpers.ts";
 
 const LISTING = "pool-listing";
@@ -217,6 +219,35 @@ describe("what the API, the dashboard and metrics show", () => {
       expect(text).toContain('observing_jobs_queue_jobs{task="resolve_taxa",queue="",state="running"} 2\n');
     } finally {
       await app.close();
+    }
+  });
+});
+
+describe("a real instance with a local queue", () => {
+  test("of three jobs it fetched with one slot, its heartbeat makes one running and two queued", async ({ env }) => {
+    let instance: Instance | undefined;
+    try {
+      instance = await startInstance(env.database.url, env.gbif.url, { WORKER_CONCURRENCY: "1", WORKER_LOCAL_QUEUE_SIZE: "3" }, WITH_TEST_TASKS);
+      const registry = await loadRegistryWithFixtureTasks();
+      const jobs = await enqueueJobs(env.db, registry, "block_event_loop", [1, 2, 3].map((n) => ({ blockMs: 0, waitMs: 10_000, label: `job ${n}` })));
+      const ids = jobs.map((job) => job.id);
+      // All three locked by the main runner's pool in one fetch, one of them started (each runs 10 s: the
+      // checks below are done long before the first ends).
+      const seen = await waitFor(
+        async () => {
+          const locked = (await listLockedJobs(env.db, "block_event_loop")).filter((job) => job.locked_by !== null);
+          const running = (await listJobs(env.db, { state: "running", task: "block_event_loop", limit: 10 })).jobs.map((job) => job.id);
+          const queued = (await listJobs(env.db, { state: "queued", task: "block_event_loop", limit: 10 })).jobs.map((job) => job.id);
+          return locked.length === 3 && running.length === 1 && queued.length === 2 && { pool: locked[0]!.locked_by!, running: running[0]!, queued };
+        },
+        { timeoutMs: 15_000, message: "three locked jobs, one of them running" },
+      );
+      expect([seen.running, ...seen.queued].sort()).toEqual([...ids].sort());
+      const beat = await env.db.selectFrom("observing_jobs.worker_heartbeats").select("running_job_ids").where("pool_id", "=", seen.pool).executeTakeFirstOrThrow();
+      expect(beat.running_job_ids?.map(String)).toEqual([seen.running]);
+      for (const id of seen.queued) expect(await findJob(env.db, id)).toMatchObject({ state: "queued", attempts: 0, startedAt: null });
+    } finally {
+      await killInstance(instance);
     }
   });
 });
