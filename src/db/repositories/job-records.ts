@@ -9,6 +9,7 @@ import { sql, type Kysely, type RawBuilder } from "kysely";
 import type { Db } from "../database.ts";
 import type { JobEventName } from "../tables/job-events.ts";
 import type { JobPhase, JobRecordRow, JobSource } from "../tables/job-records.ts";
+import { runningNow } from "./live-jobs.ts";
 
 // Any application's Kysely instance or transaction (enqueue runs inside the caller's): the statements name their tables.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -206,7 +207,10 @@ export async function findNewestIdByKey(db: Db, key: string): Promise<string | n
   return row ? String(row.id) : null;
 }
 
-/** Children of a fan-out by recorded phase, plus how many of them run now (from graphile-worker's view). */
+/**
+ * Children of a fan-out by recorded phase, plus how many of them run now (from graphile-worker's
+ * view: locked and run by their pool, not held in its local queue).
+ */
 export async function countChildren(db: Db, parentId: string): Promise<{ byPhase: Record<string, number>; running: number } | null> {
   const rows = await db
     .selectFrom("observing_jobs.job_records")
@@ -219,7 +223,7 @@ export async function countChildren(db: Db, parentId: string): Promise<{ byPhase
   if (!byPhase.waiting) return { byPhase, running: 0 };
   const { rows: running } = await sql<{ count: number }>`
     select count(*)::int as count from graphile_worker.jobs j
-    where j.locked_at is not null
+    where ${runningNow("j")}
       and exists (select 1 from observing_jobs.job_records r where r.id = j.id and r.parent_id = ${parentId}::bigint)`.execute(db);
   return { byPhase, running: running[0]?.count ?? 0 };
 }
