@@ -115,7 +115,8 @@ export async function startService(config: Config, logger: Logger, options: Serv
       connectTimeoutMs: config.database.timeouts.connectTimeoutMs,
       logger,
       onDeclaredDead: (poolId) => abandonPool(poolId),
-      runningJobs: (poolId) => inFlight.unfinished(poolId).keys(),
+      // Only the main runner batches its fetches: its locks may be jobs it has not started.
+      runningJobs: (poolId, runner) => (runner === "main" && config.worker.localQueueSize > 0 ? inFlight.unfinished(poolId).keys() : null),
     });
     releasers.push(() => heartbeats.close());
     const signals = new ReadinessSignals(events, {

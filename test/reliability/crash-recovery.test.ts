@@ -5,7 +5,7 @@
  */
 import { sql } from "kysely";
 import { describe, expect } from "vitest";
-import { enqueueJob } from "../../src/enqueue.ts";
+import { enqueueJob, enqueueJobs } from "../../src/enqueue.ts";
 import { KNOWN_NAMES } from "../../src/demo/fake-gbif.ts";
 import { insertTaxa, resetData, test, waitFor, type TestEnv } from "../helpers/env.ts";
 import { loadRegistryWithFixtureTasks } from "../helpers/fixture-tasks.ts";
@@ -99,10 +99,10 @@ describe("crash recovery", { timeout: 180_000 }, () => {
     let a: Instance | undefined;
     let b: Instance | undefined;
     try {
-      // One slot and a local queue: the instance locks every job at once and runs one.
-      a = await startInstance(env.database.url, env.gbif.url, { WORKER_CONCURRENCY: "1", WORKER_LOCAL_QUEUE_SIZE: "10" }, WITH_TEST_TASKS);
+      // Waiting before it starts, so its first fetch takes them all; one slot: it runs one of them.
       const registry = await loadRegistryWithFixtureTasks();
-      const jobs = await Promise.all(Array.from({ length: 4 }, (_, i) => enqueueJob(env.db, registry, "block_event_loop", { blockMs: 0, waitMs: 8000, label: `queued ${i}` })));
+      const jobs = await enqueueJobs(env.db, registry, "block_event_loop", Array.from({ length: 4 }, (_, i) => ({ blockMs: 0, waitMs: 8000, label: `queued ${i}` })));
+      a = await startInstance(env.database.url, env.gbif.url, { WORKER_CONCURRENCY: "1", WORKER_LOCAL_QUEUE_SIZE: "10" }, WITH_TEST_TASKS);
       const ids = jobs.map((job) => job.id);
       const [mainPool] = (await findPools(env.db, a.pid)).filter((pool) => pool.runner === "main");
       // The pool's heartbeat lists the one it runs; the other three wait in its local queue, locked.

@@ -89,6 +89,16 @@ export async function insertEvents(db: AnyKysely, events: readonly EventInsert[]
     ) as e(job_id, task, queue, event, attempt, actor, worker_id, error, stack, duration_ms, run_at, trace_id, at)`.execute(db);
 }
 
+/** Per job, how many of its `rescued` events have a reason ending with `suffix`. */
+export async function countRescuesMatching(db: AnyKysely, jobIds: readonly string[], suffix: string): Promise<Map<string, number>> {
+  if (jobIds.length === 0) return new Map();
+  const { rows } = await sql<{ job_id: string; n: number }>`
+    select job_id::text, count(*)::int as n from observing_jobs.job_events
+    where job_id = any(${[...jobIds]}::bigint[]) and event = 'rescued' and right(error, ${suffix.length}) = ${suffix}
+    group by job_id`.execute(db);
+  return new Map(rows.map((row) => [row.job_id, row.n]));
+}
+
 /** A job added by plain SQL has no record until its first attempt ends; an operator acting on it first gives it one. */
 export async function ensureRecord(
   trx: Db,
