@@ -13,6 +13,7 @@ import http from "node:http";
 import { makeWorkerUtils, run, type AddJobsJobSpec, type Runner, type WorkerUtils } from "graphile-worker";
 import pg from "pg";
 import { BENCH_TASKS_DIRECTORY, NOOP_TASK, noopProbe } from "./lib/noop.ts";
+import { OUT_OF_THE_BOX } from "./lib/out-of-the-box.ts";
 
 export interface SubjectOptions {
   system: "raw" | "service";
@@ -22,7 +23,10 @@ export interface SubjectOptions {
   rawPoolSize: number;
   /** The in-process enqueuers' pool (the application's, for the helper). */
   appPoolSize: number;
-  /** graphile-worker's localQueue.size; 0 leaves it off. */
+  /**
+   * graphile-worker's localQueue.size; 0 leaves it off. OUT_OF_THE_BOX: each system as it comes,
+   * graphile-worker with its library defaults and the service with its own.
+   */
   localQueueSize: number;
   pollIntervalMs: number;
   apiToken: string;
@@ -82,14 +86,17 @@ async function startRaw(options: SubjectOptions, appPool: pg.Pool): Promise<Syst
       parsedCronItems: [],
       noHandleSignals: true,
       preset: {
-        worker: {
-          concurrentJobs: options.concurrency,
-          pollInterval: options.pollIntervalMs,
-          // What the service sets on every runner (src/worker/worker.ts): "the same options".
-          completeJobBatchDelay: 0,
-          failJobBatchDelay: 0,
-          ...(options.localQueueSize > 0 ? { localQueue: { size: options.localQueueSize } } : {}),
-        },
+        worker:
+          options.localQueueSize === OUT_OF_THE_BOX
+            ? { concurrentJobs: options.concurrency, pollInterval: options.pollIntervalMs }
+            : {
+                concurrentJobs: options.concurrency,
+                pollInterval: options.pollIntervalMs,
+                // What the service sets on every runner (src/worker/worker.ts): "the same options".
+                completeJobBatchDelay: 0,
+                failJobBatchDelay: 0,
+                ...(options.localQueueSize > 0 ? { localQueue: { size: options.localQueueSize } } : {}),
+              },
       },
     });
     utils = await makeWorkerUtils({ pgPool: appPool });
@@ -137,7 +144,7 @@ async function startObservingJobs(options: SubjectOptions, appPool: pg.Pool): Pr
     LOG_FORMAT: "json",
     WORKER_CONCURRENCY: String(options.concurrency),
     WORKER_POLL_INTERVAL_MS: String(options.pollIntervalMs),
-    WORKER_LOCAL_QUEUE_SIZE: String(options.localQueueSize),
+    ...(options.localQueueSize === OUT_OF_THE_BOX ? {} : { WORKER_LOCAL_QUEUE_SIZE: String(options.localQueueSize) }),
     ...(options.gbifBaseUrl ? { GBIF_BASE_URL: options.gbifBaseUrl } : {}),
   });
   const registry = new TaskRegistry([...(await loadRegistry()).all(), ...(await loadRegistry(BENCH_TASKS_DIRECTORY)).all()]);

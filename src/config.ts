@@ -21,6 +21,16 @@ const DEFAULT_USER_AGENT = "observing-jobs/0.1 (biodiversity-observations job se
 
 const Int = (options: { minimum?: number; maximum?: number; default: number }) => Type.Integer(options);
 
+/**
+ * The main runner's default local queue: this many jobs fetched per slot in one query, at most
+ * MAX_DEFAULT_LOCAL_QUEUE. Chosen from `npm run bench` (docs/BENCHMARKS.md, "Out of the box"): the
+ * drain rate of short jobs grows with it until about this size and no further, while a bigger one
+ * only holds more jobs locked on one instance. Safe because a crash leaves nothing stuck: the
+ * sweeper gives a dead pool's queued-but-not-started jobs back with their attempt unspent.
+ */
+const LOCAL_QUEUE_PER_SLOT = 10;
+const MAX_DEFAULT_LOCAL_QUEUE = 1000;
+
 /** A string that must match `pattern`; `mustBe` is what the error says it must be when it does not. */
 const Matching = (pattern: string, mustBe: string, options: { default?: string; minLength?: number } = {}) =>
   Type.String({ pattern, ...options, messages: { pattern: mustBe } });
@@ -59,7 +69,8 @@ const EnvSchema = Type.Object({
   // worker
   WORKER_CONCURRENCY: Int({ minimum: 1, maximum: 200, default: 10 }),
   WORKER_POLL_INTERVAL_MS: Int({ minimum: 100, maximum: 600_000, default: 2000 }),
-  WORKER_LOCAL_QUEUE_SIZE: Int({ minimum: 0, maximum: 10_000, default: 0 }),
+  // Unset: LOCAL_QUEUE_PER_SLOT jobs per slot (see the parsed value below); 0 turns it off.
+  WORKER_LOCAL_QUEUE_SIZE: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000 })),
   CRONTAB_FILE: Type.String({ minLength: 1, default: "crontab" }),
   // log
   LOG_LEVEL: Type.Enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"], { default: "info" }),
@@ -170,7 +181,7 @@ export interface Config {
     readonly pollIntervalMs: number;
     /**
      * Jobs the main runner fetches and locks at once (graphile-worker's `localQueue.size`); 0 fetches
-     * one job per free slot. Batching pays off only for many short jobs; see docs/BENCHMARKS.md.
+     * one job per free slot. On by default (LOCAL_QUEUE_PER_SLOT per slot); see docs/BENCHMARKS.md.
      */
     readonly localQueueSize: number;
     readonly crontabFile: string;
@@ -279,7 +290,7 @@ export function parseConfig(environment: Record<string, string | undefined>): Co
     // Anyone with a Google account can mint an ID token for any audience: the allowlist is what restricts callers.
     problems.push("AUTH_ALLOWED_CALLERS is required when AUTH_OIDC_AUDIENCE is set");
   }
-  if (env.WORKER_LOCAL_QUEUE_SIZE > 0 && env.WORKER_LOCAL_QUEUE_SIZE < env.WORKER_CONCURRENCY) {
+  if (env.WORKER_LOCAL_QUEUE_SIZE !== undefined && env.WORKER_LOCAL_QUEUE_SIZE > 0 && env.WORKER_LOCAL_QUEUE_SIZE < env.WORKER_CONCURRENCY) {
     // A local queue smaller than the slots it feeds leaves slots idle (graphile-worker only warns).
     problems.push(`WORKER_LOCAL_QUEUE_SIZE must be 0 (off) or at least WORKER_CONCURRENCY (${env.WORKER_CONCURRENCY}), got ${env.WORKER_LOCAL_QUEUE_SIZE}`);
   }
@@ -334,7 +345,7 @@ export function parseConfig(environment: Record<string, string | undefined>): Co
     worker: {
       concurrency: env.WORKER_CONCURRENCY,
       pollIntervalMs: env.WORKER_POLL_INTERVAL_MS,
-      localQueueSize: env.WORKER_LOCAL_QUEUE_SIZE,
+      localQueueSize: env.WORKER_LOCAL_QUEUE_SIZE ?? Math.min(MAX_DEFAULT_LOCAL_QUEUE, LOCAL_QUEUE_PER_SLOT * env.WORKER_CONCURRENCY),
       crontabFile: path.resolve(projectRoot, env.CRONTAB_FILE),
     },
     log: {

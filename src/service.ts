@@ -105,6 +105,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
     // Set once the runners exist. A pool declared dead has had its jobs released to other pools: it
     // ends at once and its runner restarts with a new pool.
     let abandonPool = (poolId: string): void => void poolId;
+    const inFlight = new InFlightJobs();
     const heartbeats = new HeartbeatWriter(describeInstance(reliability.revision), {
       connectionString: database.url,
       intervalMs: reliability.heartbeatIntervalMs,
@@ -114,6 +115,8 @@ export async function startService(config: Config, logger: Logger, options: Serv
       connectTimeoutMs: config.database.timeouts.connectTimeoutMs,
       logger,
       onDeclaredDead: (poolId) => abandonPool(poolId),
+      // Only the main runner batches its fetches: its locks may be jobs it has not started.
+      runningJobs: (poolId, runner) => (runner === "main" && config.worker.localQueueSize > 0 ? inFlight.unfinished(poolId).keys() : null),
     });
     releasers.push(() => heartbeats.close());
     const signals = new ReadinessSignals(events, {
@@ -121,7 +124,6 @@ export async function startService(config: Config, logger: Logger, options: Serv
       heartbeatIntervalMs: reliability.heartbeatIntervalMs,
       heartbeats,
     });
-    const inFlight = new InFlightJobs();
     // Recorded with each pool's heartbeat: `observing-jobs add` checks that a running instance knows its task.
     const tasksOfRunner = new Map(planRunners(registry, config.worker.concurrency).map((plan) => [plan.name, plan.tasks.map((task) => task.name)]));
     const worker = await startWorker({

@@ -84,8 +84,11 @@ describe("parseConfig", () => {
     expect(() => parseConfig({ COMMONS_THUMBNAIL_WIDTH: "wide" })).toThrow(/^Invalid configuration: COMMONS_THUMBNAIL_WIDTH must be integer, got "wide"$/);
   });
 
-  it("turns graphile-worker's local queue on only at a size that fills every slot", () => {
-    expect(parseConfig({}).worker.localQueueSize).toBe(0);
+  it("batches fetches by default (10 jobs per slot, at most 1000), at a size that fills every slot, and 0 turns it off", () => {
+    expect(parseConfig({}).worker.localQueueSize).toBe(100);
+    expect(parseConfig({ WORKER_CONCURRENCY: "3" }).worker.localQueueSize).toBe(30);
+    expect(parseConfig({ WORKER_CONCURRENCY: "200" }).worker.localQueueSize).toBe(1000);
+    expect(parseConfig({ WORKER_LOCAL_QUEUE_SIZE: "0" }).worker.localQueueSize).toBe(0);
     expect(parseConfig({ WORKER_LOCAL_QUEUE_SIZE: "1000" }).worker.localQueueSize).toBe(1000);
     expect(() => parseConfig({ WORKER_CONCURRENCY: "10", WORKER_LOCAL_QUEUE_SIZE: "5" })).toThrow(
       /WORKER_LOCAL_QUEUE_SIZE must be 0 \(off\) or at least WORKER_CONCURRENCY \(10\), got 5/,

@@ -1,6 +1,7 @@
 /** What every scenario gets: the database server, the run's sizes, and how to start a subject. */
 import { POOL_OVERHEAD } from "../../src/db/database.ts";
 import type { SubjectOptions } from "../subject.ts";
+import { OUT_OF_THE_BOX } from "./out-of-the-box.ts";
 import type { BenchDatabase, BenchServer } from "./database.ts";
 import { SubjectProcess, type SpawnOptions } from "./subject-process.ts";
 
@@ -80,7 +81,8 @@ export function subjectOptions(plan: Plan, system: System, database: BenchDataba
     // The service's pool for its main runner: every slot, the LISTEN connection and the fixed overhead.
     rawPoolSize: plan.concurrency + 1 + POOL_OVERHEAD,
     appPoolSize: Math.max(plan.enqueueCallers, plan.batchCallers),
-    localQueueSize: 0,
+    // Scenarios other than throughput's explicit configurations run each system as it comes.
+    localQueueSize: OUT_OF_THE_BOX,
     pollIntervalMs: plan.pollIntervalMs,
     apiToken: API_TOKEN,
     ...overrides,

@@ -10,13 +10,16 @@
  *   how it ended;
  * - its **state** (`JobState`, what the API, the CLI and the dashboard show) is derived here from
  *   the phase and, while the job still exists, graphile-worker's row, which tells `waiting` apart
- *   as `queued`, `scheduled` or `retry_wait`, and sees `running` and `dead` as they happen.
+ *   as `queued`, `scheduled` or `retry_wait`, and sees `running` and `dead` as they happen. A locked
+ *   job is `running` only when its pool's heartbeat says the pool runs it; otherwise it is `queued`,
+ *   held in that pool's local queue (src/db/repositories/live-jobs.ts).
  * A job is **dead** when it used all its attempts (it stays in the dead-letter); it is
  * **discarded** when an operator removed a dead job from the dead-letter. (River calls what this
  * project calls dead "discarded"; here discarded always means an operator's act.)
  */
 import { sql } from "kysely";
 import type { Db } from "../db/database.ts";
+import { findLiveJobs, listLiveJobs as listLivePage, type LiveJob, type LiveState } from "../db/repositories/live-jobs.ts";
 import {
   countChildren,
   ensureRecord,
@@ -37,21 +40,6 @@ import type { JobPhase, JobRecordRow } from "../db/tables/job-records.ts";
 
 export const JOB_STATES = ["queued", "scheduled", "running", "retry_wait", "succeeded", "dead", "cancelled", "discarded"] as const;
 export type JobState = (typeof JOB_STATES)[number];
-
-interface LiveJob {
-  id: string;
-  task_identifier: string;
-  created_at: Date;
-  run_at: Date;
-  attempts: number;
-  max_attempts: number;
-  last_error: string | null;
-  locked_at: Date | null;
-  locked_by: string | null;
-  queue_name: string | null;
-  key: string | null;
-  priority: number;
-}
 
 export interface JobSummary {
   id: string;
@@ -103,7 +91,12 @@ export class IllegalTransitionError extends Error {
   override name = "IllegalTransitionError";
   readonly state: JobState;
   constructor(action: string, id: string, state: JobState, allowed: readonly JobState[]) {
-    super(`cannot ${action} job ${id}: it is ${state} (${action} applies to ${allowed.join(", ")} jobs)`);
+    super(
+      allowed.includes(state)
+        ? // Only a lock stops an action on a job in an allowed state: a worker has fetched it into its local queue.
+          `cannot ${action} job ${id}: it is ${state}, but a worker has already fetched it to run next (it waits in that worker's local queue, where it can no longer be changed)`
+        : `cannot ${action} job ${id}: it is ${state} (${action} applies to ${allowed.join(", ")} jobs)`,
+    );
     this.state = state;
   }
 }
@@ -111,12 +104,19 @@ export class IllegalTransitionError extends Error {
 const TERMINAL_PHASES: ReadonlySet<JobPhase> = new Set(["succeeded", "dead", "cancelled", "discarded"]);
 
 /**
- * The state of a job: graphile-worker's row while it has one (its lock says running), otherwise
- * the record, which the recording triggers end in the same statement as graphile-worker's delete.
+ * The state of a job: graphile-worker's row while it has one (running when its pool runs it),
+ * otherwise the record, which the recording triggers end in the same statement as graphile-worker's
+ * delete. A locked job its pool does not run waits in the pool's local queue: queued (it was due
+ * when it was fetched, and graphile-worker counted the attempt it has not begun).
  */
-export function deriveState(live: Pick<LiveJob, "run_at" | "attempts" | "max_attempts" | "locked_at"> | null, record: Pick<JobRecordRow, "phase" | "run_at" | "attempts"> | null, now: Date): JobState {
+export function deriveState(
+  live: Pick<LiveJob, "run_at" | "attempts" | "max_attempts" | "locked_at" | "running"> | null,
+  record: Pick<JobRecordRow, "phase" | "run_at" | "attempts"> | null,
+  now: Date,
+): JobState {
   if (live) {
-    if (live.locked_at) return "running";
+    if (live.running) return "running";
+    if (live.locked_at) return "queued";
     if (live.attempts >= live.max_attempts) return "dead";
     if (live.run_at > now) return live.attempts > 0 ? "retry_wait" : "scheduled";
     return "queued";
@@ -132,16 +132,22 @@ function stateOfRecord(record: Pick<JobRecordRow, "phase" | "run_at" | "attempts
   return "queued";
 }
 
-const LIVE_COLUMNS = ["id", "task_identifier", "created_at", "run_at", "attempts", "max_attempts", "last_error", "locked_at", "locked_by", "queue_name", "key", "priority"] as const;
-
 async function findLive(db: Db, ids: string[]): Promise<Map<string, LiveJob>> {
-  if (ids.length === 0) return new Map();
-  const rows = await db
-    .selectFrom("graphile_worker.jobs")
-    .select([...LIVE_COLUMNS])
-    .where(sql<boolean>`id = any(${ids}::bigint[])`)
-    .execute();
+  const rows = await findLiveJobs(db, ids);
   return new Map(rows.map((row) => [String(row.id), row]));
+}
+
+/**
+ * Attempts begun. graphile-worker counts an attempt when it locks the job, so a job held in a local
+ * queue already has the attempt it has not begun (the sweeper gives it back if the pool dies).
+ */
+function attemptsOf(live: LiveJob): number {
+  return live.locked_at && !live.running ? Math.max(0, live.attempts - 1) : live.attempts;
+}
+
+/** When the attempt in progress began: graphile-worker's lock, for a job its pool runs. */
+function startOf(live: LiveJob | undefined): Date | null {
+  return live?.running ? live.locked_at : null;
 }
 
 function summarise(record: JobRecordRow, live: LiveJob | undefined, now: Date): JobSummary {
@@ -151,14 +157,14 @@ function summarise(record: JobRecordRow, live: LiveJob | undefined, now: Date): 
     queue: live?.queue_name ?? record.queue,
     state: deriveState(live ?? null, record, now),
     source: record.source,
-    attempts: live?.attempts ?? record.attempts,
+    attempts: live ? attemptsOf(live) : record.attempts,
     maxAttempts: live?.max_attempts ?? record.max_attempts,
     priority: live?.priority ?? record.priority,
     jobKey: live ? live.key : record.job_key,
     lastError: live?.last_error ?? record.last_error,
     runAt: live?.run_at ?? record.run_at,
     createdAt: record.created_at,
-    startedAt: live?.locked_at ?? record.started_at,
+    startedAt: startOf(live) ?? record.started_at,
     finishedAt: live ? null : record.finished_at,
   };
 }
@@ -171,14 +177,14 @@ function summariseLive(live: LiveJob, now: Date): JobSummary {
     queue: live.queue_name,
     state: deriveState(live, null, now),
     source: "sql",
-    attempts: live.attempts,
+    attempts: attemptsOf(live),
     maxAttempts: live.max_attempts,
     priority: live.priority,
     jobKey: live.key,
     lastError: live.last_error,
     runAt: live.run_at,
     createdAt: live.created_at,
-    startedAt: live.locked_at,
+    startedAt: startOf(live),
     finishedAt: null,
   };
 }
@@ -206,6 +212,7 @@ const ENDS_OF_UNSUCCESSFUL_ATTEMPTS = new Set(["failed", "rescued", "deferred"])
 /**
  * The job's history, oldest first: the events stored (failures, rescues, operator actions) and
  * those its record and graphile-worker's lock imply (enqueued, each attempt's start, the success).
+ * A job held in a local queue has not started: no start is implied until its pool says it runs it.
  * Records written before job records v2 also kept the implied events as rows: those are not repeated.
  */
 function buildTimeline(record: JobRecordRow | null, live: LiveJob | undefined, stored: JobEventRow[]): TimelineEvent[] {
@@ -237,7 +244,7 @@ function buildTimeline(record: JobRecordRow | null, live: LiveJob | undefined, s
     if (!ENDS_OF_UNSUCCESSFUL_ATTEMPTS.has(ended.event) || ended.attempt === null || has("started", ended.attempt) || ended.duration_ms === null) continue;
     events.push(implied({ id: `started-before-${ended.id}`, event: "started", attempt: ended.attempt, worker_id: ended.worker_id, at: new Date(ended.at.getTime() - ended.duration_ms) }));
   }
-  const current = live?.locked_at
+  const current = live?.running && live.locked_at
     ? { attempt: live.attempts, at: live.locked_at, workerId: live.locked_by }
     : record?.started_at && record.phase === "succeeded"
       ? { attempt: record.attempts, at: record.started_at, workerId: record.worker_id }
@@ -280,17 +287,21 @@ export interface JobFilter {
 }
 
 /** States graphile-worker's own row tells (the job is still in its table). */
-const LIVE_STATES: ReadonlySet<JobState> = new Set(["queued", "scheduled", "retry_wait", "running", "dead"]);
+const LIVE_STATES: ReadonlySet<JobState> = new Set(["queued", "scheduled", "retry_wait", "running", "dead"] satisfies LiveState[]);
+
+function isLive(filter: JobFilter): filter is JobFilter & { state: LiveState } {
+  return filter.state !== undefined && LIVE_STATES.has(filter.state);
+}
 
 /**
  * Newest first, keyset-paginated by id. Jobs graphile-worker still has (queued, scheduled,
  * waiting to retry, running, dead) are listed from its `jobs` view, so their state is never stale;
  * succeeded ones from the records, cancelled and discarded ones through their events. Every
- * variant is served by an index (test/lifecycle/listing-plans.test.ts).
+ * variant is served by an index (test/lifecycle/records-v2.test.ts).
  */
 export async function listJobs(db: Db, filter: JobFilter): Promise<{ jobs: JobSummary[]; nextCursor: string | null }> {
   const now = new Date();
-  if (filter.state && LIVE_STATES.has(filter.state)) return listLiveJobs(db, filter, now);
+  if (isLive(filter)) return listLiveJobs(db, filter, now);
   const { state, ...narrowing } = filter;
   const rows = await (state === "cancelled" || state === "discarded"
     ? listRecordsEndedBy(db, state, narrowing)
@@ -303,31 +314,8 @@ export async function listJobs(db: Db, filter: JobFilter): Promise<{ jobs: JobSu
   };
 }
 
-async function listLiveJobs(db: Db, filter: JobFilter, now: Date): Promise<{ jobs: JobSummary[]; nextCursor: string | null }> {
-  let query = db.selectFrom("graphile_worker.jobs").select([...LIVE_COLUMNS]).orderBy("id", "desc").limit(filter.limit + 1);
-  if (filter.task) query = query.where("task_identifier", "=", filter.task);
-  if (filter.queue) query = query.where("queue_name", "=", filter.queue);
-  if (filter.from) query = query.where("created_at", ">=", filter.from);
-  if (filter.to) query = query.where("created_at", "<", filter.to);
-  if (filter.before) query = query.where("id", "<", filter.before);
-  switch (filter.state) {
-    case "running":
-      query = query.where("locked_at", "is not", null);
-      break;
-    case "dead":
-      query = query.where("locked_at", "is", null).where(sql<boolean>`attempts >= max_attempts`);
-      break;
-    case "queued":
-      query = query.where("locked_at", "is", null).where(sql<boolean>`attempts < max_attempts`).where("run_at", "<=", now);
-      break;
-    case "scheduled":
-      query = query.where("locked_at", "is", null).where("attempts", "=", 0).where("run_at", ">", now);
-      break;
-    case "retry_wait":
-      query = query.where("locked_at", "is", null).where("attempts", ">", 0).where(sql<boolean>`attempts < max_attempts`).where("run_at", ">", now);
-      break;
-  }
-  const rows = await query.execute();
+async function listLiveJobs(db: Db, filter: JobFilter & { state: LiveState }, now: Date): Promise<{ jobs: JobSummary[]; nextCursor: string | null }> {
+  const rows = await listLivePage(db, filter, now);
   const page = rows.slice(0, filter.limit);
   const ids = page.map((row) => String(row.id));
   const records = await findRecords(db, ids);
@@ -439,7 +427,8 @@ async function act(
     await insertEvents(trx, [{ jobId: id, task: job.task, queue: job.queue, event, attempt: job.attempts, actor }]);
     return true;
   });
-  // graphile-worker's functions leave locked jobs alone: the job started in the meantime.
+  // graphile-worker's functions leave locked jobs alone: the job started in the meantime, or a
+  // worker fetched it into its local queue (still queued, but no longer ours to change).
   if (!changed) throw new IllegalTransitionError(action, id, (await findJobOrThrow(db, id)).state, allowed);
   return findJobOrThrow(db, id);
 }

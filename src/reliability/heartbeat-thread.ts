@@ -24,7 +24,7 @@ import type { HeartbeatThreadData, ToHeartbeatThread } from "./heartbeat.ts";
 const data = workerData as HeartbeatThreadData;
 const state = new BigInt64Array(data.shared);
 const port = parentPort!;
-const pools = new Map<string, { runner: string; tasks: string[]; session: string | null; slot: number }>();
+const pools = new Map<string, { runner: string; tasks: string[]; session: string | null; slot: number; running: string[] | null }>();
 
 let client: pg.Client | null = null;
 let beating: Promise<void> | null = null;
@@ -39,11 +39,17 @@ const timer = setInterval(() => void beat(), data.intervalMs);
 port.on("message", (message: ToHeartbeatThread) => {
   switch (message.type) {
     case "register":
-      pools.set(message.poolId, { runner: message.runner, tasks: message.tasks, session: message.session, slot: message.slot });
+      pools.set(message.poolId, { runner: message.runner, tasks: message.tasks, session: message.session, slot: message.slot, running: null });
       void beat();
       break;
     case "unregister":
       pools.delete(message.poolId);
+      break;
+    case "running":
+      for (const [poolId, jobIds] of message.pools) {
+        const pool = pools.get(poolId);
+        if (pool) pool.running = jobIds;
+      }
       break;
     case "beat":
       void beat();
@@ -122,17 +128,19 @@ async function write(): Promise<void> {
     // The database's clock sets last_seen: the sweeper compares it with the same clock. A pool
     // the sweeper declared dead stays dead: no row comes back for it.
     const { rows } = await db.query<{ pool_id: string }>(
-      // One comma-joined task list per pool: unnest cannot pair a text[][] with the other columns row by row.
-      `insert into observing_jobs.worker_heartbeats as h (pool_id, runner, tasks, session_name, instance_id, revision, hostname, pid)
-       select pool_id, runner, string_to_array(tasks, ','), session_name, $5, $6, $7, $8
-       from unnest($1::text[], $2::text[], $3::text[], $4::text[]) as p(pool_id, runner, tasks, session_name)
-       on conflict (pool_id) do update set last_seen = now() where h.status = 'live'
+      // One comma-joined list per pool (tasks, running jobs): unnest cannot pair a text[][] with the
+      // other columns row by row. A null running list: not known yet (the main thread has not said).
+      `insert into observing_jobs.worker_heartbeats as h (pool_id, runner, tasks, session_name, running_job_ids, instance_id, revision, hostname, pid)
+       select pool_id, runner, string_to_array(tasks, ','), session_name, string_to_array(running, ',')::bigint[], $6, $7, $8, $9
+       from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) as p(pool_id, runner, tasks, session_name, running)
+       on conflict (pool_id) do update set last_seen = now(), running_job_ids = excluded.running_job_ids where h.status = 'live'
        returning pool_id`,
       [
         ids,
         entries.map((entry) => entry.runner),
         entries.map((entry) => entry.tasks.join(",")),
         entries.map((entry) => entry.session),
+        entries.map((entry) => entry.running?.join(",") ?? null),
         instanceId,
         revision,
         hostname,

@@ -55,6 +55,11 @@ export interface HeartbeatOptions {
   logger: Logger;
   /** A pool of this process was declared dead by the sweeper (it was silent too long). */
   onDeclaredDead: (poolId: string) => void;
+  /**
+   * The jobs a pool is running now (attempts begun and not ended), sent with its beats; null for a
+   * pool that never holds a job it has not started (no local queue): its locks are its attempts.
+   */
+  runningJobs?: (poolId: string, runner: string) => Iterable<string> | null;
 }
 
 /** What the thread starts with (workerData). */
@@ -72,6 +77,7 @@ export interface HeartbeatThreadData {
 export type ToHeartbeatThread =
   | { type: "register"; poolId: string; runner: string; tasks: string[]; session: string | null; slot: number }
   | { type: "unregister"; poolId: string }
+  | { type: "running"; pools: Array<[poolId: string, jobIds: string[]]> }
   | { type: "beat" }
   | { type: "close" };
 
@@ -88,6 +94,9 @@ const TICK_MS = 1000;
 
 interface TrackedPool {
   slot: number;
+  runner: string;
+  /** The running jobs last sent to the thread, comma-joined. */
+  runningSent?: string;
   registered: PromiseWithResolvers<void>;
 }
 
@@ -110,7 +119,10 @@ export class HeartbeatWriter {
     const shared = new SharedArrayBuffer(BigInt64Array.BYTES_PER_ELEMENT * (FIRST_POOL_SLOT + MAX_POOLS));
     this.#state = new BigInt64Array(shared);
     this.#state[2] = process.hrtime.bigint();
-    this.#tick = setInterval(() => (this.#state[2] = process.hrtime.bigint()), TICK_MS);
+    this.#tick = setInterval(() => {
+      this.#state[2] = process.hrtime.bigint();
+      this.#sendRunningJobs();
+    }, TICK_MS);
     this.#tick.unref();
     const data: HeartbeatThreadData = {
       connectionString: options.connectionString,
@@ -138,12 +150,36 @@ export class HeartbeatWriter {
       const slot = this.#freeSlots.shift();
       if (slot === undefined) throw new Error(`more than ${MAX_POOLS} worker pools in one process`);
       Atomics.store(this.#state, FIRST_POOL_SLOT + slot, 0n);
-      pool = { slot, registered: Promise.withResolvers<void>() };
+      pool = { slot, runner, registered: Promise.withResolvers<void>() };
       this.#pools.set(poolId, pool);
       if (this.#closed) pool.registered.resolve();
       else this.#thread.postMessage({ type: "register", poolId, runner, tasks: [...tasks], session, slot } satisfies ToHeartbeatThread);
     }
     return pool.registered.promise;
+  }
+
+  /** What each pool runs, for the thread's next beat; sent only when it changed (once a second at most). */
+  #sendRunningJobs(): void {
+    const source = this.#options.runningJobs;
+    if (!source || this.#closed) return;
+    const changed: Array<[string, string[]]> = [];
+    let started = false;
+    for (const [poolId, pool] of this.#pools) {
+      const running = source(poolId, pool.runner);
+      if (running === null) continue;
+      const ids = [...running];
+      const key = ids.join(",");
+      if (key === pool.runningSent) continue;
+      const before = new Set(pool.runningSent ? pool.runningSent.split(",") : []);
+      if (ids.some((id) => !before.has(id))) started = true;
+      pool.runningSent = key;
+      changed.push([poolId, ids]);
+    }
+    if (changed.length === 0) return;
+    this.#thread.postMessage({ type: "running", pools: changed } satisfies ToHeartbeatThread);
+    // A job that began since the last beat is recorded now, not up to an interval later: were its
+    // instance to die meanwhile, the sweeper would take it for one that never started.
+    if (started) this.#thread.postMessage({ type: "beat" } satisfies ToHeartbeatThread);
   }
 
   /** Stops beating for a pool (it has ended; its row is settled by whoever ended it). */

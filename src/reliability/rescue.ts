@@ -24,11 +24,11 @@ export interface RescueOptions {
   /** Why, per job (stored as the event's error). */
   reason: (job: LockedJob) => string;
   /**
-   * Jobs whose interrupted attempt does not count (id → when the job was due): they get the attempt
-   * back and their old run_at, so they keep their place in the queue (graphile-worker's own failure
-   * path would have added a backoff delay and sent them to the back).
+   * Jobs whose attempt does not count (id → when the job was due, or null to leave its run_at): they
+   * get the attempt back and their old run_at, so they keep their place in the queue (graphile-
+   * worker's own failure path would have added a backoff delay and sent them to the back).
    */
-  giveBackAttempt?: ReadonlyMap<string, Date>;
+  giveBackAttempt?: ReadonlyMap<string, Date | null>;
   /** When interrupted attempts started (this process knows; graphile-worker has unlocked them). */
   startedAt?: ReadonlyMap<string, Date>;
 }
@@ -89,22 +89,35 @@ export async function releaseJobs(trx: Db, poolIds: readonly string[], jobs: rea
     }),
   );
   if (poolIds.length > 0) await sql`select graphile_worker.force_unlock_workers(${[...poolIds]}::text[])`.execute(trx);
-  for (const job of jobs) {
-    const runAt = options.giveBackAttempt?.get(job.id);
-    if (runAt && job.attempts > 0) await giveBackAttempt(trx, job, runAt);
-  }
+  const giveBack = options.giveBackAttempt;
+  if (giveBack) await giveBackAttempts(trx, jobs.filter((job) => giveBack.has(job.id) && job.attempts > 0), giveBack);
   // Wakes every listening pool when the transaction commits (graphile-worker's own channel), so a
   // released job runs at once instead of at some pool's next poll.
   if (jobs.length > 0) await sql`select pg_notify('jobs:insert', json_build_object('count', ${jobs.length}::int)::text)`.execute(trx);
 }
 
 /**
- * A job interrupted by this process's shutdown gets its attempt back and its old run_at.
- * graphile-worker's `reschedule_jobs` leaves locked jobs alone, so a job another instance already
- * runs is not touched.
+ * Released jobs whose attempt does not count get it back (and their old run_at, when given).
+ * graphile-worker's `reschedule_jobs` takes one attempts value and one run_at per call, and leaves
+ * locked jobs alone (a job another instance already runs is not touched): one call per distinct
+ * pair, a handful however many jobs (a local queue's worth of jobs all had the same attempt).
  */
-async function giveBackAttempt(trx: Db, job: Pick<LockedJob, "id" | "attempts">, runAt: Date): Promise<void> {
-  const attempts = job.attempts - 1;
-  await sql`select id from graphile_worker.reschedule_jobs(array[${job.id}]::bigint[], run_at => ${runAt}::timestamptz, attempts => ${attempts}::int)`.execute(trx);
-  await trx.updateTable("observing_jobs.job_records").set({ attempts, run_at: runAt }).where("id", "=", job.id).where("phase", "=", "waiting").execute();
+async function giveBackAttempts(trx: Db, jobs: ReadonlyArray<Pick<LockedJob, "id" | "attempts">>, runAts: ReadonlyMap<string, Date | null>): Promise<void> {
+  const groups = new Map<string, { attempts: number; runAt: Date | null; ids: string[] }>();
+  for (const job of jobs) {
+    const runAt = runAts.get(job.id) ?? null;
+    const key = `${job.attempts}|${runAt?.toISOString() ?? ""}`;
+    const group = groups.get(key) ?? { attempts: job.attempts - 1, runAt, ids: [] };
+    group.ids.push(job.id);
+    groups.set(key, group);
+  }
+  for (const { attempts, runAt, ids } of groups.values()) {
+    await sql`select id from graphile_worker.reschedule_jobs(${ids}::bigint[], run_at => ${runAt}::timestamptz, attempts => ${attempts}::int)`.execute(trx);
+    await trx
+      .updateTable("observing_jobs.job_records")
+      .set({ attempts, ...(runAt ? { run_at: runAt } : {}) })
+      .where(sql<boolean>`id = any(${ids}::bigint[])`)
+      .where("phase", "=", "waiting")
+      .execute();
+  }
 }

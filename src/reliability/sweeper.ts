@@ -16,7 +16,12 @@ import { sql } from "kysely";
 import type { Db } from "../db/database.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { HeartbeatWriter } from "./heartbeat.ts";
+import { countRescuesMatching } from "../db/repositories/job-records.ts";
 import { findJobsToRelease, releaseJobs, type LockedJob } from "./rescue.ts";
+
+/** The end of a rescue's reason when the job's attempt is given back (also how such rescues are counted). */
+const GIVEN_BACK = "; the job was not running at its last heartbeat, so its attempt is given back";
+const GIVE_BACK_LIMIT = 2;
 
 /** The advisory lock key of the sweep ("ojsweep" in ASCII, as a bigint). */
 export const SWEEPER_LOCK_KEY = 0x6f6a7377656570n;
@@ -100,14 +105,24 @@ export class Sweeper {
         .where(sql<boolean>`pool_id = any(${candidates.map((pool) => pool.pool_id)}::text[])`)
         .where("status", "=", "live")
         .where("last_seen", "<", sql<Date>`now() - ${rescueAfterMs} * interval '1 millisecond'`)
-        .returning(["pool_id", "instance_id", "last_seen"])
+        .returning(["pool_id", "instance_id", "last_seen", "running_job_ids"])
         .execute();
       const deadIds = dead.map((pool) => pool.pool_id);
       const lastSeen = new Map(dead.map((pool) => [pool.pool_id, pool.last_seen]));
       const rescued = jobs.filter((job) => lastSeen.has(job.poolId));
+      // A job the pool was not running at its last beat never started (it waited in the pool's local
+      // queue) or had ended (its completion was not written yet): its attempt is given back. A
+      // running one spends it: the crash may be its own doing. Unknown (null): all count as running.
+      // A job that keeps killing its instance within a second of starting could be missed by the
+      // list every time: after GIVE_BACK_LIMIT give-backs its attempts count regardless.
+      const running = new Map(dead.map((pool) => [pool.pool_id, pool.running_job_ids === null ? null : new Set(pool.running_job_ids.map(String))]));
+      const givenBack = await countRescuesMatching(trx, rescued.map((job) => job.id), GIVEN_BACK);
+      const wasRunning = (job: LockedJob) => (running.get(job.poolId)?.has(job.id) ?? true) || (givenBack.get(job.id) ?? 0) >= GIVE_BACK_LIMIT;
+      const notRunning = rescued.filter((job) => !wasRunning(job));
       await releaseJobs(trx, deadIds, rescued, {
         actor: "sweeper",
-        reason: (job) => `worker pool ${job.poolId} stopped sending heartbeats (last seen ${lastSeen.get(job.poolId)!.toISOString()})`,
+        reason: (job) => `worker pool ${job.poolId} stopped sending heartbeats (last seen ${lastSeen.get(job.poolId)!.toISOString()})${wasRunning(job) ? "" : GIVEN_BACK}`,
+        giveBackAttempt: new Map(notRunning.map((job) => [job.id, null])),
       });
       for (const pool of dead) {
         this.#logger.warn(

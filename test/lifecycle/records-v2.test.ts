@@ -151,6 +151,7 @@ describe("listings on a big history", () => {
       { limit: 50, state: "cancelled" as const },
       { limit: 50, state: "dead" as const },
       { limit: 50, state: "queued" as const, task: "resolve_taxa" },
+      { limit: 50, state: "running" as const },
       { limit: 50, from: new Date(Date.now() - 3_600_000) },
       { limit: 50, to: new Date(Date.now() - 100_000_000) },
       { limit: 50, before: "150000", task: "resolve_taxa" },

@@ -3,11 +3,13 @@
  * sweeper of another instance and runs again there; a live instance's long job is never touched;
  * a pool declared dead stops and its runner comes back with a new pool.
  */
+import { sql } from "kysely";
 import { describe, expect } from "vitest";
-import { enqueueJob } from "../../src/enqueue.ts";
+import { enqueueJob, enqueueJobs } from "../../src/enqueue.ts";
 import { KNOWN_NAMES } from "../../src/demo/fake-gbif.ts";
 import { insertTaxa, resetData, test, waitFor, type TestEnv } from "../helpers/env.ts";
-import { findEvents, findPools, hasSucceeded, holderOf, killInstance, readiness, startInstance, type Instance } from "../helpers/instances.ts";
+import { loadRegistryWithFixtureTasks } from "../helpers/fixture-tasks.ts";
+import { findEvents, findPools, hasSucceeded, holderOf, killInstance, readiness, startInstance, WITH_TEST_TASKS, type Instance } from "../helpers/instances.ts";
 
 /** The 30-second target of issue 14, with the default thresholds (5 s heartbeat, 20 s rescue, 3 s sweep). */
 const RESCUE_TARGET_MS = 30_000;
@@ -87,6 +89,44 @@ describe("crash recovery", { timeout: 180_000 }, () => {
       expect(events[3]!.attempt).toBe(2); // a crash may be the job's own doing: the attempt counts
       expect((await findPools(env.db, holder.pid)).map((pool) => pool.status)).toEqual(["dead", "dead"]);
       expect(gbifCalls(env, "Puma concolor")).toBe(2);
+    } finally {
+      await killInstance(a);
+      await killInstance(b);
+    }
+  });
+
+  test("a SIGKILLed instance's local queue: the jobs it had fetched but not started run elsewhere with their attempt unspent", async ({ env }) => {
+    let a: Instance | undefined;
+    let b: Instance | undefined;
+    try {
+      // Waiting before it starts, so its first fetch takes them all; one slot: it runs one of them.
+      const registry = await loadRegistryWithFixtureTasks();
+      const jobs = await enqueueJobs(env.db, registry, "block_event_loop", Array.from({ length: 4 }, (_, i) => ({ blockMs: 0, waitMs: 8000, label: `queued ${i}` })));
+      a = await startInstance(env.database.url, env.gbif.url, { WORKER_CONCURRENCY: "1", WORKER_LOCAL_QUEUE_SIZE: "10" }, WITH_TEST_TASKS);
+      const ids = jobs.map((job) => job.id);
+      const [mainPool] = (await findPools(env.db, a.pid)).filter((pool) => pool.runner === "main");
+      // The pool's heartbeat lists the one it runs; the other three wait in its local queue, locked.
+      const running = await waitFor(async () => {
+        const { rows } = await sql<{ locked: number; running: string[] | null }>`
+          select (select count(*)::int from graphile_worker.jobs where id = any(${ids}::bigint[]) and locked_by = ${mainPool!.pool_id}) as locked,
+                 (select running_job_ids::text[] from observing_jobs.worker_heartbeats where pool_id = ${mainPool!.pool_id}) as running`.execute(env.db);
+        return rows[0]!.locked === 4 && rows[0]!.running?.length === 1 ? rows[0]!.running[0]! : undefined;
+      }, { timeoutMs: 20_000, message: "the instance to lock all four jobs and run one" });
+      b = await startInstance(env.database.url, env.gbif.url, { WORKER_CONCURRENCY: "4" }, WITH_TEST_TASKS);
+      a.kill("SIGKILL");
+      await a.exited;
+      for (const id of ids) await waitFor(() => hasSucceeded(env.db, id), { timeoutMs: 60_000, message: `job ${id} to succeed on the other instance` });
+      const records = await env.db.selectFrom("observing_jobs.job_records").select(["id", "attempts"]).where("id", "in", ids).execute();
+      // The running one's attempt counts (the crash may be its own doing); the queued ones never ran.
+      expect(Object.fromEntries(records.map((record) => [String(record.id), record.attempts]))).toEqual(
+        Object.fromEntries(ids.map((id) => [id, id === running ? 2 : 1])),
+      );
+      for (const id of ids) {
+        const rescued = (await findEvents(env.db, id)).filter((event) => event.event === "rescued");
+        expect(rescued).toHaveLength(1);
+        if (id === running) expect(rescued[0]!.error).not.toMatch(/given back/);
+        else expect(rescued[0]!.error).toMatch(/was not running at its last heartbeat, so its attempt is given back/);
+      }
     } finally {
       await killInstance(a);
       await killInstance(b);

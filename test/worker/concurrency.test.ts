@@ -45,3 +45,42 @@ test("a per-task cap holds under load while other tasks use the rest", async ({ 
   const states = await Promise.all(ids.map(async (id) => (await findJob(env.db, id))!.state));
   expect(new Set(states)).toEqual(new Set(["succeeded"]));
 });
+
+test("with a local queue, a named queue stays strictly serial while its jobs and others are fetched in batches (graphile-worker#621)", async ({ env }) => {
+  const serial = makeScript();
+  serial.workMs = 20;
+  const registry = registryWithTestTasks(env, { flaky: serial });
+  const serialIds: string[] = [];
+  for (let i = 0; i < 15; i++) {
+    serialIds.push((await enqueueJob(env.db, registry, "flaky_task", { label: String(i) }, { queueName: "one_at_a_time" })).id);
+    await enqueueJob(env.db, registry, "flaky_task", { label: `free ${i}` });
+  }
+  // The script counts every flaky_task; the named queue's own overlap is read from graphile-worker's locks.
+  const worker = await startWorker({ pool: env.pool, deps: { ...env.deps, registry }, observers: [], cronItems: [], concurrency: 8, localQueueSize: 80, pollIntervalMs: 200 });
+  const overlaps: string[] = [];
+  let seenLocked = 0;
+  const poll = setInterval(() => {
+    void env.db
+      .selectFrom("graphile_worker.jobs")
+      .select("id")
+      .where("queue_name", "=", "one_at_a_time")
+      .where("locked_at", "is not", null)
+      .execute()
+      .then((rows) => {
+        if (rows.length > 1) overlaps.push(rows.map((row) => row.id).join(","));
+        if (rows.length === 1) seenLocked += 1;
+      });
+  }, 5);
+  try {
+    await waitFor(() => serial.calls === 30 && serial.inFlight === 0, { timeoutMs: 30_000, message: "all 30 jobs to run" });
+  } finally {
+    clearInterval(poll);
+    await worker.stop();
+  }
+  expect(seenLocked).toBeGreaterThan(0); // the watch did see the queue at work
+  // graphile-worker locks a named queue with its job: at most one of its jobs is ever locked.
+  expect(overlaps).toEqual([]);
+  expect(serial.maxInFlight).toBeGreaterThan(1); // the free jobs did run side by side
+  const states = await Promise.all(serialIds.map(async (id) => (await findJob(env.db, id))!.state));
+  expect(new Set(states)).toEqual(new Set(["succeeded"]));
+});

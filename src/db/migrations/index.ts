@@ -11,6 +11,7 @@ import * as jobFencing from "./0010_job_fencing.ts";
 import * as internalTasks from "./0011_internal_tasks.ts";
 import * as attemptOutcomes from "./0012_attempt_outcomes.ts";
 import * as dashboardSessions from "./0013_dashboard_sessions.ts";
+import * as heartbeatRunningJobs from "./0014_heartbeat_running_jobs.ts";
 
 /** Every migration, in order. Imported statically so the build and the image carry them. */
 export const migrations: Record<string, Migration> = {
@@ -26,4 +27,5 @@ export const migrations: Record<string, Migration> = {
   "0011_internal_tasks": internalTasks,
   "0012_attempt_outcomes": attemptOutcomes,
   "0013_dashboard_sessions": dashboardSessions,
+  "0014_heartbeat_running_jobs": heartbeatRunningJobs,
 };

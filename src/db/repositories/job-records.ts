@@ -9,6 +9,7 @@ import { sql, type Kysely, type RawBuilder } from "kysely";
 import type { Db } from "../database.ts";
 import type { JobEventName } from "../tables/job-events.ts";
 import type { JobPhase, JobRecordRow, JobSource } from "../tables/job-records.ts";
+import { runningNow } from "./live-jobs.ts";
 
 // Any application's Kysely instance or transaction (enqueue runs inside the caller's): the statements name their tables.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -86,6 +87,16 @@ export async function insertEvents(db: AnyKysely, events: readonly EventInsert[]
       ${column((e) => e.durationMs ?? null)}::float8[], ${column((e) => e.runAt ?? null)}::timestamptz[], ${column((e) => e.traceId ?? null)}::text[],
       ${column((e) => e.at ?? null)}::timestamptz[]
     ) as e(job_id, task, queue, event, attempt, actor, worker_id, error, stack, duration_ms, run_at, trace_id, at)`.execute(db);
+}
+
+/** Per job, how many of its `rescued` events have a reason ending with `suffix`. */
+export async function countRescuesMatching(db: AnyKysely, jobIds: readonly string[], suffix: string): Promise<Map<string, number>> {
+  if (jobIds.length === 0) return new Map();
+  const { rows } = await sql<{ job_id: string; n: number }>`
+    select job_id::text, count(*)::int as n from observing_jobs.job_events
+    where job_id = any(${[...jobIds]}::bigint[]) and event = 'rescued' and right(error, ${suffix.length}) = ${suffix}
+    group by job_id`.execute(db);
+  return new Map(rows.map((row) => [row.job_id, row.n]));
 }
 
 /** A job added by plain SQL has no record until its first attempt ends; an operator acting on it first gives it one. */
@@ -206,7 +217,10 @@ export async function findNewestIdByKey(db: Db, key: string): Promise<string | n
   return row ? String(row.id) : null;
 }
 
-/** Children of a fan-out by recorded phase, plus how many of them run now (from graphile-worker's view). */
+/**
+ * Children of a fan-out by recorded phase, plus how many of them run now (from graphile-worker's
+ * view: locked and run by their pool, not held in its local queue).
+ */
 export async function countChildren(db: Db, parentId: string): Promise<{ byPhase: Record<string, number>; running: number } | null> {
   const rows = await db
     .selectFrom("observing_jobs.job_records")
@@ -219,7 +233,7 @@ export async function countChildren(db: Db, parentId: string): Promise<{ byPhase
   if (!byPhase.waiting) return { byPhase, running: 0 };
   const { rows: running } = await sql<{ count: number }>`
     select count(*)::int as count from graphile_worker.jobs j
-    where j.locked_at is not null
+    where ${runningNow("j")}
       and exists (select 1 from observing_jobs.job_records r where r.id = j.id and r.parent_id = ${parentId}::bigint)`.execute(db);
   return { byPhase, running: running[0]?.count ?? 0 };
 }

@@ -17,6 +17,8 @@ export interface WorkerHeartbeatsTable {
   last_seen: ColumnType<Date, Date | undefined, Date>;
   status: ColumnType<PoolStatus, PoolStatus | undefined, PoolStatus>;
   ended_at: Date | null;
+  /** The jobs the pool was running (attempts begun, not ended) at its last beat; null when its instance does not say. */
+  running_job_ids: ColumnType<string[] | null, string[] | undefined, string[] | null>;
 }
 
 export type WorkerHeartbeatRow = Selectable<WorkerHeartbeatsTable>;

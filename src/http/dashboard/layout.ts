@@ -97,7 +97,7 @@ export function csrfField(operator: Operator): Html {
 }
 
 const STATE_HINTS: Record<string, string> = {
-  queued: "due now, waiting for a worker",
+  queued: "due now, waiting for a worker (perhaps in one's local queue)",
   scheduled: "due later, not attempted yet",
   running: "an attempt is in progress",
   retry_wait: "failed, waiting to retry",
