@@ -182,8 +182,9 @@ const AFTER_STALL_GRACE_MS = 2000;
  * after a stall (a handler that blocked it, a long GC pause, SIGSTOP), before the answer already
  * waiting in the socket is read, so every query in flight across the stall would fail and a
  * fetch graphile-worker had committed would leave its job locked with no attempt running. A limit
- * that fires late here waits a little longer for the socket first. Applies to promise queries
- * (what Kysely and graphile-worker use); callback and submittable queries have no client-side limit.
+ * that fires late here waits a little longer for the socket first (once). Applies to promise and
+ * callback queries (Kysely, graphile-worker, pg-pool's pool.query); a submittable (cursor, stream)
+ * has no client-side limit.
  */
 class GuardedClient extends pg.Client {
   readonly #timeoutMs: number;
@@ -194,23 +195,40 @@ class GuardedClient extends pg.Client {
   }
 
   override query(...args: unknown[]): never {
-    const result = (super.query as (...a: unknown[]) => unknown)(...args);
-    if (this.#timeoutMs > 0 && result instanceof Promise) {
-      let timer: NodeJS.Timeout | undefined;
-      const arm = (ms: number) => {
-        const due = performance.now() + ms;
-        timer = setTimeout(() => {
-          if (performance.now() - due > STALL_TOLERANCE_MS) arm(AFTER_STALL_GRACE_MS);
-          else destroyConnection(this, new Error(`Query read timeout: no answer within ${this.#timeoutMs} ms; connection abandoned`));
-        }, ms);
+    if (this.#timeoutMs <= 0) return (super.query as (...a: unknown[]) => never)(...args);
+    const stop = this.#arm();
+    // pg-pool's pool.query (graphile-worker's cron, the readiness probe) passes a callback.
+    const callback = typeof args.at(-1) === "function" ? (args.at(-1) as (...a: unknown[]) => void) : undefined;
+    if (callback) {
+      args[args.length - 1] = (...results: unknown[]) => {
+        stop();
+        callback(...results);
       };
-      arm(this.#timeoutMs);
-      void result.then(
-        () => clearTimeout(timer),
-        () => clearTimeout(timer),
-      );
     }
+    const result = (super.query as (...a: unknown[]) => unknown)(...args);
+    if (result instanceof Promise) void result.then(stop, stop);
+    // A submittable (a cursor, a stream) ends when its consumer says: no limit here.
+    else if (!callback) stop();
     return result as never;
+  }
+
+  /** Starts the limit of one query; returns what clears it. Fires late at most once: a second stall is not waited out. */
+  #arm(): () => void {
+    let timer: NodeJS.Timeout | undefined;
+    let waitedOutStall = false;
+    const arm = (ms: number) => {
+      const due = performance.now() + ms;
+      timer = setTimeout(() => {
+        if (!waitedOutStall && performance.now() - due > STALL_TOLERANCE_MS) {
+          waitedOutStall = true;
+          arm(AFTER_STALL_GRACE_MS);
+        } else {
+          destroyConnection(this, new Error(`Query read timeout: no answer within ${this.#timeoutMs} ms; connection abandoned`));
+        }
+      }, ms);
+    };
+    arm(this.#timeoutMs);
+    return () => clearTimeout(timer);
   }
 }
 

@@ -112,11 +112,17 @@ async function giveBackAttempts(trx: Db, jobs: ReadonlyArray<Pick<LockedJob, "id
     groups.set(key, group);
   }
   for (const { attempts, runAt, ids } of groups.values()) {
-    await sql`select id from graphile_worker.reschedule_jobs(${ids}::bigint[], run_at => ${runAt}::timestamptz, attempts => ${attempts}::int)`.execute(trx);
+    // Only the jobs reschedule_jobs changed (one another pool locked meanwhile is left alone), and
+    // only while they still had the attempts read before the transaction.
+    const { rows } = await sql<{ id: string }>`
+      select id::text from graphile_worker.reschedule_jobs(
+        array(select id from graphile_worker.jobs where id = any(${ids}::bigint[]) and attempts = ${attempts + 1}::int),
+        run_at => ${runAt}::timestamptz, attempts => ${attempts}::int)`.execute(trx);
+    if (rows.length === 0) continue;
     await trx
       .updateTable("observing_jobs.job_records")
       .set({ attempts, ...(runAt ? { run_at: runAt } : {}) })
-      .where(sql<boolean>`id = any(${ids}::bigint[])`)
+      .where(sql<boolean>`id = any(${rows.map((row) => row.id)}::bigint[])`)
       .where("phase", "=", "waiting")
       .execute();
   }

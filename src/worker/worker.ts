@@ -152,6 +152,9 @@ export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, ob
         const started = performance.now();
         const stopSignal = guards ? AbortSignal.any([helpers.abortSignal, guards.abandonSignal(poolId)]) : helpers.abortSignal;
         try {
+          // A job fetched into the local queue before this pool was declared dead may since run
+          // elsewhere (the sweeper gave it back): a pool whose lease lapsed asks before starting it.
+          if (guards && !guards.leaseHolds(poolId) && !(await stillHeld(deps, held, false))) throw new AttemptAbandonedError(poolId, "it no longer holds the job, so it did not start it");
           await executeTask(task, payload, info, deps, stopSignal);
           // The fence of a stale success. While the lease holds (always, unless the process was
           // frozen or cut off from the database for most of the rescue threshold) nothing is asked.
@@ -165,9 +168,9 @@ export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, ob
           // Not the job's failure: once this pool has ended, the job goes back to the queue with its
           // attempt given back and a `rescued` event (src/reliability/shutdown.ts).
           if (failure instanceof TaskInterruptedError && guards) throw failure;
-          guards?.inFlight.finished(poolId, job.id);
           const durationMs = () => performance.now() - started;
           if (failure instanceof AttemptAbandonedError) {
+            guards?.inFlight.finished(poolId, job.id);
             // graphile-worker's failure statement that follows is fenced by locked_by: it changes nothing.
             await history.abandoned(job, failure.message, durationMs(), helpers.job.locked_by);
             for (const observer of observers) observer.abandoned(job, failure.message, durationMs());
@@ -179,6 +182,7 @@ export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, ob
             if (await control(deps, () => deferJob(deps.db, held, runAt, `deferred until ${runAt.toISOString()} (the upstream asked to wait): ${failure.message}`))) {
               deps.logger.warn({ jobId: job.id, task: task.name, runAt, err: failure }, "job deferred: the upstream asked to wait; this attempt does not count");
               await history.deferred(job, failure, runAt, durationMs());
+              guards?.inFlight.finished(poolId, job.id);
               for (const observer of observers) observer.deferred(job, failure, durationMs());
               throw failure;
             }
@@ -200,6 +204,8 @@ export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, ob
             }
           }
           await history.failed(job, failure, durationMs(), last, endedAt);
+          // Running until here: its heartbeat lists it while the hook runs, so a crash meanwhile counts the attempt.
+          guards?.inFlight.finished(poolId, job.id);
           // Observers tell a dead job by attempt >= maxAttempts: give them graphile-worker's verdict.
           const judged = last ? { ...job, maxAttempts: job.attempt } : { ...job, maxAttempts: Math.max(job.maxAttempts, job.attempt + 1) };
           for (const observer of observers) observer.failed(judged, failure, durationMs());
@@ -211,13 +217,16 @@ export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, ob
   return taskList;
 }
 
-/** Whether the pool still holds the job; when the database cannot say, the completion's own fence decides. */
-async function stillHeld(deps: TaskDependencies, job: HeldJob): Promise<boolean> {
+/**
+ * Whether the pool still holds the job. When the database cannot say: after the attempt, yes (the
+ * completion's own fence decides); before it, no (not starting is the safe side).
+ */
+async function stillHeld(deps: TaskDependencies, job: HeldJob, whenUnknown = true): Promise<boolean> {
   try {
     return await holdsJob(deps.db, job);
   } catch (error) {
     deps.logger.warn({ err: error, jobId: job.id }, "could not check whether this pool still holds the job; its completion is fenced in the database");
-    return true;
+    return whenUnknown;
   }
 }
 

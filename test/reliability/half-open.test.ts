@@ -64,6 +64,15 @@ describe("a half-open connection", () => {
     expect(proxy.accepted()).toBe(2);
   });
 
+  test("fails a pg-pool query too (graphile-worker's cron and the readiness probe use pool.query, which passes a callback)", async ({ env }) => {
+    database = makeDatabase(proxy.url, { maxConnections: 1, logger: env.logger, settings: SETTINGS });
+    await database.pool.query("select 1");
+    proxy.stall();
+    const started = performance.now();
+    await expect(database.pool.query("select 1")).rejects.toThrow(/Query read timeout/);
+    expect(performance.now() - started).toBeLessThan(SETTINGS.statementTimeoutMs! + QUERY_TIMEOUT_GRACE_MS + 3000);
+  });
+
   test("keeps the heartbeat thread beating: it gives up the stalled connection and beats on a new one", async ({ env }) => {
     await env.db.deleteFrom("observing_jobs.worker_heartbeats").execute();
     const logs = env.logs;
