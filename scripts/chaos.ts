@@ -150,10 +150,16 @@ async function main(): Promise<void> {
     await Promise.all(Array.from({ length: INSTANCES }, (_, index) => start(index)));
     log(`${INSTANCES} instances ready; enqueueing ${JOBS} jobs`);
     const registry = await loadRegistryWithFixtureTasks();
+    // Every other name as resolve_taxa (the capped gbif runner, which never batches) and the rest as
+    // chaos_lookup (the main runner, through its local queue): one job per name, in name order.
     const jobIds: string[] = [];
     for (let offset = 0; offset < taxa.length; offset += 500) {
-      const batch = taxa.slice(offset, offset + 500).map((taxon) => ({ taxonIds: [taxon.id], force: true }));
-      jobIds.push(...(await enqueueJobs(db, registry, "resolve_taxa", batch, {}, { source: "cli" })).map((job) => job.id));
+      const slice = taxa.slice(offset, offset + 500).map((taxon, i) => ({ taxon, name: names[offset + i]! }));
+      const resolve = slice.filter((_, i) => (offset + i) % 2 === 0);
+      const lookup = slice.filter((_, i) => (offset + i) % 2 === 1);
+      const resolved = await enqueueJobs(db, registry, "resolve_taxa", resolve.map(({ taxon }) => ({ taxonIds: [taxon.id], force: true })), {}, { source: "cli" });
+      const looked = await enqueueJobs(db, registry, "chaos_lookup", lookup.map(({ name }) => ({ name })), {}, { source: "cli" });
+      for (let i = 0; i < slice.length; i++) jobIds.push(i % 2 === (offset % 2) ? resolved[i >> 1]!.id : looked[i >> 1]!.id);
     }
     const enqueuedAt = performance.now();
 
@@ -205,6 +211,7 @@ async function main(): Promise<void> {
         continue;
       }
       log(`${kind.toUpperCase()} instance ${slot.index} (pid ${slot.pid})`);
+      signalled.add(slot.pid);
       slot.child!.kill(kind === "sigkill" ? "SIGKILL" : "SIGTERM");
       slot.child = null;
       pending.push(
@@ -237,7 +244,10 @@ async function main(): Promise<void> {
       throw error;
     });
     const finishedAt = performance.now();
-    for (const slot of slots) slot.child?.kill("SIGTERM");
+    for (const slot of slots) {
+      signalled.add(slot.pid);
+      slot.child?.kill("SIGTERM");
+    }
     await Promise.all(slots.map((slot) => slot.exited));
 
     const report = await analyse(db, gbif, { jobIds, blockingIds, names, throttled }, { startedAt, enqueuedAt, finishedAt });
@@ -245,19 +255,22 @@ async function main(): Promise<void> {
     const markdown = renderReport(report);
     await writeFile(path.join(ROOT, "docs/RELIABILITY.md"), markdown);
     process.stdout.write(`\n${summary(report)}\nwrote docs/RELIABILITY.md\n`);
-    keepLogs = false;
     const ok =
       report.lost === 0 &&
       report.notSucceeded === 0 &&
       report.completedAfterDeclaredDead === 0 &&
       report.unexplained === 0 &&
+      report.shortFreezeRepeats === 0 &&
+      crashes.length === 0 &&
       report.blocking.ranAgain === 0 &&
       report.cron.duplicates === 0 &&
       report.cron.missing === 0;
     process.exitCode = ok ? 0 : 1;
+    keepLogs = !ok;
   } finally {
     for (const slot of slots) {
       if (slot.child && slot.child.exitCode === null && slot.child.signalCode === null) {
+        signalled.add(slot.pid);
         slot.child.kill("SIGCONT");
         slot.child.kill("SIGKILL");
       }
@@ -271,6 +284,10 @@ async function main(): Promise<void> {
 }
 
 const frozen = new Set<number>();
+/** Instances this script sent SIGTERM or SIGKILL (any other exit is the instance's own doing). */
+const signalled = new Set<number>();
+/** Instances that exited without being told to: must be none. */
+const crashes: Array<{ pid: number; code: number | string }> = [];
 
 /** A random instance that is up and not frozen (instance 0 is kept for the half-open fault), waiting up to 30 s for one; null when none came. */
 async function pickInstance(slots: Slot[]): Promise<Slot | null> {
@@ -293,6 +310,11 @@ async function startInstance(index: number, environment: Record<string, string>,
   });
   child.stderr!.pipe(logFile);
   const exited = new Promise<number | string>((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal ?? -1)));
+  void exited.then((code) => {
+    if (signalled.has(child.pid!)) return;
+    crashes.push({ pid: child.pid!, code });
+    log(`instance ${index} (pid ${child.pid}) exited on its own with ${code}`);
+  });
   let gone = false;
   void exited.then(() => (gone = true));
   let url = "";
@@ -354,6 +376,8 @@ interface Report {
   /** Why, from each such job's history; `unexplained` counts the ones with no reason recorded. */
   reasons: Record<string, number>;
   unexplained: number;
+  /** Repeats whose reason is a freeze shorter than the rescue threshold: must be 0. */
+  shortFreezeRepeats: number;
   gbifCalls: { total: number; throttled: number };
   deferred: { events: number; jobsDeferred: number; attemptsSpentByDeferral: number };
   abandoned: number;
@@ -382,12 +406,14 @@ async function analyse(db: Db, gbif: FakeGbif, work: Workload, times: { startedA
     where job_id = any(${allIds}::bigint[]) order by id`.execute(db);
   const pools = await db.selectFrom("observing_jobs.worker_heartbeats").select(["pool_id", "pid", "status", "ended_at"]).execute();
   const pidOfPool = new Map(pools.map((pool) => [pool.pool_id, pool.pid]));
-  const faultOfPid = (pid: number | undefined) => faults.find((fault) => fault.pid === pid && fault.kind !== "sigterm" && fault.kind !== "database_restart");
+  // The fault that hit this pid last before `at` (an instance can be frozen, then killed).
+  const faultOfPid = (pid: number | undefined, at: number) =>
+    faults.filter((fault) => fault.pid === pid && fault.kind !== "sigterm" && fault.kind !== "database_restart" && fault.at <= at).at(-1);
   const byJob = new Map<string, typeof events>();
   for (const event of events) byJob.set(event.job_id, [...(byJob.get(event.job_id) ?? []), event]);
 
   // Executions per name: the fake GBIF saw every call, whichever process made it and whatever
-  // became of the process afterwards. A name's job is its taxon's only job.
+  // became of the process afterwards. A name's job is its only job.
   const calls = new Map<string, number[]>();
   for (const request of gbif.matchRequests()) {
     const name = request.query.get("scientificName") ?? "";
@@ -399,37 +425,49 @@ async function analyse(db: Db, gbif: FakeGbif, work: Workload, times: { startedA
   const count = (reason: string) => (reasons[reason] = (reasons[reason] ?? 0) + 1);
   let ranMoreThanOnce = 0;
   let unexplained = 0;
+  let shortFreezeRepeats = 0;
   const sigkillWaits: number[] = [];
   const shutdownWaits: number[] = [];
+  // Clocks: the events' times are the database's, the calls' this process's; same machine.
+  const SLACK_MS = 1000;
   for (const name of names) {
     const times = calls.get(name) ?? [];
-    const executions = times.length - (throttled.has(name) ? 1 : 0);
-    const jobEvents = byJob.get(jobOfName.get(name)!) ?? [];
+    // A 429 answer is not an execution: the first call of a throttled name is dropped.
+    const executions = throttled.has(name) ? times.slice(1) : times;
+    const jobEvents = (byJob.get(jobOfName.get(name)!) ?? []).map((event) => ({ ...event, when: toPerformanceTime(event.at) }));
     for (const event of jobEvents.filter((e) => e.event === "rescued")) {
-      const fault = faultOfPid(pidOfPool.get(event.worker_id ?? ""));
-      // The next call after the rescue is the job running again elsewhere.
-      const rescuedAt = toPerformanceTime(event.at);
-      const next = times.find((at) => at > (fault?.at ?? rescuedAt));
+      const next = times.find((at) => at > event.when - SLACK_MS);
+      const fault = faultOfPid(pidOfPool.get(event.worker_id ?? ""), event.when);
       if (event.actor === "sweeper" && fault?.kind === "sigkill" && next !== undefined) sigkillWaits.push((next - fault.at) / 1000);
-      if (event.actor === "shutdown" && next !== undefined) shutdownWaits.push((next - rescuedAt) / 1000);
+      if (event.actor === "shutdown" && next !== undefined) shutdownWaits.push(Math.max(0, next - event.when) / 1000);
     }
-    if (executions <= 1) continue;
+    if (executions.length <= 1) continue;
     ranMoreThanOnce += 1;
-    const explained = jobEvents.filter((e) => e.event === "rescued" || e.event === "failed" || e.event === "abandoned");
-    if (explained.length === 0) unexplained += 1;
-    for (const event of explained) {
-      if (event.event === "failed") {
-        count(`attempt failed: ${(event.error ?? "").replace(/\d+/g, "N").slice(0, 80)}`);
+    // Each repeat needs a reason recorded between it and the execution before it: a failure, or a
+    // rescue that counted the attempt (a rescue that gave it back says the job had not run).
+    for (let k = 1; k < executions.length; k++) {
+      const [from, to] = [executions[k - 1]! - SLACK_MS, executions[k]! + SLACK_MS];
+      const reason = jobEvents.find(
+        (e) => e.when >= from && e.when <= to && (e.event === "failed" || (e.event === "rescued" && !/attempt is given back/.test(e.error ?? ""))),
+      );
+      if (!reason) {
+        unexplained += 1;
         continue;
       }
-      if (event.event === "abandoned") continue; // counted with the rescue that released the job
-      const fault = faultOfPid(pidOfPool.get(event.worker_id ?? ""));
-      if (event.actor === "shutdown") count("interrupted by SIGTERM (returned at shutdown)");
-      else if (event.actor !== "sweeper") count("its pool ended after a database error (returned when the runner restarted)");
+      if (reason.event === "failed") {
+        count(`attempt failed: ${(reason.error ?? "").replace(/\d+/g, "N").slice(0, 80)}`);
+        continue;
+      }
+      const fault = faultOfPid(pidOfPool.get(reason.worker_id ?? ""), reason.when);
+      if (reason.actor === "shutdown") count("interrupted by SIGTERM (returned at shutdown)");
+      else if (reason.actor !== "sweeper") count("its pool ended after a database error (returned when the runner restarted)");
       else if (fault?.kind === "sigkill") count("its instance was SIGKILLed (sweeper released it)");
-      else if (fault?.kind === "long_freeze") count(`its instance was frozen (SIGSTOP) longer than the rescue threshold; on waking it abandoned the attempt`);
-      else if (fault?.kind === "half_open") count("its instance was cut off from the database (half-open connection) longer than the rescue threshold; it abandoned the attempt");
-      else count("its pool was declared dead (sweeper released it)");
+      else if (fault?.kind === "long_freeze") count("its instance was frozen (SIGSTOP) longer than the rescue threshold");
+      else if (fault?.kind === "half_open") count("its instance was cut off from the database (half-open connection) longer than the rescue threshold");
+      else if (fault?.kind === "short_freeze") {
+        shortFreezeRepeats += 1;
+        count("its instance was frozen for less than the rescue threshold (must not happen)");
+      } else count("its pool was declared dead (sweeper released it)");
     }
   }
 
@@ -465,6 +503,7 @@ async function analyse(db: Db, gbif: FakeGbif, work: Workload, times: { startedA
     ranMoreThanOnce,
     reasons,
     unexplained,
+    shortFreezeRepeats,
     gbifCalls: { total: [...calls.values()].reduce((sum, at) => sum + at.length, 0), throttled: throttled.size },
     deferred: { events: events.filter((event) => event.event === "deferred").length, jobsDeferred: deferredRecords[0]!.deferred, attemptsSpentByDeferral: deferredRecords[0]!.spent },
     abandoned: events.filter((event) => event.event === "abandoned").length,
@@ -503,7 +542,7 @@ function summary(report: Report): string {
   const sigterms = report.faults.filter((fault) => fault.kind === "sigterm");
   return [
     `jobs: ${report.jobs}; succeeded: ${report.jobs - report.notSucceeded}; lost: ${report.lost}`,
-    `ran more than once: ${report.ranMoreThanOnce} (${((100 * report.ranMoreThanOnce) / report.jobs).toFixed(2)} %); with no reason recorded: ${report.unexplained}`,
+    `ran more than once: ${report.ranMoreThanOnce} (${((100 * report.ranMoreThanOnce) / report.jobs).toFixed(2)} %); repeats with no reason recorded between them: ${report.unexplained}`,
     ...Object.entries(report.reasons).map(([reason, n]) => `  ${n} × ${reason}`),
     `attempts abandoned by a pool that learnt it was declared dead: ${report.abandoned}; completions refused by the fence: ${report.fencedCompletions}; jobs completed by a pool after it was declared dead: ${report.completedAfterDeclaredDead}`,
     `handlers blocking their event loop ${BLOCK_MS / 1000} s: ${report.blocking.jobs}; ran again: ${report.blocking.ranAgain}; rescued or abandoned: ${report.blocking.rescued}`,
@@ -512,7 +551,7 @@ function summary(report: Report): string {
     `SIGKILL → running again elsewhere (default thresholds): ${stats(report.sigkillToRunningAgainS)}`,
     `SIGTERM return → running again: ${stats(report.shutdownReturnWaitsS)}`,
     `SIGTERM → exit: ${sigterms.map((fault) => `${((fault.exitMs ?? 0) / 1000).toFixed(1)} s (code ${fault.exitCode})`).join(", ")}`,
-    `pools declared dead: ${report.deadPools}`,
+    `pools declared dead: ${report.deadPools}; instances that exited on their own: ${crashes.length}${crashes.length > 0 ? ` (${crashes.map((crash) => `pid ${crash.pid}: ${crash.code}`).join(", ")})` : ""}`,
     `cron ticks: ${report.cron.ticks} (${report.cron.first} … ${report.cron.last}); duplicates: ${report.cron.duplicates}; missing: ${report.cron.missing}`,
     `enqueue → all done: ${report.durations.enqueueToDoneS.toFixed(1)} s; whole run: ${report.durations.totalS.toFixed(1)} s`,
   ].join("\n");
@@ -528,8 +567,9 @@ suite has fast variants of each case (\`test/reliability/\`).
 - **Date:** ${report.date}
 - **Machine:** ${report.machine}
 - **Run:** ${INSTANCES} service processes (\`${ENTRY}\`: the service plus the test-only task \`block_event_loop\`) on
-  one PostgreSQL started by the script, ${report.jobs - report.blocking.jobs} \`resolve_taxa\` jobs (one name each, \`force: true\`
-  so every run calls GBIF) against a fake GBIF on loopback answering in 100–300 ms (2 % of names in 3–8 s; 1 %
+  one PostgreSQL started by the script, ${report.jobs - report.blocking.jobs} jobs of one name each, half \`resolve_taxa\`
+  (\`force: true\`, on the capped \`gbif\` runner) and half \`chaos_lookup\` (a test-only task on the main runner, through
+  its local queue), both calling GBIF once per run, against a fake GBIF on loopback answering in 100–300 ms (2 % of names in 3–8 s; 1 %
   first answer 429 with \`Retry-After: 2\`), ${report.blocking.jobs} handlers that block their event loop for ${ms(BLOCK_MS)}
   (enqueued once the other faults are over), and a crontab of one entry firing every minute (\`prune_job_history\`, \`fill=10m\`). Seed ${SEED}.
 - **Configuration:** the production defaults for heartbeats and rescue (5 s heartbeat, 20 s rescue, 3 s
@@ -563,12 +603,15 @@ ${report.faults
 - *Lost* counts jobs neither succeeded nor still queued; it must be 0.
 - *Ran more than once* counts names whose GBIF call was made more than once: the fake GBIF sees every
   call, whichever process made it and whatever became of it afterwards (the first call of a name that
-  was answered 429 is not an execution). Each is explained from the job's history: a \`rescued\`
+  was answered 429 is not an execution). Each repeat must be explained by an event recorded between it
+  and the execution before it (a rescue that gave the attempt back does not count: it says the job
+  had not run): a \`rescued\`
   event (by the sweeper after a SIGKILL, a long freeze or a long cut-off from the database; by shutdown
   after a SIGTERM; by a runner restarted after graphile-worker ended its pool on a database error) or a
   \`failed\` attempt (e.g. the database went away mid-job). These are the cases where at-least-once is
   unavoidable: the first run's outcome was never recorded, or the run was cut off from the database
-  longer than the rescue threshold. The run fails if one has no reason recorded.
+  longer than the rescue threshold. The run fails if a repeat has no reason recorded, or its reason is
+  a freeze shorter than the rescue threshold.
 - A pool that learns it was declared dead (after a freeze or a cut-off longer than the rescue
   threshold) aborts its attempts and records them \`abandoned\`; its late completions are refused in the
   database (*completions refused by the fence*). *Jobs completed by a pool after it was declared dead*

@@ -49,8 +49,10 @@ export async function settleEndedPool(deps: PoolSettlement, poolId: string, caus
       reason: (job) =>
         unfinished.has(job.id)
           ? `interrupted when worker pool ${poolId} stopped (${cause}); returned to the queue with its attempt given back`
-          : `still locked by worker pool ${poolId} when it stopped (${cause})`,
-      giveBackAttempt: unfinished,
+          : `still locked by worker pool ${poolId} when it stopped (${cause}): not started (its local queue) or finished with its completion not written; returned with its attempt given back`,
+      // Interrupted ones keep their place in the queue; the others never ran, or ran to the end.
+      // A pool declared dead gives nothing back: another pool may be running those jobs.
+      giveBackAttempt: cause === "abandoned" ? new Map() : new Map<string, Date | null>([...jobs.map((job) => [job.id, null] as const), ...unfinished]),
       startedAt: inFlight.startedAt(unfinished.keys()),
     });
     await markPoolStopped(trx, poolId);

@@ -21,6 +21,13 @@
  * Both issues were open upstream when this was written. The restarts stay useful after a fix (a
  * pool declared dead still ends); the forceful shutdown after `abandonAfterMs` may go once a release
  * fixes #636.
+ *
+ * A third one comes with a local queue: when a pool that is stopping (its local queue released)
+ * cannot return the queue's jobs to the database (it is restarting), 0.18's `LocalQueue.returnJobs`
+ * throws from a promise handler nobody awaits, and the unhandled rejection ends the process. Those
+ * jobs are still locked by the ended pool, which this supervisor settles like any other (they go
+ * back to the queue with their attempt), so that one rejection is logged instead
+ * (guardLocalQueueReturn); every other unhandled rejection still ends the process.
  */
 import type { Runner, WorkerEvents, WorkerPool } from "graphile-worker";
 import type { Logger } from "../observability/logger.ts";
@@ -48,6 +55,23 @@ export interface SupervisorOptions {
   minRestartDelayMs?: number;
   /** @defaultValue 30000 */
   maxRestartDelayMs?: number;
+}
+
+const LOCAL_QUEUE_RETURN_FAILED = "Error occurred whilst returning jobs from local queue to database queue";
+let localQueueReturnGuarded = false;
+
+/** See the header: once per process, before any runner with a local queue starts. */
+export function guardLocalQueueReturn(logger: Logger): void {
+  if (localQueueReturnGuarded) return;
+  localQueueReturnGuarded = true;
+  process.on("unhandledRejection", (reason) => {
+    if (reason instanceof Error && reason.message.startsWith(LOCAL_QUEUE_RETURN_FAILED)) {
+      logger.error({ err: reason }, "graphile-worker could not return a stopped pool's local queue to the database; its jobs go back when the pool is settled");
+      return;
+    }
+    // What Node does without a handler: the process ends on the rejection.
+    throw reason;
+  });
 }
 
 /** A runner that stayed up this long resets the backoff. */

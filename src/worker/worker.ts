@@ -35,7 +35,7 @@ import { AttemptAbandonedError, executeTask, runExhaustedHook, TaskInterruptedEr
 import type { InFlightJobs } from "./in-flight-jobs.ts";
 import { deferJob, failPermanently, holdsJob, makeRunnerSessionName, type HeldJob } from "./job-control.ts";
 import { isPermanentFailure, requestedBackoffMs } from "./outcomes.ts";
-import { SupervisedRunner, type PoolEndCause } from "./supervisor.ts";
+import { guardLocalQueueReturn, SupervisedRunner, type PoolEndCause } from "./supervisor.ts";
 
 /** What the reliability wiring adds to every attempt. */
 export interface AttemptGuards {
@@ -260,6 +260,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const { deps, reliability } = options;
   const events: WorkerEvents = options.events ?? new EventEmitter();
   const plans = planRunners(deps.registry, options.concurrency);
+  if (options.localQueueSize) guardLocalQueueReturn(deps.logger);
   const runners: SupervisedRunner[] = [];
   const stopAll = () => Promise.all(runners.map((runner) => runner.stop()));
   // Per pool: aborted when the pool is abandoned, which ends its running attempts at once.
