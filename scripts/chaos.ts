@@ -378,6 +378,8 @@ interface Report {
   unexplained: number;
   /** Repeats whose reason is a freeze shorter than the rescue threshold: must be 0. */
   shortFreezeRepeats: number;
+  /** Repeats after a rescue that gave the attempt back although the job had run (the running list lagged). */
+  givenBackButRan: number;
   gbifCalls: { total: number; throttled: number };
   deferred: { events: number; jobsDeferred: number; attemptsSpentByDeferral: number };
   abandoned: number;
@@ -426,6 +428,7 @@ async function analyse(db: Db, gbif: FakeGbif, work: Workload, times: { startedA
   let ranMoreThanOnce = 0;
   let unexplained = 0;
   let shortFreezeRepeats = 0;
+  let givenBackButRan = 0;
   const sigkillWaits: number[] = [];
   const shutdownWaits: number[] = [];
   // Clocks: the events' times are the database's, the calls' this process's; same machine.
@@ -443,13 +446,12 @@ async function analyse(db: Db, gbif: FakeGbif, work: Workload, times: { startedA
     }
     if (executions.length <= 1) continue;
     ranMoreThanOnce += 1;
-    // Each repeat needs a reason recorded between it and the execution before it: a failure, or a
-    // rescue that counted the attempt (a rescue that gave it back says the job had not run).
+    // Each repeat needs a reason recorded between it and the execution before it: a failure or a
+    // rescue. A rescue that gave the attempt back judged the job not started, which is right only
+    // if its pool's last heartbeat was after the start: it is reported as such, apart.
     for (let k = 1; k < executions.length; k++) {
       const [from, to] = [executions[k - 1]! - SLACK_MS, executions[k]! + SLACK_MS];
-      const reason = jobEvents.find(
-        (e) => e.when >= from && e.when <= to && (e.event === "failed" || (e.event === "rescued" && !/attempt is given back/.test(e.error ?? ""))),
-      );
+      const reason = jobEvents.find((e) => e.when >= from && e.when <= to && (e.event === "failed" || e.event === "rescued"));
       if (!reason) {
         unexplained += 1;
         continue;
@@ -459,7 +461,10 @@ async function analyse(db: Db, gbif: FakeGbif, work: Workload, times: { startedA
         continue;
       }
       const fault = faultOfPid(pidOfPool.get(reason.worker_id ?? ""), reason.when);
-      if (reason.actor === "shutdown") count("interrupted by SIGTERM (returned at shutdown)");
+      if (/attempt is given back/.test(reason.error ?? "") && reason.actor === "sweeper") {
+        givenBackButRan += 1;
+        count("its pool died before a heartbeat listed it as running (the sweeper gave its attempt back)");
+      } else if (reason.actor === "shutdown") count("interrupted by SIGTERM (returned at shutdown)");
       else if (reason.actor !== "sweeper") count("its pool ended after a database error (returned when the runner restarted)");
       else if (fault?.kind === "sigkill") count("its instance was SIGKILLed (sweeper released it)");
       else if (fault?.kind === "long_freeze") count("its instance was frozen (SIGSTOP) longer than the rescue threshold");
@@ -504,6 +509,7 @@ async function analyse(db: Db, gbif: FakeGbif, work: Workload, times: { startedA
     reasons,
     unexplained,
     shortFreezeRepeats,
+    givenBackButRan,
     gbifCalls: { total: [...calls.values()].reduce((sum, at) => sum + at.length, 0), throttled: throttled.size },
     deferred: { events: events.filter((event) => event.event === "deferred").length, jobsDeferred: deferredRecords[0]!.deferred, attemptsSpentByDeferral: deferredRecords[0]!.spent },
     abandoned: events.filter((event) => event.event === "abandoned").length,
