@@ -242,7 +242,9 @@ function buildTimeline(record: JobRecordRow | null, live: LiveJob | undefined, s
   // Each start of an attempt that did not succeed, from how long it had run.
   for (const ended of stored) {
     if (!ENDS_OF_UNSUCCESSFUL_ATTEMPTS.has(ended.event) || ended.attempt === null || has("started", ended.attempt) || ended.duration_ms === null) continue;
-    events.push(implied({ id: `started-before-${ended.id}`, event: "started", attempt: ended.attempt, worker_id: ended.worker_id, at: new Date(ended.at.getTime() - ended.duration_ms) }));
+    // Never before the job existed: the duration is this process's clock, the times the database's.
+    const startedAt = Math.max(ended.at.getTime() - ended.duration_ms, record?.created_at.getTime() ?? Number.NEGATIVE_INFINITY);
+    events.push(implied({ id: `started-before-${ended.id}`, event: "started", attempt: ended.attempt, worker_id: ended.worker_id, at: new Date(startedAt) }));
   }
   const current = live?.running && live.locked_at
     ? { attempt: live.attempts, at: live.locked_at, workerId: live.locked_by }

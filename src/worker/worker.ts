@@ -192,7 +192,9 @@ export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, ob
             permanent = await control(deps, () => failPermanently(deps.db, held, failure.message));
             if (permanent) deps.logger.warn({ jobId: job.id, task: task.name, err: failure }, "job failed permanently: no retry can succeed; its remaining attempts are not spent");
           }
+          // The attempt ended here; the hook below is not part of it.
           const endedAt = new Date();
+          const attemptMs = durationMs();
           const last = permanent || (await history.isLastAttempt(job));
           if (last) {
             // The job is dead after this attempt: run the task's hook once, before the failure is recorded.
@@ -203,12 +205,12 @@ export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, ob
               await history.hookFailed(job, hookError);
             }
           }
-          await history.failed(job, failure, durationMs(), last, endedAt);
+          await history.failed(job, failure, attemptMs, last, endedAt);
           // Running until here: its heartbeat lists it while the hook runs, so a crash meanwhile counts the attempt.
           guards?.inFlight.finished(poolId, job.id);
           // Observers tell a dead job by attempt >= maxAttempts: give them graphile-worker's verdict.
           const judged = last ? { ...job, maxAttempts: job.attempt } : { ...job, maxAttempts: Math.max(job.maxAttempts, job.attempt + 1) };
-          for (const observer of observers) observer.failed(judged, failure, durationMs());
+          for (const observer of observers) observer.failed(judged, failure, attemptMs);
           throw failure;
         }
       });
