@@ -9,10 +9,16 @@ import { pathToFileURL } from "node:url";
 import { closest, distance } from "fastest-levenshtein";
 import type { TSchema } from "typebox";
 import { compilePayloadValidator, type PayloadValidator } from "./payload-validation.ts";
-import type { JobKeyMode, TaskDefinition } from "./task.ts";
+import type { CapScope, JobKeyMode, TaskDefinition } from "./task.ts";
 
 /** tasks/ beside src/: the TypeScript sources in a checkout, dist/tasks in the built image. */
 export const TASKS_DIRECTORY = path.resolve(import.meta.dirname, "../tasks");
+
+/** The runner of every task without a concurrency cap (src/worker/worker.ts). */
+export const MAIN_RUNNER = "main";
+
+/** A cap is also a runner's worker count, and a global one that many slot rows: beyond this it is a mistake. */
+const MAX_CAP = 1000;
 
 const TASK_NAME = /^[a-z][a-z0-9]*(_[a-z0-9]+)*$/;
 
@@ -24,7 +30,7 @@ export interface ResolvedTaskDefaults {
   jobKey: ((payload: unknown) => string | undefined) | null;
   jobKeyMode: JobKeyMode;
   timeoutMs: number;
-  concurrency: { limit: number; group: string } | null;
+  concurrency: { limit: number; group: string; scope: CapScope } | null;
 }
 
 const DEFAULT_TASK_DEFAULTS: Omit<ResolvedTaskDefaults, "jobKey" | "concurrency"> = {
@@ -64,17 +70,22 @@ export class TaskRegistry {
   constructor(tasks: Iterable<RegisteredTask>) {
     const sorted = [...tasks].sort((a, b) => a.name.localeCompare(b.name));
     const seen = new Set<string>();
-    const groups = new Map<string, { limit: number; task: string }>();
+    const groups = new Map<string, { limit: number; scope: CapScope; task: string }>();
     for (const task of sorted) {
       if (seen.has(task.name)) throw new Error(`task '${task.name}' is defined twice`);
       seen.add(task.name);
       const cap = task.defaults.concurrency;
       if (!cap) continue;
+      // The main runner's name: a group of that name would be mistaken for it (heartbeats, the pools page).
+      if (cap.group === MAIN_RUNNER) throw new Error(`task '${task.name}': concurrency group '${MAIN_RUNNER}' is reserved for the runner of uncapped tasks`);
       const other = groups.get(cap.group);
       if (other && other.limit !== cap.limit) {
         throw new Error(`tasks '${other.task}' and '${task.name}' share concurrency group '${cap.group}' with different limits (${other.limit}, ${cap.limit})`);
       }
-      groups.set(cap.group, { limit: cap.limit, task: task.name });
+      if (other && other.scope !== cap.scope) {
+        throw new Error(`tasks '${other.task}' and '${task.name}' share concurrency group '${cap.group}' with different scopes (${other.scope}, ${cap.scope})`);
+      }
+      groups.set(cap.group, { limit: cap.limit, scope: cap.scope, task: task.name });
     }
     this.#tasks = new Map(sorted.map((task) => [task.name, task]));
   }
@@ -114,6 +125,13 @@ export function registerTask(name: string, definition: unknown, source = name): 
     throw new Error(`${source}: the default export must be defineTask({ description, payload, run })`);
   }
   const defaults = definition.defaults ?? {};
+  const cap = defaults.concurrency;
+  if (cap && !(Number.isInteger(cap.limit) && cap.limit >= 1 && cap.limit <= MAX_CAP)) {
+    throw new Error(`${source}: defaults.concurrency.limit must be an integer from 1 to ${MAX_CAP}, got ${String(cap.limit)}`);
+  }
+  if (cap?.scope !== undefined && cap.scope !== "global" && cap.scope !== "instance") {
+    throw new Error(`${source}: defaults.concurrency.scope must be 'global' or 'instance', got '${String(cap.scope)}'`);
+  }
   return {
     name,
     description: definition.description,
@@ -125,7 +143,7 @@ export function registerTask(name: string, definition: unknown, source = name): 
       jobKey: (defaults.jobKey as ResolvedTaskDefaults["jobKey"]) ?? null,
       jobKeyMode: defaults.jobKeyMode ?? DEFAULT_TASK_DEFAULTS.jobKeyMode,
       timeoutMs: defaults.timeoutMs ?? DEFAULT_TASK_DEFAULTS.timeoutMs,
-      concurrency: defaults.concurrency ? { limit: defaults.concurrency.limit, group: defaults.concurrency.group ?? name } : null,
+      concurrency: cap ? { limit: cap.limit, group: cap.group ?? name, scope: cap.scope ?? "global" } : null,
     },
     validate: compilePayloadValidator(definition.payload),
     run: definition.run,

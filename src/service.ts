@@ -12,10 +12,11 @@ import { connectDatabase, type ConnectedDatabase } from "./db/connect.ts";
 import { POOL_OVERHEAD } from "./db/database.ts";
 import { assertSchemaCurrent, migrateDatabase } from "./db/migrate.ts";
 import { recordInternalTasks } from "./db/internal-tasks.ts";
+import { listGlobalCaps, recordGlobalCaps } from "./db/repositories/global-caps.ts";
 import { warnAboutExcessPrivileges } from "./db/privileges.ts";
 import { buildApp, type App } from "./http/app.ts";
 import type { Logger } from "./observability/logger.ts";
-import { loadRegistry, type TaskRegistry } from "./registry.ts";
+import { loadRegistry, MAIN_RUNNER, type TaskRegistry } from "./registry.ts";
 import { makeUpstreamClients } from "./upstream/clients.ts";
 import { connectionsNeeded, planRunners, startWorker, type WorkerHandle } from "./worker/worker.ts";
 import { makeQueueStats } from "./lifecycle/queue-stats.ts";
@@ -91,6 +92,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
     } else await assertSchemaCurrent(database.pool);
     await warnAboutExcessPrivileges(database.pool, logger, config);
     await recordInternalTasks(database.db, registry);
+    await recordGlobalCaps(database.db, plans.filter((plan) => plan.globalCap).map((plan) => ({ group: plan.name, slots: plan.concurrency })));
 
     const longestTaskMs = Math.max(...registry.all().map((task) => task.defaults.timeoutMs));
     const tasksDatabase = database.derive({ max: connectionsNeeded(plans), applicationName: "observing-jobs tasks", statementTimeoutMs: longestTaskMs });
@@ -98,7 +100,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
     const queueStats = makeQueueStats(database.db);
     const cronFreshness = makeCronFreshness(database.db, crontab);
     const workerPools = () => listWorkerPools(database.db);
-    const metrics = new ServiceMetrics({ queueStats, cronFreshness, workerPools });
+    const metrics = new ServiceMetrics({ queueStats, cronFreshness, workerPools, globalCaps: () => listGlobalCaps(database.db) });
 
     const { reliability } = config;
     const events: WorkerEvents = new EventEmitter();
@@ -116,7 +118,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
       logger,
       onDeclaredDead: (poolId) => abandonPool(poolId),
       // Only the main runner batches its fetches: its locks may be jobs it has not started.
-      runningJobs: (poolId, runner) => (runner === "main" && config.worker.localQueueSize > 0 ? inFlight.unfinished(poolId).keys() : null),
+      runningJobs: (poolId, runner) => (runner === MAIN_RUNNER && config.worker.localQueueSize > 0 ? inFlight.unfinished(poolId).keys() : null),
     });
     releasers.push(() => heartbeats.close());
     const signals = new ReadinessSignals(events, {

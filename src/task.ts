@@ -26,11 +26,16 @@ export interface TaskDefaults<P> {
   /** Time limit of one attempt: the abort signal fires and the attempt fails with a timeout error. @defaultValue 60000 */
   timeoutMs?: number;
   /**
-   * At most `limit` jobs of this task run at once per instance. Tasks naming the same `group`
-   * share one cap (e.g. everything that calls GBIF). @defaultValue none: the instance-wide limit only
+   * At most `limit` jobs of this task run at once. Tasks naming the same `group` share one cap
+   * (e.g. everything that calls GBIF). A `global` cap (the default) holds across every instance of
+   * the service, through the database; an `instance` cap holds in each instance on its own.
+   * @defaultValue none: the instance-wide limit only
    */
-  concurrency?: { limit: number; group?: string };
+  concurrency?: { limit: number; group?: string; scope?: CapScope };
 }
+
+/** Where a concurrency cap holds: across all instances (enforced in the database) or in each one. */
+export type CapScope = "global" | "instance";
 
 export type JobKeyMode = "replace" | "preserve_run_at" | "unsafe_dedupe";
 

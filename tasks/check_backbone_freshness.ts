@@ -60,8 +60,8 @@ export default defineTask({
   defaults: {
     maxAttempts: 8,
     timeoutMs: 120_000,
-    // Shares resolve_taxa's per-instance cap: both call GBIF.
-    concurrency: { limit: 2, group: "gbif" },
+    // Shares resolve_taxa's cap across every instance: both call GBIF.
+    concurrency: { limit: 2, group: "gbif", scope: "global" },
     jobKey: (p) => batchJobKey("check_backbone_freshness", p),
   },
   async run(p, context) {

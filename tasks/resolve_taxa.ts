@@ -47,9 +47,9 @@ export default defineTask({
   defaults: {
     maxAttempts: 8,
     timeoutMs: 50_000,
-    // Jobs that call GBIF share one cap per instance, so a backlog of batches cannot crowd out
-    // other work or hammer GBIF (which asks for 1-2 concurrent requests).
-    concurrency: { limit: 2, group: "gbif" },
+    // Jobs that call GBIF share one cap across every instance (a global cap), so a
+    // backlog of batches cannot crowd out other work or hammer GBIF (which asks for 1-2 concurrent requests).
+    concurrency: { limit: 2, group: "gbif", scope: "global" },
     // A batch is keyed by its whole work (rows, kingdom, force): enqueueing it again replaces the pending one.
     jobKey: (p) => batchJobKey("resolve_taxa", p),
   },

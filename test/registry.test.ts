@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { INT4_MAX } from "../src/input-limits.ts";
-import { loadRegistry, UnknownTaskError } from "../src/registry.ts";
+import { loadRegistry, registerTask, TaskRegistry, UnknownTaskError } from "../src/registry.ts";
 import { PROJECT_ROOT } from "./helpers/service-process.ts";
 
 describe("the task registry", () => {
@@ -30,6 +30,21 @@ describe("the task registry", () => {
     };
     for (const task of registry.all()) walk(task.schema, task.name);
     expect(unbounded, "payload numbers without bounds an integer column holds").toEqual([]);
+  });
+
+  it("makes a concurrency cap global unless the task says per instance, and refuses caps that cannot hold", () => {
+    const task = (name: string, concurrency: unknown) =>
+      registerTask(name, { description: "x", payload: { type: "object" }, defaults: { concurrency }, async run() {} });
+    expect(task("one_task", { limit: 2, group: "shared" }).defaults.concurrency).toEqual({ limit: 2, group: "shared", scope: "global" });
+    expect(task("one_task", { limit: 1, scope: "instance" }).defaults.concurrency).toEqual({ limit: 1, group: "one_task", scope: "instance" });
+    expect(() => task("one_task", { limit: 0 })).toThrow(/defaults\.concurrency\.limit must be an integer from 1 to 1000, got 0/);
+    expect(() => task("one_task", { limit: 1.5 })).toThrow(/defaults\.concurrency\.limit/);
+    expect(() => task("one_task", { limit: 2, scope: "cluster" })).toThrow(/defaults\.concurrency\.scope must be 'global' or 'instance', got 'cluster'/);
+    expect(() => new TaskRegistry([task("one_task", { limit: 2, group: "main" })])).toThrow(/concurrency group 'main' is reserved/);
+    expect(() => new TaskRegistry([task("one_task", { limit: 2, group: "g" }), task("two_task", { limit: 2, group: "g", scope: "instance" })])).toThrow(
+      /share concurrency group 'g' with different scopes \(global, instance\)/,
+    );
+    expect(() => new TaskRegistry([task("one_task", { limit: 2, group: "g" }), task("two_task", { limit: 3, group: "g" })])).toThrow(/different limits \(2, 3\)/);
   });
 
   it("suggests the closest name for a typo", async () => {

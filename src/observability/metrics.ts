@@ -7,6 +7,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import type { QueueStats } from "../lifecycle/queue-stats.ts";
 import type { AttemptObserver, JobSnapshot } from "../worker/attempt.ts";
 import type { CronFreshness } from "../cron/freshness.ts";
+import type { GlobalCapUsage } from "../db/repositories/global-caps.ts";
 
 const PREFIX = "observing_jobs_";
 
@@ -15,6 +16,8 @@ export interface MetricSources {
   cronFreshness: CronFreshness;
   /** Worker pools (all instances) by their heartbeat status; absent where heartbeats are not written. */
   workerPools?: () => Promise<Array<{ status: string }>>;
+  /** Global concurrency caps (all instances) with their slots in use; absent where the service's runners do not run. */
+  globalCaps?: () => Promise<GlobalCapUsage[]>;
 }
 
 export class ServiceMetrics implements AttemptObserver {
@@ -116,6 +119,29 @@ export class ServiceMetrics implements AttemptObserver {
           const pools = await workerPools();
           this.reset();
           for (const status of ["live", "stopped", "dead"]) this.set({ status }, pools.filter((pool) => pool.status === status).length);
+        },
+      });
+    }
+    const { globalCaps } = sources;
+    if (globalCaps) {
+      new Gauge({
+        name: `${PREFIX}global_cap_slots`,
+        help: "Jobs a global concurrency cap lets run at once across every instance.",
+        labelNames: ["group"] as const,
+        registers,
+        async collect() {
+          this.reset();
+          for (const cap of await globalCaps()) this.set({ group: cap.group }, cap.slots);
+        },
+      });
+      new Gauge({
+        name: `${PREFIX}global_cap_slots_in_use`,
+        help: "Slots of a global concurrency cap held by running attempts, on any instance (a killed instance's until the rescue).",
+        labelNames: ["group"] as const,
+        registers,
+        async collect() {
+          this.reset();
+          for (const cap of await globalCaps()) this.set({ group: cap.group }, cap.inUse);
         },
       });
     }

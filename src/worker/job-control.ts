@@ -21,9 +21,12 @@ import type { Db } from "../db/database.ts";
 /** Connections of a runner's pool carry `application_name = RUNNER_SESSION_PREFIX + token`; the fencing triggers look for it. */
 export const RUNNER_SESSION_PREFIX = "observing-jobs runner ";
 
+/** The end of a global cap runner's session name: its fetches take a slot of the cap (migration 0018_global_caps). */
+export const GLOBAL_CAP_SESSION_SUFFIX = " global-cap";
+
 /** A new runner session name (one per runner start, recorded with its pool's heartbeat). */
-export function makeRunnerSessionName(): string {
-  return `${RUNNER_SESSION_PREFIX}${randomBytes(8).toString("hex")}`;
+export function makeRunnerSessionName(globalCap = false): string {
+  return `${RUNNER_SESSION_PREFIX}${randomBytes(8).toString("hex")}${globalCap ? GLOBAL_CAP_SESSION_SUFFIX : ""}`;
 }
 
 /** A job as the pool running it knows it. */

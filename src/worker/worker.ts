@@ -4,7 +4,9 @@
  *
  * graphile-worker only has a process-wide concurrency limit, so tasks that declare a concurrency
  * cap get a runner of their own (one per cap group) whose concurrency is that cap; every other task
- * shares the main runner. A runner only fetches jobs of the tasks in its list, so the caps hold.
+ * shares the main runner. A runner only fetches jobs of the tasks in its list, so the caps hold in
+ * each instance. A global cap's runner also takes one of the group's slots in the database with
+ * every job it fetches (migration 0018_global_caps), so the cap holds across instances.
  * Each extra runner costs one more LISTEN connection plus up to its cap in busy connections.
  *
  * Each runner is supervised (restarted with backoff if it ends on its own) and, with the service's
@@ -28,7 +30,7 @@ import { splitJobMetadata } from "../job-metadata.ts";
 import { AttemptHistory } from "../lifecycle/history.ts";
 import { makeWorkerLogger } from "../observability/logger.ts";
 import { traceJobAttempt } from "../observability/tracing.ts";
-import type { RegisteredTask, TaskRegistry } from "../registry.ts";
+import { MAIN_RUNNER, type RegisteredTask, type TaskRegistry } from "../registry.ts";
 import { sanitizeError } from "../text/sanitize.ts";
 import type { AttemptObserver, JobSnapshot } from "./attempt.ts";
 import { AttemptAbandonedError, executeTask, runExhaustedHook, TaskInterruptedError, type TaskDependencies } from "./execute.ts";
@@ -104,12 +106,14 @@ export interface WorkerHandle {
 export interface RunnerPlan {
   name: string;
   concurrency: number;
+  /** Its cap holds across instances: every fetch takes a slot of the group in the database. */
+  globalCap: boolean;
   tasks: RegisteredTask[];
 }
 
 /** The main runner for uncapped tasks, plus one per concurrency-cap group. */
 export function planRunners(registry: TaskRegistry, concurrency: number): RunnerPlan[] {
-  const main: RunnerPlan = { name: "main", concurrency, tasks: [] };
+  const main: RunnerPlan = { name: MAIN_RUNNER, concurrency, globalCap: false, tasks: [] };
   const capped = new Map<string, RunnerPlan>();
   for (const task of registry.all()) {
     const cap = task.defaults.concurrency;
@@ -117,7 +121,7 @@ export function planRunners(registry: TaskRegistry, concurrency: number): Runner
       main.tasks.push(task);
       continue;
     }
-    const plan = capped.get(cap.group) ?? { name: cap.group, concurrency: cap.limit, tasks: [] };
+    const plan = capped.get(cap.group) ?? { name: cap.group, concurrency: cap.limit, globalCap: cap.scope === "global", tasks: [] };
     plan.tasks.push(task);
     capped.set(cap.group, plan);
   }
@@ -293,7 +297,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
           await reliability?.poolEnded(poolId, abandoned && cause === "restart" ? "abandoned" : cause);
         },
         startRunner: async (plugin) => {
-          const own = options.openRunnerPool ? options.openRunnerPool((session = makeRunnerSessionName()), runnerPoolSize(plan)) : null;
+          const own = options.openRunnerPool ? options.openRunnerPool((session = makeRunnerSessionName(plan.globalCap)), runnerPoolSize(plan)) : null;
           try {
             const started = await run({
               pgPool: own?.pool ?? options.pool,

@@ -5,10 +5,11 @@ import { checkCrontab } from "../../src/cron/crontab.ts";
 import { enqueueJob } from "../../src/enqueue.ts";
 import { buildApp } from "../../src/http/app.ts";
 import { makeCronFreshness } from "../../src/cron/freshness.ts";
+import { listGlobalCaps, recordGlobalCaps } from "../../src/db/repositories/global-caps.ts";
 import { ServiceMetrics } from "../../src/observability/metrics.ts";
 import { listWorkerPools } from "../../src/reliability/heartbeat.ts";
 import { AUTH, buildTestApp } from "../helpers/app.ts";
-import { IN_CI, insertTaxa, resetData, runDueJobs, test } from "../helpers/env.ts";
+import { IN_CI, insertTaxa, resetData, runDueJobs, test, type TestEnv } from "../helpers/env.ts";
 
 test.beforeEach(async ({ env }) => {
   await resetData(env);
@@ -84,14 +85,30 @@ test("counts rescues and worker pools by heartbeat status", async ({ env }) => {
     ended_at: status === "live" ? null : new Date(),
   });
   await env.db.insertInto("observing_jobs.worker_heartbeats").values([pool("pool-1", "live"), pool("pool-2", "live"), pool("pool-3", "dead")]).execute();
-  const metrics = new ServiceMetrics({ queueStats: env.queueStats, cronFreshness: env.cronFreshness, workerPools: () => listWorkerPools(env.db) });
+  await sql`truncate observing_jobs.global_caps cascade`.execute(env.db);
+  await recordGlobalCaps(env.db, [{ group: "gbif", slots: 2 }]);
+  // A slot whose job is no longer locked by the pool that took it is free: only the first counts.
+  const [held, ended] = await twoQueuedJobs(env);
+  await sql`update graphile_worker._private_jobs set locked_by = 'pool-1', locked_at = now() where id = ${held}::bigint`.execute(env.db);
+  await sql`update observing_jobs.global_cap_slots set job_id = (array[${held}, ${ended}]::bigint[])[slot + 1], pool_id = 'pool-1' where group_name = 'gbif'`.execute(env.db);
+  const metrics = new ServiceMetrics({ queueStats: env.queueStats, cronFreshness: env.cronFreshness, workerPools: () => listWorkerPools(env.db), globalCaps: () => listGlobalCaps(env.db) });
   metrics.rescued.inc(2);
   const text = await metrics.registry.metrics();
   expect(sample(text, 'observing_jobs_worker_pools{status="live"}')).toBe(2);
   expect(sample(text, 'observing_jobs_worker_pools{status="dead"}')).toBe(1);
   expect(sample(text, 'observing_jobs_worker_pools{status="stopped"}')).toBe(0);
   expect(sample(text, "observing_jobs_rescued_jobs_total")).toBe(2);
+  expect(sample(text, 'observing_jobs_global_cap_slots{group="gbif"}')).toBe(2);
+  expect(sample(text, 'observing_jobs_global_cap_slots_in_use{group="gbif"}')).toBe(1);
+  await sql`select graphile_worker.force_unlock_workers(array['pool-1'])`.execute(env.db);
 });
+
+/** Two queued jobs' ids. */
+async function twoQueuedJobs(env: TestEnv): Promise<[string, string]> {
+  const first = await enqueueJob(env.db, env.registry, "prune_job_history", {});
+  const second = await enqueueJob(env.db, env.registry, "prune_job_history", {});
+  return [first.id, second.id];
+}
 
 describe("cron freshness", () => {
   test("an entry whose last success is older than its stale= is reported overdue in metrics, tasks and readiness", async ({ env }) => {

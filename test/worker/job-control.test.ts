@@ -11,6 +11,7 @@ import { sql } from "kysely";
 import Type from "typebox";
 import { describe, expect } from "vitest";
 import { enqueueJob } from "../../src/enqueue.ts";
+import { listGlobalCaps, recordGlobalCaps } from "../../src/db/repositories/global-caps.ts";
 import { registerTask, TaskRegistry } from "../../src/registry.ts";
 import { InFlightJobs } from "../../src/worker/in-flight-jobs.ts";
 import { defineTask } from "../../src/task.ts";
@@ -181,4 +182,114 @@ describe("the fence on graphile-worker's own statements", () => {
       await worker.stop();
     }
   });
+
+  test("a global cap's slots are shared by every runner of its group; a job skipped for want of one leaves its named queue unlocked", async ({ env }) => {
+    const cap = await startCappedInstances(env, 100);
+    try {
+      const first = await enqueueJob(env.db, cap.registry, "solo_task", { label: "first" }, { queueName: "queue_a" });
+      await waitFor(() => cap.started.length === 1, { message: "one job to start" });
+      const second = await enqueueJob(env.db, cap.registry, "solo_task", { label: "second" }, { queueName: "queue_b" });
+      // Both instances' runners try to fetch it a few times while the one slot is taken.
+      const before = cap.emptyFetches();
+      await waitFor(() => cap.emptyFetches() >= before + 6, { message: "the runners to try fetching a few times" });
+      expect(cap.started).toEqual(["first"]);
+      expect(await privateRow(env, second.id)).toMatchObject({ attempts: 0, locked_by: null, queue_locked_by: null });
+      expect((await privateRow(env, first.id))?.queue_locked_by).not.toBeNull();
+      expect(await listGlobalCaps(env.db)).toEqual([{ group: "solo", slots: 1, inUse: 1 }]);
+
+      cap.release();
+      await waitFor(() => cap.started.length === 2, { message: "the second job to start once the slot is free" });
+      await waitFor(async () => (await listJobs(env.db, "solo_task")).length === 0, { message: "both jobs to complete" });
+      expect(cap.maxRunning()).toBe(1);
+      expect(await listGlobalCaps(env.db)).toEqual([{ group: "solo", slots: 1, inUse: 0 }]);
+    } finally {
+      await cap.stop();
+    }
+  });
+
+  test("a freed slot of a global cap wakes the runners of every instance, without waiting for a poll", async ({ env }) => {
+    // Longer than the test: every fetch is woken by a notification. (No named queues here: every
+    // pool's fetch locks the available queues for a moment, so a woken fetch may miss a queued job.)
+    const cap = await startCappedInstances(env, 120_000);
+    try {
+      await enqueueJob(env.db, cap.registry, "solo_task", { label: "first" });
+      await waitFor(() => cap.started.length === 1, { message: "one job to start" });
+      const before = cap.emptyFetches();
+      await enqueueJob(env.db, cap.registry, "solo_task", { label: "second" });
+      await waitFor(() => cap.emptyFetches() >= before + 1, { message: "the runners to try fetching it" });
+      expect(cap.started).toEqual(["first"]);
+      cap.release();
+      await waitFor(() => cap.started.length === 2, { timeoutMs: 5000, message: "the second job to start once the slot is free" });
+    } finally {
+      await cap.stop();
+    }
+  });
 });
+
+/** Two instances' worth of runners in this process, sharing a global cap of one slot over `solo_task`, whose attempts wait for `release()`. */
+async function startCappedInstances(env: TestEnv, pollIntervalMs: number) {
+  await sql`truncate observing_jobs.global_caps cascade`.execute(env.db);
+  let running = 0;
+  let maxRunning = 0;
+  const started: string[] = [];
+  const released = Promise.withResolvers<void>();
+  const registry = new TaskRegistry([
+    ...env.registry.all(),
+    registerTask(
+      "solo_task",
+      defineTask({
+        description: "test",
+        payload: Type.Object({ label: Type.String() }),
+        defaults: { concurrency: { limit: 1, group: "solo" } },
+        async run({ label }) {
+          started.push(label);
+          maxRunning = Math.max(maxRunning, ++running);
+          await released.promise;
+          running -= 1;
+        },
+      }),
+    ),
+  ]);
+  await recordGlobalCaps(env.db, [{ group: "solo", slots: 1 }]);
+  const events: WorkerEvents = new EventEmitter();
+  let emptyFetches = 0;
+  events.on("worker:getJob:empty", () => (emptyFetches += 1));
+  let listening = 0;
+  events.on("pool:listen:success", () => (listening += 1));
+  const startOne = () =>
+    startWorker({
+      events,
+      pool: env.pool,
+      openRunnerPool: (applicationName, max) => env.derive({ max, applicationName }),
+      deps: { ...env.deps, registry },
+      observers: [],
+      cronItems: [],
+      concurrency: 1,
+      pollIntervalMs,
+      reliability: {
+        inFlight: new InFlightJobs(),
+        poolStarted: async (poolId, runner, session) => {
+          await sql`insert into observing_jobs.worker_heartbeats (pool_id, runner, instance_id, hostname, pid, session_name) values (${poolId}, ${runner}, 'i', 'h', 1, ${session})`.execute(env.db);
+        },
+        poolEnded: async () => {},
+        leaseHolds: () => true,
+        shutdownAbortAfterMs: 1000,
+        shutdownTimeoutMs: 2000,
+      },
+    });
+  const workers = [await startOne(), await startOne()];
+  // A notification sent before a pool listens would wake nobody.
+  const pools = workers.flatMap((worker) => worker.runners).length;
+  await waitFor(() => listening >= pools, { message: "every pool to listen for new jobs" });
+  return {
+    registry,
+    started,
+    emptyFetches: () => emptyFetches,
+    maxRunning: () => maxRunning,
+    release: () => released.resolve(),
+    async stop() {
+      released.resolve();
+      for (const worker of workers) await worker.stop();
+    },
+  };
+}

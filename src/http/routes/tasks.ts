@@ -16,7 +16,14 @@ const Task = Type.Object({
     priority: Type.Integer(),
     jobKeyMode: Type.String(),
     timeoutMs: Type.Integer(),
-    concurrency: Type.Union([Type.Object({ limit: Type.Integer(), group: Type.String() }), Type.Null()]),
+    concurrency: Type.Union([
+      Type.Object({
+        limit: Type.Integer(),
+        group: Type.String(),
+        scope: Type.Union([Type.Literal("global"), Type.Literal("instance")], { description: "global: the limit holds across every instance; instance: in each one" }),
+      }),
+      Type.Null(),
+    ]),
   }),
   schedules: Type.Array(
     Type.Object({

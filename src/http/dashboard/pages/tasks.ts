@@ -156,7 +156,7 @@ export function registerTasks(app: FastifyInstance, { deps, sources }: Dashboard
               <div><dt>Max attempts</dt><dd>${defaults.maxAttempts}</dd></div>
               <div><dt>Priority</dt><dd>${defaults.priority}</dd></div>
               <div><dt>Time limit</dt><dd>${defaults.timeoutMs / 1000} s</dd></div>
-              <div><dt>Concurrency</dt><dd>${defaults.concurrency ? `${defaults.concurrency.limit} at once (group ${defaults.concurrency.group})` : "no cap"}</dd></div>
+              <div><dt>Concurrency</dt><dd>${defaults.concurrency ? `${defaults.concurrency.limit} at once ${defaults.concurrency.scope === "global" ? "across all instances" : "per instance"} (group ${defaults.concurrency.group})` : "no cap"}</dd></div>
               <div><dt>Job key mode</dt><dd>${defaults.jobKeyMode}</dd></div>
               <div><dt>Internal</dt><dd>${task.internal ? "yes: runs from the crontab only" : "no"}</dd></div>
             </dl></section>
