@@ -45,6 +45,8 @@ describe("an upstream that asks to wait", () => {
     expect(secondsUntil(job!.run_at)).toBeLessThanOrEqual(121);
     expect(await timelineOf(env, first.id)).toEqual([["enqueued", 0], ["started", 1], ["deferred", 1]]);
     expect((await findJob(env.db, first.id))!.timeline[2]!.run_at!.getTime()).toBe(job!.run_at.getTime());
+    // Not the job's failure: the dashboard's failure counts leave it out.
+    expect(await failedAttemptsCounted(env)).toBe(0);
 
     // Another job meanwhile: GBIF is not called again; that job waits out the rest of the back-off.
     const second = await enqueueJob(env.db, env.registry, "resolve_taxa", { taxonIds: [lynx!] });
@@ -91,8 +93,15 @@ describe("an upstream that asks to wait", () => {
     expect(job).toMatchObject({ id, attempts: 1, last_error: expect.stringMatching(/^GBIF: HTTP 503/) });
     expect(secondsUntil(job!.run_at)).toBeLessThan(5);
     expect(await timelineOf(env, id)).toEqual([["enqueued", 0], ["started", 1], ["failed", 1]]);
+    expect(await failedAttemptsCounted(env)).toBe(1);
   });
 });
+
+/** Failed attempts in the per-minute outcome counters (the dashboard's chart and failure rate). */
+async function failedAttemptsCounted(env: TestEnv): Promise<number> {
+  const { rows } = await sql<{ failed: number }>`select coalesce(sum(failed), 0)::int as failed from observing_jobs.job_outcome_counts`.execute(env.db);
+  return rows[0]!.failed;
+}
 
 describe("a failure no retry can fix", () => {
   test("sync_conservation_status without IUCN_API_TOKEN dies at its first attempt with the reason, its other attempts unspent", async ({ env }) => {

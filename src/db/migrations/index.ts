@@ -14,6 +14,7 @@ import * as dashboardSessions from "./0013_dashboard_sessions.ts";
 import * as heartbeatRunningJobs from "./0014_heartbeat_running_jobs.ts";
 import * as fenceWaitsForSweeper from "./0015_fence_waits_for_sweeper.ts";
 import * as globalCaps from "./0018_global_caps.ts";
+import * as deferralNotAFailure from "./0019_deferral_not_a_failure.ts";
 
 /** Every migration, in order. Imported statically so the build and the image carry them. */
 export const migrations: Record<string, Migration> = {
@@ -32,4 +33,5 @@ export const migrations: Record<string, Migration> = {
   "0014_heartbeat_running_jobs": heartbeatRunningJobs,
   "0015_fence_waits_for_sweeper": fenceWaitsForSweeper,
   "0018_global_caps": globalCaps,
+  "0019_deferral_not_a_failure": deferralNotAFailure,
 };
