@@ -19,15 +19,28 @@ export type PayloadValidator<T> = (payload: unknown) => ValidationResult<T>;
 
 export function compilePayloadValidator<T>(schema: TSchema): PayloadValidator<T> {
   const validate: ValidateFunction = ajv.compile(schema);
+  // Ajv fills in defaults where the schema declares them; only then does it change what it checks.
+  const fillsDefaults = declaresDefaults(schema);
   return (payload) => {
     // Text the database cannot store is refused here, whatever the schema says about it.
     const text = findUnstorableText(payload);
     if (text) return { ok: false, errors: [`payload${text.path} ${text.message}`] };
-    // Defaults are filled in by ajv; validate a copy so the caller's object is left as it was.
-    const value: unknown = structuredClone(payload);
+    // Validate a copy when defaults are filled in, so the caller's object is left as it was. A
+    // payload is JSON (it is stored as such), so a JSON copy is exact; structuredClone was 8% of
+    // a single enqueue's CPU in a profile of POST /jobs/:task.
+    const value: unknown = fillsDefaults && payload !== undefined ? JSON.parse(JSON.stringify(payload)) : payload;
     if (validate(value)) return { ok: true, value: value as T };
     return { ok: false, errors: (validate.errors ?? []).map((error) => describeSchemaError(error)) };
   };
+}
+
+/** Whether any part of the schema has a `default` (a property of that name is not one). */
+function declaresDefaults(schema: unknown): boolean {
+  if (Array.isArray(schema)) return schema.some(declaresDefaults);
+  if (!schema || typeof schema !== "object") return false;
+  return Object.entries(schema).some(([keyword, value]) =>
+    keyword === "properties" && value && typeof value === "object" ? Object.values(value).some(declaresDefaults) : keyword === "default" || declaresDefaults(value),
+  );
 }
 
 /** "payload/taxonIds/0 must be integer", "payload has unknown property 'x'". */

@@ -3,6 +3,8 @@ import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { INT4_MAX } from "../src/input-limits.ts";
+import Type from "typebox";
+import { compilePayloadValidator } from "../src/payload-validation.ts";
 import { loadRegistry, registerTask, TaskRegistry, UnknownTaskError } from "../src/registry.ts";
 import { PROJECT_ROOT } from "./helpers/service-process.ts";
 
@@ -45,6 +47,20 @@ describe("the task registry", () => {
       /share concurrency group 'g' with different scopes \(global, instance\)/,
     );
     expect(() => new TaskRegistry([task("one_task", { limit: 2, group: "g" }), task("two_task", { limit: 3, group: "g" })])).toThrow(/different limits \(2, 3\)/);
+  });
+
+  it("fills a payload's schema defaults into a copy, and leaves the caller's object as it was", () => {
+    const withDefaults = compilePayloadValidator(Type.Object({ limit: Type.Optional(Type.Integer({ default: 100 })), nested: Type.Optional(Type.Object({ on: Type.Optional(Type.Boolean({ default: true })) })) }));
+    const payload = { nested: {} };
+    expect(withDefaults(payload)).toEqual({ ok: true, value: { limit: 100, nested: { on: true } } });
+    expect(payload).toEqual({ nested: {} });
+    // A property named "default" is not a default: such a schema validates the caller's object as it is.
+    const withoutDefaults = compilePayloadValidator(Type.Object({ default: Type.String() }, { additionalProperties: false }));
+    const plain = { default: "x" };
+    const result = withoutDefaults(plain);
+    expect(result).toEqual({ ok: true, value: { default: "x" } });
+    expect(result.ok && result.value).toBe(plain);
+    expect(withoutDefaults({ default: 1 })).toEqual({ ok: false, errors: ["payload/default must be string"] });
   });
 
   it("suggests the closest name for a typo", async () => {
