@@ -7,6 +7,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import type { QueueStats } from "../lifecycle/queue-stats.ts";
 import type { AttemptObserver, JobSnapshot } from "../worker/attempt.ts";
 import type { CronFreshness } from "../cron/freshness.ts";
+import type { Pause } from "../db/repositories/pauses.ts";
 
 const PREFIX = "observing_jobs_";
 
@@ -15,6 +16,8 @@ export interface MetricSources {
   cronFreshness: CronFreshness;
   /** Worker pools (all instances) by their heartbeat status; absent where heartbeats are not written. */
   workerPools?: () => Promise<Array<{ status: string }>>;
+  /** What is paused now (src/lifecycle/pauses.ts); absent where pauses are not read. */
+  pauses?: () => Promise<Pause[]>;
 }
 
 export class ServiceMetrics implements AttemptObserver {
@@ -105,6 +108,20 @@ export class ServiceMetrics implements AttemptObserver {
         for (const entry of await sources.cronFreshness.read()) this.set({ schedule: entry.id, task: entry.task }, entry.overdue ? 1 : 0);
       },
     });
+    const { pauses } = sources;
+    if (pauses) {
+      new Gauge({
+        name: `${PREFIX}paused`,
+        help: "1 for each task, named queue or cap group paused now (its new attempts do not start; its jobs wait), by kind and name.",
+        labelNames: ["kind", "name"] as const,
+        registers,
+        async collect() {
+          const paused = await pauses();
+          this.reset();
+          for (const pause of paused) this.set({ kind: pause.kind, name: pause.name }, 1);
+        },
+      });
+    }
     const { workerPools } = sources;
     if (workerPools) {
       new Gauge({
