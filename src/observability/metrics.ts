@@ -49,7 +49,10 @@ export class ServiceMetrics implements AttemptObserver {
       "jobs_abandoned_total",
       "Attempts whose worker pool was declared dead while they ran (the job ran again elsewhere: at-least-once), by task.",
     );
-    this.#deferred = counter("jobs_deferred_total", "Attempts deferred because an upstream asked to wait (Retry-After; the attempt is given back), by task.");
+    this.#deferred = counter(
+      "jobs_deferred_total",
+      "Attempts deferred because an upstream asked to wait (Retry-After), or not started because a pause arrived after the fetch (the attempt is given back), by task.",
+    );
     this.#duration = new Histogram({
       name: `${PREFIX}job_duration_seconds`,
       help: "Duration of job attempts, by task and outcome.",
