@@ -19,7 +19,7 @@ import { migrateDatabase } from "./db/migrate.ts";
 import { DEFAULT_ROLE_NAMES, setupRoles } from "./db/roles.ts";
 import { findPauses } from "./db/repositories/pauses.ts";
 import { checkPayload, enqueueJob, InvalidPayloadError } from "./enqueue.ts";
-import { pause, PAUSE_KINDS, PAUSE_REASON_MAX_CHARS, resume, UnknownPauseTargetError, type PauseKind } from "./lifecycle/pauses.ts";
+import { describePause, pause, pauseHolding, PAUSE_KINDS, PAUSE_REASON_MAX_CHARS, resume, UnknownPauseTargetError, type PauseKind } from "./lifecycle/pauses.ts";
 import { makeLogger, type Logger } from "./observability/logger.ts";
 import { findTaskServers } from "./reliability/task-servers.ts";
 import { loadRegistry, UnknownTaskError } from "./registry.ts";
@@ -171,6 +171,8 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
       }
       const job = await enqueueJob(database.db, registry, taskName, payload, enqueueOptions, { source: "cli" });
       io.stdout(`${JSON.stringify({ jobId: job.id, task: job.task, runAt: job.runAt, queueName: job.queueName })}\n`);
+      const held = pauseHolding(await findPauses(database.db), registry.get(taskName), job.queueName);
+      if (held) io.stderr(`observing-jobs: warning: ${describePause(held)}; the job waits until it is resumed\n`);
       return 0;
     }
     return await runNow(taskName, payload, { database, registry, config, logger, io });

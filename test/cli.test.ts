@@ -172,6 +172,11 @@ describe("observing-jobs pause and resume", () => {
     expect(again.code).toBe(0);
     expect(JSON.parse(again.stdout)).toMatchObject({ changed: false, pausedBy: "alice" });
     expect(again.stderr).toBe("observing-jobs: task 'resolve_taxa' was already paused (by alice); the first pause stands\n");
+    // A job added meanwhile waits, and `add` says why.
+    await runningInstance(env, ["resolve_taxa"]);
+    const added = await cli(env, "add", "resolve_taxa", "--payload", '{"taxonIds":[7]}');
+    expect(added.code).toBe(0);
+    expect(added.stderr).toMatch(/^observing-jobs: warning: task 'resolve_taxa' is paused \(by alice since .*: GBIF is down\); the job waits until it is resumed\n$/);
     const listed = await cli(env, "pauses");
     expect(listed.stdout.trim().split("\n").map((line) => JSON.parse(line))).toMatchObject([{ kind: "task", name: "resolve_taxa", pausedBy: "alice" }]);
 
