@@ -10,7 +10,7 @@ import { RATE_LIMITED } from "../../rate-limit.ts";
 import { operatorOf, sendPage, type DashboardContext } from "../context.ts";
 import { setFlash } from "../flash.ts";
 import { html, type Html } from "../html.ts";
-import { timeCell, type Operator } from "../layout.ts";
+import { csrfField, timeCell, type Operator } from "../layout.ts";
 import { confirmForm } from "./jobs.ts";
 
 /** Pages a pause form may send the operator back to. */
@@ -44,16 +44,16 @@ export function pauseControl(operator: Operator, kind: PauseKind, name: string, 
     );
   }
   const id = `pause-reason-${kind}-${name}`.replace(/[^\w-]/g, "_");
-  return confirmForm(
-    "/dashboard/pauses/pause",
-    operator,
-    `Pause ${what}…`,
-    html`Pause ${what}? Within about a second no new attempt starts on any instance; running attempts finish, and new jobs wait until it is resumed.`,
-    "Yes, pause it",
-    true,
-    html`${target}<div class="field"><label for="${id}">Reason <span class="muted">(optional, kept in the history)</span></label>
-      <input type="text" id="${id}" name="reason" maxlength="${PAUSE_REASON_MAX_CHARS}"></div>`,
-  );
+  // confirmForm's markup (./jobs.ts), with the reason asked after the question.
+  return html`<details class="confirm"><summary class="button danger">Pause ${what}…</summary>
+    <form method="post" action="/dashboard/pauses/pause">
+      ${csrfField(operator)}${target}
+      <p>Pause ${what}? Within about a second no new attempt starts on any instance; running attempts finish, and new jobs wait until it is resumed.</p>
+      <div class="field"><label for="${id}">Reason <span class="muted">(optional, kept in the history)</span></label>
+        <input type="text" id="${id}" name="reason" maxlength="${PAUSE_REASON_MAX_CHARS}"></div>
+      <button type="submit" class="danger">Yes, pause it</button>
+    </form>
+  </details>`;
 }
 
 /** What is paused now, each with its Resume… control (the queues page's list). */
