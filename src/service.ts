@@ -100,7 +100,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
     const queueStats = makeQueueStats(database.db);
     const cronFreshness = makeCronFreshness(database.db, crontab, { registry });
     const workerPools = () => listWorkerPools(database.db);
-    const metrics = new ServiceMetrics({ queueStats, cronFreshness, workerPools, pauses: () => findPauses(database.db) });
+    const metrics = new ServiceMetrics({ queueStats, cronFreshness, workerPools, pauses: () => findPauses(database.db), registry });
 
     const { reliability } = config;
     const events: WorkerEvents = new EventEmitter();

@@ -8,6 +8,8 @@ import type { QueueStats } from "../lifecycle/queue-stats.ts";
 import type { AttemptObserver, JobSnapshot } from "../worker/attempt.ts";
 import type { CronFreshness } from "../cron/freshness.ts";
 import type { Pause } from "../db/repositories/pauses.ts";
+import { pauseHolding } from "../lifecycle/pauses.ts";
+import type { TaskRegistry } from "../registry.ts";
 
 const PREFIX = "observing_jobs_";
 
@@ -18,6 +20,8 @@ export interface MetricSources {
   workerPools?: () => Promise<Array<{ status: string }>>;
   /** What is paused now (src/lifecycle/pauses.ts); absent where pauses are not read. */
   pauses?: () => Promise<Pause[]>;
+  /** The tasks, to tell which queue rows a pause holds (a cap group's pause holds its tasks'); with `pauses`. */
+  registry?: TaskRegistry;
 }
 
 export class ServiceMetrics implements AttemptObserver {
@@ -111,7 +115,24 @@ export class ServiceMetrics implements AttemptObserver {
         for (const entry of await sources.cronFreshness.read()) this.set({ schedule: entry.id, task: entry.task }, entry.overdue ? 1 : 0);
       },
     });
-    const { pauses } = sources;
+    const { pauses, registry } = sources;
+    if (pauses && registry) {
+      new Gauge({
+        name: `${PREFIX}queue_paused`,
+        help: "1 when the jobs of a task and queue are held back by a pause (the task's, its cap group's or the queue's), else 0; alerts on lag skip those.",
+        labelNames: ["task", "queue"] as const,
+        registers,
+        async collect() {
+          const [{ depths }, paused] = await Promise.all([sources.queueStats.read(), pauses()]);
+          this.reset();
+          for (const row of depths) {
+            const task = registry.find(row.task);
+            const held = task ? pauseHolding(paused, task, row.queue) : paused.some((pause) => pause.kind === "queue" && pause.name === row.queue);
+            this.set({ task: row.task, queue: row.queue ?? "" }, held ? 1 : 0);
+          }
+        },
+      });
+    }
     if (pauses) {
       new Gauge({
         name: `${PREFIX}paused`,

@@ -75,7 +75,7 @@ export async function makeTestEnv(overrides: Record<string, string> = {}): Promi
   const deps = { db: handle.db, registry, upstream: makeUpstreamClients(config), logger, config };
   const queueStats = makeQueueStats(handle.db, 0);
   const cronFreshness = makeCronFreshness(handle.db, await loadCrontab(config.worker.crontabFile, registry), { maxAgeMs: 0, registry });
-  const metrics = new ServiceMetrics({ queueStats, cronFreshness, pauses: () => findPauses(handle.db) });
+  const metrics = new ServiceMetrics({ queueStats, cronFreshness, pauses: () => findPauses(handle.db), registry });
   return {
     ...handle,
     database,

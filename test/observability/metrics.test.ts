@@ -62,9 +62,13 @@ describe("GET /metrics", () => {
       await enqueueJob(env.db, env.registry, "resolve_taxa", { force: true });
       await runDueJobs(env);
       await pause(env.db, env.registry, "group", "gbif", "test");
+      await enqueueJob(env.db, env.registry, "resolve_taxa", { taxonIds: [1] });
+      await enqueueJob(env.db, env.registry, "refresh_thumbnails", {});
       const text = (await app.inject({ method: "GET", url: "/metrics", headers: AUTH })).body;
       await resume(env.db, env.registry, "group", "gbif", "test");
       expect(sample(text, 'observing_jobs_paused{kind="group",name="gbif"}')).toBe(1);
+      expect(sample(text, 'observing_jobs_queue_paused{task="resolve_taxa",queue=""}')).toBe(1);
+      expect(sample(text, 'observing_jobs_queue_paused{task="refresh_thumbnails",queue="wikidata"}')).toBe(0);
       const check = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" });
       expect(check.error, "promtool must be installed (Debian's prometheus package; .ci/run installs it)").toBeUndefined();
       expect(check.stdout + check.stderr).toBe("");
