@@ -61,6 +61,9 @@ export async function checkPauseTarget(db: Db, registry: TaskRegistry, kind: Pau
   else {
     const defaults = registry.all().flatMap((task) => (task.defaults.queueName ? [task.defaults.queueName] : []));
     if (defaults.includes(name)) return;
+    const { rows: waiting } = await sql<{ found: boolean }>`select exists (select 1 from graphile_worker.jobs where queue_name = ${name}) as found`.execute(db);
+    if (waiting[0]?.found) return;
+    // Unknown: the names to suggest from (read only on this rare path).
     const { rows } = await sql<{ queue_name: string }>`select distinct queue_name from graphile_worker.jobs where queue_name is not null`.execute(db);
     known = [...new Set([...defaults, ...rows.map((row) => row.queue_name)])];
   }
