@@ -129,4 +129,30 @@ describe("how an instance learns of a change", () => {
       await listen.close();
     }
   });
+
+  test("a LISTEN connection that drops is opened again at the next poll, and what changed meanwhile is read", async ({ env }) => {
+    const listen = env.derive({ max: 1, applicationName: "test pauses reconnect", statementTimeoutMs: null });
+    const watcher = new PauseWatcher({ db: env.db, listenPool: listen.pool, logger: env.logger, pollIntervalMs: 300 });
+    await watcher.start();
+    const listeners = async () => {
+      const { rows } = await sql<{ pid: number }>`select pid from pg_stat_activity where application_name = 'test pauses reconnect' and query ilike 'listen%'`.execute(env.db);
+      return rows.map((row) => row.pid);
+    };
+    try {
+      const [first] = await waitFor(async () => ((await listeners()).length === 1 ? await listeners() : false), { message: "the LISTEN connection" });
+      await sql`select pg_terminate_backend(${first!})`.execute(env.db);
+      await pause(env.db, env.registry, "group", "gbif", "test");
+      await waitFor(() => watcher.current().length === 1, { timeoutMs: 5000, message: "the pause, read by the poll" });
+      const [second] = await waitFor(async () => {
+        const pids = await listeners();
+        return pids.length === 1 && pids[0] !== first ? pids : false;
+      }, { timeoutMs: 5000, message: "a new LISTEN connection" });
+      expect(second).not.toBe(first);
+      await resume(env.db, env.registry, "group", "gbif", "test");
+      await waitFor(() => watcher.current().length === 0, { timeoutMs: 5000, message: "the resume" });
+    } finally {
+      await watcher.stop();
+      await listen.close();
+    }
+  });
 });
