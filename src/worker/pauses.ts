@@ -47,7 +47,7 @@ import type { AttemptObserver, JobSnapshot } from "./attempt.ts";
 import { deferJob, type HeldJob } from "./job-control.ts";
 
 /** The channel the pauses table's trigger notifies (migration 0017_pauses). */
-export const PAUSES_CHANNEL = "observing_jobs:pauses";
+const PAUSES_CHANNEL = "observing_jobs:pauses";
 /** How often every instance re-reads the pauses whatever it was told. @defaultValue 2000 */
 export const PAUSE_POLL_INTERVAL_MS = 2000;
 
@@ -59,9 +59,9 @@ type GraphileWorkerWorker = WorkerEventMap["worker:create"]["worker"];
 const MAIN_RUNNER = "main";
 
 /** A job's flag for its task, as the trigger of migration 0017_pauses writes it. */
-export const taskFlag = (task: string) => `pause:task:${task}`;
+const taskFlag = (task: string) => `pause:task:${task}`;
 /** A job's flag for its named queue. */
-export const queueFlag = (queue: string) => `pause:queue:${queue}`;
+const queueFlag = (queue: string) => `pause:queue:${queue}`;
 
 /** An attempt that did not start: what it belongs to is paused. Not the job's failure: its attempt is given back. */
 export class JobPausedError extends Error {
@@ -167,11 +167,11 @@ export class PauseWatcher {
     this.#signature = signature;
     this.#pauses = pauses;
     this.#logger.info({ paused: pauses.map((pause) => `${pause.kind}:${pause.name}`) }, "pauses changed");
-    this.recompute();
+    this.#recompute();
   }
 
   /** Recomputes every gate's flags; nudges the workers when something they skipped may run now. */
-  recompute(): void {
+  #recompute(): void {
     let freed = false;
     for (const gate of this.#gates) {
       const { before, after } = gate.recompute();
