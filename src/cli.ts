@@ -5,16 +5,21 @@
  *   observing-jobs add <task> [--payload JSON] [--run-at ISO] [--queue NAME] [--priority N]
  *                             [--max-attempts N] [--job-key KEY] [--force]
  *   observing-jobs tasks                           list the registered tasks
+ *   observing-jobs pause|resume <task|queue|group> <name> [--reason TEXT] [--by NAME]
+ *   observing-jobs pauses                          what is paused now
  *   observing-jobs setup-roles [--migrator NAME] [--runtime NAME] [--enqueuers NAME,...]
  */
 import { randomUUID } from "node:crypto";
+import os from "node:os";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { ConfigError, loadConfig as loadConfigFromEnv, type Config } from "./config.ts";
 import { connectDatabase, type ConnectedDatabase } from "./db/connect.ts";
 import type { Db } from "./db/database.ts";
 import { migrateDatabase } from "./db/migrate.ts";
 import { DEFAULT_ROLE_NAMES, setupRoles } from "./db/roles.ts";
+import { findPauses } from "./db/repositories/pauses.ts";
 import { checkPayload, enqueueJob, InvalidPayloadError } from "./enqueue.ts";
+import { describePause, pause, pauseHolding, PAUSE_KINDS, PAUSE_REASON_MAX_CHARS, resume, UnknownPauseTargetError, type PauseKind } from "./lifecycle/pauses.ts";
 import { makeLogger, type Logger } from "./observability/logger.ts";
 import { findTaskServers } from "./reliability/task-servers.ts";
 import { loadRegistry, UnknownTaskError } from "./registry.ts";
@@ -30,6 +35,11 @@ commands:
   add <task> [--payload JSON]  enqueue a job (refused when running instances do not know the task)
       [--run-at ISO-8601] [--queue NAME] [--priority N] [--max-attempts N] [--job-key KEY] [--force]
   tasks                        list the registered tasks
+  pause <kind> <name>          pause a task, a named queue or a cap group (kind: task, queue or group):
+      [--reason TEXT] [--by NAME]  no new attempt starts on any instance; running ones finish; jobs wait
+  resume <kind> <name>         resume it: its waiting jobs start at once
+      [--reason TEXT] [--by NAME]  (--by: who, for the history; default: your OS user name)
+  pauses                       what is paused now
   setup-roles                  create the least-privilege database roles (run as the database admin)
       [--migrator NAME] [--runtime NAME] [--enqueuers NAME,NAME]
   help                         show this text`;
@@ -57,6 +67,8 @@ const OPTIONS = {
   runtime: { type: "string" },
   enqueuers: { type: "string" },
   force: { type: "boolean" },
+  reason: { type: "string" },
+  by: { type: "string" },
   help: { type: "boolean", short: "h" },
 } satisfies ParseArgsConfig["options"];
 
@@ -69,7 +81,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       io.stderr(`observing-jobs: ${error.message}\n\n${USAGE}\n`);
       return 2;
     }
-    if (error instanceof ConfigError || error instanceof InvalidPayloadError || error instanceof UnknownTaskError) {
+    if (error instanceof ConfigError || error instanceof InvalidPayloadError || error instanceof UnknownTaskError || error instanceof UnknownPauseTargetError) {
       io.stderr(`observing-jobs: ${error.message}\n`);
       return 2;
     }
@@ -98,6 +110,9 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
     run: ["payload"],
     add: ["payload", "force", ...jobOptions],
     "setup-roles": ["migrator", "runtime", "enqueuers"],
+    pause: ["reason", "by"],
+    resume: ["reason", "by"],
+    pauses: [],
   };
   const allowedHere = allowed[command];
   if (!allowedHere) throw new UsageError(`unknown command '${command}'`);
@@ -105,8 +120,10 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
     if (name !== "help" && !allowedHere.includes(name)) throw new UsageError(`option --${name} does not apply to '${command}'`);
   }
   const needsTask = command === "run" || command === "add";
+  const pausing = command === "pause" || command === "resume";
   if (needsTask && rest.length !== 1) throw new UsageError(`'${command}' takes exactly one task name, got ${rest.length}`);
-  if (!needsTask && rest.length > 0) throw new UsageError(`'${command}' takes no arguments, got '${rest.join(" ")}'`);
+  if (!needsTask && !pausing && rest.length > 0) throw new UsageError(`'${command}' takes no arguments, got '${rest.join(" ")}'`);
+  const target = pausing ? parsePauseTarget(command, rest, values) : undefined;
 
   const payload = values.payload === undefined ? {} : parseJsonOption("--payload", values.payload);
   const enqueueOptions = needsTask ? parseEnqueueOptions(values) : {};
@@ -140,6 +157,13 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
       io.stdout(`${JSON.stringify({ roles, ...(await setupRoles(database.pool, roles)) })}\n`);
       return 0;
     }
+    if (target) return await changePause(command as "pause" | "resume", target, database.db, registry, io);
+    if (command === "pauses") {
+      for (const held of await findPauses(database.db)) {
+        io.stdout(`${JSON.stringify({ kind: held.kind, name: held.name, pausedBy: held.pausedBy, pausedAt: held.pausedAt, reason: held.reason })}\n`);
+      }
+      return 0;
+    }
     if (command === "add") {
       if (!values.force) {
         const refusal = await refuseUnservedTask(database.db, taskName, config, io);
@@ -147,6 +171,8 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
       }
       const job = await enqueueJob(database.db, registry, taskName, payload, enqueueOptions, { source: "cli" });
       io.stdout(`${JSON.stringify({ jobId: job.id, task: job.task, runAt: job.runAt, queueName: job.queueName })}\n`);
+      const held = pauseHolding(await findPauses(database.db), registry.get(taskName), job.queueName);
+      if (held) io.stderr(`observing-jobs: warning: ${describePause(held)}; the job waits until it is resumed\n`);
       return 0;
     }
     return await runNow(taskName, payload, { database, registry, config, logger, io });
@@ -189,6 +215,48 @@ async function runNow(
     env.io.signal ?? new AbortController().signal,
   );
   env.io.stdout(`${JSON.stringify({ task: taskName, status: "succeeded", durationMs: Date.now() - started })}\n`);
+  return 0;
+}
+
+interface PauseTarget {
+  kind: PauseKind;
+  name: string;
+  by: string;
+  reason: string | undefined;
+}
+
+/** `pause task resolve_taxa`: the kind and name, and who (an explicit --by, else the OS user). */
+function parsePauseTarget(command: string, rest: string[], values: { reason?: string; by?: string }): PauseTarget {
+  const [kind, name, ...extra] = rest;
+  if (kind === undefined || name === undefined || extra.length > 0) {
+    throw new UsageError(`'${command}' takes a kind (${PAUSE_KINDS.join(", ")}) and a name, e.g. '${command} task resolve_taxa', got ${rest.length} argument(s)`);
+  }
+  if (!(PAUSE_KINDS as readonly string[]).includes(kind)) throw new UsageError(`'${command}': the kind must be one of ${PAUSE_KINDS.join(", ")}, got '${kind}'`);
+  if (name.trim() === "") throw new UsageError(`'${command}': the name must not be empty`);
+  if (values.by !== undefined && values.by.trim() === "") throw new UsageError("--by must not be empty");
+  if (values.reason !== undefined && values.reason.length > PAUSE_REASON_MAX_CHARS) throw new UsageError(`--reason must be at most ${PAUSE_REASON_MAX_CHARS} characters, got ${values.reason.length}`);
+  return { kind: kind as PauseKind, name, by: values.by?.trim() ?? `cli:${osUser()}`, reason: values.reason };
+}
+
+function osUser(): string {
+  try {
+    return os.userInfo().username;
+  } catch {
+    return "unknown"; // no passwd entry for this uid (some containers)
+  }
+}
+
+async function changePause(command: "pause" | "resume", target: PauseTarget, db: Db, registry: Awaited<ReturnType<typeof loadRegistry>>, io: CliIo): Promise<number> {
+  const { kind, name, by, reason } = target;
+  if (command === "pause") {
+    const result = await pause(db, registry, kind, name, by, reason);
+    io.stdout(`${JSON.stringify({ paused: true, changed: result.created, ...result.pause })}\n`);
+    if (!result.created) io.stderr(`observing-jobs: ${kind} '${name}' was already paused (by ${result.pause.pausedBy}); the first pause stands\n`);
+    return 0;
+  }
+  const ended = await resume(db, registry, kind, name, by, reason);
+  io.stdout(`${JSON.stringify({ paused: false, changed: ended !== null, kind, name })}\n`);
+  if (!ended) io.stderr(`observing-jobs: ${kind} '${name}' was not paused\n`);
   return 0;
 }
 

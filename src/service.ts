@@ -19,6 +19,7 @@ import type { Logger } from "./observability/logger.ts";
 import { loadRegistry, MAIN_RUNNER, type TaskRegistry } from "./registry.ts";
 import { makeUpstreamClients } from "./upstream/clients.ts";
 import { connectionsNeeded, planRunners, startWorker, type WorkerHandle } from "./worker/worker.ts";
+import { findPauses } from "./db/repositories/pauses.ts";
 import { makeQueueStats } from "./lifecycle/queue-stats.ts";
 import { makeCronFreshness } from "./cron/freshness.ts";
 import { ServiceMetrics } from "./observability/metrics.ts";
@@ -26,6 +27,7 @@ import { describeInstance, HeartbeatWriter, listWorkerPools } from "./reliabilit
 import { ReadinessSignals } from "./reliability/readiness.ts";
 import { settleEndedPool } from "./reliability/shutdown.ts";
 import { InFlightJobs } from "./worker/in-flight-jobs.ts";
+import { PauseWatcher } from "./worker/pauses.ts";
 import { Sweeper } from "./reliability/sweeper.ts";
 
 export interface Service {
@@ -98,9 +100,9 @@ export async function startService(config: Config, logger: Logger, options: Serv
     const tasksDatabase = database.derive({ max: connectionsNeeded(plans), applicationName: "observing-jobs tasks", statementTimeoutMs: longestTaskMs });
     const deps = { db: tasksDatabase.db, registry, upstream: makeUpstreamClients(config), logger, config };
     const queueStats = makeQueueStats(database.db);
-    const cronFreshness = makeCronFreshness(database.db, crontab);
+    const cronFreshness = makeCronFreshness(database.db, crontab, { registry });
     const workerPools = () => listWorkerPools(database.db);
-    const metrics = new ServiceMetrics({ queueStats, cronFreshness, workerPools, globalCaps: () => listGlobalCaps(database.db) });
+    const metrics = new ServiceMetrics({ queueStats, cronFreshness, workerPools, globalCaps: () => listGlobalCaps(database.db), pauses: () => findPauses(database.db), registry });
 
     const { reliability } = config;
     const events: WorkerEvents = new EventEmitter();
@@ -127,6 +129,12 @@ export async function startService(config: Config, logger: Logger, options: Serv
       heartbeats,
     });
     // Recorded with each pool's heartbeat: `observing-jobs add` checks that a running instance knows its task.
+    // Read before any runner fetches, so a pause survives restarts and deploys; LISTEN on a connection of its own.
+    const pauseListener = database.derive({ max: 1, applicationName: "observing-jobs pauses", statementTimeoutMs: null });
+    releasers.push(() => pauseListener.close());
+    const pauses = new PauseWatcher({ db: database.db, listenPool: pauseListener.pool, logger, events });
+    await pauses.start();
+    releasers.push(() => pauses.stop());
     const tasksOfRunner = new Map(planRunners(registry, config.worker.concurrency).map((plan) => [plan.name, plan.tasks.map((task) => task.name)]));
     const worker = await startWorker({
       pool: database.pool,
@@ -138,6 +146,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
       localQueueSize: config.worker.localQueueSize,
       pollIntervalMs: config.worker.pollIntervalMs,
       events,
+      pauses,
       reliability: {
         inFlight,
         poolStarted: (poolId, runner, session) => heartbeats.register(poolId, runner, tasksOfRunner.get(runner) ?? [], session),
@@ -180,6 +189,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
             .map((status) => ({ id: status.id, task: status.task, dueAt: status.overdueSince!, lastFiredAt: status.lastRunAt })),
       },
       reliability: { shuttingDown: () => signals.shuttingDown(), checks: () => signals.checks(worker) },
+      pauses,
     });
     releasers.push(() => app.close());
     const url = await app.listen({ host: config.http.host, port: config.http.port });

@@ -161,3 +161,60 @@ describe("the observing-jobs binary", () => {
     expect(result.stderr).toMatch(/Invalid configuration: WORKER_CONCURRENCY must be integer, got "lots"/);
   });
 });
+
+describe("observing-jobs pause and resume", () => {
+  test("pause and resume a task, recorded with --by and --reason (or the OS user); both idempotent", async ({ env }) => {
+    await sql`truncate observing_jobs.pauses, observing_jobs.pause_events`.execute(env.db);
+    const paused = await cli(env, "pause", "task", "resolve_taxa", "--reason", "GBIF is down", "--by", "alice");
+    expect(paused).toMatchObject({ code: 0, stderr: "" });
+    expect(JSON.parse(paused.stdout)).toMatchObject({ paused: true, changed: true, kind: "task", name: "resolve_taxa", pausedBy: "alice", reason: "GBIF is down" });
+    const again = await cli(env, "pause", "task", "resolve_taxa");
+    expect(again.code).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ changed: false, pausedBy: "alice" });
+    expect(again.stderr).toBe("observing-jobs: task 'resolve_taxa' was already paused (by alice); the first pause stands\n");
+    // A job added meanwhile waits, and `add` says why.
+    await runningInstance(env, ["resolve_taxa"]);
+    const added = await cli(env, "add", "resolve_taxa", "--payload", '{"taxonIds":[7]}');
+    expect(added.code).toBe(0);
+    expect(added.stderr).toMatch(/^observing-jobs: warning: task 'resolve_taxa' is paused \(by alice since .*: GBIF is down\); the job waits until it is resumed\n$/);
+    const listed = await cli(env, "pauses");
+    expect(listed.stdout.trim().split("\n").map((line) => JSON.parse(line))).toMatchObject([{ kind: "task", name: "resolve_taxa", pausedBy: "alice" }]);
+
+    expect(await cli(env, "resume", "task", "resolve_taxa")).toMatchObject({ code: 0, stdout: `${JSON.stringify({ paused: false, changed: true, kind: "task", name: "resolve_taxa" })}\n` });
+    expect((await cli(env, "resume", "task", "resolve_taxa")).stderr).toBe("observing-jobs: task 'resolve_taxa' was not paused\n");
+    const { rows } = await sql<{ action: string; actor: string }>`select action, actor from observing_jobs.pause_events order by id`.execute(env.db);
+    expect(rows).toEqual([
+      { action: "paused", actor: "alice" },
+      { action: "resumed", actor: expect.stringMatching(/^cli:.+/) },
+    ]);
+  });
+
+  test("usage errors exit 2 naming the argument; an unknown name exits 2 with a did-you-mean", async ({ env }) => {
+    const cases: Array<[string[], RegExp]> = [
+      [["pause"], /'pause' takes a kind \(task, queue, group\) and a name, e\.g\. 'pause task resolve_taxa', got 0 argument/],
+      [["pause", "task"], /'pause' takes a kind .* got 1 argument/],
+      [["resume", "task", "a", "b"], /'resume' takes a kind .* got 3 argument/],
+      [["pause", "tasks", "resolve_taxa"], /'pause': the kind must be one of task, queue, group, got 'tasks'/],
+      [["pause", "task", " "], /'pause': the name must not be empty/],
+      [["pause", "task", "resolve_taxa", "--by", ""], /--by must not be empty/],
+      [["pause", "task", "resolve_taxa", "--reason", "x".repeat(501)], /--reason must be at most 500 characters, got 501/],
+      [["pause", "task", "resolve_taxa", "--payload", "{}"], /option --payload does not apply to 'pause'/],
+      [["pauses", "extra"], /'pauses' takes no arguments, got 'extra'/],
+    ];
+    for (const [argv, message] of cases) {
+      const result = await cli(env, ...argv);
+      expect(result.code, argv.join(" ")).toBe(2);
+      expect(result.stderr, argv.join(" ")).toMatch(message);
+    }
+    const unknown = await cli(env, "pause", "group", "gbfi");
+    expect(unknown).toMatchObject({ code: 2, stderr: "observing-jobs: unknown cap group 'gbfi' (did you mean 'gbif'?)\n" });
+    expect((await cli(env, "resume", "task", "resolve_taxon")).stderr).toBe("observing-jobs: unknown task 'resolve_taxon' (did you mean 'resolve_taxa'?)\n");
+  });
+
+  test("a reason with a NUL or a lone surrogate is stored cleaned, not refused by the database", async ({ env }) => {
+    const result = await cli(env, "pause", "queue", "wikidata", "--reason", "down\u0000 \ud800again");
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout).reason.includes("\u0000")).toBe(false);
+    expect((await cli(env, "resume", "queue", "wikidata")).code).toBe(0);
+  });
+});

@@ -12,6 +12,7 @@ import type { FastifySchemaValidationError } from "fastify/types/schema.js";
 import { InvalidPayloadError } from "../enqueue.ts";
 import { findUnstorableText, useStorableDateTimes } from "../input-limits.ts";
 import { IllegalTransitionError, JobNotFoundError } from "../lifecycle/jobs.ts";
+import { UnknownPauseTargetError } from "../lifecycle/pauses.ts";
 import { RequestLog } from "../observability/request-log.ts";
 import { UnknownTaskError } from "../registry.ts";
 import { ASSETS } from "./dashboard/assets.ts";
@@ -23,6 +24,7 @@ import { authPlugin, makeAuthenticator, makeMetricsAuthenticator } from "./plugi
 import healthRoutes from "./routes/health.ts";
 import jobRoutes from "./routes/jobs.ts";
 import metricsRoutes from "./routes/metrics.ts";
+import pauseRoutes from "./routes/pauses.ts";
 import queueRoutes from "./routes/queues.ts";
 import taskRoutes from "./routes/tasks.ts";
 import { registerRateLimit } from "./rate-limit.ts";
@@ -45,7 +47,7 @@ const STATUS_NAMES: Record<number, string> = {
  * mean a bad value become an HttpError 400 through clientErrorOf first); anything else is a 500.
  */
 function statusOf(error: Error & { statusCode?: number }): number {
-  if (error instanceof JobNotFoundError || error instanceof UnknownTaskError) return 404;
+  if (error instanceof JobNotFoundError || error instanceof UnknownTaskError || error instanceof UnknownPauseTargetError) return 404;
   if (error instanceof IllegalTransitionError) return 409;
   if (error instanceof InvalidPayloadError) return 400;
   return error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
@@ -233,6 +235,7 @@ export async function buildApp(deps: AppDependencies) {
     await api.register(jobRoutes, { deps });
     await api.register(taskRoutes, { deps });
     await api.register(queueRoutes, { deps });
+    await api.register(pauseRoutes, { deps });
     api.get("/openapi.json", { schema: { hide: true, querystring: NoQuery } }, async () => app.swagger());
   });
   await app.register(async (scraped) => {

@@ -8,6 +8,7 @@ import type { CronFreshness } from "../cron/freshness.ts";
 import type { CrontabEntry } from "../cron/crontab.ts";
 import type { DashboardSources } from "../dashboard/sources.ts";
 import type { Db } from "../db/database.ts";
+import type { Pause } from "../db/repositories/pauses.ts";
 import type { QueueStats } from "../lifecycle/queue-stats.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { ServiceMetrics } from "../observability/metrics.ts";
@@ -29,6 +30,8 @@ export interface AppDependencies {
   dashboardSources?: DashboardSources;
   /** Shutdown state and worker health beyond the database (src/reliability/readiness.ts); reported when given. */
   reliability?: ReliabilityProbe;
+  /** What this instance's runners honour as paused now (src/worker/pauses.ts); readiness reports it. */
+  pauses?: { current(): readonly Pause[] };
 }
 
 export interface ReliabilityProbe {

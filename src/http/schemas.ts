@@ -142,3 +142,15 @@ export const IdempotencyHeaders = Type.Object({
     Type.String({ minLength: 1, maxLength: 200, description: "A retried request with the same key returns the same job." }),
   ),
 });
+
+/** A pause in force (src/lifecycle/pauses.ts): what, who, when and why. */
+export const PauseSchema = Type.Object(
+  {
+    kind: Type.Enum(["task", "queue", "group"], { description: "A task, a named queue, or a cap group (defaults.concurrency.group)" }),
+    name: Type.String(),
+    pausedBy: Type.String({ description: "The caller, dashboard user or CLI user who paused it" }),
+    reason: Nullable(Type.String()),
+    pausedAt: DateTime,
+  },
+  { description: "A pause in force: new attempts do not start, running ones finish, jobs keep arriving and wait" },
+);

@@ -79,7 +79,9 @@ export function makeWorkerLogger(logger: Logger): WorkerLogger {
     // child (costly with redaction on: its bindings go through the redactor) is made on first use.
     let child: Logger | undefined;
     return (level, message, meta) => {
-      const method = level === "warning" ? "warn" : level === "error" ? "error" : level === "debug" ? "debug" : "info";
+      // An attempt a pause kept from starting (src/worker/pauses.ts) "fails" only to end it: not an error.
+      const held = (meta?.error as { name?: unknown } | undefined)?.name === "JobPausedError";
+      const method = held ? "info" : level === "warning" ? "warn" : level === "error" ? "error" : level === "debug" ? "debug" : "info";
       if (!logger.isLevelEnabled(method)) return;
       child ??= logger.child({ component: "graphile-worker", ...scope });
       const job = meta?.job as { id?: unknown; task_identifier?: unknown; attempts?: unknown; max_attempts?: unknown } | undefined;

@@ -8,6 +8,9 @@ import type { QueueStats } from "../lifecycle/queue-stats.ts";
 import type { AttemptObserver, JobSnapshot } from "../worker/attempt.ts";
 import type { CronFreshness } from "../cron/freshness.ts";
 import type { GlobalCapUsage } from "../db/repositories/global-caps.ts";
+import type { Pause } from "../db/repositories/pauses.ts";
+import { pauseHolding } from "../lifecycle/pauses.ts";
+import type { TaskRegistry } from "../registry.ts";
 
 const PREFIX = "observing_jobs_";
 
@@ -18,6 +21,10 @@ export interface MetricSources {
   workerPools?: () => Promise<Array<{ status: string }>>;
   /** Global concurrency caps (all instances) with their slots in use; absent where the service's runners do not run. */
   globalCaps?: () => Promise<GlobalCapUsage[]>;
+  /** What is paused now (src/lifecycle/pauses.ts); absent where pauses are not read. */
+  pauses?: () => Promise<Pause[]>;
+  /** The tasks, to tell which queue rows a pause holds (a cap group's pause holds its tasks'); with `pauses`. */
+  registry?: TaskRegistry;
 }
 
 export class ServiceMetrics implements AttemptObserver {
@@ -49,7 +56,10 @@ export class ServiceMetrics implements AttemptObserver {
       "jobs_abandoned_total",
       "Attempts whose worker pool was declared dead while they ran (the job ran again elsewhere: at-least-once), by task.",
     );
-    this.#deferred = counter("jobs_deferred_total", "Attempts deferred because an upstream asked to wait (Retry-After; the attempt is given back), by task.");
+    this.#deferred = counter(
+      "jobs_deferred_total",
+      "Attempts deferred because an upstream asked to wait (Retry-After), or not started because a pause arrived after the fetch (the attempt is given back), by task.",
+    );
     this.#duration = new Histogram({
       name: `${PREFIX}job_duration_seconds`,
       help: "Duration of job attempts, by task and outcome.",
@@ -108,6 +118,37 @@ export class ServiceMetrics implements AttemptObserver {
         for (const entry of await sources.cronFreshness.read()) this.set({ schedule: entry.id, task: entry.task }, entry.overdue ? 1 : 0);
       },
     });
+    const { pauses, registry } = sources;
+    if (pauses && registry) {
+      new Gauge({
+        name: `${PREFIX}queue_paused`,
+        help: "1 when the jobs of a task and queue are held back by a pause (the task's, its cap group's or the queue's), else 0; alerts on lag skip those.",
+        labelNames: ["task", "queue"] as const,
+        registers,
+        async collect() {
+          const [{ depths }, paused] = await Promise.all([sources.queueStats.read(), pauses()]);
+          this.reset();
+          for (const row of depths) {
+            const task = registry.find(row.task);
+            const held = task ? pauseHolding(paused, task, row.queue) : paused.some((pause) => pause.kind === "queue" && pause.name === row.queue);
+            this.set({ task: row.task, queue: row.queue ?? "" }, held ? 1 : 0);
+          }
+        },
+      });
+    }
+    if (pauses) {
+      new Gauge({
+        name: `${PREFIX}paused`,
+        help: "1 for each task, named queue or cap group paused now (its new attempts do not start; its jobs wait), by kind and name.",
+        labelNames: ["kind", "name"] as const,
+        registers,
+        async collect() {
+          const paused = await pauses();
+          this.reset();
+          for (const pause of paused) this.set({ kind: pause.kind, name: pause.name }, 1);
+        },
+      });
+    }
     const { workerPools } = sources;
     if (workerPools) {
       new Gauge({

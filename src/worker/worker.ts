@@ -37,6 +37,7 @@ import { AttemptAbandonedError, executeTask, runExhaustedHook, TaskInterruptedEr
 import type { InFlightJobs } from "./in-flight-jobs.ts";
 import { deferJob, failPermanently, holdsJob, makeRunnerSessionName, type HeldJob } from "./job-control.ts";
 import { isPermanentFailure, requestedBackoffMs } from "./outcomes.ts";
+import type { PauseWatcher, RunnerPauseGate } from "./pauses.ts";
 import { guardLocalQueueReturn, SupervisedRunner, type PoolEndCause } from "./supervisor.ts";
 
 /** What the reliability wiring adds to every attempt. */
@@ -70,6 +71,8 @@ export interface WorkerOptions {
   events?: WorkerEvents;
   /** Heartbeats, returning unfinished jobs and shutdown deadlines; without it pools only restart. */
   reliability?: RunnerReliability;
+  /** Pauses every runner honours (src/worker/pauses.ts); started before the runners. */
+  pauses?: PauseWatcher;
 }
 
 /** What src/reliability/ plugs into every runner. */
@@ -138,7 +141,7 @@ export function runnerPoolSize(plan: Pick<RunnerPlan, "concurrency">): number {
   return plan.concurrency + 2;
 }
 
-export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, observers: AttemptObserver[], guards?: AttemptGuards): TaskList {
+export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, observers: AttemptObserver[], guards?: AttemptGuards, pauses?: RunnerPauseGate): TaskList {
   const history = new AttemptHistory(deps.db, deps.logger);
   const taskList: TaskList = {};
   for (const task of tasks) {
@@ -147,6 +150,9 @@ export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, ob
       const info = { id: job.id, attempt: job.attempt, maxAttempts: job.maxAttempts, queueName: job.queue };
       const poolId = helpers.job.locked_by ?? "";
       const held: HeldJob = { id: job.id, poolId };
+      // A job fetched before a pause reached this instance goes back to the queue unstarted.
+      const paused = await pauses?.holdIfPaused(task, job, held, deps.db, deps.logger, observers);
+      if (paused) throw paused;
       const { traceCarrier } = splitJobMetadata(payload);
       await traceJobAttempt({ ...info, task: task.name, queue: job.queue }, traceCarrier, async (span) => {
         const context = span.spanContext();
@@ -284,7 +290,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   try {
     for (const [index, plan] of plans.entries()) {
       if (plan.tasks.length === 0 && index > 0) continue;
-      const taskList = makeTaskList(plan.tasks, deps, options.observers, guards);
+      const pauses = options.pauses?.gate(plan.name, plan.tasks);
+      const taskList = makeTaskList(plan.tasks, deps, options.observers, guards, pauses);
       let session: string | null = null;
       const runner = new SupervisedRunner({
         name: plan.name,
@@ -305,6 +312,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
               // Cron only schedules jobs (any runner with the task works them); one scheduler per process.
               parsedCronItems: index === 0 ? options.cronItems : [],
               noHandleSignals: true,
+              ...(pauses ? { forbiddenFlags: pauses.forbiddenFlags } : {}),
               events,
               logger: makeWorkerLogger(deps.logger.child({ runner: plan.name })),
               preset: {

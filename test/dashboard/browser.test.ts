@@ -10,6 +10,7 @@ import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import axeCore from "axe-core";
+import { sql } from "kysely";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { describe, expect } from "vitest";
 import { enqueueJob } from "../../src/enqueue.ts";
@@ -210,6 +211,23 @@ describe.skipIf(!executablePath && !IN_CI)("the dashboard in a browser", () => {
       // The remaining pages, on a laptop and on a phone.
       await page.goto(`${base}/dashboard/queues`);
       await shoot(page, "queues");
+
+      // Pause the GBIF cap group from a task's page, behind its confirmation, then resume it from the queues page.
+      await page.goto(`${base}/dashboard/tasks/resolve_taxa`);
+      await page.getByText("Pause cap group gbif…").click();
+      await page.locator("details[open]").getByLabel("Reason").fill("GBIF answers 503");
+      await shoot(page, "pause-confirm");
+      await page.getByRole("button", { name: "Yes, pause it" }).click();
+      await page.getByText("Paused cap group gbif: no new attempt starts; waiting jobs stay queued.").waitFor();
+      await page.goto(`${base}/dashboard/queues`);
+      await page.getByText("Resume cap group gbif…").click();
+      await shoot(page, "queues-paused");
+      await page.getByRole("button", { name: "Yes, resume it" }).click();
+      await page.getByText("Resumed cap group gbif: its waiting jobs start now.").waitFor();
+      expect((await sql`select action, reason from observing_jobs.pause_events order by id`.execute(env.db)).rows).toEqual([
+        { action: "paused", reason: "GBIF answers 503" },
+        { action: "resumed", reason: null },
+      ]);
       await page.goto(`${base}/dashboard`);
       await page.locator('[data-count="succeeded"]').waitFor();
       expect(await page.locator('[data-count="succeeded"]').textContent()).toBe("2");

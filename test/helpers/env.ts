@@ -18,6 +18,7 @@ import { makeTaskList } from "../../src/worker/worker.ts";
 import { loadCrontab } from "../../src/cron/crontab.ts";
 import { makeQueueStats, type QueueStats } from "../../src/lifecycle/queue-stats.ts";
 import { makeCronFreshness, type CronFreshness } from "../../src/cron/freshness.ts";
+import { findPauses } from "../../src/db/repositories/pauses.ts";
 import { ServiceMetrics } from "../../src/observability/metrics.ts";
 import { createTestDatabase, type TestDatabase } from "./database.ts";
 import { startFakeGbif, type FakeGbif } from "../../src/demo/fake-gbif.ts";
@@ -73,8 +74,8 @@ export async function makeTestEnv(overrides: Record<string, string> = {}): Promi
   const registry = await loadRegistry();
   const deps = { db: handle.db, registry, upstream: makeUpstreamClients(config), logger, config };
   const queueStats = makeQueueStats(handle.db, 0);
-  const cronFreshness = makeCronFreshness(handle.db, await loadCrontab(config.worker.crontabFile, registry), { maxAgeMs: 0 });
-  const metrics = new ServiceMetrics({ queueStats, cronFreshness });
+  const cronFreshness = makeCronFreshness(handle.db, await loadCrontab(config.worker.crontabFile, registry), { maxAgeMs: 0, registry });
+  const metrics = new ServiceMetrics({ queueStats, cronFreshness, pauses: () => findPauses(handle.db), registry });
   return {
     ...handle,
     database,

@@ -27,7 +27,7 @@ async function documentOf(app: App): Promise<Document> {
 /** A request for every documented operation, with its path parameters filled in. */
 function operations(document: Document): Array<{ method: string; path: string; url: string }> {
   return Object.entries(document.paths).flatMap(([path, methods]) =>
-    Object.keys(methods).map((method) => ({ method: method.toUpperCase(), path, url: path.replace("{id}", "1") })),
+    Object.keys(methods).map((method) => ({ method: method.toUpperCase(), path, url: path.replace("{id}", "1").replace("{kind}", "task").replace("{name}", "resolve_taxa") })),
   );
 }
 

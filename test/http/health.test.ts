@@ -33,6 +33,7 @@ test.for(["/ready", "/readyz"])("readiness on %s is 200 when database, runner an
     status: "ready",
     checks: { database: { ok: true }, worker: { ok: true }, schema: { ok: true } },
     overdueSchedules: [],
+    paused: [],
   });
 });
 

@@ -273,8 +273,8 @@ describe("GET /tasks and GET /queues", () => {
     await post("/jobs/refresh_thumbnails", {});
     const { queues } = (await get("/queues")).json();
     expect(queues).toEqual([
-      { task: "refresh_thumbnails", queue: "wikidata", ready: 1, scheduled: 0, running: 0, retryWait: 0, dead: 0, oldestReadyAgeSeconds: expect.any(Number) },
-      { task: "resolve_taxa", queue: null, ready: 2, scheduled: 1, running: 0, retryWait: 0, dead: 0, oldestReadyAgeSeconds: expect.any(Number) },
+      { task: "refresh_thumbnails", queue: "wikidata", ready: 1, scheduled: 0, running: 0, retryWait: 0, dead: 0, oldestReadyAgeSeconds: expect.any(Number), paused: null },
+      { task: "resolve_taxa", queue: null, ready: 2, scheduled: 1, running: 0, retryWait: 0, dead: 0, oldestReadyAgeSeconds: expect.any(Number), paused: null },
     ]);
   });
 });

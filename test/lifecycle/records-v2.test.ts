@@ -200,6 +200,7 @@ describe("what the triggers rely on in graphile-worker's private table", () => {
       "observing_jobs_deleted",
       "observing_jobs_fence_completion", // 0010: fencing
       "observing_jobs_fence_lock",
+      "observing_jobs_flag_for_pauses", // 0017: pauses
       "observing_jobs_internal_tasks", // 0011: internal tasks
     ]);
     // complete_jobs, remove_job and permanently_fail_jobs leave locked jobs alone (a locked delete is a completion).

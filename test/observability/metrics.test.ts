@@ -6,6 +6,7 @@ import { enqueueJob } from "../../src/enqueue.ts";
 import { buildApp } from "../../src/http/app.ts";
 import { makeCronFreshness } from "../../src/cron/freshness.ts";
 import { listGlobalCaps, recordGlobalCaps } from "../../src/db/repositories/global-caps.ts";
+import { pause, resume } from "../../src/lifecycle/pauses.ts";
 import { ServiceMetrics } from "../../src/observability/metrics.ts";
 import { listWorkerPools } from "../../src/reliability/heartbeat.ts";
 import { AUTH, buildTestApp } from "../helpers/app.ts";
@@ -61,7 +62,14 @@ describe("GET /metrics", () => {
     try {
       await enqueueJob(env.db, env.registry, "resolve_taxa", { force: true });
       await runDueJobs(env);
+      await pause(env.db, env.registry, "group", "gbif", "test");
+      await enqueueJob(env.db, env.registry, "resolve_taxa", { taxonIds: [1] });
+      await enqueueJob(env.db, env.registry, "refresh_thumbnails", {});
       const text = (await app.inject({ method: "GET", url: "/metrics", headers: AUTH })).body;
+      await resume(env.db, env.registry, "group", "gbif", "test");
+      expect(sample(text, 'observing_jobs_paused{kind="group",name="gbif"}')).toBe(1);
+      expect(sample(text, 'observing_jobs_queue_paused{task="resolve_taxa",queue=""}')).toBe(1);
+      expect(sample(text, 'observing_jobs_queue_paused{task="refresh_thumbnails",queue="wikidata"}')).toBe(0);
       const check = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" });
       expect(check.error, "promtool must be installed (Debian's prometheus package; .ci/run installs it)").toBeUndefined();
       expect(check.stdout + check.stderr).toBe("");
@@ -148,6 +156,22 @@ describe("cron freshness", () => {
     } finally {
       await app.close();
     }
+  });
+
+  test("a paused task's entry is not overdue while the pause lasts, and says why", async ({ env }) => {
+    const crontab = checkCrontab("30 3 * * * resolve_taxa ?id=resolve_nightly_probe&fill=1d&stale=1h", env.registry);
+    const cronFreshness = makeCronFreshness(env.db, crontab, { startedAt: new Date(Date.now() - 7_200_000), maxAgeMs: 0, registry: env.registry });
+    expect(await cronFreshness.read()).toMatchObject([{ overdue: true, paused: false }]);
+    // Paused through its cap group: resolve_taxa is in "gbif".
+    await pause(env.db, env.registry, "group", "gbif", "test", "GBIF is down");
+    try {
+      expect(await cronFreshness.read()).toMatchObject([{ id: "resolve_nightly_probe", overdue: false, paused: true, overdueSince: null }]);
+      const metrics = new ServiceMetrics({ queueStats: env.queueStats, cronFreshness, pauses: async () => [] });
+      expect(sample(await metrics.registry.metrics(), 'observing_jobs_cron_overdue{schedule="resolve_nightly_probe",task="resolve_taxa"}')).toBe(0);
+    } finally {
+      await resume(env.db, env.registry, "group", "gbif", "test");
+    }
+    expect(await cronFreshness.read()).toMatchObject([{ overdue: true, paused: false }]);
   });
 
   test("stale= must be a duration", ({ env }) => {

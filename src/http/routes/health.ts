@@ -14,7 +14,8 @@ import type { FastifyReply, FastifyRequest } from "fastify";
 import Type from "typebox";
 import { assertSchemaCurrent } from "../../db/migrate.ts";
 import type { AppDependencies } from "../dependencies.ts";
-import { errorResponses, NoQuery } from "../schemas.ts";
+import { errorResponses, NoQuery, PauseSchema } from "../schemas.ts";
+import { pauseJson } from "./pauses.ts";
 
 const CHECK_TIMEOUT_MS = 2000;
 
@@ -34,6 +35,8 @@ const Readiness = Type.Object({
   }),
   /** Crontab entries whose last success is older than they allow: reported, not a reason to leave traffic. */
   overdueSchedules: Type.Array(Type.String()),
+  /** What this instance's runners hold back: information, never a reason to leave traffic. */
+  paused: Type.Array(PauseSchema, { description: "What this instance's runners honour as paused now (information: a pause never makes an instance not ready)" }),
 });
 
 /** The documented path first; the `z` alias is left out of the OpenAPI document. */
@@ -83,7 +86,7 @@ const healthRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async
     if (deps.reliability?.shuttingDown()) {
       return reply
         .status(503)
-        .send({ status: "not_ready", detail: "shutting down", checks: { worker: { ok: false, detail: "shutting down" } }, overdueSchedules: [] });
+        .send({ status: "not_ready", detail: "shutting down", checks: { worker: { ok: false, detail: "shutting down" } }, overdueSchedules: [], paused: [] });
     }
     const [database, schema] = await Promise.all([
       check(async () => {
@@ -95,7 +98,8 @@ const healthRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async
     const checks = { database, worker, schema, ...deps.reliability?.checks() };
     const ready = Object.values(checks).every((result) => result.ok);
     const overdueSchedules = database.ok ? await overdue(deps) : [];
-    return reply.status(ready ? 200 : 503).send({ status: ready ? "ready" : "not_ready", checks, overdueSchedules });
+    const paused = (deps.pauses?.current() ?? []).map((pause) => pauseJson(pause));
+    return reply.status(ready ? 200 : 503).send({ status: ready ? "ready" : "not_ready", checks, overdueSchedules, paused });
   }
 };
 

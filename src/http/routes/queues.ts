@@ -2,7 +2,10 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import Type from "typebox";
 import type { AppDependencies } from "../dependencies.ts";
-import { AUTHENTICATED_ERRORS, errorResponses, NoQuery } from "../schemas.ts";
+import { findPauses } from "../../db/repositories/pauses.ts";
+import { pauseHolding } from "../../lifecycle/pauses.ts";
+import { AUTHENTICATED_ERRORS, errorResponses, NoQuery, PauseSchema } from "../schemas.ts";
+import { pauseJson } from "./pauses.ts";
 
 const Depth = Type.Object({
   task: Type.String(),
@@ -13,6 +16,7 @@ const Depth = Type.Object({
   retryWait: Type.Integer(),
   dead: Type.Integer(),
   oldestReadyAgeSeconds: Type.Union([Type.Number(), Type.Null()]),
+  paused: Type.Union([PauseSchema, Type.Null()], { description: "The pause holding these jobs back (their task's, cap group's or queue's), or null" }),
 });
 
 const queueRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (app, { deps }) => {
@@ -28,8 +32,15 @@ const queueRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async 
       },
     },
     async () => {
-      const { at, depths } = await deps.queueStats.read();
-      return { measuredAt: at.toISOString(), queues: depths };
+      const [{ at, depths }, pauses] = await Promise.all([deps.queueStats.read(), findPauses(deps.db)]);
+      return {
+        measuredAt: at.toISOString(),
+        queues: depths.map((depth) => {
+          const task = deps.registry.find(depth.task);
+          const held = task ? pauseHolding(pauses, task, depth.queue) : pauses.find((pause) => pause.kind === "queue" && pause.name === depth.queue);
+          return { ...depth, paused: pauseJson(held) };
+        }),
+      };
     },
   );
 };

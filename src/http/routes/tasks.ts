@@ -3,7 +3,10 @@ import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import Type from "typebox";
 import { describeSchedules } from "../../cron/schedules.ts";
 import type { AppDependencies } from "../dependencies.ts";
-import { AUTHENTICATED_ERRORS, errorResponses, NoQuery } from "../schemas.ts";
+import { findPauses } from "../../db/repositories/pauses.ts";
+import { pauseHolding } from "../../lifecycle/pauses.ts";
+import { AUTHENTICATED_ERRORS, errorResponses, NoQuery, PauseSchema } from "../schemas.ts";
+import { pauseJson } from "./pauses.ts";
 
 const Task = Type.Object({
   name: Type.String(),
@@ -25,6 +28,9 @@ const Task = Type.Object({
       Type.Null(),
     ]),
   }),
+  paused: Type.Union([PauseSchema, Type.Null()], {
+    description: "The pause holding the task's jobs back (the task's own, its cap group's, or its default queue's; PUT /pauses/...), or null",
+  }),
   schedules: Type.Array(
     Type.Object({
       id: Type.String(),
@@ -35,7 +41,8 @@ const Task = Type.Object({
       lastRunAt: Type.Union([Type.String({ format: "date-time" }), Type.Null()]),
       lastSuccessAt: Type.Union([Type.String({ format: "date-time" }), Type.Null()]),
       maxStalenessSeconds: Type.Union([Type.Integer(), Type.Null()], { description: "From stale= on the crontab line" }),
-      overdue: Type.Boolean({ description: "The last success is older than maxStalenessSeconds" }),
+      overdue: Type.Boolean({ description: "The last success is older than maxStalenessSeconds (never while the task is paused)" }),
+      paused: Type.Boolean({ description: "The entry's job is paused: it is not reported overdue meanwhile" }),
     }),
   ),
 });
@@ -54,7 +61,8 @@ const taskRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (
     },
     async () => {
       const schedules = describeSchedules(deps.crontab);
-      const freshness = new Map((await deps.cronFreshness.read()).map((status) => [status.id, status]));
+      const [statuses, pauses] = await Promise.all([deps.cronFreshness.read(), findPauses(deps.db)]);
+      const freshness = new Map(statuses.map((status) => [status.id, status]));
       return {
         tasks: deps.registry.all().map((task) => ({
           name: task.name,
@@ -69,6 +77,7 @@ const taskRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (
             timeoutMs: task.defaults.timeoutMs,
             concurrency: task.defaults.concurrency,
           },
+          paused: pauseJson(pauseHolding(pauses, task, task.defaults.queueName)),
           schedules: schedules
             .filter((schedule) => schedule.task === task.name)
             .map(({ task: _task, nextRunAt, ...schedule }) => {
@@ -80,6 +89,7 @@ const taskRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (
                 lastSuccessAt: status?.lastSuccessAt?.toISOString() ?? null,
                 maxStalenessSeconds: status?.maxStalenessSeconds ?? null,
                 overdue: status?.overdue ?? false,
+                paused: status?.paused ?? false,
               };
             }),
         })),

@@ -3,6 +3,7 @@
  * words, with its next fire time and, from history, its last run and last success; and a "run now"
  * form per task, generated from its payload schema, that enqueues through the same `enqueueJob`
  * (and so the same validation) as the API, recorded as source http with the operator as actor.
+ * Each task's page also pauses and resumes it, its cap group and its default queue (./pauses.ts).
  */
 import cronstrue from "cronstrue";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
@@ -12,6 +13,8 @@ import { checkPayload, enqueueJob, InvalidPayloadError } from "../../../enqueue.
 import type { RegisteredTask } from "../../../registry.ts";
 import type { EnqueueOptions } from "../../../task.ts";
 import { describeSchedules, type Schedule } from "../../../cron/schedules.ts";
+import { findPauses, type Pause } from "../../../db/repositories/pauses.ts";
+import { pauseHolding } from "../../../lifecycle/pauses.ts";
 import { operatorOf, sendPage, type DashboardContext } from "../context.ts";
 import { RATE_LIMITED } from "../../rate-limit.ts";
 import { setFlash } from "../flash.ts";
@@ -19,6 +22,7 @@ import { html, type Html } from "../html.ts";
 import { csrfField, jsonBlock, notice, stateBadge, table, timeCell } from "../layout.ts";
 import { errorsByField, fieldsFromSchema, payloadFromForm, renderFields } from "../schema-form.ts";
 import { DONE_MESSAGES } from "./jobs.ts";
+import { pauseControl, pausedBadge, registerPauseActions } from "./pauses.ts";
 
 /** "At 03:30 AM" style wording of a crontab expression (always UTC here). */
 function describeCron(expression: string): string {
@@ -34,10 +38,13 @@ interface OptionValues {
   priority: string;
 }
 
-export function registerTasks(app: FastifyInstance, { deps, sources }: DashboardContext): void {
+export function registerTasks(app: FastifyInstance, context: DashboardContext): void {
+  const { deps, sources } = context;
   const { db, registry } = deps;
+  // The pause and resume forms of this page and the queues page post here.
+  registerPauseActions(app, context);
 
-  async function scheduleRows(schedules: Schedule[], now: Date) {
+  async function scheduleRows(schedules: Schedule[], now: Date, pauses: Pause[]) {
     const overdue = await readSource(sources.overdueSchedules, deps.logger);
     const overdueIds = new Map<string, OverdueSchedule>(overdue.available ? overdue.items.map((item) => [item.id, item]) : []);
     const runs = new Map<string, Awaited<ReturnType<typeof findCronRuns>>>(
@@ -48,8 +55,11 @@ export function registerTasks(app: FastifyInstance, { deps, sources }: Dashboard
       rows: schedules.map((schedule) => {
         const late = overdueIds.get(schedule.id);
         const taskRuns = runs.get(schedule.task);
+        const task = registry.find(schedule.task);
+        // A paused entry is never overdue (src/cron/freshness.ts): it says why instead.
+        const held = task ? pauseHolding(pauses, task, task.defaults.queueName) : undefined;
         return [
-          html`<code>${schedule.id}</code>${late ? html` <strong class="overdue-flag">OVERDUE</strong>` : ""}`,
+          html`<code>${schedule.id}</code>${late ? html` <strong class="overdue-flag">OVERDUE</strong>` : ""}${held ? html` ${pausedBadge(held)}` : ""}`,
           html`<a href="/dashboard/tasks/${schedule.task}">${schedule.task}</a>`,
           html`${describeCron(schedule.expression)}<br><code class="muted">${schedule.expression}</code>`,
           timeCell(schedule.nextRunAt, now),
@@ -65,7 +75,8 @@ export function registerTasks(app: FastifyInstance, { deps, sources }: Dashboard
   app.get("/tasks", async (request, reply) => {
     const now = new Date();
     const schedules = describeSchedules(deps.crontab, now);
-    const { rows, overdue } = await scheduleRows(schedules, now);
+    const pauses = await findPauses(db);
+    const { rows, overdue } = await scheduleRows(schedules, now, pauses);
     return sendPage(request, reply, {
       title: "Tasks & schedules",
       section: "tasks",
@@ -75,7 +86,7 @@ export function registerTasks(app: FastifyInstance, { deps, sources }: Dashboard
             "Tasks",
             ["Task", "What it does", "Queue", "Max attempts", "Time limit", "Run"],
             registry.all().map((task) => [
-              html`<a href="/dashboard/tasks/${task.name}">${task.name}</a>`,
+              html`<a href="/dashboard/tasks/${task.name}">${task.name}</a> ${pausedBadge(pauseHolding(pauses, task, task.defaults.queueName))}`,
               task.description,
               task.defaults.queueName ?? html`<span class="muted">none</span>`,
               task.defaults.maxAttempts,
@@ -136,7 +147,12 @@ export function registerTasks(app: FastifyInstance, { deps, sources }: Dashboard
   ) {
     const now = new Date();
     const schedules = describeSchedules(deps.crontab, now).filter((schedule) => schedule.task === task.name);
-    const { rows } = await scheduleRows(schedules, now);
+    const pauses = await findPauses(db);
+    const { rows } = await scheduleRows(schedules, now, pauses);
+    const operator = operatorOf(request);
+    const pauseOf = (kind: Pause["kind"], name: string) => pauses.find((held) => held.kind === kind && held.name === name);
+    const group = task.defaults.concurrency?.group;
+    const queue = task.defaults.queueName;
     const { defaults } = task;
     const { byField, general } = errorsByField(form.errors);
     const optionErrors = general.filter((error) => error.startsWith("option "));
@@ -160,10 +176,18 @@ export function registerTasks(app: FastifyInstance, { deps, sources }: Dashboard
               <div><dt>Job key mode</dt><dd>${defaults.jobKeyMode}</dd></div>
               <div><dt>Internal</dt><dd>${task.internal ? "yes: runs from the crontab only" : "no"}</dd></div>
             </dl></section>
+          <section aria-labelledby="pause-heading"><h2 id="pause-heading">Pause</h2>
+            <p>${pauseHolding(pauses, task, queue) ? pausedBadge(pauseHolding(pauses, task, queue)) : html`<span class="muted">Not paused: its jobs run as they come.</span>`}</p>
+            <p class="muted">A pause stops new attempts on every instance within about a second; running attempts finish, and jobs keep arriving and wait until the resume.</p>
+            <div class="job-actions">
+              ${pauseControl(operator, "task", task.name, pauseOf("task", task.name), `/dashboard/tasks/${task.name}`)}
+              ${group ? pauseControl(operator, "group", group, pauseOf("group", group), `/dashboard/tasks/${task.name}`) : ""}
+              ${queue ? pauseControl(operator, "queue", queue, pauseOf("queue", queue), `/dashboard/tasks/${task.name}`) : ""}
+            </div></section>
           <section aria-labelledby="schedules-heading"><h2 id="schedules-heading">Schedules</h2>
             ${table(`Crontab entries of ${task.name}`, scheduleHead, rows, { empty: "Not in the crontab: it runs when enqueued." })}</section>
           <section aria-labelledby="run-now"><h2 id="run-now">Run now</h2>
-            ${task.internal ? html`<p>Internal tasks cannot be started by hand.</p>` : runNowForm(task, form, byField, optionErrors, otherErrors, csrfField(operatorOf(request)))}</section>
+            ${task.internal ? html`<p>Internal tasks cannot be started by hand.</p>` : runNowForm(task, form, byField, optionErrors, otherErrors, csrfField(operator))}</section>
           <section aria-labelledby="schema-heading"><h2 id="schema-heading">Payload schema</h2>
             ${jsonBlock(task.schema, `Payload schema of ${task.name}`)}</section>`,
       },
