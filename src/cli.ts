@@ -4,6 +4,7 @@
  *   observing-jobs run <task> [--payload JSON]     run one task in this process, outside the queue
  *   observing-jobs add <task> [--payload JSON] [--run-at ISO] [--queue NAME] [--priority N]
  *                             [--max-attempts N] [--job-key KEY] [--force]
+ *   observing-jobs show <job id>                   a job's state, result and history, as JSON
  *   observing-jobs tasks                           list the registered tasks
  *   observing-jobs setup-roles [--migrator NAME] [--runtime NAME] [--enqueuers NAME,...]
  */
@@ -15,6 +16,9 @@ import type { Db } from "./db/database.ts";
 import { migrateDatabase } from "./db/migrate.ts";
 import { DEFAULT_ROLE_NAMES, setupRoles } from "./db/roles.ts";
 import { checkPayload, enqueueJob, InvalidPayloadError } from "./enqueue.ts";
+import { isJobId } from "./input-limits.ts";
+import { findJob } from "./lifecycle/jobs.ts";
+import { storableResult } from "./lifecycle/results.ts";
 import { makeLogger, type Logger } from "./observability/logger.ts";
 import { findTaskServers } from "./reliability/task-servers.ts";
 import { loadRegistry, UnknownTaskError } from "./registry.ts";
@@ -29,6 +33,7 @@ commands:
   run <task> [--payload JSON]  run one task now, in this process, outside the queue
   add <task> [--payload JSON]  enqueue a job (refused when running instances do not know the task)
       [--run-at ISO-8601] [--queue NAME] [--priority N] [--max-attempts N] [--job-key KEY] [--force]
+  show <job id>                a job's state, result and history, as JSON (GET /jobs/{id}'s content)
   tasks                        list the registered tasks
   setup-roles                  create the least-privilege database roles (run as the database admin)
       [--migrator NAME] [--runtime NAME] [--enqueuers NAME,NAME]
@@ -95,6 +100,7 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
   const allowed: Record<string, readonly string[]> = {
     migrate: [],
     tasks: [],
+    show: [],
     run: ["payload"],
     add: ["payload", "force", ...jobOptions],
     "setup-roles": ["migrator", "runtime", "enqueuers"],
@@ -106,7 +112,10 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
   }
   const needsTask = command === "run" || command === "add";
   if (needsTask && rest.length !== 1) throw new UsageError(`'${command}' takes exactly one task name, got ${rest.length}`);
-  if (!needsTask && rest.length > 0) throw new UsageError(`'${command}' takes no arguments, got '${rest.join(" ")}'`);
+  if (command === "show") {
+    if (rest.length !== 1) throw new UsageError(`'show' takes exactly one job id, got ${rest.length}`);
+    if (!isJobId(rest[0]!)) throw new UsageError(`<job id> must be a whole number from 1 to 9223372036854775807, got '${rest[0]}'`);
+  } else if (!needsTask && rest.length > 0) throw new UsageError(`'${command}' takes no arguments, got '${rest.join(" ")}'`);
 
   const payload = values.payload === undefined ? {} : parseJsonOption("--payload", values.payload);
   const enqueueOptions = needsTask ? parseEnqueueOptions(values) : {};
@@ -138,6 +147,15 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
         enqueuers: values.enqueuers === undefined ? DEFAULT_ROLE_NAMES.enqueuers : values.enqueuers.split(",").filter(Boolean),
       };
       io.stdout(`${JSON.stringify({ roles, ...(await setupRoles(database.pool, roles)) })}\n`);
+      return 0;
+    }
+    if (command === "show") {
+      const job = await findJob(database.db, rest[0]!);
+      if (!job) {
+        io.stderr(`observing-jobs: no job with id ${rest[0]}\n`);
+        return 1;
+      }
+      io.stdout(`${JSON.stringify(job)}\n`);
       return 0;
     }
     if (command === "add") {
@@ -181,14 +199,16 @@ async function runNow(
 ): Promise<number> {
   const task = env.registry.get(taskName);
   const started = Date.now();
-  await executeTask(
+  const returned = await executeTask(
     task,
     payload,
     { id: `cli-${randomUUID()}`, attempt: 1, maxAttempts: 1, queueName: null },
     { db: env.database.db, registry: env.registry, upstream: makeUpstreamClients(env.config), logger: env.logger, config: env.config },
     env.io.signal ?? new AbortController().signal,
   );
-  env.io.stdout(`${JSON.stringify({ task: taskName, status: "succeeded", durationMs: Date.now() - started })}\n`);
+  // The result as a job would keep it (redacted, bounded); a run outside the queue has no record to keep it in.
+  const result = returned === undefined ? {} : { result: storableResult(returned, task.sensitive).value };
+  env.io.stdout(`${JSON.stringify({ task: taskName, status: "succeeded", durationMs: Date.now() - started, ...result })}\n`);
   return 0;
 }
 

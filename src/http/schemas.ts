@@ -83,6 +83,10 @@ export const JobDetails = Type.Object({
   ...jobSummaryFields,
   links: Type.Object({ self: Type.String() }),
   payload: Type.Unknown({ description: "As stored in history: sensitive fields redacted, large payloads summarised." }),
+  result: Type.Unknown({
+    description:
+      "What the task returned, once the job succeeded (null before, or when it returned nothing): JSON, sensitive fields redacted, at most 16 KiB (a larger result is `{ truncated: true, bytes, limit }`).",
+  }),
   timeline: Type.Array(JobEvent),
   children: Type.Union(
     [

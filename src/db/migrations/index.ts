@@ -13,6 +13,7 @@ import * as attemptOutcomes from "./0012_attempt_outcomes.ts";
 import * as dashboardSessions from "./0013_dashboard_sessions.ts";
 import * as heartbeatRunningJobs from "./0014_heartbeat_running_jobs.ts";
 import * as fenceWaitsForSweeper from "./0015_fence_waits_for_sweeper.ts";
+import * as jobResults from "./0016_job_results.ts";
 
 /** Every migration, in order. Imported statically so the build and the image carry them. */
 export const migrations: Record<string, Migration> = {
@@ -30,4 +31,5 @@ export const migrations: Record<string, Migration> = {
   "0013_dashboard_sessions": dashboardSessions,
   "0014_heartbeat_running_jobs": heartbeatRunningJobs,
   "0015_fence_waits_for_sweeper": fenceWaitsForSweeper,
+  "0016_job_results": jobResults,
 };

@@ -280,7 +280,7 @@ function summary(job: JobSummary) {
 }
 
 function details(job: JobDetails) {
-  return { ...summary(job), payload: job.payload, timeline: job.timeline.map(timelineEvent), children: job.children };
+  return { ...summary(job), payload: job.payload, result: job.result, timeline: job.timeline.map(timelineEvent), children: job.children };
 }
 
 function timelineEvent(event: TimelineEvent) {
