@@ -8,6 +8,7 @@ import type { CronFreshness } from "../cron/freshness.ts";
 import type { CrontabEntry } from "../cron/crontab.ts";
 import type { DashboardSources } from "../dashboard/sources.ts";
 import type { Db } from "../db/database.ts";
+import type { JobEndWaits } from "../lifecycle/job-end-waits.ts";
 import type { QueueStats } from "../lifecycle/queue-stats.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { ServiceMetrics } from "../observability/metrics.ts";
@@ -27,6 +28,8 @@ export interface AppDependencies {
   worker: { isRunning(): boolean };
   /** Live worker pools and overdue cron entries for the dashboard; shown as not available when absent. */
   dashboardSources?: DashboardSources;
+  /** Waits for jobs' ends (`?wait=`); the jobs routes open their own when absent (and close it with the app). */
+  jobEnds?: JobEndWaits;
   /** Shutdown state and worker health beyond the database (src/reliability/readiness.ts); reported when given. */
   reliability?: ReliabilityProbe;
 }

@@ -6,6 +6,7 @@ import { buildApp, type App } from "../../src/http/app.ts";
 import type { Config } from "../../src/config.ts";
 import { loadCrontab } from "../../src/cron/crontab.ts";
 import type { DashboardSources } from "../../src/dashboard/sources.ts";
+import type { JobEndWaits } from "../../src/lifecycle/job-end-waits.ts";
 import type { Logger } from "../../src/observability/logger.ts";
 import type { TaskRegistry } from "../../src/registry.ts";
 import type { TestEnv } from "./env.ts";
@@ -22,6 +23,8 @@ export interface TestAppOptions {
   registry?: TaskRegistry;
   /** The dashboard's live sources (worker pools, overdue cron entries); shown as not available when absent. */
   sources?: DashboardSources;
+  /** Waits for jobs' ends (`?wait=`), to look at them; the app opens its own when absent. */
+  jobEnds?: JobEndWaits;
   /** Instead of the environment's logger (whose lines env.logs collects), e.g. a quieter child of it. */
   logger?: Logger;
 }
@@ -44,5 +47,6 @@ export async function buildTestApp(env: TestEnv, options: TestAppOptions = {}): 
     metrics: env.metrics,
     worker: options.worker ?? { isRunning: () => true },
     ...(options.sources ? { dashboardSources: options.sources } : {}),
+    ...(options.jobEnds ? { jobEnds: options.jobEnds } : {}),
   });
 }

@@ -4,9 +4,12 @@
  * Nothing is enqueued unless the whole request is valid.
  */
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import type { FastifyReply, FastifyRequest } from "fastify";
 import type { FastifySchemaValidationError } from "fastify/types/schema.js";
+import pg from "pg";
 import Type from "typebox";
 import { enqueueJob, enqueueJobs } from "../../enqueue.ts";
+import { JobEndWaits } from "../../lifecycle/job-end-waits.ts";
 import { HttpError } from "../errors.ts";
 import {
   cancelJob,
@@ -18,6 +21,7 @@ import {
   listJobs,
   retryJob,
   type JobDetails,
+  type JobState,
   type JobSummary,
   type TimelineEvent,
 } from "../../lifecycle/jobs.ts";
@@ -38,10 +42,13 @@ import {
   JobDetails as JobDetailsSchema,
   JobIdString,
   JobSummary as JobSummarySchema,
+  MAX_WAIT_MS,
   NoQuery,
   OPTIONAL_BODY,
 } from "../schemas.ts";
 
+/** The session name of the LISTEN connection of `?wait=` (one per process). */
+export const JOB_END_WAITS_APPLICATION_NAME = "observing-jobs job-end waits";
 /** The most payloads one `POST /jobs/{task}/batch` request may carry. */
 const MAX_PAYLOADS_PER_REQUEST = 1000;
 const JobId = Type.Object({ id: JobIdString("Job id") }, { additionalProperties: false });
@@ -53,6 +60,15 @@ const Enqueued = Type.Object(EnqueuedResponse.properties, {
     "idempotent-replayed": Type.Optional(Type.Literal("true", { description: "Present when an earlier request with this Idempotency-Key enqueued the job" })),
   },
 });
+/** A `?wait=` answer: the job ended within the wait. */
+const Finished = Type.Object(
+  { jobId: Type.String({ description: "As in the 202 answer (the same as id), so a caller reads one field either way" }), ...JobDetailsSchema.properties },
+  {
+    description:
+      "With ?wait=: the job ended within the wait. The job as GET /jobs/{id} shows it, plus jobId; `state` says how it ended (succeeded, dead or cancelled) and `result` is what it returned",
+    headers: { location: Type.String({ description: "The job's URL relative to the service (links.self)" }) },
+  },
+);
 const enqueueErrors = errorResponses(...AUTHENTICATED_ERRORS, 413, 415, 429);
 const readErrors = errorResponses(...AUTHENTICATED_ERRORS);
 const jobErrors = errorResponses(...AUTHENTICATED_ERRORS, 404);
@@ -64,6 +80,36 @@ const formatErrors = (root: string) => (validationErrors: FastifySchemaValidatio
 
 const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (app, { deps }) => {
   const { db, registry } = deps;
+  // One LISTEN connection for every `?wait=` of this process, opened on the first; its own client, not one of the pool's.
+  const jobEnds =
+    deps.jobEnds ??
+    new JobEndWaits({
+      db,
+      logger: deps.logger.child({ component: "job-end-waits" }),
+      makeClient: () => new pg.Client({ ...deps.pool.options, application_name: JOB_END_WAITS_APPLICATION_NAME }),
+    });
+  // Before the server waits for requests in flight: at shutdown a caller still waiting gets its 202 at once.
+  if (!deps.jobEnds) app.addHook("preClose", () => jobEnds.close());
+
+  /** After a `?wait=`: 200 with the job when it ended within the wait, else the usual 202 with its state now. */
+  async function answerAfterWait(request: FastifyRequest, reply: FastifyReply, jobId: string, waitMs: number) {
+    // The caller going away ends the wait (its response can no longer be sent).
+    const gone = new AbortController();
+    const onClose = () => gone.abort();
+    reply.raw.once("close", onClose);
+    try {
+      await jobEnds.waitForEnd(jobId, waitMs, gone.signal);
+    } finally {
+      reply.raw.off("close", onClose);
+    }
+    const job = await findJob(db, jobId);
+    if (!job) throw new JobNotFoundError(jobId);
+    if (ENDED_STATES.has(job.state)) {
+      request.log.info({ jobId, state: job.state }, "waited-for job ended");
+      return reply.status(200).header("location", jobLink(job.id)).send({ jobId: job.id, ...details(job) });
+    }
+    return reply.status(202).header("location", jobLink(job.id)).send(enqueued(job));
+  }
 
   // A request without a body enqueues the task with an empty payload (its defaults).
   app.addHook("preValidation", async (request) => {
@@ -88,12 +134,14 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
           [OPTIONAL_BODY]: true,
           querystring: EnqueueQuery,
           headers: IdempotencyHeaders,
-          response: { 202: Enqueued, ...enqueueErrors },
+          response: { 200: Finished, 202: Enqueued, ...enqueueErrors },
         },
         config: RATE_LIMITED,
         schemaErrorFormatter: formatErrors("payload"),
       },
       async (request, reply) => {
+        // Checked before anything is enqueued.
+        const waitMs = request.query.wait === undefined ? 0 : parseWait(request.query.wait);
         const options = enqueueOptions(request.query);
         const idempotencyKey = request.headers["idempotency-key"];
         if (idempotencyKey) {
@@ -104,11 +152,13 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
           const earlier = await findJobByKey(db, options.jobKey);
           if (earlier) {
             reply.header("idempotent-replayed", "true");
+            if (waitMs > 0) return answerAfterWait(request, reply, earlier.id, waitMs);
             return reply.status(202).header("location", jobLink(earlier.id)).send(enqueued(earlier));
           }
         }
         const job = await enqueueJob(db, registry, task.name, request.body, options, { source: "http", actor: request.caller.id });
         request.log.info({ caller: request.caller.id, jobId: job.id, task: task.name }, "job enqueued");
+        if (waitMs > 0) return answerAfterWait(request, reply, job.id, waitMs);
         return reply.status(202).header("location", jobLink(job.id)).send(enqueued(job));
       },
     );
@@ -237,6 +287,21 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
     );
   }
 };
+
+/** States a job does not leave by itself: a `?wait=` ends when the job reaches one. */
+const ENDED_STATES: ReadonlySet<JobState> = new Set(["succeeded", "dead", "cancelled", "discarded"]);
+
+/**
+ * `?wait=` in milliseconds: `30s`, `1500ms` or plain seconds (`30`), from 0 (no wait) to
+ * MAX_WAIT_MS. Anything else is the caller's mistake (400, naming `wait`).
+ */
+export function parseWait(text: string): number {
+  const match = /^(\d{1,6})(ms|s)?$/.exec(text);
+  const ms = match ? Number(match[1]) * (match[2] === "ms" ? 1 : 1000) : Number.NaN;
+  if (Number.isNaN(ms)) throw new HttpError(400, `querystring/wait must be a duration such as 30s, 1500ms or 30 (seconds), got "${text}"`);
+  if (ms > MAX_WAIT_MS) throw new HttpError(400, `querystring/wait must be at most ${MAX_WAIT_MS / 1000}s, got "${text}"`);
+  return ms;
+}
 
 function enqueueOptions(query: { runAt?: string; priority?: number; maxAttempts?: number; jobKey?: string; queue?: string }): EnqueueOptions {
   return {
