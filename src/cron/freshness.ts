@@ -1,7 +1,7 @@
 /**
  * Cron freshness: for each crontab entry, when its job last ran and last succeeded (from
  * observing_jobs.cron_runs, which the recording triggers keep and retention never prunes), and
- * whether that success is older than the staleness the entry declares (`stale=` on its crontab line). Read by /metrics, the API's task listing, readiness detail and the dashboard;
+ * whether that success is older than the staleness the entry declares (`stale=` on its crontab line). Read by /metrics, the API's task listing, readiness detail and the dashboard (overview and tasks pages);
  * cached, so however often they ask, the database sees one small query per interval.
  */
 import type { CrontabEntry } from "./crontab.ts";
@@ -15,7 +15,10 @@ export interface CronStatus {
   /** How stale the last success may get, from `stale=`; null when the entry declares none. */
   maxStalenessSeconds: number | null;
   lastRunAt: Date | null;
+  /** The job of the last run and of the last success (the dashboard links them). */
+  lastRunJobId: string | null;
   lastSuccessAt: Date | null;
+  lastSuccessJobId: string | null;
   /** True when a declared staleness is exceeded (counted from start-up when it never succeeded). */
   overdue: boolean;
   /** When the entry became overdue (its last success, or start-up, plus its staleness); null when not overdue. */
@@ -47,7 +50,9 @@ function statusOf(entry: CrontabEntry, times: CronRunTimes | undefined, startedA
     task: entry.item.task,
     maxStalenessSeconds,
     lastRunAt,
+    lastRunJobId: times?.lastRunJobId ?? null,
     lastSuccessAt,
+    lastSuccessJobId: times?.lastSuccessJobId ?? null,
     overdue,
     overdueSince: overdue ? overdueSince : null,
   };

@@ -6,7 +6,7 @@ import type pg from "pg";
 import type { Config } from "../config.ts";
 import type { CronFreshness } from "../cron/freshness.ts";
 import type { CrontabEntry } from "../cron/crontab.ts";
-import type { DashboardSources } from "../dashboard/sources.ts";
+import type { DashboardSources } from "./dashboard/sources.ts";
 import type { Db } from "../db/database.ts";
 import type { JobEndWaits } from "../lifecycle/job-end-waits.ts";
 import type { QueueStats } from "../lifecycle/queue-stats.ts";

@@ -314,19 +314,21 @@ export async function countEndedSince(db: Db, since: Date): Promise<Record<strin
 
 export interface CronRunTimes {
   lastRunAt: Date | null;
+  lastRunJobId: string | null;
   lastSuccessAt: Date | null;
+  lastSuccessJobId: string | null;
 }
 
 /** Each crontab entry's (task and payload) last run and last success, in the order asked; kept whatever the retention. */
 export async function findCronRunTimes(db: Db, entries: ReadonlyArray<{ task: string; payload: unknown }>): Promise<CronRunTimes[]> {
   if (entries.length === 0) return [];
-  const { rows } = await sql<{ n: string; last_run_at: Date | null; last_success_at: Date | null }>`
-    select e.n, c.last_run_at, c.last_success_at
+  const { rows } = await sql<{ n: string; last_run_at: Date | null; last_run_job_id: string | null; last_success_at: Date | null; last_success_job_id: string | null }>`
+    select e.n, c.last_run_at, c.last_run_job_id::text, c.last_success_at, c.last_success_job_id::text
     from unnest(${entries.map((entry) => entry.task)}::text[], ${entries.map((entry) => JSON.stringify(entry.payload ?? {}))}::jsonb[])
       with ordinality as e(task, payload, n)
     left join observing_jobs.cron_runs c on c.task = e.task and c.payload = e.payload
     order by e.n`.execute(db);
-  return rows.map((row) => ({ lastRunAt: row.last_run_at, lastSuccessAt: row.last_success_at }));
+  return rows.map((row) => ({ lastRunAt: row.last_run_at, lastRunJobId: row.last_run_job_id, lastSuccessAt: row.last_success_at, lastSuccessJobId: row.last_success_job_id }));
 }
 
 /**
