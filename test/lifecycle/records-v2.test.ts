@@ -24,9 +24,11 @@ async function recordOf(env: TestEnv, id: string) {
 
 describe("records kept by graphile-worker's own statements", () => {
   test("a succeeded job costs the service one insert and one HOT update, and no event rows", async ({ env }) => {
-    const jobs = await enqueueJobs(env.db, env.registry, "resolve_taxa", Array.from({ length: 50 }, () => ({})));
+    // A task that returns nothing (as the benchmark's no-op): a result would cost one more update (below).
+    const registry = registryWithTestTasks(env, { flaky: makeScript() });
+    const jobs = await enqueueJobs(env.db, registry, "flaky_task", Array.from({ length: 50 }, () => ({})));
     const before = await tableStats(env);
-    await runDueJobs(env);
+    await runDueJobs(env, registry);
     const after = await waitFor(async () => {
       const stats = await tableStats(env);
       return stats.updates - before.updates >= 50 && stats;
@@ -36,6 +38,20 @@ describe("records kept by graphile-worker's own statements", () => {
     expect(after.updates - before.updates).toBe(50);
     // HOT: no index covers what the end of an attempt changes, and the fillfactor leaves each page room for it.
     expect(after.hotUpdates - before.hotUpdates).toBe(50);
+  });
+
+  test("a job that returns a result costs one more update, HOT too", async ({ env }) => {
+    // A sweep with nothing due returns { sweep: "nothing_due" }: written just before graphile-worker's completion.
+    const jobs = await enqueueJobs(env.db, env.registry, "resolve_taxa", Array.from({ length: 50 }, () => ({})));
+    const before = await tableStats(env);
+    await runDueJobs(env);
+    const after = await waitFor(async () => {
+      const stats = await tableStats(env);
+      return stats.updates - before.updates >= 100 && stats;
+    }, { message: "the statistics collector to report the records' updates" });
+    for (const job of jobs) expect(await findJob(env.db, job.id)).toMatchObject({ state: "succeeded", result: { sweep: "nothing_due" } });
+    expect(after.updates - before.updates).toBe(100);
+    expect(after.hotUpdates - before.hotUpdates).toBe(100);
   });
 
   test("a batched completion of many pages of records in one statement keeps every update HOT", async ({ env }) => {
