@@ -128,29 +128,34 @@ export class JobEndWaits {
   /** The shared LISTEN connection, opened once; null (polling only) while it cannot be opened. */
   #listen(): Promise<pg.Client | null> {
     if (this.#closed) return Promise.resolve(null);
-    this.#listener ??= (async () => {
-      const client = this.#options.makeClient();
-      const lost = (error?: Error) => {
-        if (this.#closed) return;
-        this.#options.logger.warn({ err: error }, "the LISTEN connection for job ends was lost; polling until it is back");
-        this.#listener = null;
-        client.end().catch(() => {});
-      };
-      client.on("error", lost);
-      client.on("end", () => lost());
-      client.on("notification", (message) => {
-        if (message.channel === JOB_ENDED_CHANNEL && message.payload) this.#wake(message.payload);
-      });
+    if (this.#listener) return this.#listener;
+    const client = this.#options.makeClient();
+    let opening: Promise<pg.Client | null> | null = null;
+    let lostAlready = false;
+    // An error and the end that follows it are one loss; a later connection is not this one's to drop.
+    const lost = (error?: Error) => {
+      if (lostAlready || this.#closed) return;
+      lostAlready = true;
+      this.#options.logger.warn({ err: error }, "the LISTEN connection for job ends was lost or could not be opened; polling until it is back");
+      if (this.#listener === opening) this.#listener = null;
+      client.end().catch(() => {});
+    };
+    client.on("error", lost);
+    client.on("end", () => lost());
+    client.on("notification", (message) => {
+      if (message.channel === JOB_ENDED_CHANNEL && message.payload) this.#wake(message.payload);
+    });
+    opening = (async () => {
       try {
         await client.connect();
         await client.query(`listen ${JOB_ENDED_CHANNEL}`);
         return client;
       } catch (error) {
-        client.removeAllListeners("end");
         lost(error as Error);
         return null;
       }
     })();
-    return this.#listener;
+    this.#listener = opening;
+    return opening;
   }
 }

@@ -85,6 +85,19 @@ describe("POST /jobs/{task}?wait=", () => {
     }
   });
 
+  test("a wait longer than the request timeout is not cut off by it (that limit is for receiving the request)", async ({ env }) => {
+    const app = await buildTestApp(env, { http: { requestTimeoutMs: 1000 } });
+    try {
+      const url = await app.listen({ host: "127.0.0.1", port: 0 });
+      const started = Date.now();
+      const response = await fetch(`${url}/jobs/resolve_taxa?wait=2500ms`, { method: "POST", headers: json, body: JSON.stringify({ taxonIds: [1] }) });
+      expect(response.status).toBe(202);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(2400);
+    } finally {
+      await app.close();
+    }
+  });
+
   test("refuses a bad or too long wait with a 400 naming wait, and enqueues nothing", async ({ env }) => {
     const app = await buildTestApp(env);
     try {
@@ -151,6 +164,35 @@ describe("POST /jobs/{task}?wait=", () => {
     const response = await answer;
     expect(response.statusCode).toBe(202);
     expect(Date.now() - closing).toBeLessThan(10_000);
+  });
+
+  test("a lost LISTEN connection is covered by the poll, and opened again", async ({ env }) => {
+    const jobEnds = makeWaits(env, { pollIntervalMs: 200 });
+    const app = await buildTestApp(env, { jobEnds });
+    const listeners = async () => {
+      const { rows } = await sql<{ pid: number }>`
+        select pid from pg_stat_activity where application_name = ${JOB_END_WAITS_APPLICATION_NAME} and datname = current_database()`.execute(env.db);
+      return rows.map((row) => row.pid);
+    };
+    try {
+      const [id] = await insertTaxa(env.db, [{ scientific_name: "Puma concolor" }]);
+      const answer = app.inject({ method: "POST", url: "/jobs/resolve_taxa?wait=20s", headers: json, payload: { taxonIds: [id] } });
+      await waitFor(() => jobEnds.waiters === 1, { message: "the caller waiting" });
+      const [first] = await waitFor(async () => {
+        const pids = await listeners();
+        return pids.length === 1 && pids;
+      }, { message: "the LISTEN connection" });
+      await sql`select pg_terminate_backend(${first!})`.execute(env.db);
+      await waitFor(async () => {
+        const pids = await listeners();
+        return pids.length === 1 && pids[0] !== first;
+      }, { message: "the LISTEN connection opened again" });
+      await runDueJobs(env);
+      expect((await answer).statusCode).toBe(200);
+    } finally {
+      await app.close();
+      await jobEnds.close();
+    }
   });
 
   test("a caller that goes away ends its wait", async ({ env }) => {

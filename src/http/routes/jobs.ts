@@ -97,6 +97,7 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
     const gone = new AbortController();
     const onClose = () => gone.abort();
     reply.raw.once("close", onClose);
+    if (request.raw.socket?.destroyed) gone.abort();
     try {
       await jobEnds.waitForEnd(jobId, waitMs, gone.signal);
     } finally {
@@ -295,7 +296,7 @@ const ENDED_STATES: ReadonlySet<JobState> = new Set(["succeeded", "dead", "cance
  * `?wait=` in milliseconds: `30s`, `1500ms` or plain seconds (`30`), from 0 (no wait) to
  * MAX_WAIT_MS. Anything else is the caller's mistake (400, naming `wait`).
  */
-export function parseWait(text: string): number {
+function parseWait(text: string): number {
   const match = /^(\d{1,6})(ms|s)?$/.exec(text);
   const ms = match ? Number(match[1]) * (match[2] === "ms" ? 1 : 1000) : Number.NaN;
   if (Number.isNaN(ms)) throw new HttpError(400, `querystring/wait must be a duration such as 30s, 1500ms or 30 (seconds), got "${text}"`);
