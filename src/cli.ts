@@ -17,6 +17,7 @@ import { migrateDatabase } from "./db/migrate.ts";
 import { DEFAULT_ROLE_NAMES, setupRoles } from "./db/roles.ts";
 import { checkPayload, enqueueJob, InvalidPayloadError } from "./enqueue.ts";
 import { isJobId } from "./input-limits.ts";
+import { jobDetailsJson } from "./lifecycle/job-json.ts";
 import { findJob } from "./lifecycle/jobs.ts";
 import { storableResult } from "./lifecycle/results.ts";
 import { makeLogger, type Logger } from "./observability/logger.ts";
@@ -155,7 +156,7 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
         io.stderr(`observing-jobs: no job with id ${rest[0]}\n`);
         return 1;
       }
-      io.stdout(`${JSON.stringify(job)}\n`);
+      io.stdout(`${JSON.stringify(jobDetailsJson(job))}\n`);
       return 0;
     }
     if (command === "add") {

@@ -66,10 +66,12 @@ describe("a resolve_taxa result", () => {
       taxaNotListed: 0,
     };
     const app = await buildTestApp(env);
+    let shownByApi: unknown;
     try {
       const response = await app.inject({ url: `/jobs/${job.id}`, headers: AUTH });
       expect(response.statusCode).toBe(200);
-      expect(response.json()).toMatchObject({ state: "succeeded", result: expected });
+      shownByApi = response.json();
+      expect(shownByApi).toMatchObject({ state: "succeeded", result: expected });
     } finally {
       await app.close();
     }
@@ -79,6 +81,8 @@ describe("a resolve_taxa result", () => {
     const code = await runCli(["show", job.id], { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), loadConfig: () => env.config });
     expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
     expect(JSON.parse(stdout)).toMatchObject({ id: job.id, task: "resolve_taxa", state: "succeeded", result: expected });
+    // The CLI prints what the API answers.
+    expect(JSON.parse(stdout)).toEqual(shownByApi);
   });
 
   test("lists at most 100 rows and counts the rest", async ({ env }) => {

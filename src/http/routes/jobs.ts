@@ -22,9 +22,8 @@ import {
   retryJob,
   type JobDetails,
   type JobState,
-  type JobSummary,
-  type TimelineEvent,
 } from "../../lifecycle/jobs.ts";
+import { jobDetailsJson, jobLink, jobSummaryJson } from "../../lifecycle/job-json.ts";
 import { parseInstant } from "../../input-limits.ts";
 import { describeSchemaError } from "../../payload-validation.ts";
 import { UnknownTaskError, type RegisteredTask } from "../../registry.ts";
@@ -107,7 +106,7 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
     if (!job) throw new JobNotFoundError(jobId);
     if (ENDED_STATES.has(job.state)) {
       request.log.info({ jobId, state: job.state }, "waited-for job ended");
-      return reply.status(200).header("location", jobLink(job.id)).send({ jobId: job.id, ...details(job) });
+      return reply.status(200).header("location", jobLink(job.id)).send({ jobId: job.id, ...jobDetailsJson(job) });
     }
     return reply.status(202).header("location", jobLink(job.id)).send(enqueued(job));
   }
@@ -241,7 +240,7 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
         ...(to ? { to: parseInstant(to)! } : {}),
         ...(cursor ? { before: cursor } : {}),
       });
-      return { jobs: page.jobs.map(summary), nextCursor: page.nextCursor };
+      return { jobs: page.jobs.map(jobSummaryJson), nextCursor: page.nextCursor };
     },
   );
 
@@ -254,7 +253,7 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
     async (request) => {
       const job = await findJob(db, request.params.id);
       if (!job) throw new JobNotFoundError(request.params.id);
-      return details(job);
+      return jobDetailsJson(job);
     },
   );
 
@@ -283,7 +282,7 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
       async (request) => {
         const job = await action(db, request.params.id, request.caller.id);
         request.log.info({ caller: request.caller.id, jobId: job.id, action: name }, `job ${name} by operator`);
-        return details(job);
+        return jobDetailsJson(job);
       },
     );
   }
@@ -320,50 +319,13 @@ function operationId(...words: string[]): string {
   return parts.map((part, index) => (index === 0 ? part : part.charAt(0).toUpperCase() + part.slice(1))).join("");
 }
 
-export function jobLink(id: string): string {
-  return `/jobs/${id}`;
-}
-
 const iso = (date: Date) => date.toISOString();
-const isoOrNull = (date: Date | null) => (date ? date.toISOString() : null);
 
 function enqueued(job: EnqueuedJob | JobDetails) {
   const links = { self: jobLink(job.id) };
   if ("state" in job) return { jobId: job.id, task: job.task, state: job.state, queue: job.queue, runAt: iso(job.runAt), links };
   const state = job.runAt.getTime() > Date.now() ? ("scheduled" as const) : ("queued" as const);
   return { jobId: job.id, task: job.task, state, queue: job.queueName, runAt: iso(job.runAt), links };
-}
-
-function summary(job: JobSummary) {
-  return {
-    ...job,
-    runAt: iso(job.runAt),
-    createdAt: iso(job.createdAt),
-    startedAt: isoOrNull(job.startedAt),
-    finishedAt: isoOrNull(job.finishedAt),
-    links: { self: jobLink(job.id) },
-  };
-}
-
-function details(job: JobDetails) {
-  return { ...summary(job), payload: job.payload, result: job.result, timeline: job.timeline.map(timelineEvent), children: job.children };
-}
-
-function timelineEvent(event: TimelineEvent) {
-  return {
-    id: event.id,
-    event: event.event,
-    attempt: event.attempt,
-    source: event.source,
-    workerId: event.worker_id,
-    actor: event.actor,
-    error: event.error,
-    stack: event.stack,
-    durationMs: event.duration_ms,
-    runAt: isoOrNull(event.run_at),
-    traceId: event.trace_id,
-    at: iso(event.at),
-  };
 }
 
 export default jobRoutes;
