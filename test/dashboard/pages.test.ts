@@ -295,7 +295,7 @@ describe("pages", () => {
       const page = await get(app, `/dashboard/jobs/${parent.id}`);
       expect(page.body).toContain('data-state="succeeded"');
       expect(page.body).toContain(`action="/dashboard/jobs/${parent.id}/cancel"`);
-      expect(page.body).toContain("It is succeeded, so it is not changed; the 2 jobs it enqueued that have not started are removed from the queue (jobs already running finish).");
+      expect(page.body).toContain("The job itself (succeeded) is not changed; the 2 jobs it enqueued that have not started are removed from the queue (jobs already running finish).");
       expect(page.body).not.toContain(`action="/dashboard/jobs/${parent.id}/retry"`);
 
       const cancelled = await app.inject({ method: "POST", url: `/dashboard/jobs/${parent.id}/cancel`, headers: { ...AUTH, ...form({}).headers }, payload: "" });

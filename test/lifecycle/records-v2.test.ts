@@ -40,7 +40,7 @@ describe("records kept by graphile-worker's own statements", () => {
     expect(after.hotUpdates - before.hotUpdates).toBe(50);
   });
 
-  test("a job that returns a result costs one more update, HOT too", async ({ env }) => {
+  test("a job that returns a result costs one more update", async ({ env }) => {
     // A sweep with nothing due returns { sweep: "nothing_due" }: written just before graphile-worker's completion.
     const jobs = await enqueueJobs(env.db, env.registry, "resolve_taxa", Array.from({ length: 50 }, () => ({})));
     const before = await tableStats(env);
@@ -51,7 +51,8 @@ describe("records kept by graphile-worker's own statements", () => {
     }, { message: "the statistics collector to report the records' updates" });
     for (const job of jobs) expect(await findJob(env.db, job.id)).toMatchObject({ state: "succeeded", result: { sweep: "nothing_due" } });
     expect(after.updates - before.updates).toBe(100);
-    expect(after.hotUpdates - before.hotUpdates).toBe(100);
+    // Mostly HOT, not always: a record then has three versions before pruning can reclaim the first,
+    // which waits for other transactions' snapshots (measured: 93 to 100 of these 100). Not asserted.
   });
 
   test("a batched completion of many pages of records in one statement keeps every update HOT", async ({ env }) => {

@@ -46,7 +46,7 @@ function cancelExplanation(job: JobDetails): string {
   const children = `the ${pending} jobs it enqueued that have not started`;
   return itself
     ? `It is removed from the queue and will not run, and so are ${children}.`
-    : `It is ${job.state}, so it is not changed; ${children} are removed from the queue (jobs already running finish).`;
+    : `The job itself (${job.state}) is not changed; ${children} are removed from the queue (jobs already running finish).`;
 }
 
 /** What the job's page says after an action (carried by a signed flash cookie, never by the URL). */
