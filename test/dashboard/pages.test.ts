@@ -119,6 +119,7 @@ describe("pages", () => {
         const page = await get(app, `/dashboard/jobs/${ids[0]}`);
         expect(page.body).toContain('data-state="dead"');
         expect(page.body).toContain("<dd>1 of 1</dd>");
+        expect(page.body).toContain("None: the job did not succeed (a result is kept if a retry does).");
         expect(page.body).toMatch(/<details class="stack"><summary class="error-text">scripted failure \(\d+ left\)<\/summary><pre>Error: scripted failure/);
         for (const event of ["enqueued", "started", "failed", "exhausted"]) expect(page.body).toContain(`data-event="${event}"`);
         expect(page.body).toContain(`action="/dashboard/jobs/${ids[0]}/retry"`);

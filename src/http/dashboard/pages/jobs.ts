@@ -193,6 +193,8 @@ function jobNotFound(request: FastifyRequest, reply: FastifyReply, id: string): 
 function resultBlock(job: JobDetails): Html {
   if (job.result !== null) return html`<p class="muted">Redacted like payloads; at most 16 KiB of JSON (a larger result is kept as a marker).</p>${jsonBlock(job.result, `Result of job ${job.id}`)}`;
   if (job.state === "succeeded") return html`<p class="muted">The task returned no result.</p>`;
+  if (job.state === "dead") return html`<p class="muted">None: the job did not succeed (a result is kept if a retry does).</p>`;
+  if (job.state === "cancelled" || job.state === "discarded") return html`<p class="muted">None: the job was ${job.state} before it succeeded.</p>`;
   return html`<p class="muted">None yet: a result is kept when the job succeeds.</p>`;
 }
 
