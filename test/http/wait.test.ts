@@ -80,6 +80,9 @@ describe("POST /jobs/{task}?wait=", () => {
       expect(response.statusCode).toBe(202);
       expect(response.json()).toMatchObject({ task: "resolve_taxa", state: "queued" });
       expect(response.headers.location).toBe(`/jobs/${response.json().jobId}`);
+      // 0 does not wait.
+      const now = await app.inject({ method: "POST", url: "/jobs/resolve_taxa?wait=0s", headers: json, payload: { taxonIds: [2] } });
+      expect(now.statusCode).toBe(202);
     } finally {
       await app.close();
     }
