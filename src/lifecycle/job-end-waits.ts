@@ -29,6 +29,8 @@ export class JobEndWaits {
   readonly #options: JobEndWaitsOptions;
   /** Per job, how to settle each of its waits: true when it ended, false when the wait is given up. */
   readonly #waiting = new Map<string, Set<(ended: boolean) => void>>();
+  /** Statements in flight (arming a wait, a poll): close() lets them finish, so nothing outlives it. */
+  readonly #inFlight = new Set<Promise<unknown>>();
   #listener: Promise<pg.Client | null> | null = null;
   #poll: NodeJS.Timeout | null = null;
   #closed = false;
@@ -65,9 +67,11 @@ export class JobEndWaits {
       const timer = setTimeout(() => finish(false), timeoutMs);
       signal.addEventListener("abort", onAbort, { once: true });
       this.#add(jobId, finish);
-      this.#arm(jobId).then(
-        (ended) => ended && finish(true),
-        (error: unknown) => this.#options.logger.warn({ err: error, jobId }, "could not arm the wait for a job's end; polling for it"),
+      this.#track(
+        this.#arm(jobId).then(
+          (ended) => ended && finish(true),
+          (error: unknown) => this.#options.logger.warn({ err: error, jobId }, "could not arm the wait for a job's end; polling for it"),
+        ),
       );
     });
   }
@@ -78,9 +82,15 @@ export class JobEndWaits {
     for (const set of [...this.#waiting.values()]) for (const settle of [...set]) settle(false);
     this.#waiting.clear();
     this.#stopPolling();
+    await Promise.allSettled([...this.#inFlight]);
     const listener = await this.#listener?.catch(() => null);
     this.#listener = null;
     await listener?.end().catch(() => {});
+  }
+
+  #track(work: Promise<unknown>): void {
+    this.#inFlight.add(work);
+    void work.finally(() => this.#inFlight.delete(work));
   }
 
   /** LISTEN first, then mark the record: an end after the mark is notified, one before it is seen in the phase the mark returns. */
@@ -94,7 +104,7 @@ export class JobEndWaits {
     let set = this.#waiting.get(jobId);
     if (!set) this.#waiting.set(jobId, (set = new Set()));
     set.add(settle);
-    this.#poll ??= setInterval(() => void this.#pollOnce(), this.#options.pollIntervalMs ?? END_POLL_INTERVAL_MS).unref();
+    this.#poll ??= setInterval(() => this.#track(this.#pollOnce()), this.#options.pollIntervalMs ?? END_POLL_INTERVAL_MS).unref();
   }
 
   #remove(jobId: string, settle: (ended: boolean) => void): void {

@@ -91,7 +91,8 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
   if (!deps.jobEnds) app.addHook("preClose", () => jobEnds.close());
 
   /** After a `?wait=`: 200 with the job when it ended within the wait, else the usual 202 with its state now. */
-  async function answerAfterWait(request: FastifyRequest, reply: FastifyReply, jobId: string, waitMs: number) {
+  async function answerAfterWait(request: FastifyRequest, reply: FastifyReply, enqueuedJob: EnqueuedJob | JobDetails, waitMs: number) {
+    const jobId = enqueuedJob.id;
     // The caller going away ends the wait (its response can no longer be sent).
     const gone = new AbortController();
     const onClose = () => gone.abort();
@@ -102,6 +103,8 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
     } finally {
       reply.raw.off("close", onClose);
     }
+    // Nobody to tell: no reading for a caller that went away.
+    if (gone.signal.aborted) return reply.status(202).header("location", jobLink(jobId)).send(enqueued(enqueuedJob));
     const job = await findJob(db, jobId);
     if (!job) throw new JobNotFoundError(jobId);
     if (ENDED_STATES.has(job.state)) {
@@ -152,13 +155,13 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
           const earlier = await findJobByKey(db, options.jobKey);
           if (earlier) {
             reply.header("idempotent-replayed", "true");
-            if (waitMs > 0) return answerAfterWait(request, reply, earlier.id, waitMs);
+            if (waitMs > 0) return answerAfterWait(request, reply, earlier, waitMs);
             return reply.status(202).header("location", jobLink(earlier.id)).send(enqueued(earlier));
           }
         }
         const job = await enqueueJob(db, registry, task.name, request.body, options, { source: "http", actor: request.caller.id });
         request.log.info({ caller: request.caller.id, jobId: job.id, task: task.name }, "job enqueued");
-        if (waitMs > 0) return answerAfterWait(request, reply, job.id, waitMs);
+        if (waitMs > 0) return answerAfterWait(request, reply, job, waitMs);
         return reply.status(202).header("location", jobLink(job.id)).send(enqueued(job));
       },
     );
