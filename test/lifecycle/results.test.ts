@@ -149,6 +149,8 @@ describe("where a result is written", () => {
     await sql`update graphile_worker._private_jobs set locked_by = 'pool-a', locked_at = now(), attempts = 1 where id = ${job.id}::bigint`.execute(env.db);
     expect(await recordResult(env.db, { jobId: job.id, poolId: "pool-b", attempt: 1 }, '{"late":true}')).toBe(false);
     expect(await recordResult(env.db, { jobId: job.id, poolId: "pool-a", attempt: 1 }, '{"mine":true}')).toBe(true);
+    // Unlocked again: resetData's complete_jobs leaves locked jobs alone.
+    await sql`update graphile_worker._private_jobs set locked_by = null, locked_at = null where id = ${job.id}::bigint`.execute(env.db);
   });
 
   test("a result is the job's only when the attempt that wrote it is the one that succeeded", () => {
