@@ -357,7 +357,7 @@ export async function retryJob(db: Db, id: string, actor: string): Promise<JobDe
   });
 }
 
-/** What an operator may do to a job (API, dashboard, CLI). */
+/** What an operator may do to a job (through the API and the dashboard). */
 export const JOB_ACTIONS = ["retry", "cancel", "discard"] as const;
 export type JobAction = (typeof JOB_ACTIONS)[number];
 
