@@ -4,6 +4,7 @@
  *   observing-jobs run <task> [--payload JSON]     run one task in this process, outside the queue
  *   observing-jobs add <task> [--payload JSON] [--run-at ISO] [--queue NAME] [--priority N]
  *                             [--max-attempts N] [--job-key KEY] [--force]
+ *   observing-jobs show <job id>                   a job's state, result and history, as JSON
  *   observing-jobs tasks                           list the registered tasks
  *   observing-jobs pause|resume <task|queue|group> <name> [--reason TEXT] [--by NAME]
  *   observing-jobs pauses                          what is paused now
@@ -20,6 +21,10 @@ import { DEFAULT_ROLE_NAMES, setupRoles } from "./db/roles.ts";
 import { findPauses } from "./db/repositories/pauses.ts";
 import { checkPayload, enqueueJob, InvalidPayloadError } from "./enqueue.ts";
 import { describePause, pause, pauseHolding, PAUSE_KINDS, PAUSE_REASON_MAX_CHARS, resume, UnknownPauseTargetError, type PauseKind } from "./lifecycle/pauses.ts";
+import { isJobId } from "./input-limits.ts";
+import { jobDetailsJson } from "./lifecycle/job-json.ts";
+import { findJob } from "./lifecycle/jobs.ts";
+import { storableResult } from "./lifecycle/results.ts";
 import { makeLogger, type Logger } from "./observability/logger.ts";
 import { findTaskServers } from "./reliability/task-servers.ts";
 import { loadRegistry, UnknownTaskError } from "./registry.ts";
@@ -34,6 +39,7 @@ commands:
   run <task> [--payload JSON]  run one task now, in this process, outside the queue
   add <task> [--payload JSON]  enqueue a job (refused when running instances do not know the task)
       [--run-at ISO-8601] [--queue NAME] [--priority N] [--max-attempts N] [--job-key KEY] [--force]
+  show <job id>                a job's state, result and history, as JSON (GET /jobs/{id}'s content)
   tasks                        list the registered tasks
   pause <kind> <name>          pause a task, a named queue or a cap group (kind: task, queue or group):
       [--reason TEXT] [--by NAME]  no new attempt starts on any instance; running ones finish; jobs wait
@@ -107,6 +113,7 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
   const allowed: Record<string, readonly string[]> = {
     migrate: [],
     tasks: [],
+    show: [],
     run: ["payload"],
     add: ["payload", "force", ...jobOptions],
     "setup-roles": ["migrator", "runtime", "enqueuers"],
@@ -122,7 +129,10 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
   const needsTask = command === "run" || command === "add";
   const pausing = command === "pause" || command === "resume";
   if (needsTask && rest.length !== 1) throw new UsageError(`'${command}' takes exactly one task name, got ${rest.length}`);
-  if (!needsTask && !pausing && rest.length > 0) throw new UsageError(`'${command}' takes no arguments, got '${rest.join(" ")}'`);
+  if (command === "show") {
+    if (rest.length !== 1) throw new UsageError(`'show' takes exactly one job id, got ${rest.length}`);
+    if (!isJobId(rest[0]!)) throw new UsageError(`<job id> must be a whole number from 1 to 9223372036854775807, got '${rest[0]}'`);
+  } else if (!needsTask && !pausing && rest.length > 0) throw new UsageError(`'${command}' takes no arguments, got '${rest.join(" ")}'`);
   const target = pausing ? parsePauseTarget(command, rest, values) : undefined;
 
   const payload = values.payload === undefined ? {} : parseJsonOption("--payload", values.payload);
@@ -162,6 +172,15 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
       for (const held of await findPauses(database.db)) {
         io.stdout(`${JSON.stringify({ kind: held.kind, name: held.name, pausedBy: held.pausedBy, pausedAt: held.pausedAt, reason: held.reason })}\n`);
       }
+      return 0;
+    }
+    if (command === "show") {
+      const job = await findJob(database.db, rest[0]!);
+      if (!job) {
+        io.stderr(`observing-jobs: no job with id ${rest[0]}\n`);
+        return 1;
+      }
+      io.stdout(`${JSON.stringify(jobDetailsJson(job))}\n`);
       return 0;
     }
     if (command === "add") {
@@ -207,14 +226,16 @@ async function runNow(
 ): Promise<number> {
   const task = env.registry.get(taskName);
   const started = Date.now();
-  await executeTask(
+  const returned = await executeTask(
     task,
     payload,
     { id: `cli-${randomUUID()}`, attempt: 1, maxAttempts: 1, queueName: null },
     { db: env.database.db, registry: env.registry, upstream: makeUpstreamClients(env.config), logger: env.logger, config: env.config },
     env.io.signal ?? new AbortController().signal,
   );
-  env.io.stdout(`${JSON.stringify({ task: taskName, status: "succeeded", durationMs: Date.now() - started })}\n`);
+  // The result as a job would keep it (redacted, bounded); a run outside the queue has no record to keep it in.
+  const result = returned === undefined ? {} : { result: storableResult(returned, task.sensitive).value };
+  env.io.stdout(`${JSON.stringify({ task: taskName, status: "succeeded", durationMs: Date.now() - started, ...result })}\n`);
   return 0;
 }
 

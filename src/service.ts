@@ -183,10 +183,6 @@ export async function startService(config: Config, logger: Logger, options: Serv
       dashboardSources: {
         workerPools: async () =>
           (await workerPools()).map((pool) => ({ id: pool.pool_id, instance: pool.instance_id, runner: pool.runner, lastSeen: pool.last_seen, status: pool.status })),
-        overdueSchedules: async () =>
-          (await cronFreshness.read())
-            .filter((status) => status.overdue)
-            .map((status) => ({ id: status.id, task: status.task, dueAt: status.overdueSince!, lastFiredAt: status.lastRunAt })),
       },
       reliability: { shuttingDown: () => signals.shuttingDown(), checks: () => signals.checks(worker) },
       pauses,

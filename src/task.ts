@@ -89,6 +89,17 @@ export interface TaskContext {
   config: Config;
 }
 
+/** A value JSON can carry. */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue | undefined };
+
+/**
+ * What a handler may return: nothing, or a small JSON result (counts, what each row became) kept
+ * with the job's record and shown by the API, the dashboard and the CLI. Redacted like payloads
+ * (`sensitive`) and bounded (MAX_RESULT_BYTES, 16 KiB of JSON; a larger one is kept as
+ * `{ truncated: true, bytes, limit }`, and the job still succeeds). See docs/jobs.md.
+ */
+export type TaskResult = JsonValue | void;
+
 /** What an `onExhausted` hook gets: the handler's context and the error of the last attempt. */
 export interface ExhaustedContext extends TaskContext {
   error: Error;
@@ -102,9 +113,10 @@ export interface TaskDefinition<S extends TSchema = TSchema> {
   defaults?: TaskDefaults<Static<S>>;
   /**
    * Throw to fail the attempt (it is retried with backoff); throw PermanentJobError when no retry
-   * can help (the job dies at once). Record permanent per-row outcomes as data and return.
+   * can help (the job dies at once). Record permanent per-row outcomes as data and return. What it
+   * returns (if anything) is the job's result.
    */
-  run(payload: Static<S>, context: TaskContext): Promise<void>;
+  run(payload: Static<S>, context: TaskContext): Promise<TaskResult>;
   /**
    * Runs once when a job of this task has used all its attempts (it is now dead), before the last
    * failure is recorded. A hook that throws is logged and recorded as `hook_failed`; it does not retry.

@@ -55,5 +55,7 @@ export default defineTask({
       signal,
     });
     logger.info({ kingdom: p.kingdom, batches, rows }, "enqueued backfill batches");
+    // The batches' own progress is the job's `children`; the result says what was enqueued.
+    return { batches, rows };
   },
 });

@@ -21,7 +21,18 @@ import {
   type TaxonForFreshness,
 } from "../src/db/repositories/backbone-freshness.ts";
 import { INT4_MAX } from "../src/input-limits.ts";
-import { batchJobKey, batchSizeField, forceField, staleAfterDaysField, staleCutoff, sweepInBatches, taxonIdsField, workThroughRows } from "../src/taxa/batches.ts";
+import {
+  batchJobKey,
+  batchResult,
+  batchSizeField,
+  forceField,
+  staleAfterDaysField,
+  staleCutoff,
+  sweepInBatches,
+  taxonIdsField,
+  workThroughRows,
+  type BatchResult,
+} from "../src/taxa/batches.ts";
 import { defineTask, type TaskContext } from "../src/task.ts";
 import type { GbifNameUsage } from "../src/upstream/gbif.ts";
 
@@ -67,12 +78,12 @@ export default defineTask({
   async run(p, context) {
     const now = new Date();
     const staleBefore = staleCutoff(now, p.staleAfterDays ?? 7, p.force);
-    if (p.taxonIds) return checkBatch(await findTaxaForFreshness(context.db, { staleBefore, ids: p.taxonIds }), context);
+    if (p.taxonIds) return checkBatch(p.taxonIds.length, await findTaxaForFreshness(context.db, { staleBefore, ids: p.taxonIds }), context);
     const selection = { staleBefore, hot: { hotWithinDays: p.hotWithinDays ?? 30, hotMinObservations: p.hotMinObservations ?? 100, now } };
-    await sweepInBatches({
+    return sweepInBatches({
       limit: p.limit ?? 200,
       findIds: (page) => findTaxonIdsForFreshness(context.db, selection, page),
-      runBatch: async (ids) => checkBatch(await findTaxaForFreshness(context.db, { staleBefore, ids }), context),
+      runBatch: async (ids) => checkBatch(ids.length, await findTaxaForFreshness(context.db, { staleBefore, ids }), context),
       enqueueBatch: (ids) => context.enqueue("check_backbone_freshness", { ...p, taxonIds: ids }),
       signal: context.signal,
       logger: context.logger,
@@ -80,10 +91,11 @@ export default defineTask({
   },
 });
 
-async function checkBatch(rows: TaxonForFreshness[], { db, upstream, logger, signal, enqueue }: TaskContext): Promise<void> {
+/** Its result: rows per outcome (current, deleted, not_found, synonym, error) and how many went back to resolve_taxa. */
+async function checkBatch(requested: number, rows: TaxonForFreshness[], { db, upstream, logger, signal, enqueue }: TaskContext): Promise<BatchResult & { reResolved: number }> {
   const flipped: number[] = [];
   try {
-    await workThroughRows(rows, {
+    const counts = await workThroughRows(rows, {
       // GBIF_CONCURRENCY bounds the calls; this bounds the rows waiting on them.
       concurrency: 4,
       what: "check the backbone key of a taxon",
@@ -103,6 +115,7 @@ async function checkBatch(rows: TaxonForFreshness[], { db, upstream, logger, sig
         return change.status;
       },
     });
+    return { ...batchResult(requested, counts), reResolved: flipped.length };
   } finally {
     // Also when the batch stops on a transient failure: the rows flipped so far are re-resolved now, not tomorrow night.
     if (flipped.length > 0) await enqueue("resolve_taxa", { taxonIds: flipped.sort((a, b) => a - b) });

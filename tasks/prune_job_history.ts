@@ -39,6 +39,7 @@ export default defineTask({
       { phases: ["succeeded", "cancelled"] as JobPhase[], days: p.succeededDays ?? config.history.retentionDays },
       { phases: ["dead", "discarded"] as JobPhase[], days: p.deadDays ?? config.history.deadRetentionDays },
     ];
+    // Records pruned (with their events), and per-minute outcome counters.
     let pruned = 0;
     for (const { phases, days } of windows) {
       const cutoff = new Date(Date.now() - days * 86_400_000);
@@ -50,8 +51,9 @@ export default defineTask({
       }
     }
     // The overview's chart reads the last hour; a day of per-minute counters is plenty.
-    await pruneOutcomeCounts(db, new Date(Date.now() - 86_400_000));
+    const outcomeCounts = await pruneOutcomeCounts(db, new Date(Date.now() - 86_400_000));
     logger.info({ pruned }, "pruned job history");
+    return { pruned, outcomeCounts };
   },
 });
 

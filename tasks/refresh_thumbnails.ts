@@ -17,7 +17,18 @@ import {
   type TaxonForThumbnail,
   type ThumbnailRecord,
 } from "../src/db/repositories/thumbnails.ts";
-import { batchJobKey, batchSizeField, forceField, staleAfterDaysField, staleCutoff, sweepInBatches, taxonIdsField, workThroughRows } from "../src/taxa/batches.ts";
+import {
+  batchJobKey,
+  batchResult,
+  batchSizeField,
+  forceField,
+  staleAfterDaysField,
+  staleCutoff,
+  sweepInBatches,
+  taxonIdsField,
+  workThroughRows,
+  type BatchResult,
+} from "../src/taxa/batches.ts";
 import { defineTask, type TaskContext } from "../src/task.ts";
 import { UpstreamError } from "../src/upstream/http.ts";
 import { commonsThumbnailUrl, MAX_ENTITIES_PER_CALL, type WikidataItemImage } from "../src/upstream/wikidata.ts";
@@ -55,11 +66,11 @@ export default defineTask({
   async run(p, context) {
     const now = new Date();
     const selection = { staleBefore: staleCutoff(now, p.staleAfterDays ?? 30, p.force) };
-    if (p.taxonIds) return refreshBatch(await findTaxaForThumbnails(context.db, { ...selection, ids: p.taxonIds }), context);
-    await sweepInBatches({
+    if (p.taxonIds) return refreshBatch(p.taxonIds.length, await findTaxaForThumbnails(context.db, { ...selection, ids: p.taxonIds }), context);
+    return sweepInBatches({
       limit: p.limit ?? MAX_ENTITIES_PER_CALL,
       findIds: (page) => findTaxonIdsForThumbnails(context.db, selection, page),
-      runBatch: async (ids) => refreshBatch(await findTaxaForThumbnails(context.db, { ...selection, ids }), context),
+      runBatch: async (ids) => refreshBatch(ids.length, await findTaxaForThumbnails(context.db, { ...selection, ids }), context),
       enqueueBatch: (ids) => context.enqueue("refresh_thumbnails", { ...p, taxonIds: ids }),
       signal: context.signal,
       logger: context.logger,
@@ -67,14 +78,15 @@ export default defineTask({
   },
 });
 
-async function refreshBatch(rows: TaxonForThumbnail[], { db, upstream, logger, signal }: TaskContext): Promise<void> {
+/** Its result: rows per outcome (found, no_image, no_item, ambiguous_item, error). */
+async function refreshBatch(requested: number, rows: TaxonForThumbnail[], { db, upstream, logger, signal }: TaskContext): Promise<BatchResult> {
   const width = upstream.wikidata.thumbnailWidth;
   const recordError = (row: TaxonForThumbnail, error: UpstreamError) => recordThumbnailError(db, row.id, error.message, new Date());
   const common = { concurrency: 1, recordError, signal, logger };
 
   // First the item of each row; rows without exactly one item are settled here.
   const withItem: Array<TaxonForThumbnail & { itemId: string }> = [];
-  await workThroughRows(rows, {
+  const itemCounts = await workThroughRows(rows, {
     ...common,
     what: "find the Wikidata item of a taxon",
     async work(row) {
@@ -121,6 +133,10 @@ async function refreshBatch(rows: TaxonForThumbnail[], { db, upstream, logger, s
     }
   }
   logger.info({ rows: withItem.length, ...counts }, "recorded Wikidata images");
+  // Rows with one item are counted by what their image turned out to be, the others by why they have none.
+  const { item: _withOneItem, ...settledWithoutItem } = itemCounts;
+  for (const [outcome, n] of Object.entries(settledWithoutItem)) counts[outcome] = (counts[outcome] ?? 0) + n;
+  return batchResult(requested, counts);
 }
 
 function thumbnailRecord(row: { itemId: string; backboneKey: string }, image: WikidataItemImage, width: number): ThumbnailRecord {

@@ -15,8 +15,19 @@ import {
   recordUnfinishedResolution,
   type TaxonToResolve,
 } from "../src/db/repositories/taxa.ts";
-import { batchJobKey, batchSizeField, forceField, sweepInBatches, taxonIdsField, workThroughRows } from "../src/taxa/batches.ts";
-import { defineTask, type TaskContext } from "../src/task.ts";
+import {
+  batchJobKey,
+  batchResult,
+  batchSizeField,
+  forceField,
+  RESULT_ROWS_LISTED,
+  sweepInBatches,
+  taxonIdsField,
+  workThroughRows,
+  type BatchResult,
+  type SweepResult,
+} from "../src/taxa/batches.ts";
+import { defineTask, type JsonValue, type TaskContext } from "../src/task.ts";
 import { interpretMatch } from "../src/taxa/resolution.ts";
 
 
@@ -53,14 +64,16 @@ export default defineTask({
     // A batch is keyed by its whole work (rows, kingdom, force): enqueueing it again replaces the pending one.
     jobKey: (p) => batchJobKey("resolve_taxa", p),
   },
-  async run(p, context) {
+  /**
+   * With taxonIds: what each row resolved to (the first RESULT_ROWS_LISTED rows; counts cover all).
+   * A sweep: that, when it ran in place, or the batch jobs it enqueued.
+   */
+  async run(p, context): Promise<ResolveBatchResult | SweepResult<ResolveBatchResult>> {
     const { db, enqueue, signal, logger } = context;
     const selection = { force: p.force ?? false, ...(p.kingdom ? { kingdom: p.kingdom } : {}) };
-    const runBatch = async (ids: readonly number[]) => {
-      await resolveRows(await findTaxaToResolve(db, { ...selection, ids }), p.kingdom, context);
-    };
+    const runBatch = async (ids: readonly number[]) => resolveRows(ids.length, await findTaxaToResolve(db, { ...selection, ids }), p.kingdom, context);
     if (p.taxonIds) return runBatch(p.taxonIds);
-    await sweepInBatches({
+    return sweepInBatches({
       limit: p.limit ?? 100,
       findIds: (page) => findTaxonIdsToResolve(db, selection, page),
       runBatch,
@@ -78,8 +91,23 @@ export default defineTask({
   },
 });
 
-function resolveRows(rows: TaxonToResolve[], kingdom: string | undefined, { db, upstream, logger, signal }: TaskContext) {
-  return workThroughRows(rows, {
+/** What one row resolved to, as a result lists it. */
+interface ResolvedRow {
+  [key: string]: JsonValue;
+  id: number;
+  /** resolved, needs_review, no_match, or error (GBIF refused the row for good; the row says why). */
+  status: string;
+  /** GBIF's usage key (text: checklists other than the backbone use alphanumeric keys). */
+  usageKey: string | null;
+  acceptedName: string | null;
+  matchType: string | null;
+}
+
+type ResolveBatchResult = BatchResult & { taxa: ResolvedRow[]; taxaNotListed: number };
+
+async function resolveRows(requested: number, rows: TaxonToResolve[], kingdom: string | undefined, { db, upstream, logger, signal }: TaskContext): Promise<ResolveBatchResult> {
+  const resolved: ResolvedRow[] = [];
+  const counts = await workThroughRows(rows, {
     // Rows waiting on GBIF at once; the client itself bounds the calls (GBIF_CONCURRENCY).
     concurrency: 4,
     what: "resolve taxa",
@@ -87,10 +115,16 @@ function resolveRows(rows: TaxonToResolve[], kingdom: string | undefined, { db, 
       const match = await upstream.gbif.match({ scientificName: row.scientific_name, kingdom: row.kingdom_hint ?? kingdom }, signal);
       const update = interpretMatch(match, row.kingdom_hint, new Date());
       await recordResolution(db, row.id, update);
+      resolved.push({ id: row.id, status: update.status!, usageKey: update.gbif_usage_key ?? null, acceptedName: update.accepted_name ?? null, matchType: update.match_type ?? null });
       return update.status!;
     },
-    recordError: (row, error) => recordResolutionError(db, row.id, error.message, new Date()),
+    async recordError(row, error) {
+      await recordResolutionError(db, row.id, error.message, new Date());
+      resolved.push({ id: row.id, status: "error", usageKey: null, acceptedName: null, matchType: null });
+    },
     signal,
     logger,
   });
+  const listed = resolved.sort((a, b) => a.id - b.id).slice(0, RESULT_ROWS_LISTED);
+  return { ...batchResult(requested, counts), taxa: listed, taxaNotListed: resolved.length - listed.length };
 }

@@ -18,7 +18,18 @@ import {
   type ConservationRecord,
   type TaxonForConservation,
 } from "../src/db/repositories/conservation-status.ts";
-import { batchJobKey, batchSizeField, forceField, staleAfterDaysField, staleCutoff, sweepInBatches, taxonIdsField, workThroughRows } from "../src/taxa/batches.ts";
+import {
+  batchJobKey,
+  batchResult,
+  batchSizeField,
+  forceField,
+  staleAfterDaysField,
+  staleCutoff,
+  sweepInBatches,
+  taxonIdsField,
+  workThroughRows,
+  type BatchResult,
+} from "../src/taxa/batches.ts";
 import { defineTask, type TaskContext } from "../src/task.ts";
 import { IucnConfigurationError, type IucnConservationStatus } from "../src/upstream/iucn.ts";
 
@@ -58,11 +69,11 @@ export default defineTask({
     }
     const now = new Date();
     const selection = { staleBefore: staleCutoff(now, p.staleAfterDays ?? 90, p.force) };
-    if (p.taxonIds) return syncBatch(await findTaxaForConservation(context.db, { ...selection, ids: p.taxonIds }), context);
-    await sweepInBatches({
+    if (p.taxonIds) return syncBatch(p.taxonIds.length, await findTaxaForConservation(context.db, { ...selection, ids: p.taxonIds }), context);
+    return sweepInBatches({
       limit: p.limit ?? 100,
       findIds: (page) => findTaxonIdsForConservation(context.db, selection, page),
-      runBatch: async (ids) => syncBatch(await findTaxaForConservation(context.db, { ...selection, ids }), context),
+      runBatch: async (ids) => syncBatch(ids.length, await findTaxaForConservation(context.db, { ...selection, ids }), context),
       enqueueBatch: (ids) => context.enqueue("sync_conservation_status", { ...p, taxonIds: ids }),
       signal: context.signal,
       logger: context.logger,
@@ -70,8 +81,9 @@ export default defineTask({
   },
 });
 
-async function syncBatch(rows: TaxonForConservation[], { db, upstream, logger, signal }: TaskContext): Promise<void> {
-  await workThroughRows(rows, {
+/** Its result: rows per IUCN category (or not_found, no_global_assessment, error). */
+async function syncBatch(requested: number, rows: TaxonForConservation[], { db, upstream, logger, signal }: TaskContext): Promise<BatchResult> {
+  const counts = await workThroughRows(rows, {
     concurrency: 1,
     what: "sync the IUCN status of a taxon",
     signal,
@@ -91,6 +103,7 @@ async function syncBatch(rows: TaxonForConservation[], { db, upstream, logger, s
       return record.iucn_status;
     },
   });
+  return batchResult(requested, counts);
 }
 
 function conservationRecord(name: string, status: IucnConservationStatus): ConservationRecord {

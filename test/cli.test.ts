@@ -95,11 +95,11 @@ describe("observing-jobs add", () => {
 });
 
 describe("observing-jobs run", () => {
-  test("runs the task in-process and exits 0", async ({ env }) => {
+  test("runs the task in-process, prints its result and exits 0", async ({ env }) => {
     const [id] = await insertTaxa(env.db, [{ scientific_name: "Puma concolor" }]);
     const result = await cli(env, "run", "resolve_taxa", "--payload", JSON.stringify({ taxonIds: [id] }));
     expect(result.code).toBe(0);
-    expect(JSON.parse(result.stdout)).toMatchObject({ task: "resolve_taxa", status: "succeeded" });
+    expect(JSON.parse(result.stdout)).toMatchObject({ task: "resolve_taxa", status: "succeeded", result: { requested: 1, worked: 1, counts: { resolved: 1 } } });
     expect((await findTaxon(env.db, id!)).status).toBe("resolved");
     expect(await listJobs(env.db)).toHaveLength(0);
   });

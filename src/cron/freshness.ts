@@ -1,12 +1,13 @@
 /**
  * Cron freshness: for each crontab entry, when its job last ran and last succeeded (from
  * observing_jobs.cron_runs, which the recording triggers keep and retention never prunes), and
- * whether that success is older than the staleness the entry declares (`stale=` on its crontab line). Read by /metrics, the API's task listing, readiness detail and the dashboard;
+ * whether that success is older than the staleness the entry declares (`stale=` on its crontab line). Read by /metrics, the API's task listing, readiness detail and the dashboard (overview and tasks pages);
  * cached, so however often they ask, the database sees one small query per interval.
  *
  * An entry whose job is paused (its task, cap group or queue: src/lifecycle/pauses.ts) is not
  * overdue while the pause lasts: it says `paused` instead, so an alert on overdue entries does not
- * fire for what an operator stopped on purpose. Its staleness counts again from the resume.
+ * fire for what an operator stopped on purpose. Once resumed, it is overdue again if its last
+ * success is older than its staleness.
  */
 import type { CrontabEntry } from "./crontab.ts";
 import { cachedRead } from "../db/cached-read.ts";
@@ -22,7 +23,10 @@ export interface CronStatus {
   /** How stale the last success may get, from `stale=`; null when the entry declares none. */
   maxStalenessSeconds: number | null;
   lastRunAt: Date | null;
+  /** The job of the last run and of the last success (the dashboard links them). */
+  lastRunJobId: string | null;
   lastSuccessAt: Date | null;
+  lastSuccessJobId: string | null;
   /** True when a declared staleness is exceeded (counted from start-up when it never succeeded), and the entry's job is not paused. */
   overdue: boolean;
   /** The entry's job is paused (by its task, cap group or queue): never overdue meanwhile. */
@@ -65,7 +69,9 @@ function statusOf(entry: CrontabEntry, times: CronRunTimes | undefined, startedA
     task: entry.item.task,
     maxStalenessSeconds,
     lastRunAt,
+    lastRunJobId: times?.lastRunJobId ?? null,
     lastSuccessAt,
+    lastSuccessJobId: times?.lastSuccessJobId ?? null,
     overdue,
     paused,
     overdueSince: overdue ? overdueSince : null,

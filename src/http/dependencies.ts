@@ -6,9 +6,10 @@ import type pg from "pg";
 import type { Config } from "../config.ts";
 import type { CronFreshness } from "../cron/freshness.ts";
 import type { CrontabEntry } from "../cron/crontab.ts";
-import type { DashboardSources } from "../dashboard/sources.ts";
+import type { DashboardSources } from "./dashboard/sources.ts";
 import type { Db } from "../db/database.ts";
 import type { Pause } from "../db/repositories/pauses.ts";
+import type { JobEndWaits } from "../lifecycle/job-end-waits.ts";
 import type { QueueStats } from "../lifecycle/queue-stats.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { ServiceMetrics } from "../observability/metrics.ts";
@@ -28,6 +29,8 @@ export interface AppDependencies {
   worker: { isRunning(): boolean };
   /** Live worker pools and overdue cron entries for the dashboard; shown as not available when absent. */
   dashboardSources?: DashboardSources;
+  /** Waits for jobs' ends (`?wait=`); the jobs routes open their own when absent (and close it with the app). */
+  jobEnds?: JobEndWaits;
   /** Shutdown state and worker health beyond the database (src/reliability/readiness.ts); reported when given. */
   reliability?: ReliabilityProbe;
   /** What this instance's runners honour as paused now (src/worker/pauses.ts); readiness reports it. */

@@ -83,6 +83,10 @@ export const JobDetails = Type.Object({
   ...jobSummaryFields,
   links: Type.Object({ self: Type.String() }),
   payload: Type.Unknown({ description: "As stored in history: sensitive fields redacted, large payloads summarised." }),
+  result: Type.Unknown({
+    description:
+      "What the task returned, once the job succeeded (null before, or when it returned nothing): JSON, sensitive fields redacted, at most 16 KiB (a larger result is `{ truncated: true, bytes, limit }`).",
+  }),
   timeline: Type.Array(JobEvent),
   children: Type.Union(
     [
@@ -126,10 +130,20 @@ const enqueueOptions = {
   queue: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: "Named queue (jobs in it run one at a time)." })),
 };
 
+/** The longest `?wait=`: under Cloud Run's and common proxies' request time limits. */
+export const MAX_WAIT_MS = 60_000;
+
 export const EnqueueQuery = Type.Object(
   {
     ...enqueueOptions,
     jobKey: Type.Optional(Type.String({ minLength: 1, maxLength: 512, description: "A pending job with this key is replaced." })),
+    wait: Type.Optional(
+      Type.String({
+        maxLength: 16,
+        description:
+          "Wait up to this long for the job to end: `30s`, `1500ms`, or plain seconds (`30`); at most 60s. Ended within it: 200 with the job (state succeeded, dead or cancelled) and its result. Otherwise the usual 202.",
+      }),
+    ),
   },
   { additionalProperties: false },
 );

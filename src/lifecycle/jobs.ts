@@ -33,6 +33,7 @@ import {
   listRecordsEndedBy,
   recordChangesHere,
   RECORD_CHUNK_SIZE,
+  resultOf,
   setPhase,
 } from "../db/repositories/job-records.ts";
 import type { JobEventRow } from "../db/tables/job-events.ts";
@@ -74,6 +75,8 @@ export type TimelineEvent = Omit<JobEventRow, "id"> & { id: string };
 
 export interface JobDetails extends JobSummary {
   payload: unknown;
+  /** What the handler returned (src/lifecycle/results.ts), once the job succeeded; null when none. */
+  result: unknown;
   timeline: TimelineEvent[];
   /** Null when the job enqueued no jobs. */
   children: ChildProgress | null;
@@ -197,11 +200,11 @@ export async function findJob(db: Db, id: string): Promise<JobDetails | null> {
   const now = new Date();
   if (record) {
     const summary = summarise(record, liveJob, now);
-    return { ...summary, payload: record.payload, timeline: buildTimeline(record, liveJob, events), children };
+    return { ...summary, payload: record.payload, result: liveJob ? null : resultOf(record), timeline: buildTimeline(record, liveJob, events), children };
   }
   if (!liveJob) return null;
   // Added by plain SQL and not ended an attempt yet: graphile-worker's view is all there is (it hides payloads).
-  return { ...summariseLive(liveJob, now), payload: null, timeline: buildTimeline(null, liveJob, events), children };
+  return { ...summariseLive(liveJob, now), payload: null, result: null, timeline: buildTimeline(null, liveJob, events), children };
 }
 
 const MAX_BIGINT = 9_223_372_036_854_775_807n;
@@ -345,8 +348,7 @@ async function findJobOrThrow(db: Db, id: string): Promise<JobDetails> {
 
 /** A dead (or failed, waiting to retry) job goes back to the queue now, attempts reset, history kept. */
 export async function retryJob(db: Db, id: string, actor: string): Promise<JobDetails> {
-  const allowed = ["dead", "retry_wait"] as const;
-  return act(db, id, actor, "retry", allowed, "retried", async (trx) => {
+  return act(db, id, actor, "retry", ACTION_STATES.retry, "retried", async (trx) => {
     const { rows } = await sql<{ id: string; run_at: Date }>`
       select id, run_at from graphile_worker.reschedule_jobs(array[${id}::bigint], run_at => now(), attempts => 0)`.execute(trx);
     if (rows.length === 0) return false;
@@ -355,7 +357,38 @@ export async function retryJob(db: Db, id: string, actor: string): Promise<JobDe
   });
 }
 
-const CANCELLABLE = ["queued", "scheduled", "retry_wait"] as const;
+/** What an operator may do to a job (through the API and the dashboard). */
+export const JOB_ACTIONS = ["retry", "cancel", "discard"] as const;
+export type JobAction = (typeof JOB_ACTIONS)[number];
+
+/** The states each action applies to (cancel also applies to a job with children that have not started). */
+const ACTION_STATES = {
+  retry: ["dead", "retry_wait"],
+  cancel: ["queued", "scheduled", "retry_wait"],
+  discard: ["dead"],
+} as const satisfies Record<JobAction, readonly JobState[]>;
+const CANCELLABLE = ACTION_STATES.cancel;
+
+const inStates = (states: readonly JobState[], state: JobState) => states.includes(state);
+
+/**
+ * Whether the action applies to the job as it is now: the rule the actions below enforce, and what
+ * the dashboard offers. (A worker may still fetch the job first: the action then answers 409.)
+ */
+export function actionApplies(action: JobAction, job: Pick<JobDetails, "state" | "children">): boolean {
+  if (action === "cancel") return inStates(CANCELLABLE, job.state) || hasPendingChildren(job);
+  return inStates(ACTION_STATES[action], job.state);
+}
+
+/** The actions that apply to the job now, in JOB_ACTIONS order. */
+export function applicableActions(job: Pick<JobDetails, "state" | "children">): JobAction[] {
+  return JOB_ACTIONS.filter((action) => actionApplies(action, job));
+}
+
+/** Jobs it enqueued that have not started (a cancel removes them too). */
+export function hasPendingChildren(job: Pick<JobDetails, "children">): boolean {
+  return (job.children?.waiting ?? 0) > 0;
+}
 
 /**
  * A job that has not started (queued, scheduled or waiting to retry) is removed from the queue,
@@ -364,14 +397,11 @@ const CANCELLABLE = ["queued", "scheduled", "retry_wait"] as const;
  */
 export async function cancelJob(db: Db, id: string, actor: string): Promise<JobDetails> {
   const job = await findJobOrThrow(db, id);
-  const hasPendingChildren = (job.children?.waiting ?? 0) > 0;
-  if (!(CANCELLABLE as readonly JobState[]).includes(job.state) && !hasPendingChildren) {
-    throw new IllegalTransitionError("cancel", id, job.state, CANCELLABLE);
-  }
-  if ((CANCELLABLE as readonly JobState[]).includes(job.state)) {
+  if (!actionApplies("cancel", job)) throw new IllegalTransitionError("cancel", id, job.state, CANCELLABLE);
+  if (inStates(CANCELLABLE, job.state)) {
     await act(db, id, actor, "cancel", CANCELLABLE, "cancelled", (trx) => removeJob(trx, id, "cancelled"));
   }
-  if (hasPendingChildren) await cancelPendingChildren(db, id, actor);
+  if (hasPendingChildren(job)) await cancelPendingChildren(db, id, actor);
   return findJobOrThrow(db, id);
 }
 
@@ -399,7 +429,7 @@ async function cancelPendingChildren(db: Db, parentId: string, actor: string): P
 
 /** A dead job is removed from the dead-letter; its history stays until retention prunes it. */
 export async function discardJob(db: Db, id: string, actor: string): Promise<JobDetails> {
-  return act(db, id, actor, "discard", ["dead"], "discarded", (trx) => removeJob(trx, id, "discarded"));
+  return act(db, id, actor, "discard", ACTION_STATES.discard, "discarded", (trx) => removeJob(trx, id, "discarded"));
 }
 
 async function removeJob(trx: Db, id: string, phase: "cancelled" | "discarded"): Promise<boolean> {

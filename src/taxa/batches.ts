@@ -14,6 +14,7 @@ import pLimit from "p-limit";
 import Type from "typebox";
 import { INT4_MAX } from "../input-limits.ts";
 import type { Logger } from "../observability/logger.ts";
+import type { JsonValue } from "../task.ts";
 import { UpstreamError } from "../upstream/http.ts";
 
 /** The most taxa rows one batch job takes. */
@@ -47,28 +48,54 @@ export function batchSizeField(defaultSize: number) {
   return Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_ROWS_PER_BATCH, default: defaultSize, description: "Rows per batch job." }));
 }
 
-export interface SweepOptions {
+export interface SweepOptions<B extends BatchResult = BatchResult> {
   /** Rows per batch. */
   limit: number;
   /** Candidate ids after `afterId`, in id order (keyset pages). */
   findIds(page: { afterId: number; limit: number }): Promise<number[]>;
-  runBatch(ids: number[]): Promise<void>;
+  runBatch(ids: number[]): Promise<B>;
   enqueueBatch(ids: number[]): Promise<unknown>;
   signal: AbortSignal;
   logger: Logger;
 }
 
-export async function sweepInBatches(options: SweepOptions): Promise<void> {
+/** What a batch job returns as its result: how many rows it worked, and how each ended. */
+export interface BatchResult {
+  [key: string]: JsonValue | undefined;
+  /** Rows asked for (taxonIds) or found due. */
+  requested: number;
+  /** Rows due and worked on (a row settled since it was asked for is skipped unless forced). */
+  worked: number;
+  /** Worked rows per outcome (e.g. resolved, no_match, error). */
+  counts: Record<string, number>;
+}
+
+/** What a sweep returns as its result: nothing due, one batch in place (with its result), or the batch jobs it enqueued. */
+export type SweepResult<B extends BatchResult = BatchResult> =
+  | { sweep: "nothing_due" }
+  | ({ sweep: "in_place" } & B)
+  | { sweep: "fanned_out"; batches: number; rows: number; batchSize: number };
+
+export async function sweepInBatches<B extends BatchResult>(options: SweepOptions<B>): Promise<SweepResult<B>> {
   const { limit, findIds, logger } = options;
   const firstPage = await findIds({ afterId: 0, limit: limit + 1 });
   if (firstPage.length <= limit) {
-    if (firstPage.length > 0) await options.runBatch(firstPage);
-    else logger.info("no rows are due");
-    return;
+    if (firstPage.length > 0) return { sweep: "in_place", ...(await options.runBatch(firstPage)) };
+    logger.info("no rows are due");
+    return { sweep: "nothing_due" };
   }
   const { batches, rows } = await fanOut(options);
   logger.info({ batches, rows, batchSize: limit }, "fanned out into batch jobs");
+  return { sweep: "fanned_out", batches, rows, batchSize: limit };
 }
+
+/** A batch's result from the rows asked for, the rows worked and their outcomes. */
+export function batchResult(requested: number, counts: Record<string, number>): BatchResult {
+  return { requested, worked: Object.values(counts).reduce((sum, n) => sum + n, 0), counts };
+}
+
+/** Per-row details a result lists at most (the counts cover every row): results stay small. */
+export const RESULT_ROWS_LISTED = 100;
 
 export type FanOutOptions = Pick<SweepOptions, "limit" | "findIds" | "enqueueBatch" | "signal">;
 

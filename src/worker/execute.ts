@@ -1,13 +1,13 @@
 /**
  * Runs one attempt of a task: validates the payload, builds the handler's context, and enforces
- * the attempt's time limit. Used by the queue (through graphile-worker) and by `observing-jobs run`.
+ * the attempt's time limit; returns what the handler returned (the job's result, if any). Used by the queue (through graphile-worker) and by `observing-jobs run`.
  */
 import type { Config } from "../config.ts";
 import type { Db } from "../db/database.ts";
 import { checkPayload, makeEnqueue } from "../enqueue.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { RegisteredTask, TaskRegistry } from "../registry.ts";
-import type { JobInfo, TaskContext } from "../task.ts";
+import type { JobInfo, TaskContext, TaskResult } from "../task.ts";
 import { splitJobMetadata } from "../job-metadata.ts";
 import type { UpstreamClients } from "../upstream/clients.ts";
 
@@ -70,7 +70,7 @@ export async function executeTask(
   job: Omit<JobInfo, "cron" | "task">,
   deps: TaskDependencies,
   stopSignal: AbortSignal,
-): Promise<void> {
+): Promise<TaskResult> {
   const { timeoutMs } = task.defaults;
   const timeout = AbortSignal.timeout(timeoutMs);
   const { value, context } = prepare(task, rawPayload, job, deps, AbortSignal.any([stopSignal, timeout]));
@@ -82,7 +82,7 @@ export async function executeTask(
   const timedOut = rejectOnAbort(timeout, () => new TaskTimeoutError(task.name, timeoutMs));
   const interrupted = rejectOnAbort(stopSignal, stopped);
   try {
-    await Promise.race([task.run(value, context), timedOut.rejected, interrupted.rejected]);
+    return await Promise.race([task.run(value, context), timedOut.rejected, interrupted.rejected]);
   } catch (error) {
     // Whatever the handler threw on its way out (an aborted fetch, say), the cause was the abort.
     if (stopSignal.aborted) throw stopped();

@@ -28,6 +28,7 @@ import { run, type JobHelpers, type ParsedCronItem, type TaskList, type WorkerEv
 import type pg from "pg";
 import { splitJobMetadata } from "../job-metadata.ts";
 import { AttemptHistory } from "../lifecycle/history.ts";
+import { keepResult } from "../lifecycle/results.ts";
 import { makeWorkerLogger } from "../observability/logger.ts";
 import { traceJobAttempt } from "../observability/tracing.ts";
 import { MAIN_RUNNER, type RegisteredTask, type TaskRegistry } from "../registry.ts";
@@ -165,10 +166,12 @@ export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, ob
           // A job fetched into the local queue before this pool was declared dead may since run
           // elsewhere (the sweeper gave it back): a pool whose lease lapsed asks before starting it.
           if (guards && !guards.leaseHolds(poolId) && !(await stillHeld(deps, held, false))) throw new AttemptAbandonedError(poolId, "it no longer holds the job, so it did not start it");
-          await executeTask(task, payload, info, deps, stopSignal);
+          const returned = await executeTask(task, payload, info, deps, stopSignal);
           // The fence of a stale success. While the lease holds (always, unless the process was
           // frozen or cut off from the database for most of the rescue threshold) nothing is asked.
           if (guards && !guards.leaseHolds(poolId) && !(await stillHeld(deps, held))) throw new AttemptAbandonedError(poolId, "it no longer holds the job");
+          // Just before graphile-worker's completion, only when the handler returned something, fenced by the lock (src/lifecycle/results.ts).
+          await keepResult(deps.db, deps.logger, { jobId: job.id, poolId, attempt: job.attempt }, returned, task.sensitive);
           guards?.inFlight.finished(poolId, job.id);
           for (const observer of observers) observer.succeeded(job, performance.now() - started);
         } catch (error) {

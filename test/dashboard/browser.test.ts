@@ -1,7 +1,7 @@
 /**
  * The dashboard end to end, in headless Chromium (Debian's `chromium`, driven by playwright-core)
  * against the real service process: sign in, run a job from the "run now" form and watch it
- * succeed without reloading, read its history, retry a dead job until it succeeds, and see a forged
+ * succeed without reloading (and what it resolved to: its result), read its history, retry a dead job until it succeeds, and see a forged
  * action refused. Screenshots of every page land in artifacts/screenshots/.
  */
 import { execFileSync } from "node:child_process";
@@ -155,6 +155,13 @@ describe.skipIf(!executablePath && !IN_CI)("the dashboard in a browser", () => {
       await page.locator('[data-job-state="succeeded"]').waitFor({ timeout: 30_000 });
       expect(loads).toEqual([]);
       await page.locator('[data-live-fragment="timeline"] [data-event="succeeded"]').waitFor();
+      // What the taxon resolved to: the job's result, brought by the same live refresh, pretty-printed.
+      const result = page.locator('[data-live-fragment="result"] pre.json');
+      await result.waitFor();
+      const shown = JSON.parse((await result.textContent())!) as { taxa: unknown[] };
+      expect(shown.taxa).toEqual([{ id: pumaId, status: "resolved", usageKey: "2435099", acceptedName: "Puma concolor", matchType: "EXACT" }]);
+      expect(await result.textContent()).toContain('\n  "requested": 1,');
+      expect(loads).toEqual([]);
       await shoot(page, "job-succeeded");
 
       // Its history, opened from the job list.

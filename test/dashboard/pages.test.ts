@@ -1,10 +1,15 @@
 import { sql } from "kysely";
 import { describe, expect } from "vitest";
+import { loadCrontab } from "../../src/cron/crontab.ts";
+import { makeCronFreshness } from "../../src/cron/freshness.ts";
 import { enqueueJob, enqueueJobs } from "../../src/enqueue.ts";
 import type { App } from "../../src/http/app.ts";
 import { AUTH, buildTestApp, type TestAppOptions } from "../helpers/app.ts";
 import { resetData, runDueJobs, test, type TestEnv } from "../helpers/env.ts";
 import { makeScript, registryWithTestTasks } from "../helpers/test-tasks.ts";
+import { registerTask, TaskRegistry } from "../../src/registry.ts";
+import { defineTask } from "../../src/task.ts";
+import Type from "typebox";
 import { form, withCookies } from "./helpers.ts";
 
 test.beforeEach(async ({ env }) => {
@@ -114,6 +119,7 @@ describe("pages", () => {
         const page = await get(app, `/dashboard/jobs/${ids[0]}`);
         expect(page.body).toContain('data-state="dead"');
         expect(page.body).toContain("<dd>1 of 1</dd>");
+        expect(page.body).toContain("None: the job did not succeed (a result is kept if a retry does).");
         expect(page.body).toMatch(/<details class="stack"><summary class="error-text">scripted failure \(\d+ left\)<\/summary><pre>Error: scripted failure/);
         for (const event of ["enqueued", "started", "failed", "exhausted"]) expect(page.body).toContain(`data-event="${event}"`);
         expect(page.body).toContain(`action="/dashboard/jobs/${ids[0]}/retry"`);
@@ -155,7 +161,8 @@ describe("pages", () => {
         expect(page.body).toContain("2 failed attempts</span>");
         expect(page.body).toContain('data-live-src="/dashboard/live/overview"');
         expect(page.body).toContain("Worker pools: not available: this service does not report it yet.");
-        expect(page.body).toContain("Overdue cron entries: not available: this service does not report it yet.");
+        // Cron status is the service's own cron freshness, always there: nothing is overdue in a fresh instance.
+        expect(page.body).toContain("No cron entry is overdue.");
 
         const live = await get(app, "/dashboard/live/overview");
         expect(live.statusCode).toBe(200);
@@ -166,12 +173,17 @@ describe("pages", () => {
     );
   });
 
-  test("worker pools and overdue cron come from the sources the service passes in", async ({ env }) => {
+  test("worker pools come from the sources the service passes in, overdue cron from the one cron-freshness source", async ({ env }) => {
     const lastSeen = new Date(Date.now() - 5000);
     const sources = {
       workerPools: async () => [{ id: "pool-<1>", instance: "rev-7 host-a", runner: "main", lastSeen, status: "live" }],
-      overdueSchedules: async () => [{ id: "resolve_taxa_nightly", task: "resolve_taxa", dueAt: new Date(Date.now() - 7_200_000), lastFiredAt: null }],
     };
+    // Started three days ago and never succeeded: the entries with stale= of 26h and 2d are overdue, the weekly one is not.
+    const crontab = await loadCrontab(env.config.worker.crontabFile, env.registry);
+    const cronFreshness = makeCronFreshness(env.db, crontab, { startedAt: new Date(Date.now() - 3 * 86_400_000), maxAgeMs: 0 });
+    const overdueIds = (await cronFreshness.read()).filter((status) => status.overdue).map((status) => status.id);
+    expect(overdueIds).toContain("resolve_taxa_nightly");
+    expect(overdueIds).not.toContain("refresh_thumbnails_weekly");
     await withApp(
       env,
       async (app) => {
@@ -182,10 +194,14 @@ describe("pages", () => {
         const tasks = await get(app, "/dashboard/tasks");
         expect(tasks.body).toMatch(/<code>resolve_taxa_nightly<\/code> <strong class="overdue-flag">OVERDUE<\/strong>/);
         expect(tasks.body).not.toMatch(/<code>refresh_thumbnails_weekly<\/code> <strong/);
+        // The same entries as /ready says (one source, not two computations).
+        const ready = await app.inject({ url: "/ready" });
+        expect(ready.json().overdueSchedules).toEqual(overdueIds);
+        for (const id of overdueIds) expect(overview.body).toContain(`<strong>OVERDUE</strong> <code>${id}</code>`);
       },
-      { sources },
+      { sources, cronFreshness },
     );
-    const failing = { workerPools: async () => Promise.reject(new Error("relation \"secret_table\" does not exist")), overdueSchedules: async () => [] };
+    const failing = { workerPools: async () => Promise.reject(new Error("relation \"secret_table\" does not exist")) };
     await withApp(
       env,
       async (app) => {
@@ -245,6 +261,50 @@ describe("pages", () => {
       expect(page.body).toContain('<a href="/dashboard/jobs?task=refresh_thumbnails&amp;queue=wikidata">refresh_thumbnails</a>');
       const live = await get(app, "/dashboard/live/queues");
       expect(live.json().fragments.queues).toContain("<strong>wikidata</strong>");
+    });
+  });
+
+  test("a job's page shows its result pretty-printed and escaped, once it succeeded", async ({ env }) => {
+    const registry = new TaskRegistry([
+      ...env.registry.all(),
+      registerTask("report_task", defineTask({ description: "returns markup", payload: Type.Object({}), run: async () => ({ note: "<script>alert(1)</script>", rows: 2 }) })),
+    ]);
+    const job = await enqueueJob(env.db, registry, "report_task", {});
+    await withApp(
+      env,
+      async (app) => {
+        expect((await get(app, `/dashboard/jobs/${job.id}`)).body).toContain("None yet: a result is kept when the job succeeds.");
+        await runDueJobs(env, registry);
+        const page = await get(app, `/dashboard/jobs/${job.id}`);
+        expect(page.body).toContain(`aria-label="Result of job ${job.id}"><code>{\n  &quot;note&quot;: &quot;&lt;script&gt;alert(1)&lt;/script&gt;&quot;,\n  &quot;rows&quot;: 2\n}</code>`);
+        expect(page.body).not.toContain("<script>alert(1)");
+        expect((await get(app, `/dashboard/jobs/${job.id}/live`)).json().fragments.result).toContain("&quot;rows&quot;: 2");
+        const silent = await enqueueJob(env.db, registry, "prune_job_history", {});
+        await runDueJobs(env, registry);
+        expect((await get(app, `/dashboard/jobs/${silent.id}`)).body).toContain("&quot;pruned&quot;: 0");
+      },
+      { registry },
+    );
+  });
+
+  test("a fan-out whose batches have not started offers Cancel, as the API allows, though it has succeeded itself", async ({ env }) => {
+    const parent = await enqueueJob(env.db, env.registry, "backfill_kingdom", { kingdom: "Nowhere" });
+    await runDueJobs(env);
+    // Its batches, as its handler would enqueue them (fan-out records the parent), not started yet.
+    for (const id of [1, 2]) await enqueueJob(env.db, env.registry, "resolve_taxa", { taxonIds: [id] }, { runAt: new Date(Date.now() + 3_600_000) }, { source: "task", parentId: parent.id });
+    await withApp(env, async (app) => {
+      const page = await get(app, `/dashboard/jobs/${parent.id}`);
+      expect(page.body).toContain('data-state="succeeded"');
+      expect(page.body).toContain(`action="/dashboard/jobs/${parent.id}/cancel"`);
+      expect(page.body).toContain("The job itself (succeeded) is not changed; the 2 jobs it enqueued that have not started are removed from the queue (jobs already running finish).");
+      expect(page.body).not.toContain(`action="/dashboard/jobs/${parent.id}/retry"`);
+
+      const cancelled = await app.inject({ method: "POST", url: `/dashboard/jobs/${parent.id}/cancel`, headers: { ...AUTH, ...form({}).headers }, payload: "" });
+      expect(cancelled.statusCode).toBe(303);
+      const after = await get(app, `/dashboard/jobs/${parent.id}`);
+      expect(after.body).not.toContain(`action="/dashboard/jobs/${parent.id}/cancel"`);
+      const api = await app.inject({ url: `/jobs/${parent.id}`, headers: AUTH });
+      expect(api.json().children).toMatchObject({ total: 2, waiting: 0, cancelled: 2 });
     });
   });
 

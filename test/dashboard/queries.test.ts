@@ -4,9 +4,9 @@
  * test-sized table it would rightly scan), and the chart counts what happened in its hour only.
  */
 import { describe, expect } from "vitest";
-import { countFinishedSince, findRecentOutcomes } from "../../src/dashboard/activity.ts";
-import { findCronRuns } from "../../src/dashboard/cron-history.ts";
-import { findDeadLetterGroups } from "../../src/dashboard/dead-letter.ts";
+import { countFinishedSince, findRecentOutcomes } from "../../src/http/dashboard/queries/activity.ts";
+import { findDeadLetterGroups } from "../../src/http/dashboard/queries/dead-letter.ts";
+import { findCronRunTimes } from "../../src/db/repositories/job-records.ts";
 import { capture, planOf } from "../helpers/plans.ts";
 import { enqueueJob } from "../../src/enqueue.ts";
 import { resetData, runDueJobs, test } from "../helpers/env.ts";
@@ -48,10 +48,9 @@ describe("the dashboard's queries", () => {
     expect(plan).toMatch(/job_events_at_idx/);
   });
 
-  test("a schedule's last run reads the cron index; dead-letter groups read graphile-worker's table through an index", async ({ env }) => {
-    const cron = await capture(env, (db) => findCronRuns(db, "resolve_taxa"));
-    expect(cron).toHaveLength(2);
-    for (const query of cron) expect(await planOf(env, query)).toMatch(/job_records_cron_task_id_idx/);
+  test("a schedule's last run and success (cron freshness) read cron_runs by its key; dead-letter groups read graphile-worker's table through an index", async ({ env }) => {
+    const [cron] = await capture(env, (db) => findCronRunTimes(db, [{ task: "resolve_taxa", payload: {} }]));
+    expect(await planOf(env, cron!)).toMatch(/cron_runs_pkey/);
     const [groups] = await capture(env, (db) => findDeadLetterGroups(db));
     const plan = await planOf(env, groups!);
     expect(plan).toMatch(/Index Scan Backward using \w+ on _private_jobs/);

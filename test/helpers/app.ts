@@ -5,7 +5,9 @@
 import { buildApp, type App } from "../../src/http/app.ts";
 import type { Config } from "../../src/config.ts";
 import { loadCrontab } from "../../src/cron/crontab.ts";
-import type { DashboardSources } from "../../src/dashboard/sources.ts";
+import type { CronFreshness } from "../../src/cron/freshness.ts";
+import type { DashboardSources } from "../../src/http/dashboard/sources.ts";
+import type { JobEndWaits } from "../../src/lifecycle/job-end-waits.ts";
 import type { Logger } from "../../src/observability/logger.ts";
 import type { TaskRegistry } from "../../src/registry.ts";
 import type { TestEnv } from "./env.ts";
@@ -22,6 +24,10 @@ export interface TestAppOptions {
   registry?: TaskRegistry;
   /** The dashboard's live sources (worker pools, overdue cron entries); shown as not available when absent. */
   sources?: DashboardSources;
+  /** Instead of the environment's cron freshness (e.g. one started long ago, so entries are overdue). */
+  cronFreshness?: CronFreshness;
+  /** Waits for jobs' ends (`?wait=`), to look at them; the app opens its own when absent. */
+  jobEnds?: JobEndWaits;
   /** Instead of the environment's logger (whose lines env.logs collects), e.g. a quieter child of it. */
   logger?: Logger;
 }
@@ -40,9 +46,10 @@ export async function buildTestApp(env: TestEnv, options: TestAppOptions = {}): 
     registry,
     crontab: await loadCrontab(env.config.worker.crontabFile, registry),
     queueStats: env.queueStats,
-    cronFreshness: env.cronFreshness,
+    cronFreshness: options.cronFreshness ?? env.cronFreshness,
     metrics: env.metrics,
     worker: options.worker ?? { isRunning: () => true },
     ...(options.sources ? { dashboardSources: options.sources } : {}),
+    ...(options.jobEnds ? { jobEnds: options.jobEnds } : {}),
   });
 }

@@ -12,6 +12,7 @@ import { makeDatabase, type DatabaseHandle, type Db } from "../../src/db/databas
 import type { NewTaxon, TaxonRow } from "../../src/db/tables/taxa.ts";
 import { makeLogger, makeWorkerLogger, type Logger } from "../../src/observability/logger.ts";
 import { loadRegistry, type TaskRegistry } from "../../src/registry.ts";
+import type { TaskResult } from "../../src/task.ts";
 import { makeUpstreamClients } from "../../src/upstream/clients.ts";
 import { executeTask, type TaskDependencies } from "../../src/worker/execute.ts";
 import { makeTaskList } from "../../src/worker/worker.ts";
@@ -126,9 +127,9 @@ export const test = base.extend<{ env: TestEnv }>({
   ],
 });
 
-/** Runs a task in-process as the queue would, payload JSON round-tripped (a Date comes back as a string). */
-export async function performTask(env: TestEnv, task: string, payload: unknown, signal = new AbortController().signal): Promise<void> {
-  await executeTask(
+/** Runs a task in-process as the queue would, payload JSON round-tripped (a Date comes back as a string); returns its result. */
+export async function performTask(env: TestEnv, task: string, payload: unknown, signal = new AbortController().signal): Promise<TaskResult> {
+  return executeTask(
     env.registry.get(task),
     JSON.parse(JSON.stringify(payload)),
     { id: "test", attempt: 1, maxAttempts: 1, queueName: null },

@@ -220,6 +220,17 @@ function patterned(pattern: string): fc.Arbitrary<string> {
   return fc.oneof({ arbitrary: decimals.filter((text) => matching.test(text)), weight: 3 }, { arbitrary: decimals, weight: 1 });
 }
 
+/**
+ * `?wait=` holds an enqueue open for up to a minute when the job does not end (no worker runs in
+ * the fuzz): short waits, the edges past the limit and text that is no duration, never a long wait.
+ */
+const waitValue: fc.Arbitrary<string> = fc.oneof(
+  // Mostly waits the route accepts, so that an enqueue with one still reaches its handler often.
+  { arbitrary: fc.constantFrom("0", "0s", "1ms", "5ms", "20ms"), weight: 3 },
+  { arbitrary: fc.constantFrom("61s", "60001ms", "9999999s", "-1", "1.5s", "2m", " 1s", ""), weight: 1 },
+  { arbitrary: stringOf({ type: "string", maxLength: 16 }).filter((text) => !/^\d+(ms|s)?$/.test(text)), weight: 1 },
+);
+
 /** A value as it travels in a query string or path segment. */
 function asText(value: unknown): string {
   return typeof value === "string" ? value : typeof value === "number" || typeof value === "boolean" ? String(value) : JSON.stringify(value) ?? "";
@@ -291,7 +302,10 @@ function operationRequest(path: string, method: "GET" | "POST", operation: Opera
       fc.oneof({ arbitrary: fc.nat().map((index) => pick(options.knownIds(), index) ?? "1"), weight: 3 }, { arbitrary: valueOf(parameter.schema).map(asText), weight: 2 }),
     ),
   );
-  const query = fc.record(Object.fromEntries(queryParameters.map((parameter) => [parameter.name, valueOf(parameter.schema).map(asText)])), { requiredKeys: [] });
+  const query = fc.record(
+    Object.fromEntries(queryParameters.map((parameter) => [parameter.name, parameter.name === "wait" ? waitValue : valueOf(parameter.schema).map(asText)])),
+    { requiredKeys: [] },
+  );
   const unknownQuery = fc.oneof({ arbitrary: fc.constant([] as Array<[string, string]>), weight: 9 }, { arbitrary: fc.tuple(fc.constantFrom("foo", "jobKey", "limit", "cursor", "__proto__"), anyText).map((pair) => [pair]), weight: 1 });
   const headers = fc.record(
     Object.fromEntries(headerParameters.map((parameter) => [parameter.name, fc.oneof(fc.stringMatching(/^[\x21-\x7e]{1,40}$/), fc.constantFrom("x".repeat(201), "re-run-42"))])),

@@ -102,13 +102,15 @@ function generatedCalls(): string {
         : "",
       operation.requestBody ? `body: bodyOf<"${id}">()` : "",
     ].filter(Boolean);
-    const success = Object.keys(operation.responses).find((status) => status.startsWith("2"))!;
+    // Every success answer it documents (an enqueue answers 202, or 200 when ?wait= saw the job end).
+    const successes = Object.keys(operation.responses).filter((status) => status.startsWith("2"));
     // The media type the document names for it: JSON, or Prometheus text for GET /metrics.
-    const mediaType = Object.keys(operation.responses[success]!.content ?? { "application/json": null })[0]!;
+    const mediaType = Object.keys(operation.responses[successes[0]!]!.content ?? { "application/json": null })[0]!;
+    const answerType = successes.map((status) => `operations["${id}"]["responses"][${status}]["content"][${JSON.stringify(mediaType)}]`).join(" | ");
     return [
       `export async function ${id}() {`,
       `  const { data } = await client.${method.toUpperCase()}(${JSON.stringify(route)}${init.length ? `, { ${init.join(", ")} }` : ""});`,
-      `  const answer: operations["${id}"]["responses"][${success}]["content"][${JSON.stringify(mediaType)}] | undefined = data;`,
+      `  const answer: ${answerType} | undefined = data;`,
       `  return answer;`,
       `}`,
     ].join("\n");
@@ -145,9 +147,12 @@ export async function byHand() {
   await client.POST("/jobs/resolve_taxon", { body: {} });
   // @ts-expect-error a job id is a path parameter
   await client.GET("/jobs/{id}", {});
-  // @ts-expect-error the 202 answer has no such field
+  // @ts-expect-error the 202 answer has no such field (only the 200 of a ?wait= does)
   enqueued.data?.id;
-  return { location, code, state };
+  const waited = await client.POST("/jobs/resolve_taxa", { params: { query: { wait: "30s" } }, body: { taxonIds: [42] } });
+  const waitedState: components["schemas"]["ErrorResponse"]["state"] | undefined = waited.data?.state;
+  const result: unknown = waited.data && "result" in waited.data ? waited.data.result : undefined;
+  return { location, code, state, waitedState, result };
 }
 `;
 

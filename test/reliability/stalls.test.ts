@@ -8,6 +8,7 @@
  */
 import { describe, expect } from "vitest";
 import { enqueueJob } from "../../src/enqueue.ts";
+import { findJob } from "../../src/lifecycle/jobs.ts";
 import { KNOWN_NAMES } from "../../src/demo/fake-gbif.ts";
 import { insertTaxa, resetData, test, waitFor, type TestEnv } from "../helpers/env.ts";
 import { loadRegistryWithFixtureTasks } from "../helpers/fixture-tasks.ts";
@@ -96,6 +97,11 @@ describe("a stalled but live instance", { timeout: 120_000 }, () => {
       // database's fence (test/worker/job-control.test.ts) had nothing to refuse.
       const { rows: fenced } = await sql<{ n: number }>`select count(*)::int as n from observing_jobs.fenced_completions where job_id = ${jobId}`.execute(env.db);
       expect(fenced[0]!.n).toBe(0);
+      // The job's result is the second attempt's: the abandoned one kept none.
+      const { rows: kept } = await sql<{ result_worker_id: string; result_attempt: number }>`
+        select result_worker_id, result_attempt from observing_jobs.job_records where id = ${jobId}::bigint`.execute(env.db);
+      expect(kept[0]).toEqual({ result_worker_id: byEvent("started")[1]!.worker_id, result_attempt: 2 });
+      expect((await findJob(env.db, jobId))?.result).toMatchObject({ requested: 1, worked: 1, taxa: [{ status: "resolved", acceptedName: "Puma concolor" }] });
       // The frozen instance restarts with new pools and works on.
       await waitFor(async () => (await findPools(env.db, holder.pid)).filter((pool) => pool.status === "live").length === 2, { message: "its runners to restart with new pools" });
       expect((await findPools(env.db, holder.pid)).find((pool) => pool.pool_id === poolOfA.pool_id)!.status).toBe("dead");

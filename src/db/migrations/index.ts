@@ -13,6 +13,7 @@ import * as attemptOutcomes from "./0012_attempt_outcomes.ts";
 import * as dashboardSessions from "./0013_dashboard_sessions.ts";
 import * as heartbeatRunningJobs from "./0014_heartbeat_running_jobs.ts";
 import * as fenceWaitsForSweeper from "./0015_fence_waits_for_sweeper.ts";
+import * as jobResults from "./0016_job_results.ts";
 import * as pauses from "./0017_pauses.ts";
 import * as globalCaps from "./0018_global_caps.ts";
 import * as deferralNotAFailure from "./0019_deferral_not_a_failure.ts";
@@ -33,6 +34,7 @@ export const migrations: Record<string, Migration> = {
   "0013_dashboard_sessions": dashboardSessions,
   "0014_heartbeat_running_jobs": heartbeatRunningJobs,
   "0015_fence_waits_for_sweeper": fenceWaitsForSweeper,
+  "0016_job_results": jobResults,
   "0017_pauses": pauses,
   "0018_global_caps": globalCaps,
   "0019_deferral_not_a_failure": deferralNotAFailure,

@@ -314,17 +314,58 @@ export async function countEndedSince(db: Db, since: Date): Promise<Record<strin
 
 export interface CronRunTimes {
   lastRunAt: Date | null;
+  lastRunJobId: string | null;
   lastSuccessAt: Date | null;
+  lastSuccessJobId: string | null;
 }
 
 /** Each crontab entry's (task and payload) last run and last success, in the order asked; kept whatever the retention. */
 export async function findCronRunTimes(db: Db, entries: ReadonlyArray<{ task: string; payload: unknown }>): Promise<CronRunTimes[]> {
   if (entries.length === 0) return [];
-  const { rows } = await sql<{ n: string; last_run_at: Date | null; last_success_at: Date | null }>`
-    select e.n, c.last_run_at, c.last_success_at
+  const { rows } = await sql<{ n: string; last_run_at: Date | null; last_run_job_id: string | null; last_success_at: Date | null; last_success_job_id: string | null }>`
+    select e.n, c.last_run_at, c.last_run_job_id::text, c.last_success_at, c.last_success_job_id::text
     from unnest(${entries.map((entry) => entry.task)}::text[], ${entries.map((entry) => JSON.stringify(entry.payload ?? {}))}::jsonb[])
       with ordinality as e(task, payload, n)
     left join observing_jobs.cron_runs c on c.task = e.task and c.payload = e.payload
     order by e.n`.execute(db);
-  return rows.map((row) => ({ lastRunAt: row.last_run_at, lastSuccessAt: row.last_success_at }));
+  return rows.map((row) => ({ lastRunAt: row.last_run_at, lastRunJobId: row.last_run_job_id, lastSuccessAt: row.last_success_at, lastSuccessJobId: row.last_success_job_id }));
+}
+
+/**
+ * Keeps an attempt's result with the job's record, while the pool still holds the job: once its
+ * pool was declared dead and the job released, this changes nothing. Written just before
+ * graphile-worker's completion; false when nothing was written (released, or no record: a job
+ * added by plain SQL has none until its first attempt ends).
+ */
+export async function recordResult(db: Db, attempt: { jobId: string; poolId: string; attempt: number }, resultJson: string): Promise<boolean> {
+  const result = await sql`
+    update observing_jobs.job_records
+    set result = ${resultJson}::jsonb, result_worker_id = ${attempt.poolId}, result_attempt = ${attempt.attempt}
+    where id = ${attempt.jobId}::bigint
+      and exists (select 1 from graphile_worker.jobs j where j.id = ${attempt.jobId}::bigint and j.locked_by = ${attempt.poolId})`.execute(db);
+  return Number(result.numAffectedRows ?? 0) > 0;
+}
+
+/**
+ * The job's result when the attempt that wrote it is the one that succeeded; null otherwise (the
+ * job has not succeeded, returned nothing, or the result is an abandoned attempt's).
+ */
+export function resultOf(record: Pick<JobRecordRow, "phase" | "result" | "result_worker_id" | "result_attempt" | "worker_id" | "attempts">): unknown {
+  if (record.phase !== "succeeded" || record.result === null || record.result === undefined) return null;
+  return record.result_worker_id === record.worker_id && record.result_attempt === record.attempts ? record.result : null;
+}
+
+/** Asks for a NOTIFY when the job ends (migration 0016); its phase now, or null when it has no record. */
+export async function askToBeNotifiedOfEnd(db: Db, jobId: string): Promise<JobPhase | null> {
+  const { rows } = await sql<{ phase: JobPhase }>`
+    update observing_jobs.job_records set notify_on_end = true where id = ${jobId}::bigint returning phase`.execute(db);
+  return rows[0]?.phase ?? null;
+}
+
+/** Of these jobs, those whose record has ended (not waiting): the slow fallback of waits for ends. */
+export async function findEndedAmong(db: Db, ids: readonly string[]): Promise<string[]> {
+  if (ids.length === 0) return [];
+  const { rows } = await sql<{ id: string }>`
+    select id::text as id from observing_jobs.job_records where id = any(${[...ids]}::bigint[]) and phase <> 'waiting'`.execute(db);
+  return rows.map((row) => row.id);
 }

@@ -29,6 +29,13 @@ export interface JobRecordsTable {
   worker_id: ColumnType<string | null, string | null | undefined, string | null>;
   /** The job that enqueued this one (fan-out), if any. */
   parent_id: ColumnType<string | null, string | number | null | undefined, never>;
+  /** What the handler returned (src/lifecycle/results.ts); the job's only when the attempt below is the one that succeeded. */
+  result: ColumnType<unknown, never, never>;
+  /** The pool and attempt that wrote `result`. */
+  result_worker_id: ColumnType<string | null, never, never>;
+  result_attempt: ColumnType<number | null, never, never>;
+  /** A caller waits for the job to end: the end is NOTIFYed (migration 0016). */
+  notify_on_end: ColumnType<boolean | null, never, never>;
   created_at: ColumnType<Date, Date | undefined, Date>;
   started_at: Date | null;
   finished_at: Date | null;

@@ -2,7 +2,7 @@
  * The overview's "last hour" chart: inline SVG bars (no script, no library), with the same
  * figures as a table for screen readers and anyone who prefers numbers.
  */
-import type { OutcomeBucket } from "../../dashboard/activity.ts";
+import type { OutcomeBucket } from "./queries/activity.ts";
 import { html, type Html } from "./html.ts";
 
 const WIDTH = 900;

@@ -1,6 +1,6 @@
 /** What every dashboard page receives, and how pages answer. */
 import type { FastifyReply, FastifyRequest } from "fastify";
-import type { DashboardSources } from "../../dashboard/sources.ts";
+import type { DashboardSources } from "./sources.ts";
 import type { AppDependencies } from "../dependencies.ts";
 import { takeFlash } from "./flash.ts";
 import type { Html } from "./html.ts";

@@ -20,7 +20,7 @@ import { registerRateLimit } from "../rate-limit.ts";
 import cookie from "@fastify/cookie";
 import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import { findOpenSession } from "../../db/repositories/dashboard-sessions.ts";
-import type { DashboardSources } from "../../dashboard/sources.ts";
+import type { DashboardSources } from "./sources.ts";
 import type { AppDependencies } from "../dependencies.ts";
 import { AuthError, isCallerStillAllowed, makeAuthenticator } from "../plugins/auth.ts";
 import { ASSETS, type AssetName } from "./assets.ts";

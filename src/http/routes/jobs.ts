@@ -4,9 +4,12 @@
  * Nothing is enqueued unless the whole request is valid.
  */
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import type { FastifyReply, FastifyRequest } from "fastify";
 import type { FastifySchemaValidationError } from "fastify/types/schema.js";
+import pg from "pg";
 import Type from "typebox";
 import { enqueueJob, enqueueJobs } from "../../enqueue.ts";
+import { JobEndWaits } from "../../lifecycle/job-end-waits.ts";
 import { HttpError } from "../errors.ts";
 import {
   cancelJob,
@@ -18,9 +21,9 @@ import {
   listJobs,
   retryJob,
   type JobDetails,
-  type JobSummary,
-  type TimelineEvent,
+  type JobState,
 } from "../../lifecycle/jobs.ts";
+import { jobDetailsJson, jobLink, jobSummaryJson } from "../../lifecycle/job-json.ts";
 import { parseInstant } from "../../input-limits.ts";
 import { describeSchemaError } from "../../payload-validation.ts";
 import { UnknownTaskError, type RegisteredTask } from "../../registry.ts";
@@ -38,10 +41,13 @@ import {
   JobDetails as JobDetailsSchema,
   JobIdString,
   JobSummary as JobSummarySchema,
+  MAX_WAIT_MS,
   NoQuery,
   OPTIONAL_BODY,
 } from "../schemas.ts";
 
+/** The session name of the LISTEN connection of `?wait=` (one per process). */
+export const JOB_END_WAITS_APPLICATION_NAME = "observing-jobs job-end waits";
 /** The most payloads one `POST /jobs/{task}/batch` request may carry. */
 const MAX_PAYLOADS_PER_REQUEST = 1000;
 const JobId = Type.Object({ id: JobIdString("Job id") }, { additionalProperties: false });
@@ -53,6 +59,15 @@ const Enqueued = Type.Object(EnqueuedResponse.properties, {
     "idempotent-replayed": Type.Optional(Type.Literal("true", { description: "Present when an earlier request with this Idempotency-Key enqueued the job" })),
   },
 });
+/** A `?wait=` answer: the job ended within the wait. */
+const Finished = Type.Object(
+  { jobId: Type.String({ description: "As in the 202 answer (the same as id), so a caller reads one field either way" }), ...JobDetailsSchema.properties },
+  {
+    description:
+      "With ?wait=: the job ended within the wait. The job as GET /jobs/{id} shows it, plus jobId; `state` says how it ended (succeeded, dead or cancelled) and `result` is what it returned",
+    headers: { location: Type.String({ description: "The job's URL relative to the service (links.self)" }) },
+  },
+);
 const enqueueErrors = errorResponses(...AUTHENTICATED_ERRORS, 413, 415, 429);
 const readErrors = errorResponses(...AUTHENTICATED_ERRORS);
 const jobErrors = errorResponses(...AUTHENTICATED_ERRORS, 404);
@@ -64,6 +79,40 @@ const formatErrors = (root: string) => (validationErrors: FastifySchemaValidatio
 
 const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (app, { deps }) => {
   const { db, registry } = deps;
+  // One LISTEN connection for every `?wait=` of this process, opened on the first; its own client, not one of the pool's.
+  const jobEnds =
+    deps.jobEnds ??
+    new JobEndWaits({
+      db,
+      logger: deps.logger.child({ component: "job-end-waits" }),
+      makeClient: () => new pg.Client({ ...deps.pool.options, application_name: JOB_END_WAITS_APPLICATION_NAME }),
+    });
+  // Before the server waits for requests in flight: at shutdown a caller still waiting gets its 202 at once.
+  if (!deps.jobEnds) app.addHook("preClose", () => jobEnds.close());
+
+  /** After a `?wait=`: 200 with the job when it ended within the wait, else the usual 202 with its state now. */
+  async function answerAfterWait(request: FastifyRequest, reply: FastifyReply, enqueuedJob: EnqueuedJob | JobDetails, waitMs: number) {
+    const jobId = enqueuedJob.id;
+    // The caller going away ends the wait (its response can no longer be sent).
+    const gone = new AbortController();
+    const onClose = () => gone.abort();
+    reply.raw.once("close", onClose);
+    if (request.raw.socket?.destroyed) gone.abort();
+    try {
+      await jobEnds.waitForEnd(jobId, waitMs, gone.signal);
+    } finally {
+      reply.raw.off("close", onClose);
+    }
+    // Nobody to tell: no reading for a caller that went away.
+    if (gone.signal.aborted) return reply.status(202).header("location", jobLink(jobId)).send(enqueued(enqueuedJob));
+    const job = await findJob(db, jobId);
+    if (!job) throw new JobNotFoundError(jobId);
+    if (ENDED_STATES.has(job.state)) {
+      request.log.info({ jobId, state: job.state }, "waited-for job ended");
+      return reply.status(200).header("location", jobLink(job.id)).send({ jobId: job.id, ...jobDetailsJson(job) });
+    }
+    return reply.status(202).header("location", jobLink(job.id)).send(enqueued(job));
+  }
 
   // A request without a body enqueues the task with an empty payload (its defaults).
   app.addHook("preValidation", async (request) => {
@@ -88,12 +137,14 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
           [OPTIONAL_BODY]: true,
           querystring: EnqueueQuery,
           headers: IdempotencyHeaders,
-          response: { 202: Enqueued, ...enqueueErrors },
+          response: { 200: Finished, 202: Enqueued, ...enqueueErrors },
         },
         config: RATE_LIMITED,
         schemaErrorFormatter: formatErrors("payload"),
       },
       async (request, reply) => {
+        // Checked before anything is enqueued.
+        const waitMs = request.query.wait === undefined ? 0 : parseWait(request.query.wait);
         const options = enqueueOptions(request.query);
         const idempotencyKey = request.headers["idempotency-key"];
         if (idempotencyKey) {
@@ -104,11 +155,13 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
           const earlier = await findJobByKey(db, options.jobKey);
           if (earlier) {
             reply.header("idempotent-replayed", "true");
+            if (waitMs > 0) return answerAfterWait(request, reply, earlier, waitMs);
             return reply.status(202).header("location", jobLink(earlier.id)).send(enqueued(earlier));
           }
         }
         const job = await enqueueJob(db, registry, task.name, request.body, options, { source: "http", actor: request.caller.id });
         request.log.info({ caller: request.caller.id, jobId: job.id, task: task.name }, "job enqueued");
+        if (waitMs > 0) return answerAfterWait(request, reply, job, waitMs);
         return reply.status(202).header("location", jobLink(job.id)).send(enqueued(job));
       },
     );
@@ -190,7 +243,7 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
         ...(to ? { to: parseInstant(to)! } : {}),
         ...(cursor ? { before: cursor } : {}),
       });
-      return { jobs: page.jobs.map(summary), nextCursor: page.nextCursor };
+      return { jobs: page.jobs.map(jobSummaryJson), nextCursor: page.nextCursor };
     },
   );
 
@@ -203,7 +256,7 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
     async (request) => {
       const job = await findJob(db, request.params.id);
       if (!job) throw new JobNotFoundError(request.params.id);
-      return details(job);
+      return jobDetailsJson(job);
     },
   );
 
@@ -232,11 +285,26 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
       async (request) => {
         const job = await action(db, request.params.id, request.caller.id);
         request.log.info({ caller: request.caller.id, jobId: job.id, action: name }, `job ${name} by operator`);
-        return details(job);
+        return jobDetailsJson(job);
       },
     );
   }
 };
+
+/** States a job does not leave by itself: a `?wait=` ends when the job reaches one. */
+const ENDED_STATES: ReadonlySet<JobState> = new Set(["succeeded", "dead", "cancelled", "discarded"]);
+
+/**
+ * `?wait=` in milliseconds: `30s`, `1500ms` or plain seconds (`30`), from 0 (no wait) to
+ * MAX_WAIT_MS. Anything else is the caller's mistake (400, naming `wait`).
+ */
+function parseWait(text: string): number {
+  const match = /^(\d{1,6})(ms|s)?$/.exec(text);
+  const ms = match ? Number(match[1]) * (match[2] === "ms" ? 1 : 1000) : Number.NaN;
+  if (Number.isNaN(ms)) throw new HttpError(400, `querystring/wait must be a duration such as 30s, 1500ms or 30 (seconds), got "${text}"`);
+  if (ms > MAX_WAIT_MS) throw new HttpError(400, `querystring/wait must be at most ${MAX_WAIT_MS / 1000}s, got "${text}"`);
+  return ms;
+}
 
 function enqueueOptions(query: { runAt?: string; priority?: number; maxAttempts?: number; jobKey?: string; queue?: string }): EnqueueOptions {
   return {
@@ -254,50 +322,13 @@ function operationId(...words: string[]): string {
   return parts.map((part, index) => (index === 0 ? part : part.charAt(0).toUpperCase() + part.slice(1))).join("");
 }
 
-export function jobLink(id: string): string {
-  return `/jobs/${id}`;
-}
-
 const iso = (date: Date) => date.toISOString();
-const isoOrNull = (date: Date | null) => (date ? date.toISOString() : null);
 
 function enqueued(job: EnqueuedJob | JobDetails) {
   const links = { self: jobLink(job.id) };
   if ("state" in job) return { jobId: job.id, task: job.task, state: job.state, queue: job.queue, runAt: iso(job.runAt), links };
   const state = job.runAt.getTime() > Date.now() ? ("scheduled" as const) : ("queued" as const);
   return { jobId: job.id, task: job.task, state, queue: job.queueName, runAt: iso(job.runAt), links };
-}
-
-function summary(job: JobSummary) {
-  return {
-    ...job,
-    runAt: iso(job.runAt),
-    createdAt: iso(job.createdAt),
-    startedAt: isoOrNull(job.startedAt),
-    finishedAt: isoOrNull(job.finishedAt),
-    links: { self: jobLink(job.id) },
-  };
-}
-
-function details(job: JobDetails) {
-  return { ...summary(job), payload: job.payload, timeline: job.timeline.map(timelineEvent), children: job.children };
-}
-
-function timelineEvent(event: TimelineEvent) {
-  return {
-    id: event.id,
-    event: event.event,
-    attempt: event.attempt,
-    source: event.source,
-    workerId: event.worker_id,
-    actor: event.actor,
-    error: event.error,
-    stack: event.stack,
-    durationMs: event.duration_ms,
-    runAt: isoOrNull(event.run_at),
-    traceId: event.trace_id,
-    at: iso(event.at),
-  };
 }
 
 export default jobRoutes;

@@ -1,6 +1,6 @@
 /** Dead-letter: dead jobs grouped by task and error, with bulk retry and discard per group. */
 import type { FastifyInstance } from "fastify";
-import { actOnDeadLetterGroup, BULK_ACTION_LIMIT, DEAD_LETTER_SCAN_LIMIT, findDeadLetterGroups } from "../../../dashboard/dead-letter.ts";
+import { actOnDeadLetterGroup, BULK_ACTION_LIMIT, DEAD_LETTER_SCAN_LIMIT, findDeadLetterGroups } from "../queries/dead-letter.ts";
 import { operatorOf, sendPage, type DashboardContext } from "../context.ts";
 import { html } from "../html.ts";
 import { queryString, timeCell, type Notice } from "../layout.ts";

@@ -5,14 +5,18 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import {
+  actionApplies,
+  applicableActions,
   cancelJob,
   discardJob,
   findJob,
+  hasPendingChildren,
   IllegalTransitionError,
   JOB_STATES,
   JobNotFoundError,
   listJobs,
   retryJob,
+  type JobAction,
   type JobDetails,
   type JobFilter,
   type JobState,
@@ -27,12 +31,23 @@ import { csrfField, formatDuration, jsonBlock, notice, queryString, stateBadge, 
 
 const PAGE_SIZE = 50;
 
-const JOB_ACTIONS = {
-  retry: { run: retryJob, allowed: ["dead", "retry_wait"], label: "Retry", explain: "It goes back to the queue now with its attempts reset; its history is kept." },
-  cancel: { run: cancelJob, allowed: ["queued", "scheduled", "retry_wait"], label: "Cancel", explain: "It is removed from the queue and will not run." },
-  discard: { run: discardJob, allowed: ["dead"], label: "Discard", explain: "It leaves the dead-letter for good; its history stays until retention removes it." },
-} as const satisfies Record<string, { run: unknown; allowed: readonly JobState[]; label: string; explain: string }>;
-type JobAction = keyof typeof JOB_ACTIONS;
+/** How the page offers each action; whether it applies is the lifecycle module's rule (applicableActions), the one the API enforces. */
+const ACTION_FORMS = {
+  retry: { run: retryJob, label: "Retry", explain: () => "It goes back to the queue now with its attempts reset; its history is kept." },
+  cancel: { run: cancelJob, label: "Cancel", explain: cancelExplanation },
+  discard: { run: discardJob, label: "Discard", explain: () => "It leaves the dead-letter for good; its history stays until retention removes it." },
+} as const satisfies Record<JobAction, { run: unknown; label: string; explain: (job: JobDetails) => string }>;
+
+/** A fan-out's cancel also removes its children that have not started, whether or not the job itself can still be removed. */
+function cancelExplanation(job: JobDetails): string {
+  const itself = actionApplies("cancel", { state: job.state, children: null });
+  const pending = hasPendingChildren(job) ? job.children!.waiting : 0;
+  if (pending === 0) return "It is removed from the queue and will not run.";
+  const children = `the ${pending} jobs it enqueued that have not started`;
+  return itself
+    ? `It is removed from the queue and will not run, and so are ${children}.`
+    : `The job itself (${job.state}) is not changed; ${children} are removed from the queue (jobs already running finish).`;
+}
 
 /** What the job's page says after an action (carried by a signed flash cookie, never by the URL). */
 export const DONE_MESSAGES: Record<string, string> = {
@@ -126,11 +141,11 @@ export function registerJobs(app: FastifyInstance, { deps }: DashboardContext): 
 
   app.post("/jobs/:id/:action", { config: RATE_LIMITED }, async (request, reply) => {
     const { id, action } = request.params as { id: string; action: string };
-    if (!Object.hasOwn(JOB_ACTIONS, action)) return reply.callNotFound();
+    if (!Object.hasOwn(ACTION_FORMS, action)) return reply.callNotFound();
     if (!isJobId(id)) return jobNotFound(request, reply, id);
     const operator = operatorOf(request);
     try {
-      await JOB_ACTIONS[action as JobAction].run(db, id, operator.id);
+      await ACTION_FORMS[action as JobAction].run(db, id, operator.id);
     } catch (error) {
       if (error instanceof JobNotFoundError) return jobNotFound(request, reply, id);
       if (error instanceof IllegalTransitionError) {
@@ -161,6 +176,8 @@ function sendJobPage(request: FastifyRequest, reply: FastifyReply, job: JobDetai
         <section aria-labelledby="payload-heading"><h2 id="payload-heading">Payload</h2>
           <p class="muted">As stored in history: sensitive fields redacted, large payloads summarised.</p>
           ${jsonBlock(job.payload, `Payload of job ${job.id}`)}</section>
+        <section aria-labelledby="result-heading"><h2 id="result-heading">Result</h2>
+          <div data-live-fragment="result">${parts.result}</div></section>
         <section aria-labelledby="timeline-heading"><h2 id="timeline-heading">History</h2>
           <div data-live-fragment="timeline">${parts.timeline}</div></section>`,
     },
@@ -172,10 +189,17 @@ function jobNotFound(request: FastifyRequest, reply: FastifyReply, id: string): 
   return sendPage(request, reply, { title: "Job not found", section: "jobs", body: html`<p>There is no job with id ${id}. <a href="/dashboard/jobs">All jobs</a></p>` }, 404);
 }
 
-function jobFragments(job: JobDetails, operator: Operator, now: Date): { summary: Html; timeline: Html } {
-  const actions = (Object.entries(JOB_ACTIONS) as Array<[JobAction, (typeof JOB_ACTIONS)[JobAction]]>).filter(([, action]) =>
-    (action.allowed as readonly JobState[]).includes(job.state),
-  );
+/** What the handler returned, pretty-printed (and escaped, as everything in html``), once the job succeeded. */
+function resultBlock(job: JobDetails): Html {
+  if (job.result !== null) return html`<p class="muted">Redacted like payloads; at most 16 KiB of JSON (a larger result is kept as a marker).</p>${jsonBlock(job.result, `Result of job ${job.id}`)}`;
+  if (job.state === "succeeded") return html`<p class="muted">The task returned no result.</p>`;
+  if (job.state === "dead") return html`<p class="muted">None: the job did not succeed (a result is kept if a retry does).</p>`;
+  if (job.state === "cancelled" || job.state === "discarded") return html`<p class="muted">None: the job was ${job.state} before it succeeded.</p>`;
+  return html`<p class="muted">None yet: a result is kept when the job succeeds.</p>`;
+}
+
+function jobFragments(job: JobDetails, operator: Operator, now: Date): { summary: Html; result: Html; timeline: Html } {
+  const actions = applicableActions(job);
   const summary = html`<section aria-labelledby="summary-heading" class="job-summary">
     <h2 id="summary-heading" class="visually-hidden">Summary</h2>
     <dl class="facts">
@@ -196,10 +220,13 @@ function jobFragments(job: JobDetails, operator: Operator, now: Date): { summary
           <pre class="error-text">${job.lastError}</pre></div>`
       : ""}
     ${actions.length > 0
-      ? html`<div class="job-actions">${actions.map(([name, action]) => confirmForm(`/dashboard/jobs/${job.id}/${name}`, operator, `${action.label}…`, html`${action.label} job ${job.id} (${job.task})? ${action.explain}`, `Yes, ${action.label.toLowerCase()} it`, name === "discard"))}</div>`
+      ? html`<div class="job-actions">${actions.map((name) => {
+          const form = ACTION_FORMS[name];
+          return confirmForm(`/dashboard/jobs/${job.id}/${name}`, operator, `${form.label}…`, html`${form.label} job ${job.id} (${job.task})? ${form.explain(job)}`, `Yes, ${form.label.toLowerCase()} it`, name === "discard");
+        })}</div>`
       : ""}
   </section>`;
-  return { summary, timeline: timeline(job.timeline, now) };
+  return { summary, result: resultBlock(job), timeline: timeline(job.timeline, now) };
 }
 
 /**

@@ -4,8 +4,9 @@
  * many people watch), finished ones from time-bounded, index-backed history queries.
  */
 import type { FastifyInstance } from "fastify";
-import { countFinishedSince, findRecentOutcomes } from "../../../dashboard/activity.ts";
-import { readSource, type OverdueSchedule, type SourceReading, type WorkerPoolStatus } from "../../../dashboard/sources.ts";
+import { countFinishedSince, findRecentOutcomes } from "../queries/activity.ts";
+import type { CronStatus } from "../../../cron/freshness.ts";
+import { readSource, type SourceReading, type WorkerPoolStatus } from "../sources.ts";
 import type { QueueDepth } from "../../../lifecycle/queue-stats.ts";
 import { outcomesChart } from "../chart.ts";
 import { sendFragments, sendPage, type DashboardContext } from "../context.ts";
@@ -24,7 +25,8 @@ export function registerOverview(app: FastifyInstance, context: DashboardContext
       findRecentOutcomes(deps.db, now),
       countFinishedSince(deps.db, new Date(now.getTime() - DAY_MS)),
       readSource(sources.workerPools, deps.logger),
-      readSource(sources.overdueSchedules, deps.logger),
+      // The one cron-freshness source (/metrics, GET /tasks and /ready read it too).
+      readSource(async () => (await deps.cronFreshness.read()).filter((status) => status.overdue), deps.logger),
     ]);
     return {
       counts: counts(stats.depths, finished, stats.at, now),
@@ -94,17 +96,17 @@ function workerPools(reading: SourceReading<WorkerPoolStatus>, now: Date): Html 
   );
 }
 
-function overdueSchedules(reading: SourceReading<OverdueSchedule>, now: Date): Html {
+function overdueSchedules(reading: SourceReading<CronStatus>, now: Date): Html {
   if (!reading.available) return html`<p class="unavailable">Overdue cron entries: ${reading.reason}.</p>`;
   if (reading.items.length === 0) return html`<p class="ok-text">No cron entry is overdue.</p>`;
   return html`<div class="overdue">${table(
     "Overdue cron entries",
-    ["Entry", "Task", "Was due", "Last fired"],
+    ["Entry", "Task", "Overdue since", "Last fired"],
     reading.items.map((item) => [
       html`<strong>OVERDUE</strong> <code>${item.id}</code>`,
       html`<a href="/dashboard/tasks/${item.task}">${item.task}</a>`,
-      timeCell(item.dueAt, now),
-      timeCell(item.lastFiredAt, now),
+      timeCell(item.overdueSince, now),
+      timeCell(item.lastRunAt, now),
     ]),
   )}</div>`;
 }

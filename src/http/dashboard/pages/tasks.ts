@@ -7,8 +7,10 @@
  */
 import cronstrue from "cronstrue";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { findCronRuns, type CronRun } from "../../../dashboard/cron-history.ts";
-import { readSource, type OverdueSchedule } from "../../../dashboard/sources.ts";
+import type { CronStatus } from "../../../cron/freshness.ts";
+import { findRecords } from "../../../db/repositories/job-records.ts";
+import type { JobPhase } from "../../../db/tables/job-records.ts";
+import { readSource } from "../sources.ts";
 import { checkPayload, enqueueJob, InvalidPayloadError } from "../../../enqueue.ts";
 import type { RegisteredTask } from "../../../registry.ts";
 import type { EnqueueOptions } from "../../../task.ts";
@@ -39,32 +41,32 @@ interface OptionValues {
 }
 
 export function registerTasks(app: FastifyInstance, context: DashboardContext): void {
-  const { deps, sources } = context;
+  const { deps } = context;
   const { db, registry } = deps;
   // The pause and resume forms of this page and the queues page post here.
   registerPauseActions(app, context);
 
+  // Each entry's last run, last success and overdue flag: the one cron-freshness source /metrics, /tasks and /ready read.
   async function scheduleRows(schedules: Schedule[], now: Date, pauses: Pause[]) {
-    const overdue = await readSource(sources.overdueSchedules, deps.logger);
-    const overdueIds = new Map<string, OverdueSchedule>(overdue.available ? overdue.items.map((item) => [item.id, item]) : []);
-    const runs = new Map<string, Awaited<ReturnType<typeof findCronRuns>>>(
-      await Promise.all([...new Set(schedules.map((schedule) => schedule.task))].map(async (task) => [task, await findCronRuns(db, task)] as const)),
-    );
+    const freshness = await readSource(() => deps.cronFreshness.read(), deps.logger);
+    const statuses = new Map<string, CronStatus>(freshness.available ? freshness.items.map((status) => [status.id, status]) : []);
+    // The state of each last run now (its record), for its badge.
+    const runIds = [...statuses.values()].flatMap((status) => status.lastRunJobId ?? []);
+    const phases = new Map((await findRecords(db, runIds)).map((record) => [String(record.id), record.phase]));
     return {
-      overdue,
+      freshness,
       rows: schedules.map((schedule) => {
-        const late = overdueIds.get(schedule.id);
-        const taskRuns = runs.get(schedule.task);
+        const status = statuses.get(schedule.id);
         const task = registry.find(schedule.task);
         // A paused entry is never overdue (src/cron/freshness.ts): it says why instead.
         const held = task ? pauseHolding(pauses, task, task.defaults.queueName) : undefined;
         return [
-          html`<code>${schedule.id}</code>${late ? html` <strong class="overdue-flag">OVERDUE</strong>` : ""}${held ? html` ${pausedBadge(held)}` : ""}`,
+          html`<code>${schedule.id}</code>${status?.overdue ? html` <strong class="overdue-flag">OVERDUE</strong>` : ""}${held ? html` ${pausedBadge(held)}` : ""}`,
           html`<a href="/dashboard/tasks/${schedule.task}">${schedule.task}</a>`,
           html`${describeCron(schedule.expression)}<br><code class="muted">${schedule.expression}</code>`,
           timeCell(schedule.nextRunAt, now),
-          runCell(taskRuns?.lastRun ?? null, now),
-          runCell(taskRuns?.lastSuccess ?? null, now),
+          runCell(status?.lastRunJobId ?? null, status?.lastRunAt ?? null, status?.lastRunJobId ? phases.get(status.lastRunJobId) : undefined, now),
+          runCell(status?.lastSuccessJobId ?? null, status?.lastSuccessAt ?? null, "succeeded", now),
         ];
       }),
     };
@@ -76,7 +78,7 @@ export function registerTasks(app: FastifyInstance, context: DashboardContext): 
     const now = new Date();
     const schedules = describeSchedules(deps.crontab, now);
     const pauses = await findPauses(db);
-    const { rows, overdue } = await scheduleRows(schedules, now, pauses);
+    const { rows, freshness } = await scheduleRows(schedules, now, pauses);
     return sendPage(request, reply, {
       title: "Tasks & schedules",
       section: "tasks",
@@ -95,9 +97,9 @@ export function registerTasks(app: FastifyInstance, context: DashboardContext): 
             ]),
           )}</section>
         <section aria-labelledby="schedules-heading"><h2 id="schedules-heading">Schedules (crontab)</h2>
-          ${overdue.available ? "" : html`<p class="unavailable">Overdue detection: ${overdue.reason}.</p>`}
+          ${freshness.available ? "" : html`<p class="unavailable">Last runs and overdue detection: ${freshness.reason}.</p>`}
           ${table("Crontab entries", scheduleHead, rows, { empty: "The crontab has no entries." })}
-          <p class="muted">Last run and last success: the newest job of the task fired by the crontab, from history.</p></section>`,
+          <p class="muted">Last run and last success: the entry's newest job, as cron freshness keeps it (also past history's retention; as /metrics and GET /tasks report it).</p></section>`,
     });
   });
 
@@ -244,9 +246,10 @@ function parseOptions(values: OptionValues): { options: EnqueueOptions; errors: 
   return { options, errors };
 }
 
-function runCell(run: CronRun | null, now: Date): Html {
-  if (!run) return html`<span class="muted">never (in history)</span>`;
-  return html`<a href="/dashboard/jobs/${run.jobId}">job ${run.jobId}</a> ${stateBadge(run.phase === "waiting" ? "queued" : run.phase)}<br>${timeCell(run.finishedAt ?? run.createdAt, now)}`;
+/** A run of an entry: its job, the job's state when known (its record may be past retention), and when. */
+function runCell(jobId: string | null, at: Date | null, phase: JobPhase | undefined, now: Date): Html {
+  if (!jobId) return html`<span class="muted">never (in history)</span>`;
+  return html`<a href="/dashboard/jobs/${jobId}">job ${jobId}</a>${phase ? html` ${stateBadge(phase === "waiting" ? "queued" : phase)}` : ""}<br>${timeCell(at, now)}`;
 }
 
 function taskNotFound(request: FastifyRequest, reply: FastifyReply) {

@@ -1,9 +1,10 @@
 /**
  * What the dashboard reads from parts of the service it does not own: live worker pools (the
- * heartbeats) and overdue cron entries. The composition root passes them in; a source that is
- * absent is shown as "not available", never as an empty (and so reassuring) list.
+ * heartbeats). The composition root passes them in; a source that is absent is shown as "not
+ * available", never as an empty (and so reassuring) list. (Cron status is the one cron-freshness
+ * source every other surface reads too: `AppDependencies.cronFreshness`.)
  */
-import type { Logger } from "../observability/logger.ts";
+import type { Logger } from "../../observability/logger.ts";
 
 export interface WorkerPoolStatus {
   /** The pool's id: what graphile-worker writes into `locked_by` of the jobs it runs. */
@@ -17,26 +18,15 @@ export interface WorkerPoolStatus {
   status: string;
 }
 
-export interface OverdueSchedule {
-  /** The crontab line's `id=`. */
-  id: string;
-  task: string;
-  /** When the entry should have fired last. */
-  dueAt: Date;
-  /** When it last fired, if ever (as far as the source knows). */
-  lastFiredAt: Date | null;
-}
-
 export interface DashboardSources {
   /** Worker pools with a recent heartbeat (live ones first). */
   workerPools?: () => Promise<WorkerPoolStatus[]>;
-  /** Crontab entries that should have fired and have not. */
-  overdueSchedules?: () => Promise<OverdueSchedule[]>;
 }
 
 /** What a source said, or why there is nothing to show. */
 export type SourceReading<T> = { available: true; items: T[] } | { available: false; reason: string };
 
+/** Reads a source; a failure is logged and shown as "could not be read", never as an empty list. */
 export async function readSource<T>(source: (() => Promise<T[]>) | undefined, logger: Logger): Promise<SourceReading<T>> {
   if (!source) return { available: false, reason: "not available: this service does not report it yet" };
   try {

@@ -5,8 +5,8 @@
  * costs the same per page view.
  */
 import { sql } from "kysely";
-import type { Db } from "../db/database.ts";
-import { discardJob, IllegalTransitionError, JobNotFoundError, retryJob } from "../lifecycle/jobs.ts";
+import type { Db } from "../../../db/database.ts";
+import { discardJob, IllegalTransitionError, JobNotFoundError, retryJob } from "../../../lifecycle/jobs.ts";
 
 /** Dead jobs looked at to build the groups. */
 export const DEAD_LETTER_SCAN_LIMIT = 10_000;

@@ -3,8 +3,8 @@
  * Read from the per-minute outcome counters and the end-state events (migration 0008), so the
  * cost follows the recent traffic, not the size of the history.
  */
-import type { Db } from "../db/database.ts";
-import { countEndedSince, findOutcomeCounts } from "../db/repositories/job-records.ts";
+import type { Db } from "../../../db/database.ts";
+import { countEndedSince, findOutcomeCounts } from "../../../db/repositories/job-records.ts";
 
 /** Jobs that reached an end state (succeeded, dead, cancelled, discarded) since a time, per state. */
 export { countEndedSince as countFinishedSince };
