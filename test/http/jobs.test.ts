@@ -41,7 +41,9 @@ describe("POST /jobs/:task", () => {
     expect(details.timeline[0]).toMatchObject({ event: "enqueued", source: "http", actor: expect.stringMatching(/^token:[0-9a-f]{8}$/) });
     // The request's log line says who acted.
     const line = env.logs.find((entry) => entry.message === "request completed" && (entry.httpRequest as { requestUrl?: string })?.requestUrl === "/jobs/resolve_taxa");
-    expect(line).toMatchObject({ caller: details.timeline[0].actor, httpRequest: { requestMethod: "POST", status: 202 } });
+    expect(line).toMatchObject({ caller: details.timeline[0].actor, jobId: body.jobId, task: "resolve_taxa", httpRequest: { requestMethod: "POST", status: 202 } });
+    // One line per request: the request's own says what it enqueued.
+    expect(env.logs.filter((entry) => entry.jobId === body.jobId)).toHaveLength(1);
     expect(JSON.stringify(details)).not.toContain(API_TOKEN);
   });
 
@@ -122,6 +124,8 @@ describe("POST /jobs/:task/batch", () => {
     const listed = (await get("/jobs?task=resolve_taxa")).json().jobs as Array<{ priority: number }>;
     expect(listed.map((job) => job.priority)).toEqual([3, 3, 3]);
     expect(await listJobs(env.db)).toHaveLength(3);
+    const line = env.logs.find((entry) => entry.message === "request completed" && (entry.httpRequest as { requestUrl?: string })?.requestUrl === "/jobs/resolve_taxa/batch?priority=3");
+    expect(line).toMatchObject({ task: "resolve_taxa", enqueued: 3, httpRequest: { status: 202 } });
   });
 
   test("refuses an empty or oversized batch", async () => {

@@ -28,6 +28,7 @@ import { parseInstant } from "../../input-limits.ts";
 import { describeSchemaError } from "../../payload-validation.ts";
 import { UnknownTaskError, type RegisteredTask } from "../../registry.ts";
 import type { EnqueuedJob, EnqueueOptions } from "../../task.ts";
+import { noteOutcome } from "../../observability/request-log.ts";
 import type { AppDependencies } from "../dependencies.ts";
 import { RATE_LIMITED } from "../rate-limit.ts";
 import {
@@ -160,7 +161,7 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
           }
         }
         const job = await enqueueJob(db, registry, task.name, request.body, options, { source: "http", actor: request.caller.id });
-        request.log.info({ caller: request.caller.id, jobId: job.id, task: task.name }, "job enqueued");
+        noteOutcome(request, { jobId: job.id, task: task.name });
         if (waitMs > 0) return answerAfterWait(request, reply, job, waitMs);
         return reply.status(202).header("location", jobLink(job.id)).send(enqueued(job));
       },
@@ -190,7 +191,7 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
         const jobs = await db
           .transaction()
           .execute((trx) => enqueueJobs(trx, registry, task.name, request.body.payloads, options, { source: "http", actor: request.caller.id }));
-        request.log.info({ caller: request.caller.id, task: task.name, count: jobs.length }, "jobs enqueued");
+        noteOutcome(request, { task: task.name, enqueued: jobs.length });
         return reply.status(202).send({ jobs: jobs.map(enqueued) });
       },
     );
