@@ -143,27 +143,7 @@ describe("the fence on graphile-worker's own statements", () => {
     const events: WorkerEvents = new EventEmitter();
     let emptyFetches = 0;
     events.on("worker:getJob:empty", () => (emptyFetches += 1));
-    const worker = await startWorker({
-      events,
-      pool: env.pool,
-      openRunnerPool: (applicationName, max) => env.derive({ max, applicationName }),
-      deps: { ...env.deps, registry },
-      observers: [],
-      cronItems: [],
-      concurrency: 1,
-      pollIntervalMs: 100,
-      reliability: {
-        inFlight: new InFlightJobs(),
-        // What the heartbeat writer does before a pool's first fetch.
-        poolStarted: async (poolId, runner, session) => {
-          await sql`insert into observing_jobs.worker_heartbeats (pool_id, runner, instance_id, hostname, pid, session_name) values (${poolId}, ${runner}, 'i', 'h', 1, ${session})`.execute(env.db);
-        },
-        poolEnded: async () => {},
-        leaseHolds: (poolId) => !dead.has(poolId),
-        shutdownAbortAfterMs: 1000,
-        shutdownTimeoutMs: 2000,
-      },
-    });
+    const worker = await startFencedWorker(env, registry, events, { pollIntervalMs: 100, leaseHolds: (poolId) => !dead.has(poolId) });
     try {
       await enqueueJob(env.db, registry, "fenced_task", {});
       await waitFor(() => started === 1, { message: "a live pool to run the job" });
@@ -256,27 +236,7 @@ async function startCappedInstances(env: TestEnv, pollIntervalMs: number) {
   events.on("worker:getJob:empty", () => (emptyFetches += 1));
   let listening = 0;
   events.on("pool:listen:success", () => (listening += 1));
-  const startOne = () =>
-    startWorker({
-      events,
-      pool: env.pool,
-      openRunnerPool: (applicationName, max) => env.derive({ max, applicationName }),
-      deps: { ...env.deps, registry },
-      observers: [],
-      cronItems: [],
-      concurrency: 1,
-      pollIntervalMs,
-      reliability: {
-        inFlight: new InFlightJobs(),
-        poolStarted: async (poolId, runner, session) => {
-          await sql`insert into observing_jobs.worker_heartbeats (pool_id, runner, instance_id, hostname, pid, session_name) values (${poolId}, ${runner}, 'i', 'h', 1, ${session})`.execute(env.db);
-        },
-        poolEnded: async () => {},
-        leaseHolds: () => true,
-        shutdownAbortAfterMs: 1000,
-        shutdownTimeoutMs: 2000,
-      },
-    });
+  const startOne = () => startFencedWorker(env, registry, events, { pollIntervalMs, leaseHolds: () => true });
   const workers = [await startOne(), await startOne()];
   // A notification sent before a pool listens would wake nobody.
   const pools = workers.flatMap((worker) => worker.runners).length;
@@ -292,4 +252,29 @@ async function startCappedInstances(env: TestEnv, pollIntervalMs: number) {
       for (const worker of workers) await worker.stop();
     },
   };
+}
+
+/** Runners as the service starts them (a pool of their own per start, its heartbeat row written before the first fetch), with concurrency 1. */
+function startFencedWorker(env: TestEnv, registry: TaskRegistry, events: WorkerEvents, options: { pollIntervalMs: number; leaseHolds: (poolId: string) => boolean }) {
+  return startWorker({
+    events,
+    pool: env.pool,
+    openRunnerPool: (applicationName, max) => env.derive({ max, applicationName }),
+    deps: { ...env.deps, registry },
+    observers: [],
+    cronItems: [],
+    concurrency: 1,
+    pollIntervalMs: options.pollIntervalMs,
+    reliability: {
+      inFlight: new InFlightJobs(),
+      // What the heartbeat writer does before a pool's first fetch.
+      poolStarted: async (poolId, runner, session) => {
+        await sql`insert into observing_jobs.worker_heartbeats (pool_id, runner, instance_id, hostname, pid, session_name) values (${poolId}, ${runner}, 'i', 'h', 1, ${session})`.execute(env.db);
+      },
+      poolEnded: async () => {},
+      leaseHolds: options.leaseHolds,
+      shutdownAbortAfterMs: 1000,
+      shutdownTimeoutMs: 2000,
+    },
+  });
 }

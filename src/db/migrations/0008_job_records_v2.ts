@@ -145,8 +145,10 @@ export async function down(db: Kysely<unknown>): Promise<void> {
  *
  * Our own operator actions (cancel, discard, retry, prune) record themselves in their transaction
  * and set `observing_jobs.recorded` locally so the triggers leave their rows alone.
+ *
+ * Exported for 0019_deferral_not_a_failure, which changes record_failed_attempt and restores it.
  */
-const RECORDING_FUNCTIONS = [
+export const RECORDING_FUNCTIONS = [
   `create function observing_jobs.storable_payload(payload json) returns jsonb
    language plpgsql immutable set search_path = pg_catalog, pg_temp as $$
    begin
