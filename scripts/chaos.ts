@@ -23,6 +23,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { sql } from "kysely";
+import { parseConfig } from "../src/config.ts";
 import { makeDatabase, type Db } from "../src/db/database.ts";
 import { enqueueJobs } from "../src/enqueue.ts";
 import { startFakeGbif, type FakeGbif } from "../src/demo/fake-gbif.ts";
@@ -38,13 +39,14 @@ const INSTANCES = Number(process.env.CHAOS_INSTANCES ?? 4);
 const JOBS = Number(process.env.CHAOS_JOBS ?? 3000);
 const SEED = Number(process.env.CHAOS_SEED ?? 1);
 const DEADLINE_MS = Number(process.env.CHAOS_DEADLINE_MS ?? 900_000);
-/** Production defaults for heartbeats and rescue (5 s, 20 s, 3 s sweep): only these are set. */
+/** The production defaults for heartbeats, rescue and sweeps are left as they are: only these are set. */
 const SETTINGS = {
   WORKER_CONCURRENCY: "4",
   GBIF_TIMEOUT_MS: "20000",
 };
-/** The default RESCUE_AFTER_MS, which the freezes and the blocking handlers are measured against. */
-const RESCUE_AFTER_MS = 20_000;
+/** The defaults the run measures; the freezes and the blocking handlers are set against RESCUE_AFTER_MS. */
+const DEFAULTS = parseConfig({}).reliability;
+const RESCUE_AFTER_MS = DEFAULTS.rescueAfterMs;
 const FAULTS = { sigkill: 4, sigterm: 3, databaseRestart: 1, shortFreeze: 1, longFreeze: 1, halfOpen: 1 };
 const FAULT_SPACING_MS = 8000;
 const DATABASE_DOWN_MS = 3000;
@@ -387,6 +389,8 @@ interface Report {
   completedAfterDeclaredDead: number;
   blocking: { jobs: number; ranAgain: number; rescued: number };
   sigkillToRunningAgainS: number[];
+  /** The same, per task: the capped gbif runner's resolve_taxa and the main runner's chaos_lookup. */
+  sigkillToRunningAgainByTaskS: Record<string, number[]>;
   shutdownReturnWaitsS: number[];
   deadPools: number;
   faults: FaultRecord[];
@@ -430,6 +434,9 @@ async function analyse(db: Db, gbif: FakeGbif, work: Workload, times: { startedA
   let shortFreezeRepeats = 0;
   let givenBackButRan = 0;
   const sigkillWaits: number[] = [];
+  const sigkillWaitsByTask: Record<string, number[]> = { resolve_taxa: [], chaos_lookup: [] };
+  // Names were enqueued alternately: even ones as resolve_taxa, odd ones as chaos_lookup.
+  const taskOfName = new Map(names.map((name, i) => [name, i % 2 === 0 ? "resolve_taxa" : "chaos_lookup"]));
   const shutdownWaits: number[] = [];
   // Clocks: the events' times are the database's, the calls' this process's; same machine.
   const SLACK_MS = 1000;
@@ -441,7 +448,10 @@ async function analyse(db: Db, gbif: FakeGbif, work: Workload, times: { startedA
     for (const event of jobEvents.filter((e) => e.event === "rescued")) {
       const next = times.find((at) => at > event.when - SLACK_MS);
       const fault = faultOfPid(pidOfPool.get(event.worker_id ?? ""), event.when);
-      if (event.actor === "sweeper" && fault?.kind === "sigkill" && next !== undefined) sigkillWaits.push((next - fault.at) / 1000);
+      if (event.actor === "sweeper" && fault?.kind === "sigkill" && next !== undefined) {
+        sigkillWaits.push((next - fault.at) / 1000);
+        sigkillWaitsByTask[taskOfName.get(name)!]!.push((next - fault.at) / 1000);
+      }
       if (event.actor === "shutdown" && next !== undefined) shutdownWaits.push(Math.max(0, next - event.when) / 1000);
     }
     if (executions.length <= 1) continue;
@@ -521,6 +531,7 @@ async function analyse(db: Db, gbif: FakeGbif, work: Workload, times: { startedA
       rescued: blockingEvents.filter((event) => event.event === "rescued" || event.event === "abandoned").length,
     },
     sigkillToRunningAgainS: sigkillWaits.sort((x, y) => x - y),
+    sigkillToRunningAgainByTaskS: Object.fromEntries(Object.entries(sigkillWaitsByTask).map(([task, waits]) => [task, waits.sort((x, y) => x - y)])),
     shutdownReturnWaitsS: shutdownWaits.sort((x, y) => x - y),
     deadPools: pools.filter((pool) => pool.status === "dead").length,
     faults,
@@ -555,6 +566,7 @@ function summary(report: Report): string {
     `GBIF 429 with Retry-After: ${report.gbifCalls.throttled} names; deferred events: ${report.deferred.events} (${report.deferred.jobsDeferred} jobs); attempts those jobs spent: ${report.deferred.attemptsSpentByDeferral}`,
     `GBIF calls: ${report.gbifCalls.total} for ${report.jobs - report.blocking.jobs} names`,
     `SIGKILL → running again elsewhere (default thresholds): ${stats(report.sigkillToRunningAgainS)}`,
+    ...Object.entries(report.sigkillToRunningAgainByTaskS).map(([task, waits]) => `  ${task}: ${stats(waits)}`),
     `SIGTERM return → running again: ${stats(report.shutdownReturnWaitsS)}`,
     `SIGTERM → exit: ${sigterms.map((fault) => `${((fault.exitMs ?? 0) / 1000).toFixed(1)} s (code ${fault.exitCode})`).join(", ")}`,
     `pools declared dead: ${report.deadPools}; instances that exited on their own: ${crashes.length}${crashes.length > 0 ? ` (${crashes.map((crash) => `pid ${crash.pid}: ${crash.code}`).join(", ")})` : ""}`,
@@ -578,7 +590,7 @@ suite has fast variants of each case (\`test/reliability/\`).
   its local queue), both calling GBIF once per run, against a fake GBIF on loopback answering in 100–300 ms (2 % of names in 3–8 s; 1 %
   first answer 429 with \`Retry-After: 2\`), ${report.blocking.jobs} handlers that block their event loop for ${ms(BLOCK_MS)}
   (enqueued once the other faults are over), and a crontab of one entry firing every minute (\`prune_job_history\`, \`fill=10m\`). Seed ${SEED}.
-- **Configuration:** the production defaults for heartbeats and rescue (5 s heartbeat, 20 s rescue, 3 s
+- **Configuration:** the production defaults for heartbeats and rescue (${ms(DEFAULTS.heartbeatIntervalMs)} heartbeat, ${ms(DEFAULTS.rescueAfterMs)} rescue, ${ms(DEFAULTS.sweepIntervalMs)}
   sweep), and ${Object.entries(SETTINGS).map(([key, value]) => `\`${key}=${value}\``).join(", ")}.
 - **Faults,** about every ${ms(FAULT_SPACING_MS)} in random order, at random instances that are up (signals and
   freezes at instances 1 to ${INSTANCES - 1}): ${FAULTS.sigkill} SIGKILLs (instance restarted 1 s later), ${FAULTS.sigterm} SIGTERMs (restarted once

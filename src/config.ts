@@ -80,8 +80,8 @@ const EnvSchema = Type.Object({
   HISTORY_RETENTION_DAYS: Int({ minimum: 0, maximum: 3650, default: 14 }),
   HISTORY_DEAD_RETENTION_DAYS: Int({ minimum: 0, maximum: 3650, default: 90 }),
   // reliability
-  HEARTBEAT_INTERVAL_MS: Int({ minimum: 100, maximum: 600_000, default: 5000 }),
-  RESCUE_AFTER_MS: Int({ minimum: 300, maximum: 86_400_000, default: 20_000 }),
+  HEARTBEAT_INTERVAL_MS: Int({ minimum: 100, maximum: 600_000, default: 4000 }),
+  RESCUE_AFTER_MS: Int({ minimum: 300, maximum: 86_400_000, default: 15_000 }),
   SWEEP_INTERVAL_MS: Int({ minimum: 100, maximum: 600_000, default: 3000 }),
   EVENT_LOOP_STALL_LIMIT_MS: Int({ minimum: 1000, maximum: 86_400_000, default: 300_000 }),
   DATABASE_CONNECT_TIMEOUT_MS: Int({ minimum: 100, maximum: 600_000, default: 10_000 }),

@@ -41,8 +41,8 @@ describe("parseConfig", () => {
 
   it("reads the reliability settings, with defaults that fit Cloud Run's 10 s and the 30 s rescue target", () => {
     expect(parseConfig({}).reliability).toEqual({
-      heartbeatIntervalMs: 5000,
-      rescueAfterMs: 20_000,
+      heartbeatIntervalMs: 4000,
+      rescueAfterMs: 15_000,
       sweepIntervalMs: 3000,
       eventLoopStallLimitMs: 300_000,
       shutdownAbortAfterMs: 6000,
