@@ -6,30 +6,9 @@
  * usages are the recorded `/v1/species` bodies, unknown keys get GBIF's recorded 404 body.
  * Tests script faults per name or per usage key (503, 429, slow answers).
  */
-import { readFileSync } from "node:fs";
-import http from "node:http";
-import { closeServer, listenOnLoopback } from "./loopback.ts";
-import path from "node:path";
+import { FakeUpstream, readFixture, type FakeBehaviour, type RecordedRequest } from "./loopback.ts";
 
-const FIXTURES = path.join(import.meta.dirname, "recordings");
-
-export function readFixture(file: string): Record<string, unknown> {
-  return JSON.parse(readFileSync(path.join(FIXTURES, file), "utf8")) as Record<string, unknown>;
-}
-
-/** What the fake does for one request. */
-export type FakeBehaviour =
-  | { body: unknown; status?: number; delayMs?: number; headers?: Record<string, string> }
-  | { destroy: true };
 export type GbifBehaviour = FakeBehaviour;
-
-export interface RecordedRequest {
-  path: string;
-  query: URLSearchParams;
-  headers: http.IncomingHttpHeaders;
-  /** When it arrived (performance.now() of this process). */
-  at: number;
-}
 
 const RANKS = ["kingdom", "phylum", "class", "order", "family", "genus", "species"] as const;
 
@@ -84,28 +63,8 @@ export function gbifNotFound(path: string): Record<string, unknown> {
   return { ...readFixture("gbif-v1-species-404-not-found.json"), message: `Entity not found for uri: ${path.replace(/^\/v1/, "")}` };
 }
 
-export class FakeGbif {
-  readonly requests: RecordedRequest[] = [];
-  #server: http.Server;
+export class FakeGbif extends FakeUpstream {
   #scripted = new Map<string, GbifBehaviour[]>();
-  #inFlight = 0;
-  /** The most calls that were ever in flight at once. */
-  maxInFlight = 0;
-  url = "";
-
-  constructor() {
-    this.#server = http.createServer((request, response) => void this.#handle(request, response));
-  }
-
-  async start(): Promise<this> {
-    this.url = await listenOnLoopback(this.#server);
-    return this;
-  }
-
-  async stop(): Promise<void> {
-    await closeServer(this.#server);
-  }
-
   /** Usages added by a test beside the recorded ones (cleared by reset). */
   #usages = new Map<string, unknown>();
 
@@ -135,59 +94,24 @@ export class FakeGbif {
     return this.requests.flatMap((request) => /^\/v1\/species\/(\w+)$/.exec(request.path)?.[1] ?? []);
   }
 
-  async #handle(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
-    const url = new URL(request.url ?? "/", this.url);
-    this.requests.push({ path: url.pathname, query: url.searchParams, headers: request.headers, at: performance.now() });
+  protected answer(url: URL): FakeBehaviour {
     const usageKey = /^\/v1\/species\/(\w+)$/.exec(url.pathname)?.[1];
-    let behaviour: FakeBehaviour;
     if (usageKey !== undefined) {
       const usage = this.#usages.get(usageKey) ?? KNOWN_USAGES[usageKey];
-      behaviour = this.#scripted.get(usageKey)?.shift() ?? (usage ? { body: usage } : { status: 404, body: gbifNotFound(url.pathname) });
-    } else if (url.pathname === "/v2/species/match") {
+      return this.#scripted.get(usageKey)?.shift() ?? (usage ? { body: usage } : { status: 404, body: gbifNotFound(url.pathname) });
+    }
+    if (url.pathname === "/v2/species/match") {
       const name = url.searchParams.get("scientificName") ?? url.searchParams.get("name") ?? "";
-      behaviour = this.#scripted.get(name)?.shift() ?? {
-        body: KNOWN_NAMES[name] ?? { diagnostics: { matchType: "NONE", issues: [], confidence: 100, note: "No match because of too little confidence" }, synonym: false },
-      };
-    } else {
-      return send(response, 404, { timestamp: new Date().toISOString(), status: 404, error: "", message: `Not found: ${url.pathname}` });
+      return (
+        this.#scripted.get(name)?.shift() ?? {
+          body: KNOWN_NAMES[name] ?? { diagnostics: { matchType: "NONE", issues: [], confidence: 100, note: "No match because of too little confidence" }, synonym: false },
+        }
+      );
     }
-    this.#inFlight += 1;
-    this.maxInFlight = Math.max(this.maxInFlight, this.#inFlight);
-    try {
-      if ("destroy" in behaviour) {
-        request.socket.destroy();
-        return;
-      }
-      if (behaviour.delayMs) await delay(behaviour.delayMs, request);
-      send(response, behaviour.status ?? 200, behaviour.body, behaviour.headers);
-    } finally {
-      this.#inFlight -= 1;
-    }
+    return { status: 404, body: { timestamp: new Date().toISOString(), status: 404, error: "", message: `Not found: ${url.pathname}` } };
   }
 }
 
 export async function startFakeGbif(): Promise<FakeGbif> {
   return new FakeGbif().start();
-}
-
-export function send(response: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  if (response.destroyed) return;
-  response.writeHead(status, { "content-type": "application/json", ...headers });
-  response.end(typeof body === "string" ? body : JSON.stringify(body));
-}
-
-/** Waits like a slow upstream, but gives up when the client hangs up. */
-export function delay(ms: number, request: http.IncomingMessage): Promise<void> {
-  return new Promise((resolve) => {
-    const onClose = () => {
-      clearTimeout(timer);
-      resolve();
-    };
-    // Removed once answered: a keep-alive socket carries many requests and would collect listeners.
-    const timer = setTimeout(() => {
-      request.socket.off("close", onClose);
-      resolve();
-    }, ms);
-    request.socket.once("close", onClose);
-  });
 }

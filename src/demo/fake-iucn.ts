@@ -6,9 +6,8 @@
  * documented shape (no 200 body was recorded): category codes are real, ids are illustrative.
  * It records each request's arrival time and the most requests ever in flight.
  */
-import http from "node:http";
-import { closeServer, listenOnLoopback } from "./loopback.ts";
-import { delay, readFixture, send, type FakeBehaviour, type RecordedRequest } from "./fake-gbif.ts";
+import type http from "node:http";
+import { FakeUpstream, readFixture, type FakeBehaviour } from "./loopback.ts";
 
 const GLOBAL = { code: "1", description: { en: "Global" } };
 const EUROPE = { code: "2", description: { en: "Europe" } };
@@ -41,30 +40,16 @@ export function speciesReply(name: string, assessments: unknown[]) {
 
 export const IUCN_REGIONS = { GLOBAL, EUROPE };
 
-export class FakeIucn {
-  readonly requests: RecordedRequest[] = [];
+export class FakeIucn extends FakeUpstream {
   /** The token the fake accepts, bare or as "Bearer <token>". */
   readonly token = "test-iucn-token";
-  #server: http.Server;
   #species = new Map<string, unknown>();
   #assessments = new Map<string, unknown>();
   #scripted = new Map<string, FakeBehaviour[]>();
-  #inFlight = 0;
-  maxInFlight = 0;
-  url = "";
 
   constructor() {
-    this.#server = http.createServer((request, response) => void this.#handle(request, response));
+    super(2);
     this.reset();
-  }
-
-  async start(): Promise<this> {
-    this.url = await listenOnLoopback(this.#server);
-    return this;
-  }
-
-  async stop(): Promise<void> {
-    await closeServer(this.#server);
   }
 
   addSpecies(name: string, assessments: unknown[]): void {
@@ -105,25 +90,10 @@ export class FakeIucn {
     return this.requests.flatMap((r) => (r.path.endsWith("/taxa/scientific_name") ? [`${r.query.get("genus_name")} ${r.query.get("species_name")}`] : []));
   }
 
-  async #handle(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
-    const url = new URL(request.url ?? "/", this.url);
-    this.requests.push({ path: url.pathname, query: url.searchParams, headers: request.headers, at: performance.now() });
-    this.#inFlight += 1;
-    this.maxInFlight = Math.max(this.maxInFlight, this.#inFlight);
-    try {
-      const name = `${url.searchParams.get("genus_name")} ${url.searchParams.get("species_name")}`;
-      const behaviour = this.#authorised(request.headers.authorization)
-        ? (this.#scripted.get(name)?.shift() ?? this.#answer(url, name))
-        : { status: 401, body: readFixture("iucn-v4-401-unauthorized.json") };
-      if ("destroy" in behaviour) {
-        request.socket.destroy();
-        return;
-      }
-      await delay(behaviour.delayMs ?? 2, request);
-      send(response, behaviour.status ?? 200, behaviour.body, behaviour.headers);
-    } finally {
-      this.#inFlight -= 1;
-    }
+  protected answer(url: URL, request: http.IncomingMessage): FakeBehaviour {
+    const name = `${url.searchParams.get("genus_name")} ${url.searchParams.get("species_name")}`;
+    if (!this.#authorised(request.headers.authorization)) return { status: 401, body: readFixture("iucn-v4-401-unauthorized.json") };
+    return this.#scripted.get(name)?.shift() ?? this.#answer(url, name);
   }
 
   #authorised(header: string | undefined): boolean {

@@ -5,9 +5,8 @@
  * P846 2435099) answers from the recorded bodies; tests add items. Like Wikimedia it refuses a
  * User-Agent without contact details, and it records how many requests were ever in flight.
  */
-import http from "node:http";
-import { closeServer, listenOnLoopback } from "./loopback.ts";
-import { delay, readFixture, send, type FakeBehaviour, type RecordedRequest } from "./fake-gbif.ts";
+import type http from "node:http";
+import { FakeUpstream, readFixture, type FakeBehaviour } from "./loopback.ts";
 
 /** A P18 statement as wbgetentities returns it. */
 export function imageStatement(file: string | null, rank: "preferred" | "normal" | "deprecated" = "normal", snaktype = file ? "value" : "novalue") {
@@ -38,31 +37,17 @@ export function itemEntity(id: string, gbifKey: string, images: unknown[] = []) 
 const RECORDED_SEARCH = readFixture("wikidata-search-haswbstatement-P846-2435099.json") as { query: { search: Array<Record<string, unknown>> } };
 const RECORDED_ENTITY = (readFixture("wikidata-wbgetentities-Q35255-claims.json") as { entities: Record<string, unknown> }).entities.Q35255;
 
-export class FakeWikidata {
-  readonly requests: RecordedRequest[] = [];
-  #server: http.Server;
+export class FakeWikidata extends FakeUpstream {
   #entities = new Map<string, unknown>();
   #redirects = new Map<string, string>();
   /** GBIF key → item ids whose P846 holds it (the search index). */
   #index = new Map<string, string[]>();
   #scripted: FakeBehaviour[] = [];
-  #inFlight = 0;
-  /** The most requests that were ever in flight at once. */
-  maxInFlight = 0;
-  url = "";
 
   constructor() {
-    this.#server = http.createServer((request, response) => void this.#handle(request, response));
+    // Long enough for a second, parallel request to show up in maxInFlight if a client sent one.
+    super(5);
     this.reset();
-  }
-
-  async start(): Promise<this> {
-    this.url = await listenOnLoopback(this.#server);
-    return this;
-  }
-
-  async stop(): Promise<void> {
-    await closeServer(this.#server);
   }
 
   /** Adds an item, found by the search for each GBIF key in its P846 claims. */
@@ -111,23 +96,8 @@ export class FakeWikidata {
     return this.requests.flatMap((r) => (r.query.get("action") === "wbgetentities" ? [(r.query.get("ids") ?? "").split("|")] : []));
   }
 
-  async #handle(request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
-    const url = new URL(request.url ?? "/", this.url);
-    this.requests.push({ path: url.pathname, query: url.searchParams, headers: request.headers, at: performance.now() });
-    this.#inFlight += 1;
-    this.maxInFlight = Math.max(this.maxInFlight, this.#inFlight);
-    try {
-      const behaviour = this.#scripted.shift() ?? this.#answer(url, request.headers);
-      if ("destroy" in behaviour) {
-        request.socket.destroy();
-        return;
-      }
-      // Long enough for a second, parallel request to show up in maxInFlight if a client sent one.
-      await delay(behaviour.delayMs ?? 5, request);
-      send(response, behaviour.status ?? 200, behaviour.body, behaviour.headers);
-    } finally {
-      this.#inFlight -= 1;
-    }
+  protected answer(url: URL, request: http.IncomingMessage): FakeBehaviour {
+    return this.#scripted.shift() ?? this.#answer(url, request.headers);
   }
 
   #answer(url: URL, headers: http.IncomingHttpHeaders): FakeBehaviour {
