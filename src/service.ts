@@ -94,7 +94,10 @@ export async function startService(config: Config, logger: Logger, options: Serv
     } else await assertSchemaCurrent(database.pool);
     await warnAboutExcessPrivileges(database.pool, logger, config);
     await recordInternalTasks(database.db, registry);
-    await recordGlobalCaps(database.db, plans.filter((plan) => plan.globalCap).map((plan) => ({ group: plan.name, slots: plan.concurrency })));
+    for (const changed of await recordGlobalCaps(database.db, plans.filter((plan) => plan.globalCap).map((plan) => ({ group: plan.name, slots: plan.concurrency })))) {
+      // Every instance now holds this limit, older revisions included; one of those starting later writes its own back.
+      logger.warn({ group: changed.group, from: changed.from, to: changed.to }, "this instance changed a global concurrency cap");
+    }
 
     const longestTaskMs = Math.max(...registry.all().map((task) => task.defaults.timeoutMs));
     const tasksDatabase = database.derive({ max: connectionsNeeded(plans), applicationName: "observing-jobs tasks", statementTimeoutMs: longestTaskMs });

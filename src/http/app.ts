@@ -55,10 +55,16 @@ function statusOf(error: Error & { statusCode?: number }): number {
 
 export type App = Awaited<ReturnType<typeof buildApp>>;
 
+/**
+ * A path parameter's longest form, percent-encoded as it arrives: a pause names a queue of up to
+ * 200 characters (Fastify's default of 100 refused queues an enqueue accepts).
+ */
+const MAX_PATH_PARAMETER_CHARS = 256;
+
 /** URLs the router refuses before any route runs, by Fastify's code, with what the caller is told. */
 const ROUTER_REFUSALS: Record<string, string> = {
   FST_ERR_BAD_URL: "the URL is not valid (malformed percent-encoding)",
-  FST_ERR_MAX_PARAM_LENGTH: "a path segment is longer than any job id or task name",
+  FST_ERR_MAX_PARAM_LENGTH: `a path segment is longer than ${MAX_PATH_PARAMETER_CHARS} characters (longer than any job id, task, queue or group name)`,
 };
 
 /** Headers of every answer: nothing is to be sniffed as another type or kept by a cache on the way. */
@@ -145,6 +151,7 @@ export async function buildApp(deps: AppDependencies) {
     loggerInstance: deps.logger.child({ component: "http" }),
     logController: new RequestLog(),
     bodyLimit: http.bodyLimitBytes,
+    maxParamLength: MAX_PATH_PARAMETER_CHARS,
     schemaController: { compilersFactory: { buildSerializer: lazySerializerFactory() } },
     // Slow and idle connections are closed: a request must arrive whole within requestTimeout (else
     // 408 and the connection closes; a connection that sends nothing at all is closed then too), and

@@ -177,8 +177,13 @@ export class PauseWatcher {
       const { before, after } = gate.recompute();
       if (before.some((flag) => !after.includes(flag))) freed = true;
     }
-    if (this.#mainPaused()) for (const localQueue of this.#localQueues) this.#returnLocalQueue(localQueue);
+    this.gateChanged();
     if (freed) this.#nudgeWorkers();
+  }
+
+  /** After a gate's flags changed: while a pause concerns the main runner, its local queues hold no jobs. */
+  gateChanged(): void {
+    if (this.#mainPaused()) for (const localQueue of this.#localQueues) this.#returnLocalQueue(localQueue);
   }
 
   /** Whether a pause concerns the main runner (the one runner with a local queue). */
@@ -298,7 +303,11 @@ export class RunnerPauseGate {
   async holdIfPaused(task: RegisteredTask, job: JobSnapshot, held: HeldJob, db: Db, logger: Logger, observers: readonly AttemptObserver[]): Promise<JobPausedError | undefined> {
     if (job.queue && !this.#queues.has(job.queue)) {
       this.#queues.add(job.queue);
-      if (this.#watcher.current().some((pause) => pause.kind === "queue" && pause.name === job.queue)) this.recompute();
+      if (this.#watcher.current().some((pause) => pause.kind === "queue" && pause.name === job.queue)) {
+        this.recompute();
+        // The main runner's workers now bypass its local queue: the jobs it holds go back at once.
+        this.#watcher.gateChanged();
+      }
     }
     const pause = pauseHolding(this.#watcher.current(), task, job.queue);
     if (!pause) return undefined;

@@ -71,6 +71,11 @@ describe("PUT and DELETE /pauses/{kind}/{name}", () => {
   test("a queue that jobs wait in may be paused though no task defaults to it", async ({ env }) => {
     await enqueueJob(env.db, env.registry, "resolve_taxa", { taxonIds: [1] }, { queueName: "adhoc" });
     expect((await put("/pauses/queue/adhoc")).statusCode).toBe(200);
+    // The longest queue name an enqueue accepts (128) can be paused and resumed too.
+    const longest = "q".repeat(128);
+    await enqueueJob(env.db, env.registry, "resolve_taxa", { taxonIds: [2] }, { queueName: longest });
+    expect((await put(`/pauses/queue/${longest}`)).statusCode).toBe(200);
+    expect((await del(`/pauses/queue/${longest}`)).statusCode).toBe(200);
   });
 
   test("bad input is 400 naming the field, never a 5xx", async () => {
@@ -80,7 +85,8 @@ describe("PUT and DELETE /pauses/{kind}/{name}", () => {
       ["/pauses/task/resolve_taxa", { reason: "x".repeat(501) }, /^body\/reason must NOT have more than 500 characters/],
       ["/pauses/task/resolve_taxa", { why: "typo" }, /^body must NOT have additional properties/],
       ["/pauses/task/resolve_taxa", ["not an object"], /^body must be object/],
-      [`/pauses/task/${"a".repeat(201)}`, undefined, /path segment is longer than any job id or task name/],
+      [`/pauses/task/${"a".repeat(201)}`, undefined, /^params\/name must NOT have more than 200 characters/],
+      [`/pauses/task/${"a".repeat(257)}`, undefined, /path segment is longer than 256 characters/],
       ["/pauses/task/%00", undefined, /^params\/name /],
       ["/pauses/task/resolve_taxa?reason=x", undefined, /querystring/],
     ];

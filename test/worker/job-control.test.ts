@@ -177,11 +177,38 @@ describe("the fence on graphile-worker's own statements", () => {
       expect((await privateRow(env, first.id))?.queue_locked_by).not.toBeNull();
       expect(await listGlobalCaps(env.db)).toEqual([{ group: "solo", slots: 1, inUse: 1 }]);
 
-      cap.release();
+      cap.release("first");
       await waitFor(() => cap.started.length === 2, { message: "the second job to start once the slot is free" });
+      cap.release("second");
       await waitFor(async () => (await listJobs(env.db, "solo_task")).length === 0, { message: "both jobs to complete" });
       expect(cap.maxRunning()).toBe(1);
       expect(await listGlobalCaps(env.db)).toEqual([{ group: "solo", slots: 1, inUse: 0 }]);
+    } finally {
+      await cap.stop();
+    }
+  });
+
+  test("a lowered global cap counts the jobs still running above it: nothing starts until the group is under the new limit", async ({ env }) => {
+    const cap = await startCappedInstances(env, 100, 2);
+    try {
+      await enqueueJob(env.db, cap.registry, "solo_task", { label: "first" });
+      await enqueueJob(env.db, cap.registry, "solo_task", { label: "second" });
+      await waitFor(() => cap.started.length === 2, { message: "both slots to be taken" });
+      // An operator lowers the cap to 1 (a new revision starts and writes it) while both run.
+      expect(await recordGlobalCaps(env.db, [{ group: "solo", slots: 1 }])).toEqual([{ group: "solo", from: 2, to: 1 }]);
+      expect(await recordGlobalCaps(env.db, [{ group: "solo", slots: 1 }])).toEqual([]);
+      await enqueueJob(env.db, cap.registry, "solo_task", { label: "third" });
+      const slotOfSecond = await sql<{ slot: number }>`select s.slot from observing_jobs.global_cap_slots s join graphile_worker._private_jobs j on j.id = s.job_id and j.locked_by = s.pool_id where j.payload->>'label' = 'second'`.execute(env.db);
+      // Whichever ends first, the one left still counts: the third waits until both have ended.
+      const firstToEnd = slotOfSecond.rows[0]!.slot === 0 ? "second" : "first";
+      cap.release(firstToEnd);
+      await waitFor(async () => (await listGlobalCaps(env.db))[0]!.inUse === 1, { message: "the first job to end" });
+      const before = cap.emptyFetches();
+      await waitFor(() => cap.emptyFetches() >= before + 6, { message: "the runners to try fetching a few times" });
+      expect([...cap.started].sort()).toEqual(["first", "second"]);
+      expect(await listGlobalCaps(env.db)).toEqual([{ group: "solo", slots: 1, inUse: 1 }]);
+      cap.release(firstToEnd === "first" ? "second" : "first");
+      await waitFor(() => cap.started.length === 3, { message: "the third job to start once the group is under the new limit" });
     } finally {
       await cap.stop();
     }
@@ -207,12 +234,14 @@ describe("the fence on graphile-worker's own statements", () => {
 });
 
 /** Two instances' worth of runners in this process, sharing a global cap of one slot over `solo_task`, whose attempts wait for `release()`. */
-async function startCappedInstances(env: TestEnv, pollIntervalMs: number) {
+async function startCappedInstances(env: TestEnv, pollIntervalMs: number, limit = 1) {
   await sql`truncate observing_jobs.global_caps cascade`.execute(env.db);
   let running = 0;
   let maxRunning = 0;
   const started: string[] = [];
-  const released = Promise.withResolvers<void>();
+  // Each attempt waits for its label's release (or for all of them).
+  const releases = new Map<string, PromiseWithResolvers<void>>();
+  const releaseOf = (label: string) => releases.get(label) ?? releases.set(label, Promise.withResolvers<void>()).get(label)!;
   const registry = new TaskRegistry([
     ...env.registry.all(),
     registerTask(
@@ -220,17 +249,17 @@ async function startCappedInstances(env: TestEnv, pollIntervalMs: number) {
       defineTask({
         description: "test",
         payload: Type.Object({ label: Type.String() }),
-        defaults: { concurrency: { limit: 1, group: "solo" } },
+        defaults: { concurrency: { limit, group: "solo" } },
         async run({ label }) {
           started.push(label);
           maxRunning = Math.max(maxRunning, ++running);
-          await released.promise;
+          await releaseOf(label).promise;
           running -= 1;
         },
       }),
     ),
   ]);
-  await recordGlobalCaps(env.db, [{ group: "solo", slots: 1 }]);
+  await recordGlobalCaps(env.db, [{ group: "solo", slots: limit }]);
   const events: WorkerEvents = new EventEmitter();
   let emptyFetches = 0;
   events.on("worker:getJob:empty", () => (emptyFetches += 1));
@@ -246,9 +275,10 @@ async function startCappedInstances(env: TestEnv, pollIntervalMs: number) {
     started,
     emptyFetches: () => emptyFetches,
     maxRunning: () => maxRunning,
-    release: () => released.resolve(),
+    /** Lets the attempt of this label end, or every attempt's. */
+    release: (label?: string) => (label === undefined ? [...releases.values()].forEach((release) => release.resolve()) : releaseOf(label).resolve()),
     async stop() {
-      released.resolve();
+      for (const release of releases.values()) release.resolve();
       for (const worker of workers) await worker.stop();
     },
   };

@@ -4,15 +4,20 @@
  * (null, not [], when nothing concerns it), the hold at attempt start, and how fast an instance
  * learns of a pause by notification and by polling alone.
  */
+import { EventEmitter } from "node:events";
+import type { WorkerEvents } from "graphile-worker";
 import { sql } from "kysely";
+import Type from "typebox";
 import { describe, expect } from "vitest";
 import { enqueueJob } from "../../src/enqueue.ts";
 import { pause, resume } from "../../src/lifecycle/pauses.ts";
 import { findJob } from "../../src/lifecycle/jobs.ts";
 import type { JobSnapshot } from "../../src/worker/attempt.ts";
 import { JobPausedError, PauseWatcher } from "../../src/worker/pauses.ts";
-import { planRunners } from "../../src/worker/worker.ts";
-import { resetData, test, waitFor, type TestEnv } from "../helpers/env.ts";
+import { planRunners, startWorker } from "../../src/worker/worker.ts";
+import { registerTask, TaskRegistry } from "../../src/registry.ts";
+import { defineTask } from "../../src/task.ts";
+import { listJobs, resetData, test, waitFor, type TestEnv } from "../helpers/env.ts";
 
 test.beforeEach(async ({ env }) => {
   await sql`select graphile_worker.force_unlock_workers(array(select distinct locked_by from graphile_worker.jobs where locked_by is not null))`.execute(env.db);
@@ -103,6 +108,34 @@ describe("each runner's gate", () => {
       await watcher.refresh();
       expect(await gbif!.holdIfPaused(env.registry.get("resolve_taxa"), snapshot, { id: job.id, poolId: "pool-x" }, env.db, env.logger, [])).toBeUndefined();
     } finally {
+      await watcher.stop();
+    }
+  });
+});
+
+describe("the main runner's local queue", () => {
+  test("a held job of a paused queue it had not seen returns the batch it came with: the other jobs run at once", async ({ env }) => {
+    const started: string[] = [];
+    const registry = new TaskRegistry([
+      ...env.registry.all(),
+      registerTask("quick_task", defineTask({ description: "test", payload: Type.Object({ label: Type.String() }), async run({ label }) { started.push(label); } })),
+    ]);
+    // First in line, in a queue no task defaults to: the main runner learns of its pause only when it holds it.
+    await enqueueJob(env.db, registry, "quick_task", { label: "in-qx" }, { queueName: "qx", priority: -10 });
+    await pause(env.db, registry, "queue", "qx", "test");
+    for (let i = 0; i < 5; i++) await enqueueJob(env.db, registry, "quick_task", { label: `free-${i}` });
+    const events: WorkerEvents = new EventEmitter();
+    const watcher = new PauseWatcher({ db: env.db, logger: env.logger, events, pollIntervalMs: 500 });
+    await watcher.start();
+    // One worker, a local queue of 10: the first batch holds the paused job and the five others.
+    const worker = await startWorker({ events, pool: env.pool, deps: { ...env.deps, registry }, observers: [], cronItems: [], concurrency: 1, localQueueSize: 10, pollIntervalMs: 500, pauses: watcher });
+    try {
+      // Without the early return they would wait, locked, for the local queue's 5-minute TTL.
+      await waitFor(() => started.length === 5, { timeoutMs: 10_000, message: "the five unpaused jobs to run" });
+      expect(started.every((label) => label.startsWith("free"))).toBe(true);
+      expect((await listJobs(env.db, "quick_task")).map((job) => job.queue_name)).toEqual(["qx"]);
+    } finally {
+      await worker.stop();
       await watcher.stop();
     }
   });

@@ -38,7 +38,8 @@ import { sql, type Kysely } from "kysely";
  * pool, on every instance; one of them takes the slot. Only global cap sessions send it.
  *
  * Every instance writes its groups and their limits at start (src/db/repositories/global-caps.ts);
- * the last one to start decides a limit that changed in a deploy.
+ * the last one to start decides a limit that changed in a deploy. A lowered limit counts the jobs
+ * still running in slots above it: nothing new starts until the group is under the new limit.
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`
@@ -63,13 +64,26 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     declare
       cap_group text;
       cap_slots integer;
+      held integer;
       free_slot integer;
     begin
       select h.runner into cap_group from observing_jobs.worker_heartbeats h where h.pool_id = new.locked_by;
       select c.slots into cap_slots from observing_jobs.global_caps c where c.group_name = cap_group for update;
-      -- A group the service never wrote (it cannot happen from its own runners): the per-instance cap still holds.
+      -- A global cap's runner whose group the database does not hold (its row was deleted): nothing
+      -- starts until an instance writes it again at its start; starting without a slot would break
+      -- the cap and the named queues' serial order (the queue trigger below needs a slot).
       if cap_slots is null then
-        return new;
+        raise warning 'observing-jobs: no global cap row for group %; the fetch takes nothing', cap_group;
+        return null;
+      end if;
+      -- Slots held now, whatever their number: a limit just lowered still counts the jobs running in
+      -- the slots above it until they end.
+      select count(*) into held
+      from observing_jobs.global_cap_slots s
+      where s.group_name = cap_group and s.job_id is not null and s.job_id <> new.id
+        and exists (select 1 from graphile_worker._private_jobs j where j.id = s.job_id and j.locked_by = s.pool_id);
+      if held >= cap_slots then
+        return null;
       end if;
       select s.slot into free_slot
       from observing_jobs.global_cap_slots s

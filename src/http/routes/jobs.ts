@@ -156,6 +156,7 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: AppDependencies }> = async (a
           const earlier = await findJobByKey(db, options.jobKey);
           if (earlier) {
             reply.header("idempotent-replayed", "true");
+            noteOutcome(request, { jobId: earlier.id, task: task.name, replayed: true });
             if (waitMs > 0) return answerAfterWait(request, reply, earlier, waitMs);
             return reply.status(202).header("location", jobLink(earlier.id)).send(enqueued(earlier));
           }
