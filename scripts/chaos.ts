@@ -639,7 +639,9 @@ ${report.faults
   jobs spent* counts attempts beyond the first that such jobs used (0 unless they also failed).
 - *SIGKILL → running again* is measured from the kill to the job's next GBIF call, made by another
   instance: rescue threshold + sweep interval + the next poll or LISTEN wake-up, with the production
-  defaults (target: 30 s).
+  defaults (target: 30 s), then the wait for a free worker: behind the jobs already in the rescuers'
+  local queues (\`chaos_lookup\`), or for a slot of the global \`gbif\` cap (\`resolve_taxa\`, 2 at once
+  across all instances), each task on its own line.
 - *SIGTERM → exit* must stay under Cloud Run's 10 s.
 
 ## Reproduce
