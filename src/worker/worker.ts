@@ -39,6 +39,7 @@ import type { InFlightJobs } from "./in-flight-jobs.ts";
 import { deferJob, failPermanently, holdsJob, makeRunnerSessionName, type HeldJob } from "./job-control.ts";
 import { isPermanentFailure, requestedBackoffMs } from "./outcomes.ts";
 import type { PauseWatcher, RunnerPauseGate } from "./pauses.ts";
+import { refetchAfterJobEnds } from "./global-cap-refetch.ts";
 import { guardLocalQueueReturn, SupervisedRunner, type PoolEndCause } from "./supervisor.ts";
 
 /** What the reliability wiring adds to every attempt. */
@@ -277,6 +278,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const plans = planRunners(deps.registry, options.concurrency);
   if (options.localQueueSize) guardLocalQueueReturn(deps.logger);
   const runners: SupervisedRunner[] = [];
+  const globalCapRunners = new Set<SupervisedRunner>();
+  refetchAfterJobEnds(events, (poolId) => [...globalCapRunners].some((runner) => runner.poolId() === poolId));
   const stopAll = () => Promise.all(runners.map((runner) => runner.stop()));
   // Per pool: aborted when the pool is abandoned, which ends its running attempts at once.
   const abandonment = new Map<string, AbortController>();
@@ -345,6 +348,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         },
       });
       runners.push(runner);
+      if (plan.globalCap) globalCapRunners.add(runner);
     }
     // Started side by side: each opens its own connections and checks graphile-worker's schema.
     const started = await Promise.allSettled(runners.map((runner) => runner.start()));

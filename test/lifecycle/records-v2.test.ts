@@ -219,8 +219,6 @@ describe("what the triggers rely on in graphile-worker's private table", () => {
       "observing_jobs_fence_lock",
       "observing_jobs_flag_for_pauses", // 0017: pauses
       "observing_jobs_global_cap", // 0018: global caps
-      "observing_jobs_global_cap_completed",
-      "observing_jobs_global_cap_unlocked",
       "observing_jobs_internal_tasks", // 0011: internal tasks
     ]);
     // complete_jobs, remove_job and permanently_fail_jobs leave locked jobs alone (a locked delete is a completion).

@@ -214,9 +214,9 @@ describe("the fence on graphile-worker's own statements", () => {
     }
   });
 
-  test("a freed slot of a global cap wakes the runners of every instance, without waiting for a poll", async ({ env }) => {
-    // Longer than the test: every fetch is woken by a notification. (No named queues here: every
-    // pool's fetch locks the available queues for a moment, so a woken fetch may miss a queued job.)
+  test("a worker whose job ended fetches again once the end has committed: its freed slot is taken at once, not at the next poll", async ({ env }) => {
+    // Longer than the test: no poll comes in time. (No named queues here: every pool's fetch locks
+    // the available queues for a moment, so a fetch may miss a queued job.)
     const cap = await startCappedInstances(env, 120_000);
     try {
       await enqueueJob(env.db, cap.registry, "solo_task", { label: "first" });

@@ -30,12 +30,8 @@ import { sql, type Kysely } from "kysely";
  * job of that queue (the job trigger's slot is visible to it: a row-level trigger sees the effects
  * of the rows its statement already processed).
  *
- * A freed slot wakes the runners: graphile-worker's worker fetches its next job right after it hands
- * the finished one to the completion batcher, before that completion commits, so with every slot
- * taken its fetch finds its own slot still held and it would sleep until its next poll. The runners'
- * completion and failure of a job (the delete, or the update that clears `locked_by`) therefore send
- * graphile-worker's own `jobs:insert` notification at commit, which wakes one idle worker of every
- * pool, on every instance; one of them takes the slot. Only global cap sessions send it.
+ * A freed slot is found by the next fetch: the instance that freed it fetches again a moment after
+ * the job ended (src/worker/global-cap-refetch.ts), the others at their next poll or new job.
  *
  * Every instance writes its groups and their limits at start (src/db/repositories/global-caps.ts);
  * the last one to start decides a limit that changed in a deploy. A lowered limit counts the jobs
@@ -120,15 +116,6 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     end
     $$`.execute(db);
 
-  await sql`
-    create function observing_jobs.wake_global_cap_runners() returns trigger language plpgsql as $$
-    begin
-      -- The payload graphile-worker sends for one new job (random, so notifications are not merged).
-      perform pg_notify('jobs:insert', '{"r":' || random()::text || ',"count":1}');
-      return null;
-    end
-    $$`.execute(db);
-
   const globalCapSession = sql`(starts_with(current_setting('application_name'), 'observing-jobs runner ') and current_setting('application_name') like '% global-cap')`;
   // Named after 0010's fence triggers, so they run after them (same event: alphabetical order).
   await sql`
@@ -139,22 +126,11 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     create trigger observing_jobs_global_cap before update of locked_by on graphile_worker._private_job_queues
     for each row when (new.locked_by is not null and new.locked_by is distinct from old.locked_by and ${globalCapSession})
     execute function observing_jobs.lock_global_cap_queue()`.execute(db);
-  await sql`
-    create trigger observing_jobs_global_cap_completed after delete on graphile_worker._private_jobs
-    for each row when (${globalCapSession})
-    execute function observing_jobs.wake_global_cap_runners()`.execute(db);
-  await sql`
-    create trigger observing_jobs_global_cap_unlocked after update of locked_by on graphile_worker._private_jobs
-    for each row when (old.locked_by is not null and new.locked_by is null and ${globalCapSession})
-    execute function observing_jobs.wake_global_cap_runners()`.execute(db);
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
-  await sql`drop trigger if exists observing_jobs_global_cap_unlocked on graphile_worker._private_jobs`.execute(db);
-  await sql`drop trigger if exists observing_jobs_global_cap_completed on graphile_worker._private_jobs`.execute(db);
   await sql`drop trigger if exists observing_jobs_global_cap on graphile_worker._private_job_queues`.execute(db);
   await sql`drop trigger if exists observing_jobs_global_cap on graphile_worker._private_jobs`.execute(db);
-  await sql`drop function if exists observing_jobs.wake_global_cap_runners()`.execute(db);
   await sql`drop function if exists observing_jobs.lock_global_cap_queue()`.execute(db);
   await sql`drop function if exists observing_jobs.take_global_cap_slot()`.execute(db);
   await sql`drop table if exists observing_jobs.global_cap_slots`.execute(db);
