@@ -17,9 +17,11 @@ export type ValidationResult<T> = { ok: true; value: T } | { ok: false; errors: 
 
 export type PayloadValidator<T> = (payload: unknown) => ValidationResult<T>;
 
+/** Compiled on its first use: most tasks' payloads are not validated until a job of theirs is enqueued or runs. */
 export function compilePayloadValidator<T>(schema: TSchema): PayloadValidator<T> {
-  const validate: ValidateFunction = ajv.compile(schema);
+  let compiled: ValidateFunction | undefined;
   return (payload) => {
+    const validate = (compiled ??= ajv.compile(schema));
     // Text the database cannot store is refused here, whatever the schema says about it.
     const text = findUnstorableText(payload);
     if (text) return { ok: false, errors: [`payload${text.path} ${text.message}`] };
