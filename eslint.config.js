@@ -25,6 +25,17 @@ export default tseslint.config(
     rules: { "no-restricted-properties": "off" },
   },
   {
+    // One copy of the OpenTelemetry API at start-up: src/observability/otel-api.ts requires the
+    // CommonJS build that prom-client loads; importing the package's ES module build loads a second one.
+    files: ["src/**/*.ts", "tasks/**/*.ts"],
+    rules: {
+      "@typescript-eslint/no-restricted-imports": [
+        "error",
+        { paths: [{ name: "@opentelemetry/api", allowTypeImports: true, message: "Import values from src/observability/otel-api.ts (types may come from the package)." }] },
+      ],
+    },
+  },
+  {
     // bin/check-node.cjs runs before anything else, on whatever Node the machine has: CommonJS.
     files: ["**/*.cjs"],
     languageOptions: { sourceType: "commonjs" },

@@ -17,11 +17,17 @@ export type ValidationResult<T> = { ok: true; value: T } | { ok: false; errors: 
 
 export type PayloadValidator<T> = (payload: unknown) => ValidationResult<T>;
 
+/** Compiled on its first use: most tasks' payloads are not validated until a job of theirs is enqueued or runs. */
 export function compilePayloadValidator<T>(schema: TSchema): PayloadValidator<T> {
-  const validate: ValidateFunction = ajv.compile(schema);
+  let compiled: ValidateFunction | undefined;
   // Ajv fills in defaults where the schema declares them; only then does it change what it checks.
-  const fillsDefaults = declaresDefaults(schema);
+  let fillsDefaults = false;
   return (payload) => {
+    if (!compiled) {
+      compiled = ajv.compile(schema);
+      fillsDefaults = declaresDefaults(schema);
+    }
+    const validate = compiled;
     // Text the database cannot store is refused here, whatever the schema says about it.
     const text = findUnstorableText(payload);
     if (text) return { ok: false, errors: [`payload${text.path} ${text.message}`] };

@@ -68,7 +68,7 @@ export class TaskRegistry {
   readonly #tasks: ReadonlyMap<string, RegisteredTask>;
 
   constructor(tasks: Iterable<RegisteredTask>) {
-    const sorted = [...tasks].sort((a, b) => a.name.localeCompare(b.name));
+    const sorted = [...tasks].sort((a, b) => compareTaskNames(a.name, b.name));
     const seen = new Set<string>();
     const groups = new Map<string, { limit: number; scope: CapScope; task: string }>();
     for (const task of sorted) {
@@ -116,6 +116,15 @@ export class TaskRegistry {
     const candidate = closest(name, names);
     return distance(name, candidate) <= Math.max(2, Math.floor(candidate.length / 3)) ? candidate : undefined;
   }
+}
+
+/**
+ * The order localeCompare gives snake_case names ('_' before digits before letters), without it:
+ * its first call loads ICU's collation data, 4 MB of resident memory for the life of the process.
+ */
+function compareTaskNames(a: string, b: string): number {
+  const [x, y] = [a.replaceAll("_", " "), b.replaceAll("_", " ")];
+  return x < y ? -1 : x > y ? 1 : 0;
 }
 
 /** Turns a task file's export into a registered task; throws naming the file when it is not one. */

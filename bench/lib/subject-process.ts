@@ -5,6 +5,7 @@
 import { fork, type ChildProcess } from "node:child_process";
 import path from "node:path";
 import type { Command, Ready, SubjectOptions } from "../subject.ts";
+import { IMAGE_NODE_FLAGS } from "./image-command.ts";
 
 const SUBJECT = path.join(import.meta.dirname, "../subject.ts");
 const START_TIMEOUT_MS = 60_000;
@@ -34,7 +35,8 @@ export class SubjectProcess {
     this.options = options;
     this.child = fork(SUBJECT, [], {
       env: { ...process.env, BENCH_SUBJECT: JSON.stringify(options) },
-      execArgv: spawn.profileDir ? ["--cpu-prof", `--cpu-prof-dir=${spawn.profileDir}`] : [],
+      // The service runs with the Node flags the image starts it with; raw graphile-worker with Node's defaults.
+      execArgv: [...(options.system === "service" ? IMAGE_NODE_FLAGS : []), ...(spawn.profileDir ? ["--cpu-prof", `--cpu-prof-dir=${spawn.profileDir}`] : [])],
       // Logs go nowhere (as fast as a log collector that keeps up); stderr is kept for error reports.
       stdio: ["ignore", spawn.verbose ? "inherit" : "ignore", "pipe", "ipc"],
     });

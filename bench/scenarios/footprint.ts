@@ -1,8 +1,9 @@
 /**
  * 5. Footprint, measured on what the image runs. The service is compiled first (`npm run build`) and
- * started as the image's command starts it (`node --enable-source-maps --import
- * ./dist/src/observability/instrumentation.js dist/src/main.js`, NODE_ENV=production, the required
- * production settings, a migrated external database); raw graphile-worker is bench/subject.ts.
+ * started with the arguments of the Dockerfile's CMD (bench/lib/image-command.ts: `node
+ * --max-semi-space-size=4 --enable-source-maps --import ./dist/src/observability/instrumentation.js
+ * dist/src/main.js`), NODE_ENV=production, the required production settings and a migrated external
+ * database; raw graphile-worker is bench/subject.ts.
  *
  * - Cold start: spawn to the first 200 from /readyz (raw: spawn to `run()` having resolved); the
  *   service once without tracing and once with an OTLP exporter configured (a local collector that
@@ -24,13 +25,12 @@ import { projectRoot } from "../../src/config.ts";
 import { API_TOKEN, subjectOptions, type BenchContext } from "../lib/context.ts";
 import { freePort } from "../../test/helpers/ports.ts";
 import type { Measure } from "../lib/report.ts";
+import { IMAGE_NODE_ARGS } from "../lib/image-command.ts";
 import { SubjectProcess } from "../lib/subject-process.ts";
 import type { Stats } from "../subject.ts";
 
 const SCENARIO = "5. Footprint";
 const READY_TIMEOUT_MS = 120_000;
-/** The image's command (Dockerfile CMD), run from the project folder. */
-const ENTRY_ARGS = ["--enable-source-maps", "--import", "./dist/src/observability/instrumentation.js", "dist/src/main.js"];
 const run = promisify(execFile);
 
 type Variant = "raw" | "service" | "traced";
@@ -116,7 +116,7 @@ async function startRaw(context: BenchContext, database: { name: string; url: st
 async function startEntryPoint(context: BenchContext, databaseUrl: string, otlpEndpoint: string | null): Promise<Started> {
   const port = await freePort();
   const began = performance.now();
-  const child = spawn(process.execPath, ENTRY_ARGS, {
+  const child = spawn(process.execPath, IMAGE_NODE_ARGS, {
     cwd: projectRoot,
     env: {
       PATH: process.env.PATH,

@@ -2,7 +2,8 @@
  * The crontab as operators see it: each entry's schedule and its next fire times (UTC), for the
  * API's task listing, the dashboard and metrics.
  */
-import { CronExpressionParser } from "cron-parser";
+import { createRequire } from "node:module";
+import type * as CronParser from "cron-parser";
 import type { CrontabEntry } from "./crontab.ts";
 
 export interface Schedule {
@@ -17,8 +18,15 @@ export interface Schedule {
   nextRunAt: Date;
 }
 
+// Required on first use: cron-parser brings luxon (half a megabyte of source held in memory, ~30
+// ms to load), and nothing on the way to ready needs a next fire time. graphile-worker parses the
+// crontab itself.
+const require = createRequire(import.meta.url);
+let parser: typeof CronParser.CronExpressionParser | undefined;
+
 function nextRunAfter(expression: string, after: Date): Date {
-  return CronExpressionParser.parse(expression, { tz: "UTC", currentDate: after }).next().toDate();
+  parser ??= (require("cron-parser") as typeof CronParser).CronExpressionParser;
+  return parser.parse(expression, { tz: "UTC", currentDate: after }).next().toDate();
 }
 
 

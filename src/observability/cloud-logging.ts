@@ -20,7 +20,7 @@
  * but it imports @google-cloud/logging with gax and gRPC to do so: about 0.5 s and 47 MB at every
  * start of a process that only ever writes to stdout (docs/BENCHMARKS.md, "Lean process").
  */
-import { trace } from "@opentelemetry/api";
+import { trace } from "./otel-api.ts";
 import type { Logger, LoggerOptions } from "pino";
 
 export interface CloudLoggingOptions {

@@ -4,7 +4,7 @@
  * on errors), pretty text on a developer's terminal. Job fields become Cloud Logging labels,
  * requests carry `httpRequest`, and graphile-worker's own lines are routed through the same logger.
  */
-import { trace } from "@opentelemetry/api";
+import { trace } from "./otel-api.ts";
 import { Logger as WorkerLogger, type LogFunctionFactory } from "graphile-worker";
 import { pino, type Logger } from "pino";
 import type { Config } from "../config.ts";

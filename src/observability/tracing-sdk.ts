@@ -9,7 +9,8 @@
  * 0.5 s and 40 MB at start-up for a service that only exports traces (docs/BENCHMARKS.md).
  */
 import { register } from "node:module";
-import { diag, DiagConsoleLogger, DiagLogLevel, propagation, trace, context, type TextMapPropagator } from "@opentelemetry/api";
+import type { TextMapPropagator } from "@opentelemetry/api";
+import { diag, DiagConsoleLogger, DiagLogLevel, propagation, trace, context } from "./otel-api.ts";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from "@opentelemetry/core";
 import { FastifyOtelInstrumentation } from "@fastify/otel";

@@ -11,7 +11,8 @@
  * Without a registered OpenTelemetry SDK (tracing off) every call here is a cheap no-op, and no
  * `_trace` is written.
  */
-import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Span } from "@opentelemetry/api";
+import type { Attributes, Span } from "@opentelemetry/api";
+import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from "./otel-api.ts";
 import { SERVICE_VERSION } from "../config.ts";
 
 const tracer = trace.getTracer("observing-jobs", SERVICE_VERSION);

@@ -23,7 +23,7 @@
  * - any other failure: graphile-worker's retry with backoff.
  */
 import { EventEmitter } from "node:events";
-import { trace } from "@opentelemetry/api";
+import { trace } from "../observability/otel-api.ts";
 import { run, type JobHelpers, type ParsedCronItem, type TaskList, type WorkerEvents } from "graphile-worker";
 import type pg from "pg";
 import { splitJobMetadata } from "../job-metadata.ts";

@@ -66,6 +66,14 @@ describe("the Dockerfile", () => {
     expect(cmd!.execForm!.join(" ")).toContain("--import ./dist/src/observability/instrumentation.js dist/src/main.js");
   });
 
+  test("caps V8's young generation, and npm start runs with the same cap", async () => {
+    const cmd = keywords(runtime, "CMD").at(-1)!.execForm!;
+    const heapFlags = cmd.filter((arg) => arg.startsWith("--max-semi-space-size="));
+    expect(heapFlags).toEqual([expect.stringMatching(/^--max-semi-space-size=\d+$/)]);
+    const { scripts } = JSON.parse(await readFile(path.join(root, "package.json"), "utf8")) as { scripts: Record<string, string> };
+    expect(scripts.start!.split(" ")).toEqual(expect.arrayContaining(heapFlags));
+  });
+
   test("the invariants catch a shell-form CMD and a root user", () => {
     const bad = parseDockerfile("FROM node:24.21.0-bookworm-slim\nUSER root\nCMD npm start\n");
     const stage = finalStage(bad);
