@@ -56,15 +56,15 @@ function statusOf(error: Error & { statusCode?: number }): number {
 export type App = Awaited<ReturnType<typeof buildApp>>;
 
 /**
- * A path parameter's longest form, percent-encoded as it arrives: a pause names a queue of up to
- * 200 characters (Fastify's default of 100 refused queues an enqueue accepts).
+ * The longest path parameter the router passes to a route, in UTF-16 units after decoding: a pause
+ * names a queue of up to 200 characters (Fastify's default of 100 refused queues an enqueue accepts).
  */
 const MAX_PATH_PARAMETER_CHARS = 256;
 
 /** URLs the router refuses before any route runs, by Fastify's code, with what the caller is told. */
 const ROUTER_REFUSALS: Record<string, string> = {
   FST_ERR_BAD_URL: "the URL is not valid (malformed percent-encoding)",
-  FST_ERR_MAX_PARAM_LENGTH: `a path segment is longer than ${MAX_PATH_PARAMETER_CHARS} characters (longer than any job id, task, queue or group name)`,
+  FST_ERR_MAX_PARAM_LENGTH: `a path segment is longer than ${MAX_PATH_PARAMETER_CHARS} characters`,
 };
 
 /** Headers of every answer: nothing is to be sniffed as another type or kept by a cache on the way. */

@@ -106,7 +106,7 @@ describe("URLs the router refuses before any route runs", () => {
   const cases: Array<[string, string, RegExp]> = [
     ["a lone surrogate percent-encoded in a path segment (bytes UTF-8 does not allow)", "/jobs/%ED%A0%80", /malformed percent-encoding/],
     ["a truncated percent-escape", "/jobs/1%E0%A4%A", /malformed percent-encoding/],
-    ["a path segment longer than any job id or task name", `/jobs/${"1".repeat(500)}`, /longer than 256 characters \(longer than any job id, task, queue or group name\)/],
+    ["a path segment longer than any job id or task name", `/jobs/${"1".repeat(500)}`, /a path segment is longer than 256 characters/],
   ];
   for (const [label, url, message] of cases) {
     test(`${label} is a 400 in the API's own shape, with the headers of every answer`, async () => {

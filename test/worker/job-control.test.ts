@@ -214,6 +214,41 @@ describe("the fence on graphile-worker's own statements", () => {
     }
   });
 
+  test("a job fetched again holds one slot, whichever it held before; a lowered limit counts jobs, not slot rows", async ({ env }) => {
+    await sql`truncate observing_jobs.global_caps cascade`.execute(env.db);
+    await recordGlobalCaps(env.db, [{ group: "solo", slots: 2 }]);
+    const sessions = { a: makeRunnerSessionName(true), b: makeRunnerSessionName(true) };
+    const runners = { a: env.derive({ max: 1, applicationName: sessions.a }), b: env.derive({ max: 1, applicationName: sessions.b }) };
+    try {
+      for (const [pool, session] of [["pool-a", sessions.a], ["pool-b", sessions.b]]) {
+        await sql`insert into observing_jobs.worker_heartbeats (pool_id, runner, instance_id, hostname, pid, session_name) values (${pool}, 'solo', 'i', 'h', 1, ${session})`.execute(env.db);
+      }
+      const add = async () => (await sql<{ id: string }>`select (graphile_worker.add_job('solo_task', '{}')).id::text as id`.execute(env.db)).rows[0]!.id;
+      // graphile-worker's fetch, as far as the triggers see it: the lock, by the runner's own connection.
+      const fetchAs = async (runner: "a" | "b", id: string) =>
+        Number((await runners[runner].pool.query("update graphile_worker._private_jobs set attempts = attempts + 1, locked_by = $1, locked_at = now() where id = $2::bigint", [`pool-${runner}`, id])).rowCount);
+      const [first, second, third] = [await add(), await add(), await add()];
+      expect(await fetchAs("a", first)).toBe(1);
+      expect(await fetchAs("a", second)).toBe(1);
+      const slotsOf = async () => (await sql<{ slot: number; job_id: string | null }>`select slot, job_id::text from observing_jobs.global_cap_slots where group_name = 'solo' order by slot`.execute(env.db)).rows;
+      expect(await slotsOf()).toEqual([{ slot: 0, job_id: first }, { slot: 1, job_id: second }]);
+      // The limit is lowered to 1; the second job fails (unlocked), the first completes.
+      await recordGlobalCaps(env.db, [{ group: "solo", slots: 1 }]);
+      await sql`update graphile_worker._private_jobs set locked_by = null, locked_at = null where id = ${second}::bigint`.execute(env.db);
+      await runners.a.pool.query("delete from graphile_worker._private_jobs where id = $1::bigint", [first]);
+      // Fetched again by the same pool: it takes slot 0 and gives up slot 1, which it named still.
+      expect(await fetchAs("a", second)).toBe(1);
+      expect(await slotsOf()).toEqual([{ slot: 0, job_id: second }, { slot: 1, job_id: null }]);
+      expect(await listGlobalCaps(env.db)).toEqual([{ group: "solo", slots: 1, inUse: 1 }]);
+      // The group is at its limit: another pool's fetch takes nothing.
+      expect(await fetchAs("b", third)).toBe(0);
+    } finally {
+      await sql`select graphile_worker.force_unlock_workers(array['pool-a', 'pool-b'])`.execute(env.db);
+      await runners.a.close();
+      await runners.b.close();
+    }
+  });
+
   test("a worker whose job ended fetches again once the end has committed: its freed slot is taken at once, not at the next poll", async ({ env }) => {
     // Longer than the test: no poll comes in time. (No named queues here: every pool's fetch locks
     // the available queues for a moment, so a fetch may miss a queued job.)

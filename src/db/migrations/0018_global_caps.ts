@@ -74,7 +74,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       end if;
       -- Slots held now, whatever their number: a limit just lowered still counts the jobs running in
       -- the slots above it until they end.
-      select count(*) into held
+      select count(distinct s.job_id) into held
       from observing_jobs.global_cap_slots s
       where s.group_name = cap_group and s.job_id is not null and s.job_id <> new.id
         and exists (select 1 from graphile_worker._private_jobs j where j.id = s.job_id and j.locked_by = s.pool_id);
@@ -98,6 +98,10 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       update observing_jobs.global_cap_slots
       set job_id = new.id, pool_id = new.locked_by, taken_at = now()
       where group_name = cap_group and slot = free_slot;
+      -- Any other slot this job still names (one above a lowered limit, taken by an earlier attempt) is free now.
+      update observing_jobs.global_cap_slots
+      set job_id = null, pool_id = null, taken_at = null
+      where group_name = cap_group and job_id = new.id and slot <> free_slot;
       return new;
     end
     $$`.execute(db);

@@ -45,7 +45,7 @@ export async function recordGlobalCaps(db: Db, caps: readonly GlobalCap[]): Prom
 /** Every global cap with the slots in use now. */
 export async function listGlobalCaps(db: Db): Promise<GlobalCapUsage[]> {
   const { rows } = await sql<{ group_name: string; slots: number; in_use: number }>`
-    select c.group_name, c.slots, count(j.id)::int as in_use
+    select c.group_name, c.slots, count(distinct j.id)::int as in_use
     from observing_jobs.global_caps c
     left join observing_jobs.global_cap_slots s on s.group_name = c.group_name
     left join graphile_worker._private_jobs j on j.id = s.job_id and j.locked_by = s.pool_id
