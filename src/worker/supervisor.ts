@@ -104,6 +104,8 @@ export class SupervisedRunner {
   #wake: (() => void) | null = null;
   #supervising: Promise<void> = Promise.resolve();
   readonly #settling = new Set<Promise<void>>();
+  /** Each ended pool is settled once, by whichever comes first: its end, or a forceful stop at shutdown. */
+  readonly #settlements = new Map<string, Promise<void>>();
 
   constructor(options: SupervisorOptions) {
     this.name = options.name;
@@ -165,6 +167,23 @@ export class SupervisedRunner {
     } catch (error) {
       this.#logger.warn({ err: error, poolId: pool.id }, "forceful shutdown of a worker pool reported an error");
     }
+    // graphile-worker's forceful shutdown has failed the pool's running jobs back to the queue, with
+    // their attempt spent and no event. At shutdown the pool may never report its end before the
+    // process exits (a graceful shutdown that hangs, graphile/worker#636): settle it now, so those
+    // jobs get their attempt back and a `rescued` event, as when the pool ends.
+    if (this.#stopping) await this.#settleOnce(pool.id, "shutdown");
+  }
+
+  #settleOnce(poolId: string, cause: PoolEndCause): Promise<void> {
+    let settled = this.#settlements.get(poolId);
+    if (!settled) {
+      settled = this.#settle(poolId, cause);
+      this.#settlements.set(poolId, settled);
+      this.#settling.add(settled);
+      const done = settled;
+      void done.finally(() => this.#settling.delete(done));
+    }
+    return settled;
   }
 
   /** Runs `poolEnded`, retrying with backoff while it fails; never rejects. */
@@ -217,9 +236,9 @@ export class SupervisedRunner {
         this.#pool = null;
         this.#poolEnding = false;
         if (pool) {
-          const settled = this.#settle(pool.id, this.#stopping ? "shutdown" : "restart");
-          this.#settling.add(settled);
-          void settled.finally(() => this.#settling.delete(settled));
+          const settled = this.#settleOnce(pool.id, this.#stopping ? "shutdown" : "restart");
+          // A pool ends once: later pools have other ids.
+          void settled.finally(() => this.#settlements.delete(pool.id));
           // At shutdown the settlement is part of stopping; otherwise the restart need not wait for it.
           if (this.#stopping) await settled;
         }

@@ -11,11 +11,14 @@ import { sql } from "kysely";
 import Type from "typebox";
 import { describe, expect } from "vitest";
 import { enqueueJob } from "../../src/enqueue.ts";
+import { findJob } from "../../src/lifecycle/jobs.ts";
 import { listGlobalCaps, recordGlobalCaps } from "../../src/db/repositories/global-caps.ts";
 import { registerTask, TaskRegistry } from "../../src/registry.ts";
 import { InFlightJobs } from "../../src/worker/in-flight-jobs.ts";
 import { defineTask } from "../../src/task.ts";
 import { deferJob, failPermanently, holdsJob, makeRunnerSessionName, RUNNER_SESSION_PREFIX } from "../../src/worker/job-control.ts";
+import { settleEndedPool } from "../../src/reliability/shutdown.ts";
+import type { PoolEndCause } from "../../src/worker/supervisor.ts";
 import { startWorker } from "../../src/worker/worker.ts";
 import { listJobs, resetData, test, waitFor, type TestEnv } from "../helpers/env.ts";
 
@@ -99,6 +102,39 @@ describe("job-control", () => {
     await lockAs(env, id, "pool-a");
     expect(await holdsJob(env.db, { id, poolId: "pool-a" })).toBe(true);
     expect(await holdsJob(env.db, { id, poolId: "pool-b" })).toBe(false);
+  });
+});
+
+describe("the shutdown deadline", () => {
+  test("a pool shut down forcefully is settled at once, and once: its interrupted job goes back with its attempt and one rescued event", async ({ env }) => {
+    let started = 0;
+    const registry = new TaskRegistry([
+      ...env.registry.all(),
+      // Ignores its abort signal, which fires only after the deadline here: the deadline decides.
+      registerTask("stuck_task", defineTask({ description: "test", payload: Type.Object({}), async run() { started += 1; await new Promise(() => {}); } })),
+    ]);
+    const inFlight = new InFlightJobs();
+    const settlements: string[] = [];
+    const events: WorkerEvents = new EventEmitter();
+    const worker = await startFencedWorker(env, registry, events, {
+      pollIntervalMs: 100,
+      leaseHolds: () => true,
+      shutdownAbortAfterMs: 60_000,
+      poolEnded: async (poolId, cause) => {
+        settlements.push(`${poolId} ${cause}`);
+        await settleEndedPool({ db: env.db, heartbeats: { unregister: () => {} }, inFlight, logger: env.logger }, poolId, cause);
+      },
+      inFlight,
+    });
+    const { id } = await enqueueJob(env.db, registry, "stuck_task", {});
+    await waitFor(() => started === 1, { message: "the job to start" });
+    await worker.stop();
+    // Each pool settled once, at shutdown (the main runner's, which ran the job, among them).
+    expect(new Set(settlements).size).toBe(settlements.length);
+    expect(settlements.every((entry) => entry.endsWith(" shutdown"))).toBe(true);
+    expect(await privateRow(env, id)).toMatchObject({ attempts: 0, locked_by: null });
+    const timeline = (await findJob(env.db, id))!.timeline.map((event) => [event.event, event.actor ?? null]);
+    expect(timeline.filter(([event]) => event === "rescued")).toEqual([["rescued", "shutdown"]]);
   });
 });
 
@@ -320,7 +356,18 @@ async function startCappedInstances(env: TestEnv, pollIntervalMs: number, limit 
 }
 
 /** Runners as the service starts them (a pool of their own per start, its heartbeat row written before the first fetch), with concurrency 1. */
-function startFencedWorker(env: TestEnv, registry: TaskRegistry, events: WorkerEvents, options: { pollIntervalMs: number; leaseHolds: (poolId: string) => boolean }) {
+function startFencedWorker(
+  env: TestEnv,
+  registry: TaskRegistry,
+  events: WorkerEvents,
+  options: {
+    pollIntervalMs: number;
+    leaseHolds: (poolId: string) => boolean;
+    poolEnded?: (poolId: string, cause: PoolEndCause) => Promise<void>;
+    shutdownAbortAfterMs?: number;
+    inFlight?: InFlightJobs;
+  },
+) {
   return startWorker({
     events,
     pool: env.pool,
@@ -331,14 +378,14 @@ function startFencedWorker(env: TestEnv, registry: TaskRegistry, events: WorkerE
     concurrency: 1,
     pollIntervalMs: options.pollIntervalMs,
     reliability: {
-      inFlight: new InFlightJobs(),
+      inFlight: options.inFlight ?? new InFlightJobs(),
       // What the heartbeat writer does before a pool's first fetch.
       poolStarted: async (poolId, runner, session) => {
         await sql`insert into observing_jobs.worker_heartbeats (pool_id, runner, instance_id, hostname, pid, session_name) values (${poolId}, ${runner}, 'i', 'h', 1, ${session})`.execute(env.db);
       },
-      poolEnded: async () => {},
+      poolEnded: options.poolEnded ?? (async () => {}),
       leaseHolds: options.leaseHolds,
-      shutdownAbortAfterMs: 1000,
+      shutdownAbortAfterMs: options.shutdownAbortAfterMs ?? 1000,
       shutdownTimeoutMs: 2000,
     },
   });
