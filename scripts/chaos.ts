@@ -257,6 +257,7 @@ async function main(): Promise<void> {
     const markdown = renderReport(report);
     await writeFile(path.join(ROOT, "docs/RELIABILITY.md"), markdown);
     process.stdout.write(`\n${summary(report)}\nwrote docs/RELIABILITY.md\n`);
+    for (const detail of report.unexplainedDetails) log(`unexplained repeat: ${detail}`);
     const ok =
       report.lost === 0 &&
       report.notSucceeded === 0 &&
@@ -378,6 +379,8 @@ interface Report {
   /** Why, from each such job's history; `unexplained` counts the ones with no reason recorded. */
   reasons: Record<string, number>;
   unexplained: number;
+  /** What the analysis saw of each unexplained repeat: the name, its job, the calls and the events (times from the enqueue, s). */
+  unexplainedDetails: string[];
   /** Repeats whose reason is a freeze shorter than the rescue threshold: must be 0. */
   shortFreezeRepeats: number;
   /** Repeats after a rescue that gave the attempt back although the job had run (the running list lagged). */
@@ -434,6 +437,8 @@ async function analyse(db: Db, gbif: FakeGbif, work: Workload, times: { startedA
   let shortFreezeRepeats = 0;
   let givenBackButRan = 0;
   const sigkillWaits: number[] = [];
+  const unexplainedDetails: string[] = [];
+  const times0 = times.enqueuedAt;
   const sigkillWaitsByTask: Record<string, number[]> = { resolve_taxa: [], chaos_lookup: [] };
   // Names were enqueued alternately: even ones as resolve_taxa, odd ones as chaos_lookup.
   const taskOfName = new Map(names.map((name, i) => [name, i % 2 === 0 ? "resolve_taxa" : "chaos_lookup"]));
@@ -464,6 +469,10 @@ async function analyse(db: Db, gbif: FakeGbif, work: Workload, times: { startedA
       const reason = jobEvents.find((e) => e.when >= from && e.when <= to && (e.event === "failed" || e.event === "rescued"));
       if (!reason) {
         unexplained += 1;
+        const at = (when: number) => ((when - times0) / 1000).toFixed(2);
+        unexplainedDetails.push(
+          `${name} (job ${jobOfName.get(name)}): calls at ${times.map(at).join(", ")} s; events ${jobEvents.map((e) => `${e.event}#${e.attempt ?? "-"}@${at(e.when)}${e.actor ? ` by ${e.actor}` : ""}${e.worker_id ? ` pool ${e.worker_id}` : ""}`).join(", ")}`,
+        );
         continue;
       }
       if (reason.event === "failed") {
@@ -518,6 +527,7 @@ async function analyse(db: Db, gbif: FakeGbif, work: Workload, times: { startedA
     ranMoreThanOnce,
     reasons,
     unexplained,
+    unexplainedDetails,
     shortFreezeRepeats,
     givenBackButRan,
     gbifCalls: { total: [...calls.values()].reduce((sum, at) => sum + at.length, 0), throttled: throttled.size },

@@ -151,7 +151,7 @@ export async function buildApp(deps: AppDependencies) {
     loggerInstance: deps.logger.child({ component: "http" }),
     logController: new RequestLog(),
     bodyLimit: http.bodyLimitBytes,
-    maxParamLength: MAX_PATH_PARAMETER_CHARS,
+    routerOptions: { maxParamLength: MAX_PATH_PARAMETER_CHARS },
     schemaController: { compilersFactory: { buildSerializer: lazySerializerFactory() } },
     // Slow and idle connections are closed: a request must arrive whole within requestTimeout (else
     // 408 and the connection closes; a connection that sends nothing at all is closed then too), and
