@@ -15,8 +15,9 @@
  * A pool that shuts itself down may also never finish: after such a failure its batcher's pending
  * count can go wrong (the backpressure `holdup()` raises is never cleared, also graphile/worker#636),
  * and the graceful shutdown then waits forever for the batcher, with LISTEN already closed. So a pool
- * that starts shutting down without being asked is shut down forcefully after `abandonAfterMs`, which
- * always ends it.
+ * that starts shutting down without being asked is shut down forcefully after `abandonAfterMs`, and a
+ * pool shut down forcefully (that way, at the shutdown deadline, or declared dead) counts as ended from
+ * then on, whatever its runner reports: it is settled, and its runner restarted unless stopping.
  *
  * Both issues were open upstream when this was written. The restarts stay useful after a fix (a
  * pool declared dead still ends); the forceful shutdown after `abandonAfterMs` may go once a release
@@ -104,8 +105,8 @@ export class SupervisedRunner {
   #wake: (() => void) | null = null;
   #supervising: Promise<void> = Promise.resolve();
   readonly #settling = new Set<Promise<void>>();
-  /** Each ended pool is settled once, by whichever comes first: its end, or a forceful stop at shutdown. */
-  readonly #settlements = new Map<string, Promise<void>>();
+  /** Resolved once the current pool has been shut down forcefully: it counts as ended then, whatever its runner says. */
+  #forced: PromiseWithResolvers<void> | null = null;
 
   constructor(options: SupervisorOptions) {
     this.name = options.name;
@@ -153,7 +154,8 @@ export class SupervisedRunner {
   async stop(): Promise<void> {
     this.#stopping = true;
     this.#wake?.();
-    if (this.#runner) await this.#runner.stop().catch(() => {});
+    // A pool shut down forcefully counts as ended even when its runner's stop never returns.
+    if (this.#runner) await Promise.race([this.#runner.stop().catch(() => {}), this.#supervising]);
     await this.#supervising;
     await Promise.all(this.#settling);
   }
@@ -168,22 +170,11 @@ export class SupervisedRunner {
       this.#logger.warn({ err: error, poolId: pool.id }, "forceful shutdown of a worker pool reported an error");
     }
     // graphile-worker's forceful shutdown has failed the pool's running jobs back to the queue, with
-    // their attempt spent and no event. At shutdown the pool may never report its end before the
-    // process exits (a graceful shutdown that hangs, graphile/worker#636): settle it now, so those
-    // jobs get their attempt back and a `rescued` event, as when the pool ends.
-    if (this.#stopping) await this.#settleOnce(pool.id, "shutdown");
-  }
-
-  #settleOnce(poolId: string, cause: PoolEndCause): Promise<void> {
-    let settled = this.#settlements.get(poolId);
-    if (!settled) {
-      settled = this.#settle(poolId, cause);
-      this.#settlements.set(poolId, settled);
-      this.#settling.add(settled);
-      const done = settled;
-      void done.finally(() => this.#settling.delete(done));
-    }
-    return settled;
+    // their attempt spent and no event, and released its workers, but the pool may never report its
+    // end (a graceful shutdown that hangs, graphile/worker#636, seen after a database restart): then
+    // nothing settled it (the jobs kept their spent attempt and had no event) and its runner was
+    // never restarted. So the pool counts as ended now.
+    if (pool === this.#pool) this.#forced?.resolve();
   }
 
   /** Runs `poolEnded`, retrying with backoff while it fails; never rejects. */
@@ -229,16 +220,18 @@ export class SupervisedRunner {
         const upAt = performance.now();
         this.#upAt = upAt;
         let failure: unknown = null;
-        await runner.promise.catch((error: unknown) => (failure = error));
+        const forced = (this.#forced = Promise.withResolvers<void>());
+        await Promise.race([runner.promise.catch((error: unknown) => (failure = error)), forced.promise]);
+        this.#forced = null;
         this.#runner = null;
         this.#upAt = null;
         const pool = this.#pool;
         this.#pool = null;
         this.#poolEnding = false;
         if (pool) {
-          const settled = this.#settleOnce(pool.id, this.#stopping ? "shutdown" : "restart");
-          // A pool ends once: later pools have other ids.
-          void settled.finally(() => this.#settlements.delete(pool.id));
+          const settled = this.#settle(pool.id, this.#stopping ? "shutdown" : "restart");
+          this.#settling.add(settled);
+          void settled.finally(() => this.#settling.delete(settled));
           // At shutdown the settlement is part of stopping; otherwise the restart need not wait for it.
           if (this.#stopping) await settled;
         }
