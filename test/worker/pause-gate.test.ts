@@ -133,6 +133,8 @@ describe("the main runner's local queue", () => {
       // Without the early return they would wait, locked, for the local queue's 5-minute TTL.
       await waitFor(() => started.length === 5, { timeoutMs: 10_000, message: "the five unpaused jobs to run" });
       expect(started.every((label) => label.startsWith("free"))).toBe(true);
+      // Their completions commit a moment after they start: then only the paused one waits.
+      await waitFor(async () => (await listJobs(env.db, "quick_task")).length === 1, { message: "the five to complete" });
       expect((await listJobs(env.db, "quick_task")).map((job) => job.queue_name)).toEqual(["qx"]);
     } finally {
       await worker.stop();
