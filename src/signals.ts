@@ -37,9 +37,13 @@ export function stopOnSignals(starting: Promise<Service>, config: Config, logger
           .then(() => shutdownTelemetry())
           .then(
             () => {
-              logger.info("shut down cleanly");
-              // Flushed first: exiting with a write in flight can print the last lines out of order.
-              logger.flush(() => process.exit(0));
+              // What is logged so far is written out first: the last line logged right behind another
+              // and flushed at once could overtake it (seen in tests: both logged in order, written
+              // in the other). Then the last line, written out before the exit.
+              logger.flush(() => {
+                logger.info("shut down cleanly");
+                logger.flush(() => process.exit(0));
+              });
             },
             (error: unknown) => {
               logger.error({ err: error }, "shutdown failed");
