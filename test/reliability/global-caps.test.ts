@@ -47,7 +47,9 @@ test("a global cap of 2 holds across three instances, and a SIGKILLed instance's
     const doneAtKill = await succeeded();
     const killedPools = (await findPools(env.db, holder.pid)).map((pool) => pool.pool_id);
     await killInstance(holder);
-    expect(env.gbif.maxInFlight).toBe(2);
+    // Never more than the cap (without it: 3, one per instance). Exactly 2 only when the slots sit on
+    // two instances: one instance holding both calls GBIF one at a time (GBIF_CONCURRENCY=1).
+    expect(env.gbif.maxInFlight).toBeLessThanOrEqual(2);
 
     // The killed instance's slot stays taken (its job stays locked) until the rescue releases its job.
     const slotsOfKilled = async () => {
@@ -66,7 +68,7 @@ test("a global cap of 2 holds across three instances, and a SIGKILLed instance's
     env.gbif.maxInFlight = 0;
     await waitFor(async () => (await succeeded()) === BATCHES, { timeoutMs: 90_000, message: `all ${BATCHES} batches to succeed` });
     expect(doneAtKill).toBeLessThan(BATCHES - 10);
-    expect(env.gbif.maxInFlight).toBe(2);
+    expect(env.gbif.maxInFlight).toBeLessThanOrEqual(2);
     // Every name was asked (the interrupted batch's again after the rescue).
     for (const name of names) expect(env.gbif.matchRequests().filter((request) => request.query.get("scientificName") === name).length).toBeGreaterThanOrEqual(1);
     await waitFor(async () => (await listGlobalCaps(env.db))[0]!.inUse === 0, { message: "every slot to be free once the queue is empty" });
