@@ -11,6 +11,7 @@ import { HISTORY_PAYLOAD_MAX_BYTES } from "./lifecycle/limits.ts";
 import { redactPayload } from "./lifecycle/redaction.ts";
 import { traceEnqueue, type EnqueueTrace, type TraceCarrier } from "./observability/tracing.ts";
 import { insertEnqueuedRecords } from "./db/repositories/job-records.ts";
+import { prepareStatement } from "./db/prepared-statements.ts";
 import { splitJobMetadata } from "./job-metadata.ts";
 import type { RegisteredTask, TaskRegistry } from "./registry.ts";
 import type { EnqueuedJob, EnqueueFunction, EnqueueOptions, JobKeyMode } from "./task.ts";
@@ -82,6 +83,55 @@ export function enqueueJob(
   return traceEnqueue(taskName, (trace) => addJob(executor, registry, taskName, payload, options, origin, trace));
 }
 
+interface EnqueuedRow {
+  id: string;
+  run_at: Date;
+  key: string | null;
+  priority: number;
+  max_attempts: number;
+}
+
+/** One job and its record in one statement: the request path's, kept prepared (src/db/prepared-statements.ts). */
+const ENQUEUE_ONE = prepareStatement<
+  {
+    task: string;
+    payload: string;
+    queueName: string | null;
+    runAt: Date | null;
+    maxAttempts: number;
+    jobKey: string | null;
+    priority: number;
+    jobKeyMode: JobKeyMode;
+    source: EnqueueOrigin["source"];
+    actor: string | null;
+    parentId: string | null;
+    traceId: string | null;
+    stored: string;
+    keepPayloadOnConflict: boolean;
+  },
+  EnqueuedRow
+>(
+  (v) => sql`
+    with job as (
+      select * from graphile_worker.add_job(
+        identifier => ${v.task},
+        payload => ${v.payload}::json,
+        queue_name => ${v.queueName}::text,
+        run_at => ${v.runAt}::timestamptz,
+        max_attempts => ${v.maxAttempts}::int,
+        job_key => ${v.jobKey}::text,
+        priority => ${v.priority}::int,
+        job_key_mode => ${v.jobKeyMode}::text
+      )
+    ), record as (
+      ${insertEnqueuedRecords(
+        { task: v.task, queue: v.queueName, origin: { source: v.source, actor: v.actor, parentId: v.parentId }, traceId: v.traceId, keepPayloadOnConflict: v.keepPayloadOnConflict },
+        sql`select job.*, ${v.stored}::jsonb as stored from job`,
+      )}
+    )
+    select id, run_at, key, priority, max_attempts from job`,
+);
+
 async function addJob(
   executor: AnyKysely,
   registry: TaskRegistry,
@@ -93,24 +143,22 @@ async function addJob(
 ): Promise<EnqueuedJob> {
   const task = registry.get(taskName);
   const spec = resolveSpec(task, payload, options);
-  const stored = JSON.stringify(redactPayload(spec.payload, task.sensitive, HISTORY_PAYLOAD_MAX_BYTES));
-  const traceId = origin.traceId ?? trace.traceId ?? null;
-  const { rows } = await sql<{ id: string; run_at: Date; key: string | null; priority: number; max_attempts: number }>`
-    with job as (
-      select * from graphile_worker.add_job(
-        identifier => ${task.name},
-        payload => ${JSON.stringify(withTrace(spec.payload, trace.carrier))}::json,
-        queue_name => ${spec.queueName}::text,
-        run_at => ${spec.runAt}::timestamptz,
-        max_attempts => ${spec.maxAttempts}::int,
-        job_key => ${spec.jobKey}::text,
-        priority => ${spec.priority}::int,
-        job_key_mode => ${spec.jobKeyMode}::text
-      )
-    ), record as (
-      ${insertEnqueuedRecords({ task: task.name, queue: spec.queueName, origin, traceId, keepPayloadOnConflict: spec.jobKeyMode === "unsafe_dedupe" }, sql`select job.*, ${stored}::jsonb as stored from job`)}
-    )
-    select id, run_at, key, priority, max_attempts from job`.execute(executor);
+  const { rows } = await ENQUEUE_ONE.execute(executor, {
+    task: task.name,
+    payload: JSON.stringify(withTrace(spec.payload, trace.carrier)),
+    queueName: spec.queueName,
+    runAt: spec.runAt,
+    maxAttempts: spec.maxAttempts,
+    jobKey: spec.jobKey,
+    priority: spec.priority,
+    jobKeyMode: spec.jobKeyMode,
+    source: origin.source,
+    actor: origin.actor ?? null,
+    parentId: origin.parentId ?? null,
+    traceId: origin.traceId ?? trace.traceId ?? null,
+    stored: JSON.stringify(redactPayload(spec.payload, task.sensitive, HISTORY_PAYLOAD_MAX_BYTES)),
+    keepPayloadOnConflict: spec.jobKeyMode === "unsafe_dedupe",
+  });
   const row = rows[0]!;
   return {
     id: String(row.id),
@@ -184,7 +232,7 @@ async function addJobs(
     const sent = JSON.stringify(spec.payload);
     if (!stored.has(sent)) stored.set(sent, JSON.stringify(redactPayload(splitJobMetadata(spec.payload).payload, task.sensitive, HISTORY_PAYLOAD_MAX_BYTES)));
   }
-  const { rows } = await sql<{ id: string; run_at: Date; key: string | null; priority: number; max_attempts: number }>`
+  const { rows } = await sql<EnqueuedRow>`
     with job as (
       select * from graphile_worker.add_jobs(
         array(select s from json_populate_recordset(null::graphile_worker.job_spec, ${JSON.stringify(jobSpecs)}::json) s),

@@ -11,12 +11,14 @@
  *   (the server or a proxy between stopped answering without closing) never answers, so only the
  *   client can notice. node-postgres then leaves the connection busy with the lost query, so the
  *   connection is destroyed and the pool opens a fresh one;
+ * - the statements of src/db/prepared-statements.ts sent by name, prepared once per connection;
  * - TCP keepalive probes, which notice a dead peer on an idle connection (LISTEN) when nothing
  *   answers TCP any more.
  */
 import { Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
 import type { Logger } from "../observability/logger.ts";
+import { NamingClient } from "./prepared-statements.ts";
 import type { Database } from "./schema.ts";
 
 export type Db = Kysely<Database>;
@@ -148,7 +150,7 @@ export function makePool(connectionString: string, options: PoolOptions): pg.Poo
           ...(settings.idleInTransactionTimeoutMs !== null ? { idle_in_transaction_session_timeout: settings.idleInTransactionTimeoutMs } : {}),
         }
       : {}),
-    ...(settings && statementTimeoutMs !== null ? { Client: GuardedClient } : {}),
+    Client: settings && statementTimeoutMs !== null ? GuardedClient : NamingClient,
   });
   // An idle client losing its connection (database restart) must not crash the process.
   pool.on("error", (error) => logger.warn({ err: error }, "idle database connection failed"));
@@ -186,7 +188,7 @@ const AFTER_STALL_GRACE_MS = 2000;
  * callback queries (Kysely, graphile-worker, pg-pool's pool.query); a submittable (cursor, stream)
  * has no client-side limit.
  */
-class GuardedClient extends pg.Client {
+class GuardedClient extends NamingClient {
   readonly #timeoutMs: number;
 
   constructor(config?: pg.ClientConfig & { [GUARD_TIMEOUT_OPTION]?: number }) {

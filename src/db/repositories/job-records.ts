@@ -18,8 +18,8 @@ type AnyKysely = Kysely<any>;
 /** Who enqueued a job, as its record keeps it. */
 export interface RecordOrigin {
   source: JobSource;
-  actor?: string;
-  parentId?: string;
+  actor?: string | null;
+  parentId?: string | null;
 }
 
 /** Ids per statement for set-based changes that also lock rows: short transactions, bounded arrays. */
