@@ -23,7 +23,7 @@ import {
 import { INT4_MAX } from "../src/input-limits.ts";
 import { batchJobKey, batchResult, enrichmentPayload, staleCutoff, sweepInBatches, workThroughRows, type BatchResult } from "../src/taxa/batches.ts";
 import { defineTask, type TaskContext } from "../src/task.ts";
-import type { GbifNameUsage } from "../src/upstream/gbif.ts";
+import { GBIF_TASKS_CAP, type GbifNameUsage } from "../src/upstream/gbif.ts";
 
 const payload = enrichmentPayload({
   taxonIds: "Check exactly these rows, hot or not (still skipping recently checked ones unless force is set).",
@@ -60,7 +60,7 @@ export default defineTask({
     maxAttempts: 8,
     timeoutMs: 120_000,
     // Shares resolve_taxa's cap across every instance: both call GBIF.
-    concurrency: { limit: 2, group: "gbif", scope: "global" },
+    concurrency: GBIF_TASKS_CAP,
     jobKey: (p) => batchJobKey("check_backbone_freshness", p),
   },
   async run(p, context) {
