@@ -7,7 +7,7 @@ import { expect } from "vitest";
 import { enqueueJob } from "../../src/enqueue.ts";
 import { testAppForFile } from "../helpers/app.ts";
 import { resetData, test } from "../helpers/env.ts";
-import { form, signIn, withCookies, type Browser } from "./helpers.ts";
+import { form, postForm, signIn, withCookies, type Browser } from "./helpers.ts";
 
 const app = testAppForFile();
 let browser: Browser;
@@ -18,8 +18,7 @@ test.beforeEach(async ({ env }) => {
 });
 
 const page = (url: string, cookie = browser.cookie) => app().inject({ method: "GET", url, headers: { cookie } });
-const post = (url: string, values: Record<string, string>) =>
-  app().inject({ method: "POST", url, ...form({ _csrf: browser.csrf, ...values }), headers: { ...form(values).headers, cookie: browser.cookie } });
+const post = (url: string, values: Record<string, string>) => postForm(app(), browser, url, values);
 
 test("a task's page offers pause behind a confirmation, for the task, its cap group and nothing it lacks", async () => {
   const body = (await page("/dashboard/tasks/resolve_taxa")).body;
