@@ -21,24 +21,13 @@ import {
   type TaxonForFreshness,
 } from "../src/db/repositories/backbone-freshness.ts";
 import { INT4_MAX } from "../src/input-limits.ts";
-import {
-  batchJobKey,
-  batchResult,
-  batchSizeField,
-  forceField,
-  staleAfterDaysField,
-  staleCutoff,
-  sweepInBatches,
-  taxonIdsField,
-  workThroughRows,
-  type BatchResult,
-} from "../src/taxa/batches.ts";
+import { batchJobKey, batchResult, enrichmentPayload, staleCutoff, sweepInBatches, workThroughRows, type BatchResult } from "../src/taxa/batches.ts";
 import { defineTask, type TaskContext } from "../src/task.ts";
-import type { GbifNameUsage } from "../src/upstream/gbif.ts";
+import { GBIF_TASKS_CAP, type GbifNameUsage } from "../src/upstream/gbif.ts";
 
-const payload = Type.Object(
-  {
-    taxonIds: taxonIdsField("Check exactly these rows, hot or not (still skipping recently checked ones unless force is set)."),
+const payload = enrichmentPayload({
+  taxonIds: "Check exactly these rows, hot or not (still skipping recently checked ones unless force is set).",
+  selection: {
     hotWithinDays: Type.Optional(
       Type.Integer({ minimum: 1, maximum: 3650, default: 30, description: "Hot: observed within this many days (last_observed_at)." }),
     ),
@@ -46,12 +35,11 @@ const payload = Type.Object(
       // observation_count is an integer column.
       Type.Integer({ minimum: 1, maximum: INT4_MAX, default: 100, description: "Hot: at least this many observations (observation_count)." }),
     ),
-    staleAfterDays: staleAfterDaysField(7, "A check older than this is done again."),
-    force: forceField("Check rows that were checked recently."),
-    limit: batchSizeField(200),
   },
-  { additionalProperties: false },
-);
+  staleAfterDays: [7, "A check older than this is done again."],
+  force: "Check rows that were checked recently.",
+  limit: 200,
+});
 export type CheckBackboneFreshnessPayload = Static<typeof payload>;
 
 declare global {
@@ -72,7 +60,7 @@ export default defineTask({
     maxAttempts: 8,
     timeoutMs: 120_000,
     // Shares resolve_taxa's cap across every instance: both call GBIF.
-    concurrency: { limit: 2, group: "gbif", scope: "global" },
+    concurrency: GBIF_TASKS_CAP,
     jobKey: (p) => batchJobKey("check_backbone_freshness", p),
   },
   async run(p, context) {

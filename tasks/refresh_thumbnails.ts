@@ -8,7 +8,7 @@
  * every instance, which with the client's one-request-at-a-time limit keeps us to Wikimedia's
  * "requests in series" etiquette without slowing the GBIF or IUCN jobs.
  */
-import Type, { type Static } from "typebox";
+import type { Static } from "typebox";
 import {
   findTaxaForThumbnails,
   findTaxonIdsForThumbnails,
@@ -17,32 +17,18 @@ import {
   type TaxonForThumbnail,
   type ThumbnailRecord,
 } from "../src/db/repositories/thumbnails.ts";
-import {
-  batchJobKey,
-  batchResult,
-  batchSizeField,
-  forceField,
-  staleAfterDaysField,
-  staleCutoff,
-  sweepInBatches,
-  taxonIdsField,
-  workThroughRows,
-  type BatchResult,
-} from "../src/taxa/batches.ts";
+import { batchJobKey, batchResult, enrichmentPayload, staleCutoff, sweepInBatches, workThroughRows, type BatchResult } from "../src/taxa/batches.ts";
 import { defineTask, type TaskContext } from "../src/task.ts";
 import { UpstreamError } from "../src/upstream/http.ts";
 import { commonsThumbnailUrl, MAX_ENTITIES_PER_CALL, type WikidataItemImage } from "../src/upstream/wikidata.ts";
 
-const payload = Type.Object(
-  {
-    taxonIds: taxonIdsField("Refresh exactly these rows (still skipping fresh ones unless force is set)."),
-    staleAfterDays: staleAfterDaysField(30, "A thumbnail older than this is refreshed."),
-    force: forceField("Refresh rows whose thumbnail is still fresh."),
-    // One wbgetentities call covers a batch of up to 50 items; two calls per row would be the alternative.
-    limit: batchSizeField(MAX_ENTITIES_PER_CALL),
-  },
-  { additionalProperties: false },
-);
+const payload = enrichmentPayload({
+  taxonIds: "Refresh exactly these rows (still skipping fresh ones unless force is set).",
+  staleAfterDays: [30, "A thumbnail older than this is refreshed."],
+  force: "Refresh rows whose thumbnail is still fresh.",
+  // One wbgetentities call covers a batch of up to 50 items; two calls per row would be the alternative.
+  limit: MAX_ENTITIES_PER_CALL,
+});
 export type RefreshThumbnailsPayload = Static<typeof payload>;
 
 declare global {

@@ -29,6 +29,7 @@ import {
 } from "../src/taxa/batches.ts";
 import { defineTask, type JsonValue, type TaskContext } from "../src/task.ts";
 import { interpretMatch } from "../src/taxa/resolution.ts";
+import { GBIF_TASKS_CAP } from "../src/upstream/gbif.ts";
 
 
 const payload = Type.Object(
@@ -58,9 +59,7 @@ export default defineTask({
   defaults: {
     maxAttempts: 8,
     timeoutMs: 50_000,
-    // Jobs that call GBIF share one cap across every instance (a global cap), so a
-    // backlog of batches cannot crowd out other work or hammer GBIF (which asks for 1-2 concurrent requests).
-    concurrency: { limit: 2, group: "gbif", scope: "global" },
+    concurrency: GBIF_TASKS_CAP,
     // A batch is keyed by its whole work (rows, kingdom, force): enqueueing it again replaces the pending one.
     jobKey: (p) => batchJobKey("resolve_taxa", p),
   },

@@ -9,7 +9,7 @@
  * attempt. All jobs run in the `iucn` queue (one at a time across instances) and the client
  * spaces calls by IUCN_MIN_INTERVAL_MS, as IUCN asks, without holding up the other upstreams.
  */
-import Type, { type Static } from "typebox";
+import type { Static } from "typebox";
 import {
   findTaxaForConservation,
   findTaxonIdsForConservation,
@@ -18,32 +18,18 @@ import {
   type ConservationRecord,
   type TaxonForConservation,
 } from "../src/db/repositories/conservation-status.ts";
-import {
-  batchJobKey,
-  batchResult,
-  batchSizeField,
-  forceField,
-  staleAfterDaysField,
-  staleCutoff,
-  sweepInBatches,
-  taxonIdsField,
-  workThroughRows,
-  type BatchResult,
-} from "../src/taxa/batches.ts";
+import { batchJobKey, batchResult, enrichmentPayload, staleCutoff, sweepInBatches, workThroughRows, type BatchResult } from "../src/taxa/batches.ts";
 import { defineTask, type TaskContext } from "../src/task.ts";
 import { IucnConfigurationError, type IucnConservationStatus } from "../src/upstream/iucn.ts";
 
-const payload = Type.Object(
-  {
-    taxonIds: taxonIdsField("Sync exactly these rows (still skipping fresh ones unless force is set)."),
-    // The Red List is published about twice a year; a quarter keeps us close without re-asking often.
-    staleAfterDays: staleAfterDaysField(90, "A status older than this is synced again."),
-    force: forceField("Sync rows whose status is still fresh."),
-    // At 0.5 s a call and up to two calls a row, 100 rows take about 1-2 minutes.
-    limit: batchSizeField(100),
-  },
-  { additionalProperties: false },
-);
+const payload = enrichmentPayload({
+  taxonIds: "Sync exactly these rows (still skipping fresh ones unless force is set).",
+  // The Red List is published about twice a year; a quarter keeps us close without re-asking often.
+  staleAfterDays: [90, "A status older than this is synced again."],
+  force: "Sync rows whose status is still fresh.",
+  // At 0.5 s a call and up to two calls a row, 100 rows take about 1-2 minutes.
+  limit: 100,
+});
 export type SyncConservationStatusPayload = Static<typeof payload>;
 
 declare global {

@@ -12,6 +12,14 @@ import { compileOnFirstUse } from "./response-schema.ts";
 
 const UPSTREAM = "GBIF";
 
+/**
+ * The concurrency cap (a task's `defaults.concurrency`) that every task calling GBIF shares: at most
+ * two of their jobs run at once across every instance, so a backlog of batches cannot crowd out
+ * other work or hammer GBIF (which asks for 1-2 concurrent requests). GBIF_CONCURRENCY bounds the
+ * calls within each process besides.
+ */
+export const GBIF_TASKS_CAP = { limit: 2, group: "gbif", scope: "global" } as const;
+
 /** GBIF Backbone Taxonomy: the integer keys Wikidata's P846 and existing rows use. */
 export const GBIF_BACKBONE_CHECKLIST_KEY = "d7dddbf4-2cf0-4f39-9b2a-bb099caae36c";
 

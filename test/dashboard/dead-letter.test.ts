@@ -4,7 +4,7 @@ import { enqueueJobs } from "../../src/enqueue.ts";
 import { listJobs, resetData, runDueJobs, test, type TestEnv } from "../helpers/env.ts";
 import { makeScript, registryWithTestTasks } from "../helpers/test-tasks.ts";
 import { buildTestApp } from "../helpers/app.ts";
-import { form, signIn, withCookies } from "./helpers.ts";
+import { form, postForm, signIn, withCookies } from "./helpers.ts";
 
 test.beforeEach(async ({ env }) => {
   await resetData(env);
@@ -47,12 +47,12 @@ describe("the dead-letter", () => {
     const { registry, ids } = await makeDeadJobs(env, ["boom", "boom", "other"]);
     const app = await buildTestApp(env, { registry });
     try {
-      const { cookie, csrf } = await signIn(app);
+      const browser = await signIn(app);
+      const { cookie } = browser;
       const page = (await app.inject({ url: "/dashboard/dead-letter", headers: { cookie } })).body;
       const keys = [...page.matchAll(/name="errorKey" value="([0-9a-f]{32})"/g)].map((match) => match[1]!);
       const [boomKey, otherKey] = [keys[0]!, keys.at(-1)!];
-      const post = (action: string, values: Record<string, string>) =>
-        app.inject({ method: "POST", url: `/dashboard/dead-letter/${action}`, headers: { ...form({}).headers, cookie }, payload: form({ _csrf: csrf, ...values }).payload });
+      const post = (action: string, values: Record<string, string>) => postForm(app, browser, `/dashboard/dead-letter/${action}`, values);
 
       expect((await post("retry", { task: "flaky_task", errorKey: boomKey.replace(/./, "x") })).statusCode).toBe(400);
       expect((await post("retry", { task: "flaky_task" })).statusCode).toBe(400);

@@ -30,6 +30,12 @@ export async function signIn(app: App, token = API_TOKEN): Promise<Browser> {
   return { cookie, csrf: csrf! };
 }
 
+/** Posts a form as the signed-in browser does: with its session cookie, and its CSRF token among the values. */
+export function postForm(app: App, { cookie, csrf }: Browser, url: string, values: Record<string, string | string[]> = {}) {
+  const body = form({ _csrf: csrf, ...values });
+  return app.inject({ method: "POST", url, headers: { ...body.headers, cookie }, payload: body.payload });
+}
+
 /** The Cookie header after a response: the browser's cookies plus those the response set (an action's notice). */
 export function withCookies(cookie: string, response: { cookies: Array<{ name: string; value: string }> }): string {
   const set = response.cookies.filter((item) => item.value !== "").map((item) => `${item.name}=${item.value}`);

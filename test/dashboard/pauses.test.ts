@@ -5,29 +5,20 @@
 import { sql } from "kysely";
 import { expect } from "vitest";
 import { enqueueJob } from "../../src/enqueue.ts";
-import type { App } from "../../src/http/app.ts";
-import { buildTestApp } from "../helpers/app.ts";
+import { testAppForFile } from "../helpers/app.ts";
 import { resetData, test } from "../helpers/env.ts";
-import { form, signIn, withCookies, type Browser } from "./helpers.ts";
+import { form, postForm, signIn, withCookies, type Browser } from "./helpers.ts";
 
-let app: App;
+const app = testAppForFile();
 let browser: Browser;
-
-test.beforeAll(async ({ env }) => {
-  app = await buildTestApp(env);
-});
-test.afterAll(async () => {
-  await app.close();
-});
 test.beforeEach(async ({ env }) => {
   await resetData(env);
   await sql`truncate observing_jobs.pauses, observing_jobs.pause_events`.execute(env.db);
-  browser = await signIn(app);
+  browser = await signIn(app());
 });
 
-const page = (url: string, cookie = browser.cookie) => app.inject({ method: "GET", url, headers: { cookie } });
-const post = (url: string, values: Record<string, string>) =>
-  app.inject({ method: "POST", url, ...form({ _csrf: browser.csrf, ...values }), headers: { ...form(values).headers, cookie: browser.cookie } });
+const page = (url: string, cookie = browser.cookie) => app().inject({ method: "GET", url, headers: { cookie } });
+const post = (url: string, values: Record<string, string>) => postForm(app(), browser, url, values);
 
 test("a task's page offers pause behind a confirmation, for the task, its cap group and nothing it lacks", async () => {
   const body = (await page("/dashboard/tasks/resolve_taxa")).body;
@@ -44,7 +35,7 @@ test("a task's page offers pause behind a confirmation, for the task, its cap gr
 
 test("pausing needs the session's CSRF token", async ({ env }) => {
   const values = { kind: "task", name: "resolve_taxa", back: "/dashboard/tasks/resolve_taxa" };
-  const forged = await app.inject({ method: "POST", url: "/dashboard/pauses/pause", ...form(values), headers: { ...form(values).headers, cookie: browser.cookie } });
+  const forged = await app().inject({ method: "POST", url: "/dashboard/pauses/pause", ...form(values), headers: { ...form(values).headers, cookie: browser.cookie } });
   expect(forged.statusCode).toBe(403);
   expect((await sql`select 1 from observing_jobs.pauses`.execute(env.db)).rows).toEqual([]);
 });

@@ -4,7 +4,7 @@ import { findJob } from "../../src/lifecycle/jobs.ts";
 import { fieldsFromSchema, payloadFromForm } from "../../src/http/dashboard/schema-form.ts";
 import { AUTH, buildTestApp } from "../helpers/app.ts";
 import { resetData, test } from "../helpers/env.ts";
-import { form, signIn, withCookies } from "./helpers.ts";
+import { form, postForm, signIn, withCookies } from "./helpers.ts";
 
 test.beforeEach(async ({ env }) => {
   await resetData(env);
@@ -83,22 +83,12 @@ describe("running a task from the dashboard", () => {
   test("invalid input comes back with the same messages as the API, next to its fields, and enqueues nothing", async ({ env }) => {
     const app = await buildTestApp(env);
     try {
-      const { cookie, csrf } = await signIn(app);
-      const response = await app.inject({
-        method: "POST",
-        url: "/dashboard/tasks/resolve_taxa/run",
-        headers: { ...form({}).headers, cookie },
-        payload: form({ _csrf: csrf, "payload.taxonIds": "1, x", "payload.limit": "abc", "payload.kingdom": "Plantae", "option.maxAttempts": "0" }).payload,
-      });
+      const browser = await signIn(app);
+      const response = await postForm(app, browser, "/dashboard/tasks/resolve_taxa/run", { "payload.taxonIds": "1, x", "payload.limit": "abc", "payload.kingdom": "Plantae", "option.maxAttempts": "0" });
       expect(response.statusCode).toBe(400);
       expect(response.body).toContain("option maxAttempts must be a whole number from 1 to 32767");
       expect(response.body).toContain("payload/limit must be integer");
-      const again = await app.inject({
-        method: "POST",
-        url: "/dashboard/tasks/resolve_taxa/run",
-        headers: { ...form({}).headers, cookie },
-        payload: form({ _csrf: csrf, "payload.taxonIds": "1, x", "payload.limit": "abc", "payload.kingdom": "Plantae" }).payload,
-      });
+      const again = await postForm(app, browser, "/dashboard/tasks/resolve_taxa/run", { "payload.taxonIds": "1, x", "payload.limit": "abc", "payload.kingdom": "Plantae" });
       expect(again.statusCode).toBe(400);
       const api = await app.inject({ method: "POST", url: "/jobs/resolve_taxa", headers: AUTH, payload: { taxonIds: [1, "x"], limit: "abc", kingdom: "Plantae" } });
       for (const message of api.json().message.split("; ")) expect(again.body).toContain(message);
@@ -115,13 +105,8 @@ describe("running a task from the dashboard", () => {
   test("valid input enqueues an ad-hoc job as source http with the operator as actor, options applied", async ({ env }) => {
     const app = await buildTestApp(env);
     try {
-      const { cookie, csrf } = await signIn(app);
-      const response = await app.inject({
-        method: "POST",
-        url: "/dashboard/tasks/resolve_taxa/run",
-        headers: { ...form({}).headers, cookie },
-        payload: form({ _csrf: csrf, "payload.taxonIds": "7, 8", "payload.force": "true", "payload.limit": "", "option.maxAttempts": "2", "option.priority": "-1" }).payload,
-      });
+      const browser = await signIn(app);
+      const response = await postForm(app, browser, "/dashboard/tasks/resolve_taxa/run", { "payload.taxonIds": "7, 8", "payload.force": "true", "payload.limit": "", "option.maxAttempts": "2", "option.priority": "-1" });
       expect(response.statusCode).toBe(303);
       const id = /^\/dashboard\/jobs\/(\d+)$/.exec(response.headers.location as string)![1]!;
       const record = await env.db.selectFrom("observing_jobs.job_records").selectAll().where("id", "=", id).executeTakeFirstOrThrow();
@@ -129,7 +114,7 @@ describe("running a task from the dashboard", () => {
       expect(record.enqueued_by).toMatch(/^token:[0-9a-f]{8}$/);
       const enqueued = (await findJob(env.db, id))!.timeline[0]!;
       expect(enqueued).toMatchObject({ event: "enqueued", actor: record.enqueued_by, source: "http" });
-      const page = await app.inject({ url: response.headers.location as string, headers: { cookie: withCookies(cookie, response) } });
+      const page = await app.inject({ url: response.headers.location as string, headers: { cookie: withCookies(browser.cookie, response) } });
       expect(page.body).toContain("Job enqueued.");
       // Shown once: the notice cookie is cleared as the page reads it.
       expect(page.cookies).toContainEqual(expect.objectContaining({ name: "observing_jobs_notice", value: "" }));

@@ -10,7 +10,7 @@ import type { DashboardSources } from "../../src/http/dashboard/sources.ts";
 import type { JobEndWaits } from "../../src/lifecycle/job-end-waits.ts";
 import type { Logger } from "../../src/observability/logger.ts";
 import type { TaskRegistry } from "../../src/registry.ts";
-import type { TestEnv } from "./env.ts";
+import { test, type TestEnv } from "./env.ts";
 
 export const API_TOKEN = "test-token-0123456789abcdef";
 export const AUTH = { authorization: `Bearer ${API_TOKEN}` };
@@ -52,4 +52,23 @@ export async function buildTestApp(env: TestEnv, options: TestAppOptions = {}): 
     ...(options.sources ? { dashboardSources: options.sources } : {}),
     ...(options.jobEnds ? { jobEnds: options.jobEnds } : {}),
   });
+}
+
+/**
+ * The app a test file's tests share: built over the file's environment before its first test and
+ * closed after its last. Call it at the top of the file; what it returns gives the app while the
+ * tests run.
+ */
+export function testAppForFile(options: TestAppOptions = {}): () => App {
+  let app: App | undefined;
+  test.beforeAll(async ({ env }) => {
+    app = await buildTestApp(env, options);
+  });
+  test.afterAll(async () => {
+    await app?.close();
+  });
+  return () => {
+    if (!app) throw new Error("the file's test app is built before its first test: use it inside a test or hook");
+    return app;
+  };
 }

@@ -23,6 +23,7 @@ import { findPauses } from "../../src/db/repositories/pauses.ts";
 import { ServiceMetrics } from "../../src/observability/metrics.ts";
 import { createTestDatabase, type TestDatabase } from "./database.ts";
 import { startFakeGbif, type FakeGbif } from "../../src/demo/fake-gbif.ts";
+import { GBIF_BACKBONE_CHECKLIST_KEY } from "../../src/upstream/gbif.ts";
 import { startFakeIucn, type FakeIucn } from "../../src/demo/fake-iucn.ts";
 import { startFakeWikidata, type FakeWikidata } from "../../src/demo/fake-wikidata.ts";
 
@@ -188,6 +189,18 @@ export async function resetData(env: TestEnv): Promise<void> {
   // Fresh clients: a Retry-After one test provoked must not hold back the next test's calls.
   env.deps.upstream = makeUpstreamClients(env.config);
   env.logs.length = 0;
+}
+
+/** A row resolve_taxa settled against the GBIF backbone, with this key as its usage and accepted usage. */
+export function resolvedTaxon(key: string, overrides: Partial<NewTaxon> = {}): NewTaxon {
+  return {
+    scientific_name: `Taxon ${key}`,
+    status: "resolved",
+    gbif_usage_key: key,
+    gbif_accepted_usage_key: key,
+    gbif_checklist_key: GBIF_BACKBONE_CHECKLIST_KEY,
+    ...overrides,
+  };
 }
 
 export async function insertTaxa(db: Db, taxa: NewTaxon[]): Promise<number[]> {

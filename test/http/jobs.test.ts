@@ -1,30 +1,22 @@
 import { Validator } from "@seriousme/openapi-schema-validator";
 import { describe, expect } from "vitest";
 import { InvalidPayloadError } from "../../src/enqueue.ts";
-import type { App } from "../../src/http/app.ts";
 import { IllegalTransitionError, JobNotFoundError } from "../../src/lifecycle/jobs.ts";
 import { UnknownTaskError } from "../../src/registry.ts";
 import { makeDatabase } from "../../src/db/database.ts";
-import { API_TOKEN, AUTH, buildTestApp } from "../helpers/app.ts";
+import { API_TOKEN, AUTH, buildTestApp, testAppForFile } from "../helpers/app.ts";
 import { expectEnqueued } from "../helpers/enqueued.ts";
 import { findTaxon, insertTaxa, listJobs, resetData, runDueJobs, test, type TestEnv } from "../helpers/env.ts";
 import { freePort } from "../helpers/service-process.ts";
 
-let app: App;
-
-test.beforeAll(async ({ env }) => {
-  app = await buildTestApp(env);
-});
-test.afterAll(async () => {
-  await app.close();
-});
+const app = testAppForFile();
 test.beforeEach(async ({ env }) => {
   await resetData(env);
 });
 
 const post = (url: string, payload?: unknown, headers: Record<string, string> = {}) =>
-  app.inject({ method: "POST", url, headers: { ...AUTH, ...headers }, ...(payload === undefined ? {} : { payload: payload as object }) });
-const get = (url: string) => app.inject({ method: "GET", url, headers: AUTH });
+  app().inject({ method: "POST", url, headers: { ...AUTH, ...headers }, ...(payload === undefined ? {} : { payload: payload as object }) });
+const get = (url: string) => app().inject({ method: "GET", url, headers: AUTH });
 
 describe("POST /jobs/:task", () => {
   test("enqueues the payload and answers 202 with the job, its state and a link", async ({ env }) => {
@@ -59,7 +51,7 @@ describe("POST /jobs/:task", () => {
   });
 
   test("a request without a body enqueues the task's defaults", async () => {
-    const response = await app.inject({ method: "POST", url: "/jobs/resolve_taxa", headers: AUTH });
+    const response = await app().inject({ method: "POST", url: "/jobs/resolve_taxa", headers: AUTH });
     expect(response.statusCode).toBe(202);
     expect((await get(`/jobs/${response.json().jobId}`)).json().payload).toEqual({ force: false, limit: 100 });
   });

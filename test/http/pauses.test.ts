@@ -5,25 +5,17 @@
 import { sql } from "kysely";
 import { describe, expect } from "vitest";
 import { enqueueJob } from "../../src/enqueue.ts";
-import type { App } from "../../src/http/app.ts";
-import { AUTH, buildTestApp } from "../helpers/app.ts";
+import { AUTH, testAppForFile } from "../helpers/app.ts";
 import { resetData, test } from "../helpers/env.ts";
 
-let app: App;
-
-test.beforeAll(async ({ env }) => {
-  app = await buildTestApp(env);
-});
-test.afterAll(async () => {
-  await app.close();
-});
+const app = testAppForFile();
 test.beforeEach(async ({ env }) => {
   await resetData(env);
   await sql`truncate observing_jobs.pauses, observing_jobs.pause_events`.execute(env.db);
 });
 
-const put = (url: string, payload?: unknown) => app.inject({ method: "PUT", url, headers: AUTH, ...(payload === undefined ? {} : { payload: payload as object }) });
-const del = (url: string) => app.inject({ method: "DELETE", url, headers: AUTH });
+const put = (url: string, payload?: unknown) => app().inject({ method: "PUT", url, headers: AUTH, ...(payload === undefined ? {} : { payload: payload as object }) });
+const del = (url: string) => app().inject({ method: "DELETE", url, headers: AUTH });
 
 describe("PUT and DELETE /pauses/{kind}/{name}", () => {
   test("pause and resume are idempotent and recorded with the caller and the reason", async () => {
@@ -40,12 +32,12 @@ describe("PUT and DELETE /pauses/{kind}/{name}", () => {
     // Without a body: no reason.
     expect((await put("/pauses/group/gbif")).json()).toMatchObject({ changed: true, pause: { kind: "group", name: "gbif", reason: null } });
 
-    const listing = (await app.inject({ url: "/pauses", headers: AUTH })).json();
+    const listing = (await app().inject({ url: "/pauses", headers: AUTH })).json();
     expect(listing.pauses.map((held: { kind: string; name: string }) => `${held.kind}:${held.name}`)).toEqual(["group:gbif", "task:resolve_taxa"]);
 
     expect((await del("/pauses/task/resolve_taxa?reason=back")).json()).toMatchObject({ paused: false, changed: true, resumed: { name: "resolve_taxa", reason: "GBIF answers 503" } });
     expect((await del("/pauses/task/resolve_taxa")).json()).toEqual({ paused: false, changed: false, resumed: null });
-    const events = (await app.inject({ url: "/pauses", headers: AUTH })).json().events;
+    const events = (await app().inject({ url: "/pauses", headers: AUTH })).json().events;
     expect(events.map((event: { action: string; kind: string; reason: string | null }) => [event.action, event.kind, event.reason])).toEqual([
       ["resumed", "task", "back"],
       ["paused", "group", null],
@@ -65,7 +57,7 @@ describe("PUT and DELETE /pauses/{kind}/{name}", () => {
         expect(response.json().message).toBe(message);
       }
     }
-    expect((await app.inject({ url: "/pauses", headers: AUTH })).json().events).toEqual([]);
+    expect((await app().inject({ url: "/pauses", headers: AUTH })).json().events).toEqual([]);
   });
 
   test("a queue that jobs wait in may be paused though no task defaults to it", async ({ env }) => {
@@ -101,9 +93,9 @@ describe("PUT and DELETE /pauses/{kind}/{name}", () => {
   });
 
   test("needs a credential like every other write", async () => {
-    expect((await app.inject({ method: "PUT", url: "/pauses/task/resolve_taxa" })).statusCode).toBe(401);
-    expect((await app.inject({ method: "DELETE", url: "/pauses/task/resolve_taxa" })).statusCode).toBe(401);
-    expect((await app.inject({ url: "/pauses" })).statusCode).toBe(401);
+    expect((await app().inject({ method: "PUT", url: "/pauses/task/resolve_taxa" })).statusCode).toBe(401);
+    expect((await app().inject({ method: "DELETE", url: "/pauses/task/resolve_taxa" })).statusCode).toBe(401);
+    expect((await app().inject({ url: "/pauses" })).statusCode).toBe(401);
   });
 });
 
@@ -111,7 +103,7 @@ describe("paused state in GET /tasks and GET /queues", () => {
   test("a task held by its own pause, its group's or its default queue's says so", async ({ env }) => {
     await put("/pauses/group/gbif", { reason: "GBIF is down" });
     await put("/pauses/queue/wikidata");
-    const tasks = (await app.inject({ url: "/tasks", headers: AUTH })).json().tasks as Array<{ name: string; paused: { kind: string; name: string } | null; schedules: Array<{ paused: boolean }> }>;
+    const tasks = (await app().inject({ url: "/tasks", headers: AUTH })).json().tasks as Array<{ name: string; paused: { kind: string; name: string } | null; schedules: Array<{ paused: boolean }> }>;
     const pausedOf = (name: string) => tasks.find((task) => task.name === name)!.paused;
     expect(pausedOf("resolve_taxa")).toMatchObject({ kind: "group", name: "gbif", reason: "GBIF is down" });
     expect(pausedOf("check_backbone_freshness")).toMatchObject({ kind: "group", name: "gbif" });
@@ -121,7 +113,7 @@ describe("paused state in GET /tasks and GET /queues", () => {
 
     await enqueueJob(env.db, env.registry, "resolve_taxa", { taxonIds: [1] });
     await enqueueJob(env.db, env.registry, "sync_conservation_status", {});
-    const queues = (await app.inject({ url: "/queues", headers: AUTH })).json().queues as Array<{ task: string; paused: unknown }>;
+    const queues = (await app().inject({ url: "/queues", headers: AUTH })).json().queues as Array<{ task: string; paused: unknown }>;
     expect(queues.find((row) => row.task === "resolve_taxa")!.paused).toMatchObject({ kind: "group", name: "gbif" });
     expect(queues.find((row) => row.task === "sync_conservation_status")!.paused).toBeNull();
   });

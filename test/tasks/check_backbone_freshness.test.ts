@@ -1,9 +1,8 @@
 import { beforeEach, describe, expect } from "vitest";
-import { GBIF_BACKBONE_CHECKLIST_KEY } from "../../src/upstream/gbif.ts";
 import type { NewTaxon } from "../../src/db/tables/taxa.ts";
 import { enqueueJob } from "../../src/enqueue.ts";
 import { expectEnqueuedMany } from "../helpers/enqueued.ts";
-import { findTaxon, insertTaxa, listJobs, performTask, resetData, runDueJobs, test, type TestEnv } from "../helpers/env.ts";
+import { findTaxon, insertTaxa, listJobs, performTask, resetData, resolvedTaxon, runDueJobs, test, type TestEnv } from "../helpers/env.ts";
 
 beforeEach<{ env: TestEnv }>(async ({ env }) => {
   await resetData(env);
@@ -13,16 +12,7 @@ const DAY = 86_400_000;
 
 /** A resolved backbone row the app observed yesterday (hot by the default definition). */
 function hot(key: string, overrides: Partial<NewTaxon> = {}): NewTaxon {
-  return {
-    scientific_name: `Taxon ${key}`,
-    status: "resolved",
-    gbif_usage_key: key,
-    gbif_accepted_usage_key: key,
-    gbif_checklist_key: GBIF_BACKBONE_CHECKLIST_KEY,
-    usage_status: "ACCEPTED",
-    last_observed_at: new Date(Date.now() - DAY),
-    ...overrides,
-  };
+  return resolvedTaxon(key, { usage_status: "ACCEPTED", last_observed_at: new Date(Date.now() - DAY), ...overrides });
 }
 
 /**

@@ -1,11 +1,10 @@
 import { beforeEach, describe, expect } from "vitest";
-import { GBIF_BACKBONE_CHECKLIST_KEY } from "../../src/upstream/gbif.ts";
 import { loadCrontab } from "../../src/cron/crontab.ts";
 import type { NewTaxon } from "../../src/db/tables/taxa.ts";
 import { enqueueJob } from "../../src/enqueue.ts";
 import { makeUpstreamClients } from "../../src/upstream/clients.ts";
 import { expectEnqueuedMany } from "../helpers/enqueued.ts";
-import { findTaxon, insertTaxa, listJobs, performTask, resetData, runDueJobs, test } from "../helpers/env.ts";
+import { findTaxon, insertTaxa, listJobs, performTask, resetData, resolvedTaxon, runDueJobs, test } from "../helpers/env.ts";
 import { imageStatement, itemEntity } from "../../src/demo/fake-wikidata.ts";
 
 beforeEach<{ env: Parameters<typeof resetData>[0] }>(async ({ env }) => {
@@ -16,15 +15,7 @@ const COUGAR_URL = "https://commons.wikimedia.org/wiki/Special:FilePath/Mountain
 
 /** A row resolve_taxa settled against the backbone with this (accepted) key. */
 function resolved(key: string, overrides: Partial<NewTaxon> = {}): NewTaxon {
-  return {
-    scientific_name: `Taxon ${key}`,
-    status: "resolved",
-    gbif_usage_key: key,
-    gbif_accepted_usage_key: key,
-    gbif_checklist_key: GBIF_BACKBONE_CHECKLIST_KEY,
-    rank: "SPECIES",
-    ...overrides,
-  };
+  return resolvedTaxon(key, { rank: "SPECIES", ...overrides });
 }
 
 describe("refresh_thumbnails records what Wikidata holds", () => {

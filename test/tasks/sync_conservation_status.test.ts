@@ -1,10 +1,9 @@
 import { beforeEach, describe, expect } from "vitest";
-import { GBIF_BACKBONE_CHECKLIST_KEY } from "../../src/upstream/gbif.ts";
 import { loadCrontab } from "../../src/cron/crontab.ts";
 import type { NewTaxon } from "../../src/db/tables/taxa.ts";
 import { enqueueJob } from "../../src/enqueue.ts";
 import { makeUpstreamClients } from "../../src/upstream/clients.ts";
-import { findTaxon, insertTaxa, listJobs, performTask, resetData, runDueJobs, test, type TestEnv } from "../helpers/env.ts";
+import { findTaxon, insertTaxa, listJobs, performTask, resetData, resolvedTaxon, runDueJobs, test, type TestEnv } from "../helpers/env.ts";
 import { assessmentSummary, IUCN_REGIONS } from "../../src/demo/fake-iucn.ts";
 
 beforeEach<{ env: TestEnv }>(async ({ env }) => {
@@ -12,16 +11,7 @@ beforeEach<{ env: TestEnv }>(async ({ env }) => {
 });
 
 function species(name: string, overrides: Partial<NewTaxon> = {}): NewTaxon {
-  return {
-    scientific_name: name,
-    accepted_name: name,
-    status: "resolved",
-    rank: "SPECIES",
-    gbif_usage_key: "1",
-    gbif_accepted_usage_key: "1",
-    gbif_checklist_key: GBIF_BACKBONE_CHECKLIST_KEY,
-    ...overrides,
-  };
+  return resolvedTaxon("1", { scientific_name: name, accepted_name: name, rank: "SPECIES", ...overrides });
 }
 
 /** The same environment with other settings (and fresh clients built from them). */
