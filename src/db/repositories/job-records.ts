@@ -163,13 +163,20 @@ export interface RecordPage {
 /** One page of records, one more than the limit (so the caller knows whether another follows). */
 export async function listRecords(db: Db, page: RecordPage): Promise<JobRecordRow[]> {
   let query = db.selectFrom("observing_jobs.job_records as r").selectAll("r").orderBy("r.id", "desc").limit(page.limit + 1);
-  if (page.task) query = query.where("r.task", "=", page.task);
-  if (page.queue) query = query.where("r.queue", "=", page.queue);
-  if (page.from) query = query.where("r.created_at", ">=", page.from);
-  if (page.to) query = query.where("r.created_at", "<", page.to);
-  if (page.before) query = query.where("r.id", "<", page.before);
+  for (const condition of pageConditions(page, sql.ref("r.id"))) query = query.where(condition);
   if (page.phase) query = query.where("r.phase", "=", page.phase);
   return query.execute();
+}
+
+/** A page's narrowing of the records `r`, the keyset cursor on `id` (the records' id or the one it is joined on). */
+function pageConditions(page: Omit<RecordPage, "phase">, id: RawBuilder<unknown>): Array<RawBuilder<boolean>> {
+  const conditions: Array<RawBuilder<boolean>> = [];
+  if (page.task) conditions.push(sql<boolean>`r.task = ${page.task}`);
+  if (page.queue) conditions.push(sql<boolean>`r.queue = ${page.queue}`);
+  if (page.from) conditions.push(sql<boolean>`r.created_at >= ${page.from}`);
+  if (page.to) conditions.push(sql<boolean>`r.created_at < ${page.to}`);
+  if (page.before) conditions.push(sql<boolean>`${id} < ${page.before}`);
+  return conditions;
 }
 
 /**
@@ -185,11 +192,7 @@ export async function listRecordsEndedBy(db: Db, event: "cancelled" | "discarded
     .where("e.event", "=", event)
     .orderBy("e.job_id", "desc")
     .limit(page.limit + 1);
-  if (page.task) query = query.where("r.task", "=", page.task);
-  if (page.queue) query = query.where("r.queue", "=", page.queue);
-  if (page.from) query = query.where("r.created_at", ">=", page.from);
-  if (page.to) query = query.where("r.created_at", "<", page.to);
-  if (page.before) query = query.where("e.job_id", "<", page.before);
+  for (const condition of pageConditions(page, sql.ref("e.job_id"))) query = query.where(condition);
   return query.execute();
 }
 
