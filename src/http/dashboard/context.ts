@@ -2,6 +2,7 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { DashboardSources } from "./sources.ts";
 import type { AppDependencies } from "../dependencies.ts";
+import type { Authenticate } from "../plugins/auth.ts";
 import { takeFlash } from "./flash.ts";
 import type { Html } from "./html.ts";
 import { renderPage, type Operator, type PageOptions } from "./layout.ts";
@@ -9,7 +10,12 @@ import { renderPage, type Operator, type PageOptions } from "./layout.ts";
 export interface DashboardContext {
   deps: AppDependencies;
   sources: DashboardSources;
+  /** The API's authenticator, which the login form checks a token with. */
+  authenticate: Authenticate;
 }
+
+/** A page route's handler; its method, path and options are declared in ./index.ts (PAGES). */
+export type PageHandler = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
 
 declare module "fastify" {
   interface FastifyRequest {

@@ -16,23 +16,17 @@
 import { isCrossSiteRequest } from "../cross-site.ts";
 import { findUnstorableText } from "../../input-limits.ts";
 import { clientErrorOf, loggableError } from "../database-errors.ts";
-import { registerRateLimit } from "../rate-limit.ts";
+import { RATE_LIMITED, registerRateLimit } from "../rate-limit.ts";
 import cookie from "@fastify/cookie";
-import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyContextConfig, FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import { findOpenSession } from "../../db/repositories/dashboard-sessions.ts";
 import type { DashboardSources } from "./sources.ts";
 import type { AppDependencies } from "../dependencies.ts";
 import { AuthError, isCallerStillAllowed, makeAuthenticator } from "../plugins/auth.ts";
 import { ASSETS, type AssetName } from "./assets.ts";
-import { sendPage } from "./context.ts";
+import { sendPage, type DashboardContext, type PageHandler } from "./context.ts";
 import { html } from "./html.ts";
 import type { Operator } from "./layout.ts";
-import { registerDeadLetter } from "./pages/dead-letter.ts";
-import { registerJobs } from "./pages/jobs.ts";
-import { registerLogin } from "./pages/login.ts";
-import { registerOverview } from "./pages/overview.ts";
-import { registerQueues } from "./pages/queues.ts";
-import { registerTasks } from "./pages/tasks.ts";
 import {
   CSRF_FIELD,
   CSRF_HEADER,
@@ -64,6 +58,46 @@ const SECURITY_HEADERS = {
   "referrer-policy": "same-origin",
   "cross-origin-opener-policy": "same-origin",
 };
+
+/** A route under /dashboard, by method and path: "GET /jobs/:id". */
+type Route = `${"GET" | "POST"} /${string}`;
+type PageRoutes = Partial<Record<Route, PageHandler>>;
+
+interface Page {
+  load(): Promise<(context: DashboardContext) => PageRoutes>;
+  routes: Partial<Record<Route, FastifyContextConfig>>;
+}
+
+/** A page module's routes (its handlers' keys) with their options: a route missing from either side does not compile. */
+function page<R extends Route>(load: () => Promise<(context: DashboardContext) => Record<R, PageHandler>>, routes: Record<NoInfer<R>, FastifyContextConfig>): Page {
+  return { load, routes };
+}
+
+const OPEN: FastifyContextConfig = { dashboardPublic: true };
+
+/**
+ * Every page route. A page's module is imported on the first request to one of its routes, not at
+ * start-up: an instance may never serve a page, and the page modules (with cronstrue and the
+ * schema form, which only they use) are ~1 MB of an idle process (docs/BENCHMARKS.md, "Footprint").
+ */
+const PAGES: readonly Page[] = [
+  page(async () => (await import("./pages/login.ts")).loginRoutes, { "GET /login": OPEN, "POST /login": OPEN, "POST /logout": {} }),
+  page(async () => (await import("./pages/overview.ts")).overviewRoutes, { "GET /": {}, "GET /live/overview": {} }),
+  page(async () => (await import("./pages/jobs.ts")).jobRoutes, { "GET /jobs": {}, "GET /jobs/:id": {}, "GET /jobs/:id/live": {}, "POST /jobs/:id/:action": RATE_LIMITED }),
+  page(async () => (await import("./pages/dead-letter.ts")).deadLetterRoutes, { "GET /dead-letter": {}, "POST /dead-letter/:action": RATE_LIMITED }),
+  page(async () => (await import("./pages/pauses.ts")).pauseRoutes, { "POST /pauses/:action": RATE_LIMITED }),
+  page(async () => (await import("./pages/tasks.ts")).taskRoutes, { "GET /tasks": {}, "GET /tasks/:name": {}, "POST /tasks/:name/run": RATE_LIMITED }),
+  page(async () => (await import("./pages/queues.ts")).queueRoutes, { "GET /queues": {}, "GET /live/queues": {} }),
+];
+
+function registerPage(app: FastifyInstance, context: DashboardContext, { load, routes }: Page): void {
+  // Loaded once, by whichever of the page's routes is asked for first.
+  let handlers: Promise<PageRoutes> | undefined;
+  for (const [route, config] of Object.entries(routes) as [Route, FastifyContextConfig][]) {
+    const [method, url] = route.split(" ") as ["GET" | "POST", string];
+    app.route({ method, url, config, handler: async (request, reply) => (await (handlers ??= load().then((routesOf) => routesOf(context))))[route]!(request, reply) });
+  }
+}
 
 /** Live endpoints answer JSON (the refresh script reads them); everything else is a page. */
 const wantsJson = (request: FastifyRequest) => /\/live(\/|$)/.test(request.url.split("?")[0]!);
@@ -184,13 +218,8 @@ const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app, { deps
       .send(asset.body);
   });
 
-  registerLogin(app, authenticate, deps.db);
-  const context = { deps, sources };
-  registerOverview(app, context);
-  registerJobs(app, context);
-  registerDeadLetter(app, context);
-  registerTasks(app, context);
-  registerQueues(app, context);
+  const context = { deps, sources, authenticate };
+  for (const each of PAGES) registerPage(app, context, each);
 };
 
 function decodePointer(segment: string): string {

@@ -1,15 +1,13 @@
 /** Dead-letter: dead jobs grouped by task and error, with bulk retry and discard per group. */
-import type { FastifyInstance } from "fastify";
 import { actOnDeadLetterGroup, BULK_ACTION_LIMIT, DEAD_LETTER_SCAN_LIMIT, findDeadLetterGroups } from "../queries/dead-letter.ts";
-import { operatorOf, sendPage, type DashboardContext } from "../context.ts";
+import { operatorOf, sendPage, type DashboardContext, type PageHandler } from "../context.ts";
 import { html } from "../html.ts";
 import { queryString, timeCell, type Notice } from "../layout.ts";
-import { RATE_LIMITED } from "../../rate-limit.ts";
 import { setFlash } from "../flash.ts";
 import { confirmForm } from "./jobs.ts";
 
-export function registerDeadLetter(app: FastifyInstance, { deps }: DashboardContext): void {
-  app.get("/dead-letter", async (request, reply) => {
+export function deadLetterRoutes({ deps }: DashboardContext) {
+  const listPage: PageHandler = async (request, reply) => {
     const operator = operatorOf(request);
     const now = new Date();
     const { groups, scanned, capped } = await findDeadLetterGroups(deps.db);
@@ -34,9 +32,9 @@ export function registerDeadLetter(app: FastifyInstance, { deps }: DashboardCont
             </li>`;
           })}</ul>`;
     return sendPage(request, reply, { title: "Dead-letter", section: "dead-letter", body });
-  });
+  };
 
-  app.post("/dead-letter/:action", { config: RATE_LIMITED }, async (request, reply) => {
+  const act: PageHandler = async (request, reply) => {
     const { action } = request.params as { action: string };
     if (action !== "retry" && action !== "discard") return reply.callNotFound();
     const form = request.body instanceof URLSearchParams ? request.body : new URLSearchParams();
@@ -50,7 +48,9 @@ export function registerDeadLetter(app: FastifyInstance, { deps }: DashboardCont
     request.log.info({ operator: operator.id, task, action, ...result }, `dead-letter bulk ${action} by operator (dashboard)`);
     setFlash(request, reply, describeOutcome(action, deps.registry.find(task)?.name ?? null, result));
     return reply.redirect("/dashboard/dead-letter", 303);
-  });
+  };
+
+  return { "GET /dead-letter": listPage, "POST /dead-letter/:action": act };
 }
 
 /** What the bulk action did, in the server's words (shown through a signed flash, never from the URL). */

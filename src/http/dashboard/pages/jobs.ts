@@ -3,7 +3,7 @@
  * filters all have indexes), a job's page (payload as stored in history, attempts, errors with
  * their stacks, the timeline) and the operator actions its state allows.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyReply, FastifyRequest } from "fastify";
 import {
   actionApplies,
   applicableActions,
@@ -23,9 +23,8 @@ import {
   type TimelineEvent,
 } from "../../../lifecycle/jobs.ts";
 import { isJobId, parseInstant } from "../../../input-limits.ts";
-import { RATE_LIMITED } from "../../rate-limit.ts";
 import { setFlash } from "../flash.ts";
-import { operatorOf, sendFragments, sendPage, type DashboardContext } from "../context.ts";
+import { operatorOf, sendFragments, sendPage, type DashboardContext, type PageHandler } from "../context.ts";
 import { html, type Html } from "../html.ts";
 import { csrfField, formatDuration, jsonBlock, notice, queryString, stateBadge, table, timeCell, type Notice, type Operator } from "../layout.ts";
 
@@ -66,10 +65,10 @@ interface ListQuery {
   cursor?: string;
 }
 
-export function registerJobs(app: FastifyInstance, { deps }: DashboardContext): void {
+export function jobRoutes({ deps }: DashboardContext) {
   const { db, registry } = deps;
 
-  app.get("/jobs", async (request, reply) => {
+  const listPage: PageHandler = async (request, reply) => {
     const raw = request.query as Record<string, string | string[] | undefined>;
     const query: ListQuery = Object.fromEntries(
       (["task", "state", "queue", "from", "to", "cursor"] as const).map((key) => [key, firstValue(raw[key])]),
@@ -122,24 +121,24 @@ export function registerJobs(app: FastifyInstance, { deps }: DashboardContext): 
       },
       errors.length > 0 ? 400 : 200,
     );
-  });
+  };
 
-  app.get("/jobs/:id", async (request, reply) => {
+  const jobPage: PageHandler = async (request, reply) => {
     const { id } = request.params as { id: string };
     if (!isJobId(id)) return jobNotFound(request, reply, id);
     const job = await findJob(db, id);
     if (!job) return jobNotFound(request, reply, id);
     return sendJobPage(request, reply, job, null);
-  });
+  };
 
-  app.get("/jobs/:id/live", async (request, reply) => {
+  const jobLive: PageHandler = async (request, reply) => {
     const { id } = request.params as { id: string };
     const job = isJobId(id) ? await findJob(db, id) : null;
     if (!job) return reply.status(404).send({ message: `no job with id ${id}` });
     return sendFragments(reply, jobFragments(job, operatorOf(request), new Date()));
-  });
+  };
 
-  app.post("/jobs/:id/:action", { config: RATE_LIMITED }, async (request, reply) => {
+  const act: PageHandler = async (request, reply) => {
     const { id, action } = request.params as { id: string; action: string };
     if (!Object.hasOwn(ACTION_FORMS, action)) return reply.callNotFound();
     if (!isJobId(id)) return jobNotFound(request, reply, id);
@@ -158,7 +157,9 @@ export function registerJobs(app: FastifyInstance, { deps }: DashboardContext): 
     request.log.info({ operator: operator.id, jobId: id, action }, `job ${action} by operator (dashboard)`);
     setFlash(request, reply, { kind: "ok", text: DONE_MESSAGES[action]! });
     return reply.redirect(`/dashboard/jobs/${id}`, 303);
-  });
+  };
+
+  return { "GET /jobs": listPage, "GET /jobs/:id": jobPage, "GET /jobs/:id/live": jobLive, "POST /jobs/:id/:action": act };
 }
 
 function sendJobPage(request: FastifyRequest, reply: FastifyReply, job: JobDetails, message: Notice | null, statusCode = 200): FastifyReply {

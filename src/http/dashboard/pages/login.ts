@@ -5,12 +5,11 @@
  * forgotten at once. Signing out ends the session in the database, so its cookie opens nothing,
  * on any instance, even if the browser (or whoever copied it) keeps it.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { AuthError, type Authenticate } from "../../plugins/auth.ts";
-import { sendPage } from "../context.ts";
+import type { FastifyReply, FastifyRequest } from "fastify";
+import { AuthError } from "../../plugins/auth.ts";
+import { sendPage, type DashboardContext, type PageHandler } from "../context.ts";
 import { html } from "../html.ts";
 import { endSession, openSession } from "../../../db/repositories/dashboard-sessions.ts";
-import type { Db } from "../../../db/database.ts";
 import { isHttps, SESSION_COOKIE, SESSION_PATH, SESSION_TTL_MS } from "../session.ts";
 
 /** Only a dashboard path may be where the login sends the browser next (no open redirect). */
@@ -19,16 +18,14 @@ export function safeNext(next: unknown): string {
   return /^\/dashboard(?:[/?#][^\\\s]*)?$/.test(next) && !next.startsWith("/dashboard//") ? next : "/dashboard";
 }
 
-export function registerLogin(app: FastifyInstance, authenticate: Authenticate, db: Db): void {
-  const open = { config: { dashboardPublic: true } };
-
-  app.get("/login", open, async (request, reply) => {
+export function loginRoutes({ deps: { db }, authenticate }: DashboardContext) {
+  const loginPage: PageHandler = async (request, reply) => {
     const next = safeNext((request.query as { next?: unknown }).next);
     if (request.operator) return reply.redirect(next, 303);
     return sendLoginPage(request, reply, next, null, 200);
-  });
+  };
 
-  app.post("/login", open, async (request, reply) => {
+  const login: PageHandler = async (request, reply) => {
     const form = request.body instanceof URLSearchParams ? request.body : new URLSearchParams();
     const next = safeNext(form.get("next"));
     const token = (form.get("token") ?? "").trim();
@@ -54,16 +51,18 @@ export function registerLogin(app: FastifyInstance, authenticate: Authenticate, 
     });
     request.log.info({ operator: callerId }, "dashboard login");
     return reply.redirect(next, 303);
-  });
+  };
 
-  app.post("/logout", async (request, reply) => {
+  const logout: PageHandler = async (request, reply) => {
     const signed = request.cookies[SESSION_COOKIE];
     const unsigned = signed ? request.unsignCookie(signed) : null;
     if (unsigned?.valid && unsigned.value) await endSession(db, unsigned.value);
     reply.clearCookie(SESSION_COOKIE, { path: SESSION_PATH, httpOnly: true, sameSite: "strict", secure: isHttps(request) });
     request.log.info({ operator: request.operator?.id }, "dashboard logout");
     return reply.redirect("/dashboard/login", 303);
-  });
+  };
+
+  return { "GET /login": loginPage, "POST /login": login, "POST /logout": logout };
 }
 
 function sendLoginPage(request: FastifyRequest, reply: FastifyReply, next: string, error: string | null, statusCode: number): FastifyReply {

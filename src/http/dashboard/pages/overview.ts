@@ -3,19 +3,18 @@
  * cron entries. Live states come from the cached queue stats (one query per few seconds however
  * many people watch), finished ones from time-bounded, index-backed history queries.
  */
-import type { FastifyInstance } from "fastify";
 import { countFinishedSince, findRecentOutcomes } from "../queries/activity.ts";
 import type { CronStatus } from "../../../cron/freshness.ts";
 import { readSource, type SourceReading, type WorkerPoolStatus } from "../sources.ts";
 import type { QueueDepth } from "../../../lifecycle/queue-stats.ts";
 import { outcomesChart } from "../chart.ts";
-import { sendFragments, sendPage, type DashboardContext } from "../context.ts";
+import { sendFragments, sendPage, type DashboardContext, type PageHandler } from "../context.ts";
 import { html, type Html } from "../html.ts";
 import { formatDuration, queryString, stateBadge, table, timeCell } from "../layout.ts";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
-export function registerOverview(app: FastifyInstance, context: DashboardContext): void {
+export function overviewRoutes(context: DashboardContext) {
   const { deps, sources } = context;
 
   async function fragments(): Promise<Record<string, Html>> {
@@ -36,7 +35,7 @@ export function registerOverview(app: FastifyInstance, context: DashboardContext
     };
   }
 
-  app.get("/", async (request, reply) => {
+  const page: PageHandler = async (request, reply) => {
     const parts = await fragments();
     return sendPage(request, reply, {
       title: "Overview",
@@ -52,9 +51,11 @@ export function registerOverview(app: FastifyInstance, context: DashboardContext
         <section aria-labelledby="overdue-heading"><h2 id="overdue-heading">Overdue cron entries</h2>
           <div data-live-fragment="overdue">${parts.overdue}</div></section>`,
     });
-  });
+  };
 
-  app.get("/live/overview", async (_request, reply) => sendFragments(reply, await fragments()));
+  const live: PageHandler = async (_request, reply) => sendFragments(reply, await fragments());
+
+  return { "GET /": page, "GET /live/overview": live };
 }
 
 function counts(depths: QueueDepth[], finished: Record<string, number>, measuredAt: Date, now: Date): Html {

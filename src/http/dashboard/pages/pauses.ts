@@ -4,10 +4,9 @@
  * goes through src/lifecycle/pauses.ts as the API and the CLI do, recorded with the operator;
  * the dashboard's CSRF check and rate limit apply to it as to every other action.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyReply, FastifyRequest } from "fastify";
 import { describePause, pause, PAUSE_KINDS, PAUSE_REASON_MAX_CHARS, resume, UnknownPauseTargetError, type Pause, type PauseKind } from "../../../lifecycle/pauses.ts";
-import { RATE_LIMITED } from "../../rate-limit.ts";
-import { operatorOf, sendPage, type DashboardContext } from "../context.ts";
+import { operatorOf, sendPage, type DashboardContext, type PageHandler } from "../context.ts";
 import { setFlash } from "../flash.ts";
 import { html, type Html } from "../html.ts";
 import { csrfField, timeCell, type Operator } from "../layout.ts";
@@ -66,9 +65,9 @@ export function pausesList(operator: Operator, pauses: readonly Pause[], back: s
   )}</ul>`;
 }
 
-/** POST /dashboard/pauses/pause and /dashboard/pauses/resume. */
-export function registerPauseActions(app: FastifyInstance, { deps }: DashboardContext): void {
-  app.post("/pauses/:action", { config: RATE_LIMITED }, async (request, reply) => {
+/** POST /dashboard/pauses/pause and /dashboard/pauses/resume, what the tasks and queues pages' pause forms post to. */
+export function pauseRoutes({ deps }: DashboardContext) {
+  const act: PageHandler = async (request, reply) => {
     const { action } = request.params as { action: string };
     if (action !== "pause" && action !== "resume") return reply.callNotFound();
     const form = request.body instanceof URLSearchParams ? request.body : new URLSearchParams();
@@ -95,7 +94,9 @@ export function registerPauseActions(app: FastifyInstance, { deps }: DashboardCo
       throw error;
     }
     return reply.redirect(back, 303);
-  });
+  };
+
+  return { "POST /pauses/:action": act };
 }
 
 function refused(request: FastifyRequest, reply: FastifyReply, statusCode: number, message: string, back: string) {

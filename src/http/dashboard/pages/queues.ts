@@ -2,26 +2,25 @@
  * Queues: depth and lag per queue, and per task within it, from the cached queue stats; what is
  * paused, and the controls to pause and resume a named queue (src/http/dashboard/pages/pauses.ts).
  */
-import type { FastifyInstance } from "fastify";
 import { findPauses, type Pause } from "../../../db/repositories/pauses.ts";
 import { pauseHolding } from "../../../lifecycle/pauses.ts";
 import type { QueueDepth } from "../../../lifecycle/queue-stats.ts";
 import type { TaskRegistry } from "../../../registry.ts";
-import { operatorOf, sendFragments, sendPage, type DashboardContext } from "../context.ts";
+import { operatorOf, sendFragments, sendPage, type DashboardContext, type PageHandler } from "../context.ts";
 import { html, type Html } from "../html.ts";
 import { formatDuration, queryString, table, timeCell, type Operator } from "../layout.ts";
 import { pauseControl, pausedBadge, pausesList } from "./pauses.ts";
 
 const NO_QUEUE = "(no named queue)";
 
-export function registerQueues(app: FastifyInstance, { deps }: DashboardContext): void {
+export function queueRoutes({ deps }: DashboardContext) {
   async function fragments(operator: Operator): Promise<Record<string, Html>> {
     const [{ at, depths }, pauses] = await Promise.all([deps.queueStats.read(), findPauses(deps.db)]);
     const now = new Date();
     return { queues: queuesTable(depths, at, now, { operator, pauses, registry: deps.registry }), pauses: pausesList(operator, pauses, "/dashboard/queues", now) };
   }
 
-  app.get("/queues", async (request, reply) => {
+  const page: PageHandler = async (request, reply) => {
     const parts = await fragments(operatorOf(request));
     return sendPage(request, reply, {
       title: "Queues",
@@ -35,9 +34,11 @@ export function registerQueues(app: FastifyInstance, { deps }: DashboardContext)
           Pause a task or a cap group from its task's page.</p>
           <div data-live-fragment="pauses">${parts.pauses}</div></section>`,
     });
-  });
+  };
 
-  app.get("/live/queues", async (request, reply) => sendFragments(reply, await fragments(operatorOf(request))));
+  const live: PageHandler = async (request, reply) => sendFragments(reply, await fragments(operatorOf(request)));
+
+  return { "GET /queues": page, "GET /live/queues": live };
 }
 
 interface QueueTotals {

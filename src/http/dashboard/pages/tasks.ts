@@ -6,7 +6,7 @@
  * Each task's page also pauses and resumes it, its cap group and its default queue (./pauses.ts).
  */
 import cronstrue from "cronstrue";
-import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyReply, FastifyRequest } from "fastify";
 import type { CronStatus } from "../../../cron/freshness.ts";
 import { findRecords } from "../../../db/repositories/job-records.ts";
 import type { JobPhase } from "../../../db/tables/job-records.ts";
@@ -17,14 +17,13 @@ import type { EnqueueOptions } from "../../../task.ts";
 import { describeSchedules, type Schedule } from "../../../cron/schedules.ts";
 import { findPauses, type Pause } from "../../../db/repositories/pauses.ts";
 import { pauseHolding } from "../../../lifecycle/pauses.ts";
-import { operatorOf, sendPage, type DashboardContext } from "../context.ts";
-import { RATE_LIMITED } from "../../rate-limit.ts";
+import { operatorOf, sendPage, type DashboardContext, type PageHandler } from "../context.ts";
 import { setFlash } from "../flash.ts";
 import { html, type Html } from "../html.ts";
 import { csrfField, jsonBlock, notice, stateBadge, table, timeCell } from "../layout.ts";
 import { errorsByField, fieldsFromSchema, payloadFromForm, renderFields } from "../schema-form.ts";
 import { DONE_MESSAGES } from "./jobs.ts";
-import { pauseControl, pausedBadge, registerPauseActions } from "./pauses.ts";
+import { pauseControl, pausedBadge } from "./pauses.ts";
 
 /** "At 03:30 AM" style wording of a crontab expression (always UTC here). */
 function describeCron(expression: string): string {
@@ -40,11 +39,9 @@ interface OptionValues {
   priority: string;
 }
 
-export function registerTasks(app: FastifyInstance, context: DashboardContext): void {
+export function taskRoutes(context: DashboardContext) {
   const { deps } = context;
   const { db, registry } = deps;
-  // The pause and resume forms of this page and the queues page post here.
-  registerPauseActions(app, context);
 
   // Each entry's last run, last success and overdue flag: the one cron-freshness source /metrics, /tasks and /ready read.
   async function scheduleRows(schedules: Schedule[], now: Date, pauses: Pause[]) {
@@ -74,7 +71,7 @@ export function registerTasks(app: FastifyInstance, context: DashboardContext): 
 
   const scheduleHead = ["Entry", "Task", "Schedule", "Next fire", "Last run", "Last success"];
 
-  app.get("/tasks", async (request, reply) => {
+  const listPage: PageHandler = async (request, reply) => {
     const now = new Date();
     const schedules = describeSchedules(deps.crontab, now);
     const pauses = await findPauses(db);
@@ -101,15 +98,15 @@ export function registerTasks(app: FastifyInstance, context: DashboardContext): 
           ${table("Crontab entries", scheduleHead, rows, { empty: "The crontab has no entries." })}
           <p class="muted">Last run and last success: the entry's newest job, as cron freshness keeps it (also past history's retention; as /metrics and GET /tasks report it).</p></section>`,
     });
-  });
+  };
 
-  app.get("/tasks/:name", async (request, reply) => {
+  const taskPage: PageHandler = async (request, reply) => {
     const task = registry.find((request.params as { name: string }).name);
     if (!task) return taskNotFound(request, reply);
     return sendTaskPage(request, reply, task, { values: {}, options: { maxAttempts: "", priority: "" }, errors: [] });
-  });
+  };
 
-  app.post("/tasks/:name/run", { config: RATE_LIMITED }, async (request, reply) => {
+  const run: PageHandler = async (request, reply) => {
     const task = registry.find((request.params as { name: string }).name);
     if (!task) return taskNotFound(request, reply);
     if (task.internal) {
@@ -138,7 +135,7 @@ export function registerTasks(app: FastifyInstance, context: DashboardContext): 
       }
     }
     return sendTaskPage(request, reply, task, { values: parsed.values, options: optionValues, errors }, 400);
-  });
+  };
 
   async function sendTaskPage(
     request: FastifyRequest,
@@ -196,6 +193,8 @@ export function registerTasks(app: FastifyInstance, context: DashboardContext): 
       statusCode,
     );
   }
+
+  return { "GET /tasks": listPage, "GET /tasks/:name": taskPage, "POST /tasks/:name/run": run };
 }
 
 function runNowForm(
