@@ -4,14 +4,15 @@
  * keep their task's time limit), one small pool per graphile-worker runner, and the heartbeat
  * thread's single connection (src/reliability/heartbeat-thread.ts).
  *
- * Every connection gets, when the settings say so:
+ * Every connection of these pools (makePool) gets, when the settings say so:
  * - a connect timeout;
  * - a statement timeout and an idle-in-transaction timeout, enforced by the server;
  * - a client-side query timeout a little longer than the statement timeout: a half-open connection
  *   (the server or a proxy between stopped answering without closing) never answers, so only the
  *   client can notice. node-postgres then leaves the connection busy with the lost query, so the
  *   connection is destroyed and the pool opens a fresh one;
- * - the statements of src/db/prepared-statements.ts sent by name, prepared once per connection;
+ * - the statements of src/db/prepared-statements.ts sent by name, prepared once per connection
+ *   (always, settings or not);
  * - TCP keepalive probes, which notice a dead peer on an idle connection (LISTEN) when nothing
  *   answers TCP any more.
  */

@@ -2,7 +2,7 @@
  * Statements compiled once and kept prepared on each of the service's connections, for the few
  * the service sends per request (the single-job enqueue). Kysely compiles every statement on every
  * call and cannot name one; node-postgres prepares a statement once per connection when the query
- * carries a name, after which PostgreSQL skips parsing and planning it (what it saves per job is in
+ * carries a name, after which PostgreSQL skips parsing and planning it (what it saves per job:
  * docs/BENCHMARKS.md, "Single-job enqueue").
  *
  * graphile-worker already sends its fetch and completion as named statements (its
@@ -32,12 +32,41 @@ export interface PreparedStatement<V extends StatementValues, R> {
   execute(executor: AnyKysely, values: V): Promise<QueryResult<R>>;
 }
 
-/** Stands in for a value while the statement is compiled; its position in the parameters says where the value goes. */
+/**
+ * Stands in for a value while the statement is compiled; its position in the parameters says where
+ * the value goes. Read as a value (into text, JSON or a number) it throws, since the statement would
+ * otherwise hold the stand-in instead of each call's value; a branch on it cannot be caught here.
+ */
 class Slot {
   readonly key: string;
   constructor(key: string) {
     this.key = key;
   }
+  #misread(): never {
+    throw new Error(`prepared statement: the stand-in for '${this.key}' was read as a value; bind it as \${values.${this.key}} instead`);
+  }
+  toString(): never {
+    return this.#misread();
+  }
+  valueOf(): never {
+    return this.#misread();
+  }
+  toJSON(): never {
+    return this.#misread();
+  }
+  [Symbol.toPrimitive](): never {
+    return this.#misread();
+  }
+}
+
+/** The builder's `values`: a stand-in for each key it reads. */
+function standIns<V extends StatementValues>(): V {
+  return new Proxy({} as V, {
+    get(_target, key) {
+      if (typeof key === "symbol") throw new Error(`prepared statement: values are named by strings, not ${String(key)}`);
+      return new Slot(key);
+    },
+  });
 }
 
 /**
@@ -49,8 +78,7 @@ class Slot {
 export function prepareStatement<V extends StatementValues, R>(build: (values: V) => RawBuilder<R>): PreparedStatement<V, R> {
   let compiled: { text: string; keys: string[] } | undefined;
   const compile = (executor: AnyKysely) => {
-    const slots = new Proxy({}, { get: (_target, key) => new Slot(String(key)) }) as V;
-    const query = build(slots).compile(executor);
+    const query = build(standIns<V>()).compile(executor);
     const keys = query.parameters.map((parameter, index) => {
       if (!(parameter instanceof Slot)) throw new Error(`prepared statement: parameter $${index + 1} is not one of the builder's values`);
       return parameter.key;

@@ -46,6 +46,32 @@ describe("prepared statements", () => {
     }
   });
 
+  test("a keyed job's mode and the origin are bound too: unsafe_dedupe keeps the waiting job's payload, replace takes the new one", async ({ env }) => {
+    const handle = makeDatabase(env.database.url, { maxConnections: 1, logger: env.logger });
+    try {
+      const parent = await enqueueJob(handle.db, env.registry, "resolve_taxa", {}, { runAt: new Date("2100-01-01") });
+      const origin = { source: "http", actor: "operator@example.org", traceId: "0af7651916cd43dd8448eb211c80319c", parentId: parent.id } as const;
+      const options = (jobKey: string, jobKeyMode: "unsafe_dedupe" | "replace") => ({ jobKey, jobKeyMode, runAt: new Date("2100-01-01") });
+      const kept = await enqueueJob(handle.db, env.registry, "resolve_taxa", { limit: 11 }, options("k-dedupe", "unsafe_dedupe"), origin);
+      expect((await enqueueJob(handle.db, env.registry, "resolve_taxa", { limit: 12 }, options("k-dedupe", "unsafe_dedupe"), origin)).id).toBe(kept.id);
+      const replaced = await enqueueJob(handle.db, env.registry, "resolve_taxa", { limit: 21 }, options("k-replace", "replace"), origin);
+      expect((await enqueueJob(handle.db, env.registry, "resolve_taxa", { limit: 22 }, options("k-replace", "replace"), origin)).id).toBe(replaced.id);
+      const records = await env.db
+        .selectFrom("observing_jobs.job_records")
+        .select(["id", "payload", "source", "enqueued_by", "trace_id", "parent_id", "job_key"])
+        .where("id", "in", [kept.id, replaced.id])
+        .orderBy("id")
+        .execute();
+      const recorded = { source: "http", enqueued_by: "operator@example.org", trace_id: origin.traceId, parent_id: parent.id };
+      expect(records).toEqual([
+        { id: kept.id, payload: { force: false, limit: 11 }, job_key: "k-dedupe", ...recorded },
+        { id: replaced.id, payload: { force: false, limit: 22 }, job_key: "k-replace", ...recorded },
+      ]);
+    } finally {
+      await handle.close();
+    }
+  });
+
   test("on a connection that is not the service's (an application's own pool) the same statement runs unnamed", async ({ env }) => {
     const db = new Kysely<unknown>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: env.database.url, max: 1 }) }) });
     try {
@@ -66,8 +92,15 @@ describe("prepared statements", () => {
     expect((await statement.execute(env.db, { a: "two\u00e9", b: 41 })).rows).toEqual([{ x: 42, y: "two\u00e9", z: "two\u00e9!" }]);
   });
 
-  test("a builder that binds anything but its values is refused when compiled", async ({ env }) => {
-    const statement = prepareStatement<{ a: string }, unknown>((v) => sql`select ${v.a}::text, ${1}::int`);
-    await expect(statement.execute(env.db, { a: "x" })).rejects.toThrow("parameter $2 is not one of the builder's values");
+  test("a builder that binds anything but its values, or reads a value as more than a stand-in, is refused when compiled", async ({ env }) => {
+    const constant = prepareStatement<{ a: string }, unknown>((v) => sql`select ${v.a}::text, ${1}::int`);
+    await expect(constant.execute(env.db, { a: "x" })).rejects.toThrow("parameter $2 is not one of the builder's values");
+    // A stand-in turned into text would put "[object Object]" into the statement, or bind it.
+    const inText = prepareStatement<{ a: string }, unknown>((v) => sql.raw(`select '${v.a}'`));
+    await expect(inText.execute(env.db, { a: "x" })).rejects.toThrow("the stand-in for 'a' was read as a value");
+    const concatenated = prepareStatement<{ a: string }, unknown>((v) => sql`select ${v.a + "!"}::text`);
+    await expect(concatenated.execute(env.db, { a: "x" })).rejects.toThrow("the stand-in for 'a' was read as a value");
+    const serialized = prepareStatement<{ a: object }, unknown>((v) => sql`select ${JSON.stringify(v.a)}::json`);
+    await expect(serialized.execute(env.db, { a: {} })).rejects.toThrow("the stand-in for 'a' was read as a value");
   });
 });

@@ -29,6 +29,8 @@ export const RECORD_CHUNK_SIZE = 5000;
  * The record insert that rides along graphile-worker's `add_job`/`add_jobs` in one statement.
  * `jobs` selects graphile-worker's returned rows plus a `stored` column (the payload as history
  * keeps it). A keyed job replaced while waiting keeps its id: its record is brought up to date.
+ * The single-job enqueue builds it once with stand-ins for the values (src/db/prepared-statements.ts):
+ * it must bind its arguments, never branch on them.
  */
 export function insertEnqueuedRecords(
   meta: { task: string; queue: string | null; origin: RecordOrigin; traceId: string | null; keepPayloadOnConflict: boolean },
