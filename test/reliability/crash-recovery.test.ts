@@ -112,9 +112,12 @@ describe("crash recovery", { timeout: 180_000 }, () => {
                  (select running_job_ids::text[] from observing_jobs.worker_heartbeats where pool_id = ${mainPool!.pool_id}) as running`.execute(env.db);
         return rows[0]!.locked === 4 && rows[0]!.running?.length === 1 ? rows[0]!.running[0]! : undefined;
       }, { timeoutMs: 20_000, message: "the instance to lock all four jobs and run one" });
-      b = await startInstance(env.database.url, env.gbif.url, { WORKER_CONCURRENCY: "4" }, WITH_TEST_TASKS);
+      // Killed at once, while the job it was seen running still runs (it waits 8 s); the instance that
+      // rescues them starts after it. Started in between, a second instance's start-up under load
+      // took long enough that the first job ended and the next one was running when the kill came.
       a.kill("SIGKILL");
       await a.exited;
+      b = await startInstance(env.database.url, env.gbif.url, { WORKER_CONCURRENCY: "4" }, WITH_TEST_TASKS);
       for (const id of ids) await waitFor(() => hasSucceeded(env.db, id), { timeoutMs: 60_000, message: `job ${id} to succeed on the other instance` });
       const records = await env.db.selectFrom("observing_jobs.job_records").select(["id", "attempts"]).where("id", "in", ids).execute();
       // The running one's attempt counts (the crash may be its own doing); the queued ones never ran.
