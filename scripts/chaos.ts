@@ -19,7 +19,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { sql } from "kysely";
@@ -78,6 +78,8 @@ interface Slot {
   pid: number;
   url: string;
   exited: Promise<number | string>;
+  /** Where its output goes (the run's work folder). */
+  logPath: string;
 }
 
 type FaultKind = "sigkill" | "sigterm" | "database_restart" | "short_freeze" | "long_freeze" | "half_open";
@@ -218,8 +220,11 @@ async function main(): Promise<void> {
       slot.child = null;
       pending.push(
         slot.exited.then(async (code) => {
-          if (kind === "sigterm") Object.assign(record, { exitMs: performance.now() - record.at, exitCode: code });
-          else await sleep(1000);
+          if (kind === "sigterm") {
+            Object.assign(record, { exitMs: performance.now() - record.at, exitCode: code });
+            // A shutdown that missed its clean exit: what the instance logged from the signal on, for whoever reads this run.
+            if (code !== 0) log(`instance ${slot.index} (pid ${slot.pid}) exited ${code} after SIGTERM; its shutdown:\n${await shutdownLines(slot.logPath)}`);
+          } else await sleep(1000);
           await start(slot.index);
         }),
       );
@@ -302,10 +307,18 @@ async function pickInstance(slots: Slot[]): Promise<Slot | null> {
   return null;
 }
 
+/** The lines an instance logged from its SIGTERM on, at most 80 (its log's last 40 lines if none says so). */
+async function shutdownLines(logPath: string): Promise<string> {
+  const lines = (await readFile(logPath, "utf8")).split("\n").filter(Boolean);
+  const from = lines.findLastIndex((line) => line.includes("SIGTERM"));
+  return (from >= 0 ? lines.slice(from, from + 80) : lines.slice(-40)).join("\n");
+}
+
 /** Starts the service (ENTRY) for a slot and resolves once it is ready; its output goes to a log file. */
 async function startInstance(index: number, environment: Record<string, string>, workDir: string): Promise<Slot> {
   const child = spawn(process.execPath, [ENTRY], { cwd: ROOT, env: { PATH: process.env.PATH, HOME: process.env.HOME, ...environment }, stdio: ["ignore", "pipe", "pipe"] });
-  const logFile = createWriteStream(path.join(workDir, `instance-${index}-${child.pid}.log`));
+  const logPath = path.join(workDir, `instance-${index}-${child.pid}.log`);
+  const logFile = createWriteStream(logPath);
   let head = "";
   child.stdout!.on("data", (chunk: Buffer) => {
     if (head.length < 20_000) head += chunk.toString();
@@ -327,7 +340,7 @@ async function startInstance(index: number, environment: Record<string, string>,
     if (!url) return false;
     return (await fetch(`${url}/readyz`).catch(() => null))?.status === 200;
   }, 60_000);
-  return { index, child, pid: child.pid!, url, exited };
+  return { index, child, pid: child.pid!, url, exited, logPath };
 }
 
 async function waitUntil(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
