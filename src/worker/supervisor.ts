@@ -52,6 +52,8 @@ export interface SupervisorOptions {
   events: WorkerEvents;
   /** A pool shutting down on its own is ended forcefully after this long. @defaultValue 10000 */
   abandonAfterMs?: number;
+  /** How long a forceful shutdown is waited for before its pool counts as ended anyway. @defaultValue 500 */
+  forcedEndWaitMs?: number;
   /** First restart delay, doubled per failed restart up to `maxRestartDelayMs`. @defaultValue 1000 */
   minRestartDelayMs?: number;
   /** @defaultValue 30000 */
@@ -84,6 +86,12 @@ const HEALTHY_RUN_MS = 60_000;
 export const CRASH_LIMIT = 3;
 /** Settling an ended pool is retried this often (the database may be away); then the sweeper's turn. */
 const SETTLE_ATTEMPTS = 8;
+/**
+ * A forceful shutdown is waited for this long before its pool counts as ended anyway: long enough
+ * for graphile-worker to release the pool's workers, short enough to settle the pool before the
+ * exit deadline (one second after the shutdown deadline's forceful stop).
+ */
+const FORCED_END_WAIT_MS = 500;
 
 export class SupervisedRunner {
   readonly name: string;
@@ -164,13 +172,23 @@ export class SupervisedRunner {
   async forceStop(reason: string): Promise<void> {
     const pool = this.#pool;
     if (!pool) return;
-    try {
-      await pool.forcefulShutdown(reason);
-    } catch (error) {
-      this.#logger.warn({ err: error, poolId: pool.id }, "forceful shutdown of a worker pool reported an error");
-    }
-    // graphile-worker's forceful shutdown has failed the pool's running jobs back to the queue, with
-    // their attempt spent and no event, and released its workers, but the pool may never report its
+    const shutDown = Promise.resolve()
+      .then(() => pool.forcefulShutdown(reason))
+      .then(
+        () => {},
+        (error: unknown) => this.#logger.warn({ err: error, poolId: pool.id }, "forceful shutdown of a worker pool reported an error"),
+      );
+    // The forceful shutdown may itself never settle: it ends by releasing the completion batcher,
+    // which waits forever once its count has gone wrong (graphile/worker#636), and a second call
+    // returns the first's promise. Seen in a chaos run after a database restart: the pool's graceful
+    // and forceful shutdowns had both failed on their own, so the runner was never restarted and
+    // SIGTERM ran into the exit deadline. Its workers are released at its start, and its jobs are
+    // given back by the settlement, so it is waited for only briefly.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([shutDown, new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#options.forcedEndWaitMs ?? FORCED_END_WAIT_MS)))]);
+    clearTimeout(timer);
+    // graphile-worker's forceful shutdown fails the pool's running jobs back to the queue, with
+    // their attempt spent and no event, and releases its workers, but the pool may never report its
     // end (a graceful shutdown that hangs, graphile/worker#636, seen after a database restart): then
     // nothing settled it (the jobs kept their spent attempt and had no event) and its runner was
     // never restarted. So the pool counts as ended now.

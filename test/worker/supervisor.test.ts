@@ -11,9 +11,18 @@ import { makeLogger } from "../../src/observability/logger.ts";
 import { SupervisedRunner } from "../../src/worker/supervisor.ts";
 import { waitFor } from "../helpers/env.ts";
 
-/** A runner whose promise never settles; its pool is reported through the plugin, as graphile-worker does. */
-function hangingRunner(plugin: GraphileConfig.Plugin, poolId: string, forced: string[], pools: WorkerPool[]): Runner {
-  const pool = { id: poolId, forcefulShutdown: async (reason: string) => void forced.push(`${poolId}: ${reason}`) } as unknown as WorkerPool;
+const silent = () => makeLogger({ level: "silent", format: "json", version: "test", googleCloudProject: undefined });
+
+/**
+ * A runner whose promise never settles; its pool is reported through the plugin, as graphile-worker
+ * does. With `forcefulHangs`, the pool's forceful shutdown never settles either.
+ */
+function hangingRunner(plugin: GraphileConfig.Plugin, poolId: string, forced: string[], pools: WorkerPool[], forcefulHangs = false): Runner {
+  const forcefulShutdown = (reason: string) => {
+    forced.push(`${poolId}: ${reason}`);
+    return forcefulHangs ? new Promise<void>(() => {}) : Promise.resolve();
+  };
+  const pool = { id: poolId, forcefulShutdown } as unknown as WorkerPool;
   pools.push(pool);
   const startWorker = plugin.worker?.hooks?.startWorker as unknown as (context: unknown, event: { worker: { workerPool: WorkerPool } }) => Promise<void>;
   void startWorker({}, { worker: { workerPool: pool } });
@@ -29,7 +38,7 @@ describe("a pool that never reports its end", () => {
     const pools: WorkerPool[] = [];
     const supervisor = new SupervisedRunner({
       name: "main",
-      logger: makeLogger({ level: "silent", format: "json", version: "test", googleCloudProject: undefined }),
+      logger: silent(),
       events,
       abandonAfterMs: 50,
       minRestartDelayMs: 10,
@@ -52,5 +61,41 @@ describe("a pool that never reports its end", () => {
     await stopped;
     expect(ended).toEqual(["pool-1 restart", "pool-2 shutdown"]);
     expect(started).toHaveLength(2);
+  });
+
+  it("counts as ended a bounded time after its forceful shutdown was asked for, when that shutdown never settles either", async () => {
+    // Seen in a chaos run after a database restart: the pool's graceful and forceful shutdowns both
+    // failed on their own, the forceful one then waited forever in its final release of the
+    // completion batcher (graphile/worker#636), and a second forceful shutdown returns the first's
+    // promise. The runner was never restarted, and SIGTERM ran into the exit deadline.
+    const events: WorkerEvents = new EventEmitter();
+    const started: string[] = [];
+    const ended: string[] = [];
+    const forced: string[] = [];
+    const pools: WorkerPool[] = [];
+    const supervisor = new SupervisedRunner({
+      name: "main",
+      logger: silent(),
+      events,
+      abandonAfterMs: 50,
+      minRestartDelayMs: 10,
+      forcedEndWaitMs: 100,
+      startRunner: async (plugin) => hangingRunner(plugin, `pool-${started.push("x")}`, forced, pools, true),
+      poolStarted: async () => {},
+      poolEnded: async (poolId, cause) => void ended.push(`${poolId} ${cause}`),
+    });
+    await supervisor.start();
+    await waitFor(() => supervisor.poolId() === "pool-1", { message: "the first pool to start" });
+    events.emit("pool:gracefulShutdown", { workerPool: pools[0]!, message: "Could not completeJobs; queue is in an inconsistent state; aborting." } as never);
+    await waitFor(() => started.length === 2, { message: "a new runner although the forceful shutdown never settled" });
+    expect(ended).toEqual(["pool-1 restart"]);
+
+    await waitFor(() => supervisor.poolId() === "pool-2", { message: "the second pool to start" });
+    const stopped = supervisor.stop();
+    const deadlineAt = performance.now();
+    await supervisor.forceStop("the instance is shutting down and its deadline has passed");
+    await stopped;
+    expect(performance.now() - deadlineAt).toBeLessThan(1000);
+    expect(ended).toEqual(["pool-1 restart", "pool-2 shutdown"]);
   });
 });
