@@ -239,7 +239,12 @@ export class SupervisedRunner {
         this.#upAt = upAt;
         let failure: unknown = null;
         const forced = (this.#forced = Promise.withResolvers<void>());
-        await Promise.race([runner.promise.catch((error: unknown) => (failure = error)), forced.promise]);
+        let runnerEnded = false;
+        await Promise.race([runner.promise.catch((error: unknown) => (failure = error)).finally(() => (runnerEnded = true)), forced.promise]);
+        // Counted as ended by its forceful shutdown: the runner's own stop releases what the pool's end
+        // would have (its cron scheduler above all, or the next runner's would run beside it). At
+        // shutdown it was asked already; a second ask is refused, harmlessly.
+        if (!runnerEnded) void runner.stop().catch(() => {});
         this.#forced = null;
         this.#runner = null;
         this.#upAt = null;
