@@ -22,7 +22,9 @@ test.beforeEach(async ({ env }) => {
 });
 
 describe("shutdown", () => {
-  test("SIGTERM with a long job in flight: 503 at once, exit before 10 s, the job completes on another instance", async ({ env }) => {
+  // Two instances start one after the other (the second must not take the job first): under load that
+  // alone can take most of the default 30 s; the phases that matter have their own deadlines below.
+  test("SIGTERM with a long job in flight: 503 at once, exit before 10 s, the job completes on another instance", { timeout: 90_000 }, async ({ env }) => {
     let a: Instance | undefined;
     let b: Instance | undefined;
     try {
