@@ -133,6 +133,9 @@ export function registerTask(name: string, definition: unknown, source = name): 
   if (!isTaskDefinition(definition)) {
     throw new Error(`${source}: the default export must be defineTask({ description, payload, run })`);
   }
+  if (definition.name !== undefined && definition.name !== name) {
+    throw new Error(`${source}: the definition names itself '${definition.name}', but its file makes it task '${name}'`);
+  }
   const defaults = definition.defaults ?? {};
   const cap = defaults.concurrency;
   if (cap && !(Number.isInteger(cap.limit) && cap.limit >= 1 && cap.limit <= MAX_CAP)) {

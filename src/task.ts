@@ -106,6 +106,8 @@ export interface ExhaustedContext extends TaskContext {
 }
 
 export interface TaskDefinition<S extends TSchema = TSchema> {
+  /** The file's name, for a task whose definition needs it (its job keys, its fan-out): the registry refuses a file named otherwise. */
+  name?: string;
   /** One line for the API, the CLI and the dashboard. */
   description: string;
   /** JSON Schema of the payload; validated before the handler runs and at every enqueue. */

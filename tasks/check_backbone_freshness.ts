@@ -11,7 +11,7 @@
  * the rows that matter. No named queue: GBIF calls are bounded by the client's GBIF_CONCURRENCY
  * per process, as for resolve_taxa, and batches may run beside the Wikidata and IUCN queues.
  */
-import Type, { type Static } from "typebox";
+import Type from "typebox";
 import {
   findTaxaForFreshness,
   findTaxonIdsForFreshness,
@@ -21,31 +21,25 @@ import {
   type TaxonForFreshness,
 } from "../src/db/repositories/backbone-freshness.ts";
 import { INT4_MAX } from "../src/input-limits.ts";
-import { batchJobKey, batchResult, enrichmentPayload, staleCutoff, sweepInBatches, workThroughRows, type BatchResult } from "../src/taxa/batches.ts";
-import { defineTask, type TaskContext } from "../src/task.ts";
+import { batchResult, workThroughRows, type BatchResult } from "../src/taxa/batches.ts";
+import { defineEnrichmentTask, type EnrichmentPayload } from "../src/taxa/enrichment-task.ts";
+import type { TaskContext } from "../src/task.ts";
 import { GBIF_TASKS_CAP, type GbifNameUsage } from "../src/upstream/gbif.ts";
 
-const payload = enrichmentPayload({
-  taxonIds: "Check exactly these rows, hot or not (still skipping recently checked ones unless force is set).",
-  selection: {
-    hotWithinDays: Type.Optional(
-      Type.Integer({ minimum: 1, maximum: 3650, default: 30, description: "Hot: observed within this many days (last_observed_at)." }),
-    ),
-    hotMinObservations: Type.Optional(
-      // observation_count is an integer column.
-      Type.Integer({ minimum: 1, maximum: INT4_MAX, default: 100, description: "Hot: at least this many observations (observation_count)." }),
-    ),
-  },
-  staleAfterDays: [7, "A check older than this is done again."],
-  force: "Check rows that were checked recently.",
-  limit: 200,
-});
-export type CheckBackboneFreshnessPayload = Static<typeof payload>;
+const hotSelection = {
+  hotWithinDays: Type.Optional(
+    Type.Integer({ minimum: 1, maximum: 3650, default: 30, description: "Hot: observed within this many days (last_observed_at)." }),
+  ),
+  hotMinObservations: Type.Optional(
+    // observation_count is an integer column.
+    Type.Integer({ minimum: 1, maximum: INT4_MAX, default: 100, description: "Hot: at least this many observations (observation_count)." }),
+  ),
+};
 
 declare global {
   namespace GraphileWorker {
     interface Tasks {
-      check_backbone_freshness: CheckBackboneFreshnessPayload;
+      check_backbone_freshness: EnrichmentPayload<typeof hotSelection>;
     }
   }
 }
@@ -53,30 +47,28 @@ declare global {
 /** taxonomicStatus values that mean "not current; follow acceptedKey" (UPSTREAM_APIS.md §3). */
 const NOT_CURRENT = /SYNONYM$|^MISAPPLIED$/;
 
-export default defineTask({
+export default defineEnrichmentTask({
+  name: "check_backbone_freshness",
   description: "Re-check the GBIF backbone keys of hot taxa; deleted, missing or re-synonymised keys go back to resolve_taxa.",
-  payload,
+  payload: {
+    taxonIds: "Check exactly these rows, hot or not (still skipping recently checked ones unless force is set).",
+    selection: hotSelection,
+    staleAfterDays: [7, "A check older than this is done again."],
+    force: "Check rows that were checked recently.",
+    limit: 200,
+  },
   defaults: {
     maxAttempts: 8,
     timeoutMs: 120_000,
     // Shares resolve_taxa's cap across every instance: both call GBIF.
     concurrency: GBIF_TASKS_CAP,
-    jobKey: (p) => batchJobKey("check_backbone_freshness", p),
   },
-  async run(p, context) {
-    const now = new Date();
-    const staleBefore = staleCutoff(now, p.staleAfterDays ?? 7, p.force);
-    if (p.taxonIds) return checkBatch(p.taxonIds.length, await findTaxaForFreshness(context.db, { staleBefore, ids: p.taxonIds }), context);
-    const selection = { staleBefore, hot: { hotWithinDays: p.hotWithinDays ?? 30, hotMinObservations: p.hotMinObservations ?? 100, now } };
-    return sweepInBatches({
-      limit: p.limit ?? 200,
-      findIds: (page) => findTaxonIdsForFreshness(context.db, selection, page),
-      runBatch: async (ids) => checkBatch(ids.length, await findTaxaForFreshness(context.db, { staleBefore, ids }), context),
-      enqueueBatch: (ids) => context.enqueue("check_backbone_freshness", { ...p, taxonIds: ids }),
-      signal: context.signal,
-      logger: context.logger,
-    });
-  },
+  rows: (p, { now, staleBefore }, { db }) => ({
+    // The sweep checks hot rows only; rows named by taxonIds are checked hot or not.
+    findIds: (page) => findTaxonIdsForFreshness(db, { staleBefore, hot: { hotWithinDays: p.hotWithinDays ?? 30, hotMinObservations: p.hotMinObservations ?? 100, now } }, page),
+    findBatch: (ids) => findTaxaForFreshness(db, { staleBefore, ids }),
+  }),
+  workBatch: checkBatch,
 });
 
 /** Its result: rows per outcome (current, deleted, not_found, synonym, error) and how many went back to resolve_taxa. */

@@ -8,7 +8,6 @@
  * every instance, which with the client's one-request-at-a-time limit keeps us to Wikimedia's
  * "requests in series" etiquette without slowing the GBIF or IUCN jobs.
  */
-import type { Static } from "typebox";
 import {
   findTaxaForThumbnails,
   findTaxonIdsForThumbnails,
@@ -17,51 +16,41 @@ import {
   type TaxonForThumbnail,
   type ThumbnailRecord,
 } from "../src/db/repositories/thumbnails.ts";
-import { batchJobKey, batchResult, enrichmentPayload, staleCutoff, sweepInBatches, workThroughRows, type BatchResult } from "../src/taxa/batches.ts";
-import { defineTask, type TaskContext } from "../src/task.ts";
+import { batchResult, workThroughRows, type BatchResult } from "../src/taxa/batches.ts";
+import { defineEnrichmentTask, type EnrichmentPayload } from "../src/taxa/enrichment-task.ts";
+import type { TaskContext } from "../src/task.ts";
 import { UpstreamError } from "../src/upstream/http.ts";
 import { commonsThumbnailUrl, MAX_ENTITIES_PER_CALL, type WikidataItemImage } from "../src/upstream/wikidata.ts";
-
-const payload = enrichmentPayload({
-  taxonIds: "Refresh exactly these rows (still skipping fresh ones unless force is set).",
-  staleAfterDays: [30, "A thumbnail older than this is refreshed."],
-  force: "Refresh rows whose thumbnail is still fresh.",
-  // One wbgetentities call covers a batch of up to 50 items; two calls per row would be the alternative.
-  limit: MAX_ENTITIES_PER_CALL,
-});
-export type RefreshThumbnailsPayload = Static<typeof payload>;
 
 declare global {
   namespace GraphileWorker {
     interface Tasks {
-      refresh_thumbnails: RefreshThumbnailsPayload;
+      refresh_thumbnails: EnrichmentPayload;
     }
   }
 }
 
-export default defineTask({
+export default defineEnrichmentTask({
+  name: "refresh_thumbnails",
   description: "Store a Wikimedia Commons thumbnail URL for resolved taxa from their Wikidata item (P846 → P18).",
-  payload,
+  payload: {
+    taxonIds: "Refresh exactly these rows (still skipping fresh ones unless force is set).",
+    staleAfterDays: [30, "A thumbnail older than this is refreshed."],
+    force: "Refresh rows whose thumbnail is still fresh.",
+    // One wbgetentities call covers a batch of up to 50 items; two calls per row would be the alternative.
+    limit: MAX_ENTITIES_PER_CALL,
+  },
   defaults: {
     queueName: "wikidata",
     maxAttempts: 8,
     // A batch is ~51 calls in series, each allowed WIKIDATA_TIMEOUT_MS; rows done before a timeout stay done.
     timeoutMs: 180_000,
-    jobKey: (p) => batchJobKey("refresh_thumbnails", p),
   },
-  async run(p, context) {
-    const now = new Date();
-    const selection = { staleBefore: staleCutoff(now, p.staleAfterDays ?? 30, p.force) };
-    if (p.taxonIds) return refreshBatch(p.taxonIds.length, await findTaxaForThumbnails(context.db, { ...selection, ids: p.taxonIds }), context);
-    return sweepInBatches({
-      limit: p.limit ?? MAX_ENTITIES_PER_CALL,
-      findIds: (page) => findTaxonIdsForThumbnails(context.db, selection, page),
-      runBatch: async (ids) => refreshBatch(ids.length, await findTaxaForThumbnails(context.db, { ...selection, ids }), context),
-      enqueueBatch: (ids) => context.enqueue("refresh_thumbnails", { ...p, taxonIds: ids }),
-      signal: context.signal,
-      logger: context.logger,
-    });
-  },
+  rows: (_p, { staleBefore }, { db }) => ({
+    findIds: (page) => findTaxonIdsForThumbnails(db, { staleBefore }, page),
+    findBatch: (ids) => findTaxaForThumbnails(db, { staleBefore, ids }),
+  }),
+  workBatch: refreshBatch,
 });
 
 /** Its result: rows per outcome (found, no_image, no_item, ambiguous_item, error). */

@@ -9,7 +9,6 @@
  * attempt. All jobs run in the `iucn` queue (one at a time across instances) and the client
  * spaces calls by IUCN_MIN_INTERVAL_MS, as IUCN asks, without holding up the other upstreams.
  */
-import type { Static } from "typebox";
 import {
   findTaxaForConservation,
   findTaxonIdsForConservation,
@@ -18,53 +17,41 @@ import {
   type ConservationRecord,
   type TaxonForConservation,
 } from "../src/db/repositories/conservation-status.ts";
-import { batchJobKey, batchResult, enrichmentPayload, staleCutoff, sweepInBatches, workThroughRows, type BatchResult } from "../src/taxa/batches.ts";
-import { defineTask, type TaskContext } from "../src/task.ts";
+import { batchResult, workThroughRows, type BatchResult } from "../src/taxa/batches.ts";
+import { defineEnrichmentTask, type EnrichmentPayload } from "../src/taxa/enrichment-task.ts";
+import type { TaskContext } from "../src/task.ts";
 import { IucnConfigurationError, type IucnConservationStatus } from "../src/upstream/iucn.ts";
-
-const payload = enrichmentPayload({
-  taxonIds: "Sync exactly these rows (still skipping fresh ones unless force is set).",
-  // The Red List is published about twice a year; a quarter keeps us close without re-asking often.
-  staleAfterDays: [90, "A status older than this is synced again."],
-  force: "Sync rows whose status is still fresh.",
-  // At 0.5 s a call and up to two calls a row, 100 rows take about 1-2 minutes.
-  limit: 100,
-});
-export type SyncConservationStatusPayload = Static<typeof payload>;
 
 declare global {
   namespace GraphileWorker {
     interface Tasks {
-      sync_conservation_status: SyncConservationStatusPayload;
+      sync_conservation_status: EnrichmentPayload;
     }
   }
 }
 
-export default defineTask({
+export default defineEnrichmentTask({
+  name: "sync_conservation_status",
   description: "Sync the IUCN Red List category (latest global assessment) of resolved species.",
-  payload,
-  defaults: {
-    queueName: "iucn",
-    maxAttempts: 8,
-    timeoutMs: 300_000,
-    jobKey: (p) => batchJobKey("sync_conservation_status", p),
+  payload: {
+    taxonIds: "Sync exactly these rows (still skipping fresh ones unless force is set).",
+    // The Red List is published about twice a year; a quarter keeps us close without re-asking often.
+    staleAfterDays: [90, "A status older than this is synced again."],
+    force: "Sync rows whose status is still fresh.",
+    // At 0.5 s a call and up to two calls a row, 100 rows take about 1-2 minutes.
+    limit: 100,
   },
-  async run(p, context) {
-    if (!context.upstream.iucn.hasToken) {
+  defaults: { queueName: "iucn", maxAttempts: 8, timeoutMs: 300_000 },
+  precondition({ upstream }) {
+    if (!upstream.iucn.hasToken) {
       throw new IucnConfigurationError("IUCN_API_TOKEN is not set: sync_conservation_status needs an IUCN Red List API token; no call was made");
     }
-    const now = new Date();
-    const selection = { staleBefore: staleCutoff(now, p.staleAfterDays ?? 90, p.force) };
-    if (p.taxonIds) return syncBatch(p.taxonIds.length, await findTaxaForConservation(context.db, { ...selection, ids: p.taxonIds }), context);
-    return sweepInBatches({
-      limit: p.limit ?? 100,
-      findIds: (page) => findTaxonIdsForConservation(context.db, selection, page),
-      runBatch: async (ids) => syncBatch(ids.length, await findTaxaForConservation(context.db, { ...selection, ids }), context),
-      enqueueBatch: (ids) => context.enqueue("sync_conservation_status", { ...p, taxonIds: ids }),
-      signal: context.signal,
-      logger: context.logger,
-    });
   },
+  rows: (_p, { staleBefore }, { db }) => ({
+    findIds: (page) => findTaxonIdsForConservation(db, { staleBefore }, page),
+    findBatch: (ids) => findTaxaForConservation(db, { staleBefore, ids }),
+  }),
+  workBatch: syncBatch,
 });
 
 /** Its result: rows per IUCN category (or not_found, no_global_assessment, error). */

@@ -79,6 +79,14 @@ describe("the task registry", () => {
     }
   });
 
+  it("refuses a definition that names another task than its file (its job keys and fan-out would name that one)", () => {
+    const definition = { name: "refresh_thumbnails", description: "x", payload: { type: "object" }, async run() {} };
+    expect(() => registerTask("sync_thumbnails", definition, "tasks/sync_thumbnails.ts")).toThrow(
+      "tasks/sync_thumbnails.ts: the definition names itself 'refresh_thumbnails', but its file makes it task 'sync_thumbnails'",
+    );
+    expect(registerTask("refresh_thumbnails", definition).name).toBe("refresh_thumbnails");
+  });
+
   it("refuses task names that are not snake_case", async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), "observing-jobs-tasks-"));
     try {

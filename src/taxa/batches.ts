@@ -11,7 +11,7 @@
  */
 import { createHash } from "node:crypto";
 import pLimit from "p-limit";
-import Type, { type TProperties } from "typebox";
+import Type from "typebox";
 import { INT4_MAX } from "../input-limits.ts";
 import type { Logger } from "../observability/logger.ts";
 import type { JsonValue } from "../task.ts";
@@ -31,52 +31,9 @@ export function forceField(description: string) {
   return Type.Optional(Type.Boolean({ default: false, description }));
 }
 
-/** An enrichment task's `staleAfterDays` payload field: a row recorded longer ago than this is due again. */
-function staleAfterDaysField(defaultDays: number, description: string) {
-  return Type.Optional(Type.Integer({ minimum: 1, maximum: 3650, default: defaultDays, description }));
-}
-
-const DAY_MS = 86_400_000;
-
-/** Rows recorded before this are due again; null when `force` makes every row due. */
-export function staleCutoff(now: Date, staleAfterDays: number, force: boolean | undefined): Date | null {
-  return force ? null : new Date(now.getTime() - staleAfterDays * DAY_MS);
-}
-
 /** A sweep task's `limit` payload field: rows per batch job. */
 export function batchSizeField(defaultSize: number) {
   return Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_ROWS_PER_BATCH, default: defaultSize, description: "Rows per batch job." }));
-}
-
-/** What an enrichment task says about its payload fields; `selection` holds the fields only that task has. */
-export interface EnrichmentPayloadFields<S extends TProperties> {
-  /** The description of `taxonIds`. */
-  taxonIds: string;
-  selection?: S;
-  staleAfterDays: [defaultDays: number, description: string];
-  /** The description of `force`. */
-  force: string;
-  /** The default of `limit` (rows per batch job). */
-  limit: number;
-}
-
-/**
- * The payload of an enrichment task (a sweep of the rows due again after `staleAfterDays`):
- * taxonIds, the task's own selection fields, staleAfterDays, force and limit, in that order (the
- * order the API and the dashboard form list them), and no other field.
- */
-export function enrichmentPayload<S extends TProperties = Record<never, never>>(fields: EnrichmentPayloadFields<S>) {
-  const { selection = {} as S } = fields;
-  return Type.Object(
-    {
-      taxonIds: taxonIdsField(fields.taxonIds),
-      ...selection,
-      staleAfterDays: staleAfterDaysField(...fields.staleAfterDays),
-      force: forceField(fields.force),
-      limit: batchSizeField(fields.limit),
-    },
-    { additionalProperties: false },
-  );
 }
 
 export interface SweepOptions<B extends BatchResult = BatchResult> {
