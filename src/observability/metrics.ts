@@ -4,7 +4,7 @@
  * cache their database reads, so a scrape never scans the jobs table by itself.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { QueueStats } from "../lifecycle/queue-stats.ts";
+import type { QueueDepth, QueueStats } from "../lifecycle/queue-stats.ts";
 import type { AttemptObserver, JobSnapshot } from "../worker/attempt.ts";
 import type { CronFreshness } from "../cron/freshness.ts";
 import type { GlobalCapUsage } from "../db/repositories/global-caps.ts";
@@ -13,6 +13,9 @@ import { pauseHolding } from "../lifecycle/pauses.ts";
 import type { TaskRegistry } from "../registry.ts";
 
 const PREFIX = "observing_jobs_";
+
+/** One value of a gauge and its labels. */
+type Sample<L extends string> = [labels: Partial<Record<L, string>>, value: number];
 
 export interface MetricSources {
   queueStats: QueueStats;
@@ -69,122 +72,85 @@ export class ServiceMetrics implements AttemptObserver {
     });
     this.rescued = new Counter({ name: `${PREFIX}rescued_jobs_total`, help: "Jobs of dead workers released for another worker.", registers });
 
-    new Gauge({
-      name: `${PREFIX}queue_jobs`,
-      help: "Jobs in graphile-worker's table, by task, queue and state (refreshed at most every few seconds).",
-      labelNames: ["task", "queue", "state"] as const,
-      registers,
-      async collect() {
-        const { depths } = await sources.queueStats.read();
-        this.reset();
-        for (const row of depths) {
-          const labels = { task: row.task, queue: row.queue ?? "" };
-          for (const [state, value] of [["ready", row.ready], ["scheduled", row.scheduled], ["running", row.running], ["retry_wait", row.retryWait], ["dead", row.dead]] as const) {
-            this.set({ ...labels, state }, value);
-          }
-        }
-      },
-    });
-    new Gauge({
-      name: `${PREFIX}queue_oldest_ready_age_seconds`,
-      help: "How long the oldest ready job has waited past its run time (0 when none is ready), by task and queue.",
-      labelNames: ["task", "queue"] as const,
-      registers,
-      async collect() {
-        const { depths } = await sources.queueStats.read();
-        this.reset();
-        for (const row of depths) this.set({ task: row.task, queue: row.queue ?? "" }, row.oldestReadyAgeSeconds ?? 0);
-      },
-    });
-    new Gauge({
-      name: `${PREFIX}cron_last_success_timestamp_seconds`,
-      help: "When each crontab entry's job last succeeded (Unix time; absent when never).",
-      labelNames: ["schedule", "task"] as const,
-      registers,
-      async collect() {
-        this.reset();
-        for (const entry of await sources.cronFreshness.read()) {
-          if (entry.lastSuccessAt) this.set({ schedule: entry.id, task: entry.task }, entry.lastSuccessAt.getTime() / 1000);
-        }
-      },
-    });
-    new Gauge({
-      name: `${PREFIX}cron_overdue`,
-      help: "1 when a crontab entry's last success is older than the staleness it declares (stale=), else 0.",
-      labelNames: ["schedule", "task"] as const,
-      registers,
-      async collect() {
-        this.reset();
-        for (const entry of await sources.cronFreshness.read()) this.set({ schedule: entry.id, task: entry.task }, entry.overdue ? 1 : 0);
-      },
-    });
-    const { pauses, registry } = sources;
-    if (pauses && registry) {
+    /** A gauge read at scrape time: each scrape's samples replace the last one's, so a label set that is gone disappears. */
+    const scraped = <L extends string>(name: string, help: string, labelNames: readonly L[], read: () => Promise<Array<Sample<L>>>) =>
       new Gauge({
-        name: `${PREFIX}queue_paused`,
-        help: "1 when the jobs of a task and queue are held back by a pause (the task's, its cap group's or the queue's), else 0; alerts on lag skip those.",
-        labelNames: ["task", "queue"] as const,
+        name: `${PREFIX}${name}`,
+        help,
+        labelNames,
         registers,
         async collect() {
-          const [{ depths }, paused] = await Promise.all([sources.queueStats.read(), pauses()]);
+          const samples = await read();
           this.reset();
-          for (const row of depths) {
+          for (const [labels, value] of samples) this.set(labels, value);
+        },
+      });
+    const depths = async () => (await sources.queueStats.read()).depths;
+    const queueLabels = (row: QueueDepth) => ({ task: row.task, queue: row.queue ?? "" });
+
+    scraped("queue_jobs", "Jobs in graphile-worker's table, by task, queue and state (refreshed at most every few seconds).", ["task", "queue", "state"], async () =>
+      (await depths()).flatMap((row) =>
+        ([["ready", row.ready], ["scheduled", row.scheduled], ["running", row.running], ["retry_wait", row.retryWait], ["dead", row.dead]] as const).map(
+          ([state, value]): Sample<"task" | "queue" | "state"> => [{ ...queueLabels(row), state }, value],
+        ),
+      ),
+    );
+    scraped(
+      "queue_oldest_ready_age_seconds",
+      "How long the oldest ready job has waited past its run time (0 when none is ready), by task and queue.",
+      ["task", "queue"],
+      async () => (await depths()).map((row) => [queueLabels(row), row.oldestReadyAgeSeconds ?? 0]),
+    );
+    scraped("cron_last_success_timestamp_seconds", "When each crontab entry's job last succeeded (Unix time; absent when never).", ["schedule", "task"], async () =>
+      (await sources.cronFreshness.read()).flatMap((entry) =>
+        entry.lastSuccessAt ? [[{ schedule: entry.id, task: entry.task }, entry.lastSuccessAt.getTime() / 1000] as Sample<"schedule" | "task">] : [],
+      ),
+    );
+    scraped("cron_overdue", "1 when a crontab entry's last success is older than the staleness it declares (stale=), else 0.", ["schedule", "task"], async () =>
+      (await sources.cronFreshness.read()).map((entry) => [{ schedule: entry.id, task: entry.task }, entry.overdue ? 1 : 0]),
+    );
+    const { pauses, registry, workerPools, globalCaps } = sources;
+    if (pauses && registry) {
+      scraped(
+        "queue_paused",
+        "1 when the jobs of a task and queue are held back by a pause (the task's, its cap group's or the queue's), else 0; alerts on lag skip those.",
+        ["task", "queue"],
+        async () => {
+          const [rows, paused] = await Promise.all([depths(), pauses()]);
+          return rows.map((row) => {
             const task = registry.find(row.task);
             const held = task ? pauseHolding(paused, task, row.queue) : paused.some((pause) => pause.kind === "queue" && pause.name === row.queue);
-            this.set({ task: row.task, queue: row.queue ?? "" }, held ? 1 : 0);
-          }
+            return [queueLabels(row), held ? 1 : 0];
+          });
         },
-      });
+      );
     }
     if (pauses) {
-      new Gauge({
-        name: `${PREFIX}paused`,
-        help: "1 for each task, named queue or cap group paused now (its new attempts do not start; its jobs wait), by kind and name.",
-        labelNames: ["kind", "name"] as const,
-        registers,
-        async collect() {
-          const paused = await pauses();
-          this.reset();
-          for (const pause of paused) this.set({ kind: pause.kind, name: pause.name }, 1);
-        },
-      });
+      scraped("paused", "1 for each task, named queue or cap group paused now (its new attempts do not start; its jobs wait), by kind and name.", ["kind", "name"], async () =>
+        (await pauses()).map((pause) => [{ kind: pause.kind, name: pause.name }, 1]),
+      );
     }
-    const { workerPools } = sources;
     if (workerPools) {
-      new Gauge({
-        name: `${PREFIX}worker_pools`,
-        help: "Worker pools of every instance by heartbeat status: live, or ended in the last hour as stopped (clean) or dead (rescued).",
-        labelNames: ["status"] as const,
-        registers,
-        async collect() {
+      scraped(
+        "worker_pools",
+        "Worker pools of every instance by heartbeat status: live, or ended in the last hour as stopped (clean) or dead (rescued).",
+        ["status"],
+        async () => {
           const pools = await workerPools();
-          this.reset();
-          for (const status of ["live", "stopped", "dead"]) this.set({ status }, pools.filter((pool) => pool.status === status).length);
+          return ["live", "stopped", "dead"].map((status) => [{ status }, pools.filter((pool) => pool.status === status).length]);
         },
-      });
+      );
     }
-    const { globalCaps } = sources;
     if (globalCaps) {
-      new Gauge({
-        name: `${PREFIX}global_cap_slots`,
-        help: "Jobs a global concurrency cap lets run at once across every instance.",
-        labelNames: ["group"] as const,
-        registers,
-        async collect() {
-          this.reset();
-          for (const cap of await globalCaps()) this.set({ group: cap.group }, cap.slots);
-        },
-      });
-      new Gauge({
-        name: `${PREFIX}global_cap_slots_in_use`,
-        help: "Slots of a global concurrency cap held by running attempts, on any instance (a killed instance's until the rescue).",
-        labelNames: ["group"] as const,
-        registers,
-        async collect() {
-          this.reset();
-          for (const cap of await globalCaps()) this.set({ group: cap.group }, cap.inUse);
-        },
-      });
+      scraped("global_cap_slots", "Jobs a global concurrency cap lets run at once across every instance.", ["group"], async () =>
+        (await globalCaps()).map((cap) => [{ group: cap.group }, cap.slots]),
+      );
+      scraped(
+        "global_cap_slots_in_use",
+        "Slots of a global concurrency cap held by running attempts, on any instance (a killed instance's until the rescue).",
+        ["group"],
+        async () => (await globalCaps()).map((cap) => [{ group: cap.group }, cap.inUse]),
+      );
     }
   }
 
