@@ -1,4 +1,5 @@
 import { sql, type Kysely } from "kysely";
+import { JOB_EVENTS_EVENT_CHECK } from "./0008_job_records_v2.ts";
 
 /**
  * Frozen in time. One more event in job history, `deferred` (an upstream asked to wait with
@@ -54,9 +55,5 @@ export async function down(db: Kysely<unknown>): Promise<void> {
       end;
     end $$`).execute(db);
   await sql`alter table observing_jobs.job_events drop constraint job_events_event_check`.execute(db);
-  await sql`
-    alter table observing_jobs.job_events add constraint job_events_event_check check (event in (
-      'enqueued', 'started', 'succeeded', 'failed', 'exhausted', 'hook_failed',
-      'retried', 'cancelled', 'discarded', 'rescued', 'abandoned'
-    ))`.execute(db);
+  await sql.raw(JOB_EVENTS_EVENT_CHECK).execute(db);
 }
