@@ -120,6 +120,14 @@ export async function down(db: Kysely<unknown>): Promise<void> {
   await sql`
     create index job_events_outcome_at_idx on observing_jobs.job_events (at, event)
     where event in ('succeeded', 'failed')`.execute(db);
+  // 0002's events again (this down once left `abandoned` allowed). Like 0012's down, it fails
+  // while job_events holds an event that only the newer list allows.
+  await sql`alter table observing_jobs.job_events drop constraint job_events_event_check`.execute(db);
+  await sql`
+    alter table observing_jobs.job_events add constraint job_events_event_check check (event in (
+      'enqueued', 'started', 'succeeded', 'failed', 'exhausted', 'hook_failed',
+      'retried', 'cancelled', 'discarded', 'rescued'
+    ))`.execute(db);
   await sql`alter table observing_jobs.job_records reset (fillfactor)`.execute(db);
   await sql`drop index observing_jobs.job_records_created_at_idx`.execute(db);
   await sql`drop index observing_jobs.job_records_queue_id_idx`.execute(db);
