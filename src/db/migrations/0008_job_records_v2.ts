@@ -57,11 +57,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`alter table observing_jobs.job_records set (fillfactor = 50)`.execute(db);
 
   await sql`alter table observing_jobs.job_events drop constraint job_events_event_check`.execute(db);
-  await sql`
-    alter table observing_jobs.job_events add constraint job_events_event_check check (event in (
-      'enqueued', 'started', 'succeeded', 'failed', 'exhausted', 'hook_failed',
-      'retried', 'cancelled', 'discarded', 'rescued', 'abandoned'
-    ))`.execute(db);
+  await sql.raw(JOB_EVENTS_EVENT_CHECK).execute(db);
   await sql`drop index observing_jobs.job_events_outcome_at_idx`.execute(db);
   await sql`create index job_events_event_job_id_idx on observing_jobs.job_events (event, job_id desc)`.execute(db);
   await sql`create index job_events_at_idx on observing_jobs.job_events (at, event)`.execute(db);
@@ -124,6 +120,14 @@ export async function down(db: Kysely<unknown>): Promise<void> {
   await sql`
     create index job_events_outcome_at_idx on observing_jobs.job_events (at, event)
     where event in ('succeeded', 'failed')`.execute(db);
+  // 0002's events again (this down once left `abandoned` allowed). Like 0012's down, it fails
+  // while job_events holds an event that only the newer list allows.
+  await sql`alter table observing_jobs.job_events drop constraint job_events_event_check`.execute(db);
+  await sql`
+    alter table observing_jobs.job_events add constraint job_events_event_check check (event in (
+      'enqueued', 'started', 'succeeded', 'failed', 'exhausted', 'hook_failed',
+      'retried', 'cancelled', 'discarded', 'rescued'
+    ))`.execute(db);
   await sql`alter table observing_jobs.job_records reset (fillfactor)`.execute(db);
   await sql`drop index observing_jobs.job_records_created_at_idx`.execute(db);
   await sql`drop index observing_jobs.job_records_queue_id_idx`.execute(db);
@@ -138,6 +142,13 @@ export async function down(db: Kysely<unknown>): Promise<void> {
   await sql`alter table observing_jobs.job_records drop column enqueued_by, drop column worker_id`.execute(db);
 }
 
+/** job_events' events from here on: 0002's and `abandoned`. Exported for 0012_attempt_outcomes, whose down restores it. */
+export const JOB_EVENTS_EVENT_CHECK = `
+    alter table observing_jobs.job_events add constraint job_events_event_check check (event in (
+      'enqueued', 'started', 'succeeded', 'failed', 'exhausted', 'hook_failed',
+      'retried', 'cancelled', 'discarded', 'rescued', 'abandoned'
+    ))`;
+
 /**
  * The functions and triggers that keep records right. They run inside graphile-worker's own
  * statements, so they must never fail: text that jsonb or text columns refuse is made storable
@@ -146,7 +157,8 @@ export async function down(db: Kysely<unknown>): Promise<void> {
  * Our own operator actions (cancel, discard, retry, prune) record themselves in their transaction
  * and set `observing_jobs.recorded` locally so the triggers leave their rows alone.
  *
- * Exported for 0019_deferral_not_a_failure, which changes record_failed_attempt and restores it.
+ * Exported for 0012_attempt_outcomes and 0019_deferral_not_a_failure, which change storable_payload
+ * and record_failed_attempt and whose downs restore them.
  */
 export const RECORDING_FUNCTIONS = [
   `create function observing_jobs.storable_payload(payload json) returns jsonb
@@ -264,17 +276,12 @@ export const RECORDING_FUNCTIONS = [
 
   // A failed attempt: graphile-worker's failJob unlocks the row and moves run_at by its backoff
   // (a rescue's force_unlock_workers and a local queue's returnJobs unlock without moving run_at).
-  `create function observing_jobs.record_failed_attempt() returns trigger
-   language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
-   declare
-     dead boolean := new.attempts >= new.max_attempts;
-   begin
-     if current_setting('observing_jobs.recorded', true) = 'on' then return null; end if;
-     update observing_jobs.job_records r
-     set phase = case when dead then 'dead' else 'waiting' end, attempts = new.attempts, max_attempts = new.max_attempts,
-       last_error = new.last_error, run_at = new.run_at, started_at = old.locked_at,
-       finished_at = case when dead then now() end, worker_id = old.locked_by, updated_at = now()
-     where r.id = new.id and r.phase not in ('cancelled', 'discarded');
+  settlingFunction({
+    name: "record_failed_attempt",
+    set: `last_error = new.last_error, run_at = new.run_at, started_at = old.locked_at,
+       finished_at = case when dead then now() end, worker_id = old.locked_by, updated_at = now()`,
+    where: "r.id = new.id and r.phase not in ('cancelled', 'discarded')",
+    after: `
      if not found then
        perform observing_jobs.insert_missing_record(new, case when dead then 'dead' else 'waiting' end);
      end if;
@@ -284,9 +291,8 @@ export const RECORDING_FUNCTIONS = [
        from observing_jobs.job_records r where r.id = new.id;
      end if;
      if observing_jobs.is_cron(new.payload) then perform observing_jobs.note_cron_run(new, false); end if;
-     perform observing_jobs.count_outcomes(0, 1);
-     return null;
-   end $$`,
+     perform observing_jobs.count_outcomes(0, 1);`,
+  }),
 
   `create trigger observing_jobs_attempt_failed after update on graphile_worker._private_jobs
    for each row when (old.locked_at is not null and new.locked_at is null and new.run_at is distinct from old.run_at)
@@ -294,7 +300,33 @@ export const RECORDING_FUNCTIONS = [
 
   // A waiting job made dead, or a dead one given attempts again, by SQL from anywhere
   // (permanently_fail_jobs, remove_job of a running job, reschedule_jobs).
-  `create function observing_jobs.record_dead_changed() returns trigger
+  settlingFunction({
+    name: "record_dead_changed",
+    set: `last_error = coalesce(new.last_error, r.last_error), run_at = new.run_at,
+       finished_at = case when dead then now() end, updated_at = now()`,
+    where: "r.id = new.id and r.phase in ('waiting', 'dead')",
+    after: `
+     if dead and found then
+       insert into observing_jobs.job_events (job_id, task, queue, event, attempt, actor, error)
+       select new.id, r.task, r.queue, 'exhausted', new.attempts, 'sql', new.last_error
+       from observing_jobs.job_records r where r.id = new.id;
+     end if;`,
+  }),
+
+  `create trigger observing_jobs_dead_changed after update on graphile_worker._private_jobs
+   for each row when (old.locked_at is null and new.locked_at is null
+     and (old.attempts >= old.max_attempts) is distinct from (new.attempts >= new.max_attempts))
+   execute function observing_jobs.record_dead_changed()`,
+];
+
+/**
+ * record_failed_attempt and record_dead_changed, which share their start: a row trigger on
+ * graphile-worker's jobs that, unless our own action recorded the change, makes the job's record
+ * dead (attempts used up) or waiting. What else the update sets, which records it may touch and
+ * what follows it are each function's own.
+ */
+function settlingFunction(parts: { name: string; set: string; where: string; after: string }): string {
+  return `create function observing_jobs.${parts.name}() returns trigger
    language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
    declare
      dead boolean := new.attempts >= new.max_attempts;
@@ -302,19 +334,8 @@ export const RECORDING_FUNCTIONS = [
      if current_setting('observing_jobs.recorded', true) = 'on' then return null; end if;
      update observing_jobs.job_records r
      set phase = case when dead then 'dead' else 'waiting' end, attempts = new.attempts, max_attempts = new.max_attempts,
-       last_error = coalesce(new.last_error, r.last_error), run_at = new.run_at,
-       finished_at = case when dead then now() end, updated_at = now()
-     where r.id = new.id and r.phase in ('waiting', 'dead');
-     if dead and found then
-       insert into observing_jobs.job_events (job_id, task, queue, event, attempt, actor, error)
-       select new.id, r.task, r.queue, 'exhausted', new.attempts, 'sql', new.last_error
-       from observing_jobs.job_records r where r.id = new.id;
-     end if;
+       ${parts.set}
+     where ${parts.where};${parts.after}
      return null;
-   end $$`,
-
-  `create trigger observing_jobs_dead_changed after update on graphile_worker._private_jobs
-   for each row when (old.locked_at is null and new.locked_at is null
-     and (old.attempts >= old.max_attempts) is distinct from (new.attempts >= new.max_attempts))
-   execute function observing_jobs.record_dead_changed()`,
-];
+   end $$`;
+}

@@ -54,7 +54,40 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       return null;
     end
     $$`.execute(db);
+  await sql.raw(FENCE_RUNNER_LOCK).execute(db);
+
+  const runnerSession = sql`starts_with(current_setting('application_name'), 'observing-jobs runner ')`;
   await sql`
+    create trigger observing_jobs_fence_completion before delete on graphile_worker._private_jobs
+    for each row when (${runnerSession}) execute function observing_jobs.fence_runner_completion()`.execute(db);
+  // The same fence on a job's lock and on a named queue's: graphile-worker's fetch takes both.
+  for (const table of LOCKED_TABLES) {
+    await sql`
+    create trigger observing_jobs_fence_lock before update of locked_by on graphile_worker.${sql.raw(table)}
+    for each row when (new.locked_by is not null and new.locked_by is distinct from old.locked_by and ${runnerSession})
+    execute function observing_jobs.fence_runner_lock()`.execute(db);
+  }
+}
+
+export async function down(db: Kysely<unknown>): Promise<void> {
+  for (const table of LOCKED_TABLES.toReversed()) {
+    await sql.raw(`drop trigger if exists observing_jobs_fence_lock on graphile_worker.${table}`).execute(db);
+  }
+  await sql`drop trigger if exists observing_jobs_fence_completion on graphile_worker._private_jobs`.execute(db);
+  await sql`drop function if exists observing_jobs.fence_runner_lock()`.execute(db);
+  await sql`drop function if exists observing_jobs.fence_runner_completion()`.execute(db);
+  await sql`drop table if exists observing_jobs.fenced_completions`.execute(db);
+  await sql`alter table observing_jobs.worker_heartbeats drop column if exists session_name`.execute(db);
+}
+
+/** graphile-worker's tables whose rows a fetch locks (`locked_by`): a job and its named queue. */
+const LOCKED_TABLES = ["_private_jobs", "_private_job_queues"];
+
+/**
+ * The fetch fence: a job's or a queue's lock goes ahead only for a live pool of this session.
+ * Exported for 0015_fence_waits_for_sweeper, which changes it and whose down restores this version.
+ */
+export const FENCE_RUNNER_LOCK = `
     create function observing_jobs.fence_runner_lock() returns trigger language plpgsql as $$
     begin
       if exists (
@@ -65,28 +98,4 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       end if;
       return null;
     end
-    $$`.execute(db);
-
-  const runnerSession = sql`starts_with(current_setting('application_name'), 'observing-jobs runner ')`;
-  await sql`
-    create trigger observing_jobs_fence_completion before delete on graphile_worker._private_jobs
-    for each row when (${runnerSession}) execute function observing_jobs.fence_runner_completion()`.execute(db);
-  await sql`
-    create trigger observing_jobs_fence_lock before update of locked_by on graphile_worker._private_jobs
-    for each row when (new.locked_by is not null and new.locked_by is distinct from old.locked_by and ${runnerSession})
-    execute function observing_jobs.fence_runner_lock()`.execute(db);
-  await sql`
-    create trigger observing_jobs_fence_lock before update of locked_by on graphile_worker._private_job_queues
-    for each row when (new.locked_by is not null and new.locked_by is distinct from old.locked_by and ${runnerSession})
-    execute function observing_jobs.fence_runner_lock()`.execute(db);
-}
-
-export async function down(db: Kysely<unknown>): Promise<void> {
-  await sql`drop trigger if exists observing_jobs_fence_lock on graphile_worker._private_job_queues`.execute(db);
-  await sql`drop trigger if exists observing_jobs_fence_lock on graphile_worker._private_jobs`.execute(db);
-  await sql`drop trigger if exists observing_jobs_fence_completion on graphile_worker._private_jobs`.execute(db);
-  await sql`drop function if exists observing_jobs.fence_runner_lock()`.execute(db);
-  await sql`drop function if exists observing_jobs.fence_runner_completion()`.execute(db);
-  await sql`drop table if exists observing_jobs.fenced_completions`.execute(db);
-  await sql`alter table observing_jobs.worker_heartbeats drop column if exists session_name`.execute(db);
-}
+    $$`;

@@ -1,4 +1,5 @@
 import { sql, type Kysely } from "kysely";
+import { JOB_EVENTS_EVENT_CHECK, RECORDING_FUNCTIONS } from "./0008_job_records_v2.ts";
 
 /**
  * Frozen in time. One more event in job history, `deferred` (an upstream asked to wait with
@@ -41,22 +42,16 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
 export async function down(db: Kysely<unknown>): Promise<void> {
   await sql`alter table observing_jobs.job_records set (fillfactor = 50)`.execute(db);
-  await sql.raw(String.raw`
-    create or replace function observing_jobs.storable_payload(payload json) returns jsonb
-    language plpgsql immutable set search_path = pg_catalog, pg_temp as $$
-    begin
-      return payload::jsonb;
-    exception when others then
-      begin
-        return replace(payload::text, '\u0000', '')::jsonb;
-      exception when others then
-        return null;
-      end;
-    end $$`).execute(db);
+  // 0008's text exactly. This down used to run a re-indented copy without 0008's comments: the same
+  // function, but pg_proc kept another body than the one 0008 had created.
+  await sql.raw(previousStorablePayload()).execute(db);
   await sql`alter table observing_jobs.job_events drop constraint job_events_event_check`.execute(db);
-  await sql`
-    alter table observing_jobs.job_events add constraint job_events_event_check check (event in (
-      'enqueued', 'started', 'succeeded', 'failed', 'exhausted', 'hook_failed',
-      'retried', 'cancelled', 'discarded', 'rescued', 'abandoned'
-    ))`.execute(db);
+  await sql.raw(JOB_EVENTS_EVENT_CHECK).execute(db);
+}
+
+/** 0008's storable_payload, as `create or replace`. */
+function previousStorablePayload(): string {
+  const definition = RECORDING_FUNCTIONS.find((statement) => statement.startsWith("create function observing_jobs.storable_payload(payload json)"));
+  if (!definition) throw new Error("0012: 0008 has no storable_payload");
+  return definition.replace("create function", "create or replace function");
 }

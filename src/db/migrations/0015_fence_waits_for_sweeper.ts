@@ -1,4 +1,5 @@
 import { sql, type Kysely } from "kysely";
+import { FENCE_RUNNER_LOCK } from "./0010_job_fencing.ts";
 
 /**
  * Frozen in time. 0010's fetch fence read the pool's heartbeat row without a lock, so a sweep that
@@ -8,33 +9,18 @@ import { sql, type Kysely } from "kysely";
  * commits: a sweep waits for it and then releases what it fetched, or the fetch waits for the
  * sweep and finds the pool dead.
  */
+const LIVE_POOL = "and h.status = 'live'\n";
+
+/** 0010's fence_runner_lock, as `create or replace`. */
+function previousDefinition(): string {
+  if (!FENCE_RUNNER_LOCK.includes(LIVE_POOL)) throw new Error("0015: 0010's fence_runner_lock is not the one this migration changes");
+  return FENCE_RUNNER_LOCK.replace("create function", "create or replace function");
+}
+
 export async function up(db: Kysely<unknown>): Promise<void> {
-  await sql`
-    create or replace function observing_jobs.fence_runner_lock() returns trigger language plpgsql as $$
-    begin
-      if exists (
-        select 1 from observing_jobs.worker_heartbeats h
-        where h.pool_id = new.locked_by and h.session_name = current_setting('application_name') and h.status = 'live'
-        for share
-      ) then
-        return new;
-      end if;
-      return null;
-    end
-    $$`.execute(db);
+  await sql.raw(previousDefinition().replace(LIVE_POOL, `${LIVE_POOL}        for share\n`)).execute(db);
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
-  await sql`
-    create or replace function observing_jobs.fence_runner_lock() returns trigger language plpgsql as $$
-    begin
-      if exists (
-        select 1 from observing_jobs.worker_heartbeats h
-        where h.pool_id = new.locked_by and h.session_name = current_setting('application_name') and h.status = 'live'
-      ) then
-        return new;
-      end if;
-      return null;
-    end
-    $$`.execute(db);
+  await sql.raw(previousDefinition()).execute(db);
 }

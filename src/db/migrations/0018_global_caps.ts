@@ -122,21 +122,26 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
   const globalCapSession = sql`(starts_with(current_setting('application_name'), 'observing-jobs runner ') and current_setting('application_name') like '% global-cap')`;
   // Named after 0010's fence triggers, so they run after them (same event: alphabetical order).
-  await sql`
-    create trigger observing_jobs_global_cap before update of locked_by on graphile_worker._private_jobs
+  for (const [table, claim] of CLAIMS) {
+    await sql`
+    create trigger observing_jobs_global_cap before update of locked_by on graphile_worker.${sql.raw(table)}
     for each row when (new.locked_by is not null and new.locked_by is distinct from old.locked_by and ${globalCapSession})
-    execute function observing_jobs.take_global_cap_slot()`.execute(db);
-  await sql`
-    create trigger observing_jobs_global_cap before update of locked_by on graphile_worker._private_job_queues
-    for each row when (new.locked_by is not null and new.locked_by is distinct from old.locked_by and ${globalCapSession})
-    execute function observing_jobs.lock_global_cap_queue()`.execute(db);
+    execute function observing_jobs.${sql.raw(claim)}()`.execute(db);
+  }
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
-  await sql`drop trigger if exists observing_jobs_global_cap on graphile_worker._private_job_queues`.execute(db);
-  await sql`drop trigger if exists observing_jobs_global_cap on graphile_worker._private_jobs`.execute(db);
+  for (const [table] of CLAIMS.toReversed()) {
+    await sql.raw(`drop trigger if exists observing_jobs_global_cap on graphile_worker.${table}`).execute(db);
+  }
   await sql`drop function if exists observing_jobs.lock_global_cap_queue()`.execute(db);
   await sql`drop function if exists observing_jobs.take_global_cap_slot()`.execute(db);
   await sql`drop table if exists observing_jobs.global_cap_slots`.execute(db);
   await sql`drop table if exists observing_jobs.global_caps`.execute(db);
 }
+
+/** graphile-worker's tables whose rows a fetch locks, and the function that lets a global cap's lock through. */
+const CLAIMS = [
+  ["_private_jobs", "take_global_cap_slot"],
+  ["_private_job_queues", "lock_global_cap_queue"],
+] as const;
