@@ -70,9 +70,12 @@ export function makePacer(options: PacerOptions): Pacer {
     run: (call, signal) =>
       limit(() =>
         gate.run(async () => {
-          const gapMs = lastStart + options.minIntervalMs - Date.now();
-          if (gapMs > 0) await sleep(gapMs, undefined, signal ? { signal } : {});
-          lastStart = Date.now();
+          // Monotonic time (Date.now() counts whole milliseconds of a wall clock that can be set), and
+          // checked again on waking: timers count whole milliseconds too and can end a little early.
+          for (let gapMs = lastStart + options.minIntervalMs - performance.now(); gapMs > 0; gapMs = lastStart + options.minIntervalMs - performance.now()) {
+            await sleep(Math.ceil(gapMs), undefined, signal ? { signal } : {});
+          }
+          lastStart = performance.now();
           return call();
         }, signal),
       ),

@@ -19,7 +19,9 @@ describe("makePacer", () => {
       ),
     );
     expect(maxInFlight).toBe(1);
-    for (let i = 1; i < starts.length; i++) expect(starts[i]! - starts[i - 1]!).toBeGreaterThanOrEqual(28);
+    // The pacer keeps 30 ms between its own clock readings; the call reads the clock a moment later,
+    // by however long the process is descheduled in between on a loaded machine (3.3 ms was seen).
+    for (let i = 1; i < starts.length; i++) expect(starts[i]! - starts[i - 1]!).toBeGreaterThanOrEqual(25);
   });
 
   test("after a Retry-After, a short wait is waited out and a long one fails at once as transient", async () => {
