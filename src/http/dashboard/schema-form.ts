@@ -6,6 +6,7 @@
  */
 import type { TSchema } from "typebox";
 import { html, type Html } from "./html.ts";
+import type { JsonSchema } from "../../json-schema.ts";
 
 export type FieldKind = "integer" | "number" | "string" | "boolean" | "enum" | "integer-list" | "string-list" | "json";
 
@@ -20,22 +21,6 @@ export interface FormField extends FieldHints {
   /** The allowed values of an enum. */
   options?: unknown[];
 }
-
-type JsonSchema = {
-  type?: string | string[];
-  properties?: Record<string, JsonSchema>;
-  required?: string[];
-  items?: JsonSchema;
-  enum?: unknown[];
-  const?: unknown;
-  anyOf?: JsonSchema[];
-  description?: string;
-  default?: unknown;
-  minimum?: number;
-  maximum?: number;
-  minLength?: number;
-  maxLength?: number;
-};
 
 /** Input names are `payload.<property>`, apart from the job options beside them. */
 const PAYLOAD_PREFIX = "payload.";
