@@ -11,7 +11,7 @@
  * the rows that matter. No named queue: GBIF calls are bounded by the client's GBIF_CONCURRENCY
  * per process, as for resolve_taxa, and batches may run beside the Wikidata and IUCN queues.
  */
-import Type from "typebox";
+import Type, { type Static } from "typebox";
 import {
   findTaxaForFreshness,
   findTaxonIdsForFreshness,
@@ -22,7 +22,7 @@ import {
 } from "../src/db/repositories/backbone-freshness.ts";
 import { INT4_MAX } from "../src/input-limits.ts";
 import { batchResult, workThroughRows, type BatchResult } from "../src/taxa/batches.ts";
-import { defineEnrichmentTask, type EnrichmentPayload } from "../src/taxa/enrichment-task.ts";
+import { defineEnrichmentTask } from "../src/taxa/enrichment-task.ts";
 import type { TaskContext } from "../src/task.ts";
 import { GBIF_TASKS_CAP, type GbifNameUsage } from "../src/upstream/gbif.ts";
 
@@ -39,7 +39,7 @@ const hotSelection = {
 declare global {
   namespace GraphileWorker {
     interface Tasks {
-      check_backbone_freshness: EnrichmentPayload<typeof hotSelection>;
+      check_backbone_freshness: Static<typeof task.payload>;
     }
   }
 }
@@ -47,7 +47,7 @@ declare global {
 /** taxonomicStatus values that mean "not current; follow acceptedKey" (UPSTREAM_APIS.md §3). */
 const NOT_CURRENT = /SYNONYM$|^MISAPPLIED$/;
 
-export default defineEnrichmentTask({
+const task = defineEnrichmentTask({
   name: "check_backbone_freshness",
   description: "Re-check the GBIF backbone keys of hot taxa; deleted, missing or re-synonymised keys go back to resolve_taxa.",
   payload: {
@@ -70,6 +70,7 @@ export default defineEnrichmentTask({
   }),
   workBatch: checkBatch,
 });
+export default task;
 
 /** Its result: rows per outcome (current, deleted, not_found, synonym, error) and how many went back to resolve_taxa. */
 async function checkBatch(requested: number, rows: TaxonForFreshness[], { db, upstream, logger, signal, enqueue }: TaskContext): Promise<BatchResult & { reResolved: number }> {

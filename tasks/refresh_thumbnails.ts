@@ -8,6 +8,7 @@
  * every instance, which with the client's one-request-at-a-time limit keeps us to Wikimedia's
  * "requests in series" etiquette without slowing the GBIF or IUCN jobs.
  */
+import type { Static } from "typebox";
 import {
   findTaxaForThumbnails,
   findTaxonIdsForThumbnails,
@@ -17,7 +18,7 @@ import {
   type ThumbnailRecord,
 } from "../src/db/repositories/thumbnails.ts";
 import { batchResult, workThroughRows, type BatchResult } from "../src/taxa/batches.ts";
-import { defineEnrichmentTask, type EnrichmentPayload } from "../src/taxa/enrichment-task.ts";
+import { defineEnrichmentTask } from "../src/taxa/enrichment-task.ts";
 import type { TaskContext } from "../src/task.ts";
 import { UpstreamError } from "../src/upstream/http.ts";
 import { commonsThumbnailUrl, MAX_ENTITIES_PER_CALL, type WikidataItemImage } from "../src/upstream/wikidata.ts";
@@ -25,12 +26,12 @@ import { commonsThumbnailUrl, MAX_ENTITIES_PER_CALL, type WikidataItemImage } fr
 declare global {
   namespace GraphileWorker {
     interface Tasks {
-      refresh_thumbnails: EnrichmentPayload;
+      refresh_thumbnails: Static<typeof task.payload>;
     }
   }
 }
 
-export default defineEnrichmentTask({
+const task = defineEnrichmentTask({
   name: "refresh_thumbnails",
   description: "Store a Wikimedia Commons thumbnail URL for resolved taxa from their Wikidata item (P846 → P18).",
   payload: {
@@ -52,6 +53,7 @@ export default defineEnrichmentTask({
   }),
   workBatch: refreshBatch,
 });
+export default task;
 
 /** Its result: rows per outcome (found, no_image, no_item, ambiguous_item, error). */
 async function refreshBatch(requested: number, rows: TaxonForThumbnail[], { db, upstream, logger, signal }: TaskContext): Promise<BatchResult> {

@@ -17,11 +17,11 @@ import {
 } from "../src/db/repositories/taxa.ts";
 import {
   batchJobKey,
+  batchOrSweep,
   batchResult,
   batchSizeField,
   forceField,
   RESULT_ROWS_LISTED,
-  sweepInBatches,
   taxonIdsField,
   workThroughRows,
   type BatchResult,
@@ -70,12 +70,10 @@ export default defineTask({
   async run(p, context): Promise<ResolveBatchResult | SweepResult<ResolveBatchResult>> {
     const { db, enqueue, signal, logger } = context;
     const selection = { force: p.force ?? false, ...(p.kingdom ? { kingdom: p.kingdom } : {}) };
-    const runBatch = async (ids: readonly number[]) => resolveRows(ids.length, await findTaxaToResolve(db, { ...selection, ids }), p.kingdom, context);
-    if (p.taxonIds) return runBatch(p.taxonIds);
-    return sweepInBatches({
+    return batchOrSweep(p.taxonIds, {
       limit: p.limit ?? 100,
       findIds: (page) => findTaxonIdsToResolve(db, selection, page),
-      runBatch,
+      runBatch: async (ids) => resolveRows(ids.length, await findTaxaToResolve(db, { ...selection, ids }), p.kingdom, context),
       enqueueBatch: (ids) => enqueue("resolve_taxa", { taxonIds: ids, ...(p.force ? { force: true } : {}), ...(p.kingdom ? { kingdom: p.kingdom } : {}) }),
       signal,
       logger,

@@ -9,6 +9,7 @@
  * attempt. All jobs run in the `iucn` queue (one at a time across instances) and the client
  * spaces calls by IUCN_MIN_INTERVAL_MS, as IUCN asks, without holding up the other upstreams.
  */
+import type { Static } from "typebox";
 import {
   findTaxaForConservation,
   findTaxonIdsForConservation,
@@ -18,19 +19,19 @@ import {
   type TaxonForConservation,
 } from "../src/db/repositories/conservation-status.ts";
 import { batchResult, workThroughRows, type BatchResult } from "../src/taxa/batches.ts";
-import { defineEnrichmentTask, type EnrichmentPayload } from "../src/taxa/enrichment-task.ts";
+import { defineEnrichmentTask } from "../src/taxa/enrichment-task.ts";
 import type { TaskContext } from "../src/task.ts";
 import { IucnConfigurationError, type IucnConservationStatus } from "../src/upstream/iucn.ts";
 
 declare global {
   namespace GraphileWorker {
     interface Tasks {
-      sync_conservation_status: EnrichmentPayload;
+      sync_conservation_status: Static<typeof task.payload>;
     }
   }
 }
 
-export default defineEnrichmentTask({
+const task = defineEnrichmentTask({
   name: "sync_conservation_status",
   description: "Sync the IUCN Red List category (latest global assessment) of resolved species.",
   payload: {
@@ -53,6 +54,7 @@ export default defineEnrichmentTask({
   }),
   workBatch: syncBatch,
 });
+export default task;
 
 /** Its result: rows per IUCN category (or not_found, no_global_assessment, error). */
 async function syncBatch(requested: number, rows: TaxonForConservation[], { db, upstream, logger, signal }: TaskContext): Promise<BatchResult> {

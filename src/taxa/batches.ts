@@ -1,7 +1,7 @@
 /**
- * The shape the enrichment tasks share (resolve_taxa's, made reusable): a sweep that fits in one
- * batch runs in place, a bigger one fans out into batch jobs keyed by their work; and a batch works
- * through its rows with the per-row rules:
+ * What the taxa tasks share (resolve_taxa and the enrichment tasks of enrichment-task.ts): a sweep
+ * that fits in one batch runs in place, a bigger one fans out into batch jobs keyed by their work;
+ * and a batch works through its rows with the per-row rules:
  * - an answer (including "no data") is recorded on the row;
  * - a permanent upstream problem with one row is recorded on that row and the batch goes on;
  * - a transient upstream failure stops the batch and fails the job so it is retried with backoff.
@@ -64,7 +64,12 @@ export type SweepResult<B extends BatchResult = BatchResult> =
   | ({ sweep: "in_place" } & B)
   | { sweep: "fanned_out"; batches: number; rows: number; batchSize: number };
 
-export async function sweepInBatches<B extends BatchResult>(options: SweepOptions<B>): Promise<SweepResult<B>> {
+/** A job that names its rows (`taxonIds`) works them as one batch; one that does not sweeps the rows due. */
+export function batchOrSweep<B extends BatchResult>(taxonIds: number[] | undefined, options: SweepOptions<B>): Promise<B | SweepResult<B>> {
+  return taxonIds ? options.runBatch(taxonIds) : sweepInBatches(options);
+}
+
+async function sweepInBatches<B extends BatchResult>(options: SweepOptions<B>): Promise<SweepResult<B>> {
   const { limit, findIds, logger } = options;
   const firstPage = await findIds({ afterId: 0, limit: limit + 1 });
   if (firstPage.length <= limit) {

@@ -8,7 +8,7 @@
  */
 import Type, { type Static, type TProperties } from "typebox";
 import { defineTask, type TaskContext, type TaskDefaults, type TaskDefinition } from "../task.ts";
-import { batchJobKey, batchSizeField, forceField, sweepInBatches, taxonIdsField, type BatchResult, type SweepResult } from "./batches.ts";
+import { batchJobKey, batchOrSweep, batchSizeField, forceField, taxonIdsField, type BatchResult, type SweepResult } from "./batches.ts";
 
 /** What an enrichment task says about its payload fields; `selection` holds the fields only that task has. */
 export interface EnrichmentPayloadFields<S extends TProperties> {
@@ -44,7 +44,7 @@ function enrichmentPayload<S extends TProperties>(fields: EnrichmentPayloadField
 type EnrichmentSchema<S extends TProperties> = ReturnType<typeof enrichmentPayload<S>>;
 
 /** An enrichment task's payload, as its handler gets it. */
-export type EnrichmentPayload<S extends TProperties = Record<never, never>> = Static<EnrichmentSchema<S>>;
+type EnrichmentPayload<S extends TProperties = Record<never, never>> = Static<EnrichmentSchema<S>>;
 
 /** Which rows are due: those recorded before `staleBefore` (null when `force` makes every row due), as of `now`. */
 export interface Due {
@@ -62,7 +62,7 @@ export interface EnrichmentRows<R> {
 
 export interface EnrichmentTaskDefinition<S extends TProperties, R, B extends BatchResult> {
   /** The task's identifier (its file name): the prefix of its batch job keys and the task its sweep fans out into. */
-  name: string;
+  name: keyof GraphileWorker.Tasks & string;
   description: string;
   payload: EnrichmentPayloadFields<S>;
   /** Every default but the job key, which is the batch's work (batchJobKey). */
@@ -102,12 +102,10 @@ export function defineEnrichmentTask<S extends TProperties = Record<never, never
       const now = new Date();
       const staleAfterDays = common.staleAfterDays ?? fields.staleAfterDays[0];
       const rows = definition.rows(p, { now, staleBefore: common.force ? null : new Date(now.getTime() - staleAfterDays * DAY_MS) }, context);
-      const runBatch = async (ids: readonly number[]) => definition.workBatch(ids.length, await rows.findBatch(ids), context);
-      if (common.taxonIds) return runBatch(common.taxonIds);
-      return sweepInBatches({
+      return batchOrSweep(common.taxonIds, {
         limit: common.limit ?? fields.limit,
         findIds: (page) => rows.findIds(page),
-        runBatch,
+        runBatch: async (ids) => definition.workBatch(ids.length, await rows.findBatch(ids), context),
         // Each batch carries the sweep's settings (staleAfterDays, force, the task's selection), so they key it too.
         enqueueBatch: (ids) => context.enqueue(name, { ...common, taxonIds: ids }),
         signal: context.signal,
