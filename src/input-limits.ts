@@ -3,10 +3,12 @@
  * the field, never a database error: text without NUL and without lone surrogates (which are not
  * Unicode at all: UTF-8 cannot encode them), ids within `bigint`, integers within their columns,
  * and dates that are real instants JavaScript and PostgreSQL both hold and print as RFC 3339.
- * The HTTP validators, the task payload validator and the dashboard's forms all use these.
+ * The HTTP validators, the task payload validator and the dashboard's forms all use these. Text the
+ * service writes itself (error messages, results) is made storable instead: src/storable-text.ts.
  */
 import type { Ajv } from "ajv";
 import { fullFormats } from "ajv-formats/dist/formats.js";
+import { needsSanitizing } from "./storable-text.ts";
 
 // ajv-formats' full RFC 3339 check (calendar days, time fields, offsets); the stricter rules are added below.
 const rfc3339DateTime = fullFormats["date-time"] as { validate: (text: string) => boolean };
@@ -22,11 +24,10 @@ export interface TextProblem {
   message: string;
 }
 
-/** Why PostgreSQL would refuse this text, or null when it can store it. */
+/** Why PostgreSQL would refuse this text, or null when it can store it (storable-text.ts's two cases). */
 export function textProblem(text: string): string | null {
-  if (text.includes("\0")) return "must not contain NUL characters";
-  if (!text.isWellFormed()) return "must be valid Unicode (it holds a lone surrogate)";
-  return null;
+  if (!needsSanitizing(text)) return null;
+  return text.includes("\0") ? "must not contain NUL characters" : "must be valid Unicode (it holds a lone surrogate)";
 }
 
 /**

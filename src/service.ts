@@ -25,9 +25,9 @@ import { makeCronFreshness } from "./cron/freshness.ts";
 import { ServiceMetrics } from "./observability/metrics.ts";
 import { describeInstance, HeartbeatWriter, listWorkerPools } from "./reliability/heartbeat.ts";
 import { ReadinessSignals } from "./reliability/readiness.ts";
-import { settleEndedPool } from "./reliability/shutdown.ts";
+import { settleEndedPool } from "./reliability/pool-settlement.ts";
 import { InFlightJobs } from "./worker/in-flight-jobs.ts";
-import { PauseWatcher } from "./worker/pauses.ts";
+import { PauseWatcher } from "./worker/pause-gate.ts";
 import { Sweeper } from "./reliability/sweeper.ts";
 
 export interface Service {

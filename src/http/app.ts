@@ -9,14 +9,12 @@ import addFormats from "ajv-formats";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyReply } from "fastify";
 import type { FastifySchemaValidationError } from "fastify/types/schema.js";
-import { InvalidPayloadError } from "../enqueue.ts";
 import { findUnstorableText, useStorableDateTimes } from "../input-limits.ts";
-import { IllegalTransitionError, JobNotFoundError } from "../lifecycle/jobs.ts";
-import { UnknownPauseTargetError } from "../lifecycle/pauses.ts";
 import { RequestLog } from "../observability/request-log.ts";
-import { UnknownTaskError } from "../registry.ts";
 import { ASSETS } from "./dashboard/assets.ts";
 import { clientErrorOf, loggableError } from "./database-errors.ts";
+import { statusOf } from "./errors.ts";
+import { IllegalTransitionError } from "../lifecycle/jobs.ts";
 import dashboardRoutes from "./dashboard/index.ts";
 import type { AppDependencies } from "./dependencies.ts";
 import { lazySerializerFactory } from "./lazy-schemas.ts";
@@ -40,18 +38,6 @@ const STATUS_NAMES: Record<number, string> = {
   415: "Unsupported Media Type",
   429: "Too Many Requests",
 };
-
-/**
- * The status an error stands for. The lifecycle and enqueue errors know nothing of HTTP, so they
- * are mapped here, once; an HttpError or a Fastify error carries its own (database errors that
- * mean a bad value become an HttpError 400 through clientErrorOf first); anything else is a 500.
- */
-function statusOf(error: Error & { statusCode?: number }): number {
-  if (error instanceof JobNotFoundError || error instanceof UnknownTaskError || error instanceof UnknownPauseTargetError) return 404;
-  if (error instanceof IllegalTransitionError) return 409;
-  if (error instanceof InvalidPayloadError) return 400;
-  return error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
-}
 
 export type App = Awaited<ReturnType<typeof buildApp>>;
 

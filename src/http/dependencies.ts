@@ -33,7 +33,7 @@ export interface AppDependencies {
   jobEnds?: JobEndWaits;
   /** Shutdown state and worker health beyond the database (src/reliability/readiness.ts); reported when given. */
   reliability?: ReliabilityProbe;
-  /** What this instance's runners honour as paused now (src/worker/pauses.ts); readiness reports it. */
+  /** What this instance's runners honour as paused now (src/worker/pause-gate.ts); readiness reports it. */
   pauses?: { current(): readonly Pause[] };
 }
 

@@ -10,7 +10,7 @@ import { sql } from "kysely";
 import type { Db } from "../db/database.ts";
 import { insertEvents } from "../db/repositories/job-records.ts";
 import type { Logger } from "../observability/logger.ts";
-import { sanitizeText } from "../text/sanitize.ts";
+import { sanitizeText } from "../storable-text.ts";
 import type { JobSnapshot } from "../worker/attempt.ts";
 import { HISTORY_STACK_MAX_CHARS } from "./limits.ts";
 

@@ -1,7 +1,7 @@
 /**
  * Pausing and resuming: what a pause holds back, which names may be paused, and the one way the
  * API, the dashboard and the CLI pause and resume (recorded with who did it). The runners' side,
- * honouring a pause within about a second, is src/worker/pauses.ts.
+ * honouring a pause within about a second, is src/worker/pause-gate.ts.
  *
  * A pause stops new attempts only: running attempts finish, and jobs keep being added and wait.
  * - a task: every job of that task;
@@ -13,7 +13,7 @@ import { closest, distance } from "fastest-levenshtein";
 import type { Db } from "../db/database.ts";
 import { findPauses, recordPause, recordResume, type Pause, type PauseKind } from "../db/repositories/pauses.ts";
 import type { RegisteredTask, TaskRegistry } from "../registry.ts";
-import { sanitizeText } from "../text/sanitize.ts";
+import { sanitizeText } from "../storable-text.ts";
 
 export { PAUSE_KINDS, type Pause, type PauseKind } from "../db/repositories/pauses.ts";
 

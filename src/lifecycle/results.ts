@@ -8,7 +8,7 @@
 import type { Db } from "../db/database.ts";
 import { recordResult } from "../db/repositories/job-records.ts";
 import type { Logger } from "../observability/logger.ts";
-import { sanitizeJson } from "../text/sanitize.ts";
+import { sanitizeJson } from "../storable-text.ts";
 import { redactFields } from "./redaction.ts";
 
 /** The largest result kept, in bytes of its JSON text; a larger one is kept as `{ truncated: true, bytes, limit }`. */

@@ -79,7 +79,7 @@ export function makeWorkerLogger(logger: Logger): WorkerLogger {
     // child (costly with redaction on: its bindings go through the redactor) is made on first use.
     let child: Logger | undefined;
     return (level, message, meta) => {
-      // An attempt a pause kept from starting (src/worker/pauses.ts) "fails" only to end it: not an error.
+      // An attempt a pause kept from starting (src/worker/pause-gate.ts) "fails" only to end it: not an error.
       const held = (meta?.error as { name?: unknown } | undefined)?.name === "JobPausedError";
       const method = held ? "info" : level === "warning" ? "warn" : level === "error" ? "error" : level === "debug" ? "debug" : "info";
       if (!logger.isLevelEnabled(method)) return;

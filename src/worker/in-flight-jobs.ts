@@ -1,12 +1,8 @@
 /**
- * Which jobs each worker pool of this process is running, recorded on every attempt, so that when
- * a pool ends (shutdown, restart) the attempts it never finished can be given back to the queue
- * (src/reliability/shutdown.ts).
- */
-/**
- * The jobs each pool of this process is running. A job leaves when its attempt ends on its own
- * (success or failure); one interrupted by shutdown stays until its pool has ended, and is then
- * returned to the queue.
+ * Which jobs each worker pool of this process is running, recorded on every attempt. A job leaves
+ * when its attempt ends on its own (success or failure); one interrupted by shutdown or a restart
+ * stays until its pool has ended, and is then given back to the queue
+ * (src/reliability/pool-settlement.ts).
  */
 export class InFlightJobs {
   /** Pool id → job id → when the job was due (it keeps its place in the queue when returned). */

@@ -28,7 +28,9 @@
  * throws from a promise handler nobody awaits, and the unhandled rejection ends the process. Those
  * jobs are still locked by the ended pool, which this supervisor settles like any other (they go
  * back to the queue with their attempt), so that one rejection is logged instead
- * (guardLocalQueueReturn); every other unhandled rejection still ends the process.
+ * (guardLocalQueueReturn); every other unhandled rejection still ends the process. No upstream issue
+ * covered it when this was written (graphile/worker's tracker searched on 2026-12-02): the guard
+ * may go once `returnJobs` handles its own failure.
  */
 import type { Runner, WorkerEvents, WorkerPool } from "graphile-worker";
 import type { Logger } from "../observability/logger.ts";

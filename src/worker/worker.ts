@@ -32,13 +32,13 @@ import { keepResult } from "../lifecycle/results.ts";
 import { makeWorkerLogger } from "../observability/logger.ts";
 import { traceJobAttempt } from "../observability/tracing.ts";
 import { MAIN_RUNNER, type RegisteredTask, type TaskRegistry } from "../registry.ts";
-import { sanitizeError } from "../text/sanitize.ts";
+import { sanitizeError } from "../storable-text.ts";
 import type { AttemptObserver, JobSnapshot } from "./attempt.ts";
 import { AttemptAbandonedError, executeTask, runExhaustedHook, TaskInterruptedError, type TaskDependencies } from "./execute.ts";
 import type { InFlightJobs } from "./in-flight-jobs.ts";
 import { deferJob, failPermanently, holdsJob, makeRunnerSessionName, type HeldJob } from "./job-control.ts";
 import { isPermanentFailure, requestedBackoffMs } from "./outcomes.ts";
-import type { PauseWatcher, RunnerPauseGate } from "./pauses.ts";
+import type { PauseWatcher, RunnerPauseGate } from "./pause-gate.ts";
 import { refetchAfterJobEnds } from "./global-cap-refetch.ts";
 import { guardLocalQueueReturn, SupervisedRunner, type PoolEndCause } from "./supervisor.ts";
 
@@ -73,7 +73,7 @@ export interface WorkerOptions {
   events?: WorkerEvents;
   /** Heartbeats, returning unfinished jobs and shutdown deadlines; without it pools only restart. */
   reliability?: RunnerReliability;
-  /** Pauses every runner honours (src/worker/pauses.ts); started before the runners. */
+  /** Pauses every runner honours (src/worker/pause-gate.ts); started before the runners. */
   pauses?: PauseWatcher;
 }
 
@@ -180,7 +180,7 @@ export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, ob
           // fail, which ends the whole pool (and the job would keep no error): clean it first.
           const failure = sanitizeError(error);
           // Not the job's failure: once this pool has ended, the job goes back to the queue with its
-          // attempt given back and a `rescued` event (src/reliability/shutdown.ts).
+          // attempt given back and a `rescued` event (src/reliability/pool-settlement.ts).
           if (failure instanceof TaskInterruptedError && guards) throw failure;
           const durationMs = () => performance.now() - started;
           if (failure instanceof AttemptAbandonedError) {

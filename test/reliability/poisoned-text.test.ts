@@ -16,7 +16,7 @@ import { registerTask, TaskRegistry } from "../../src/registry.ts";
 import { ReadinessSignals } from "../../src/reliability/readiness.ts";
 import { CRASH_LIMIT, SupervisedRunner } from "../../src/worker/supervisor.ts";
 import { defineTask } from "../../src/task.ts";
-import { needsSanitizing, REPLACEMENT_CHARACTER, sanitizeError, sanitizeJson, sanitizeText } from "../../src/text/sanitize.ts";
+import { needsSanitizing, REPLACEMENT_CHARACTER, sanitizeError, sanitizeJson, sanitizeText } from "../../src/storable-text.ts";
 import { startWorker } from "../../src/worker/worker.ts";
 import { listJobs, resetData, test, waitFor, type TestEnv } from "../helpers/env.ts";
 

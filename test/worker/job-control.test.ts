@@ -17,7 +17,7 @@ import { registerTask, TaskRegistry } from "../../src/registry.ts";
 import { InFlightJobs } from "../../src/worker/in-flight-jobs.ts";
 import { defineTask } from "../../src/task.ts";
 import { deferJob, failPermanently, holdsJob, makeRunnerSessionName, RUNNER_SESSION_PREFIX } from "../../src/worker/job-control.ts";
-import { settleEndedPool } from "../../src/reliability/shutdown.ts";
+import { settleEndedPool } from "../../src/reliability/pool-settlement.ts";
 import type { PoolEndCause } from "../../src/worker/supervisor.ts";
 import { startWorker } from "../../src/worker/worker.ts";
 import { listJobs, resetData, test, waitFor, type TestEnv } from "../helpers/env.ts";

@@ -13,7 +13,7 @@ import { enqueueJob } from "../../src/enqueue.ts";
 import { pause, resume } from "../../src/lifecycle/pauses.ts";
 import { findJob } from "../../src/lifecycle/jobs.ts";
 import type { JobSnapshot } from "../../src/worker/attempt.ts";
-import { JobPausedError, PauseWatcher } from "../../src/worker/pauses.ts";
+import { JobPausedError, PauseWatcher } from "../../src/worker/pause-gate.ts";
 import { planRunners, startWorker } from "../../src/worker/worker.ts";
 import { registerTask, TaskRegistry } from "../../src/registry.ts";
 import { defineTask } from "../../src/task.ts";

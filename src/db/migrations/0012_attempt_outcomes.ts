@@ -7,7 +7,7 @@ import { JOB_EVENTS_EVENT_CHECK, RECORDING_FUNCTIONS } from "./0008_job_records_
  * 0008). And the history copy of a payload added by plain SQL keeps its text when it holds a lone
  * surrogate escape (json accepts `\ud83d` alone, jsonb does not): 0008's storable_payload dropped
  * NUL escapes only and kept such a payload as null; now lone surrogates become U+FFFD, as
- * src/text/sanitize.ts does for everything the service stores itself.
+ * src/storable-text.ts does for everything the service stores itself.
  */
 export async function up(db: Kysely<unknown>): Promise<void> {
   // 0008's fillfactor 50 left room for one update per row when rows end one statement at a time,

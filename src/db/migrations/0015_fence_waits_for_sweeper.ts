@@ -9,18 +9,18 @@ import { FENCE_RUNNER_LOCK } from "./0010_job_fencing.ts";
  * commits: a sweep waits for it and then releases what it fetched, or the fetch waits for the
  * sweep and finds the pool dead.
  */
-const LIVE_POOL = "and h.status = 'live'\n";
-
-/** 0010's fence_runner_lock, as `create or replace`. */
-function previousDefinition(): string {
-  if (!FENCE_RUNNER_LOCK.includes(LIVE_POOL)) throw new Error("0015: 0010's fence_runner_lock is not the one this migration changes");
-  return FENCE_RUNNER_LOCK.replace("create function", "create or replace function");
-}
-
 export async function up(db: Kysely<unknown>): Promise<void> {
   await sql.raw(previousDefinition().replace(LIVE_POOL, `${LIVE_POOL}        for share\n`)).execute(db);
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
   await sql.raw(previousDefinition()).execute(db);
+}
+
+const LIVE_POOL = "and h.status = 'live'\n";
+
+/** 0010's fence_runner_lock, as `create or replace`. */
+function previousDefinition(): string {
+  if (!FENCE_RUNNER_LOCK.includes(LIVE_POOL)) throw new Error("0015: 0010's fence_runner_lock is not the one this migration changes");
+  return FENCE_RUNNER_LOCK.replace("create function", "create or replace function");
 }

@@ -2,7 +2,7 @@ import { sql, type Kysely } from "kysely";
 
 /**
  * Frozen in time. Pauses: an operator stops new attempts of a task, of a named queue or of a cap
- * group (src/worker/pauses.ts), and every instance honours it.
+ * group (src/worker/pause-gate.ts), and every instance honours it.
  *
  * - `pauses` holds what is paused now, with who paused it, when and why; `pause_events` keeps every
  *   pause and resume. Any change of `pauses` notifies `observing_jobs:pauses`, so every instance

@@ -16,6 +16,7 @@
 import { isCrossSiteRequest } from "../cross-site.ts";
 import { findUnstorableText } from "../../input-limits.ts";
 import { clientErrorOf, loggableError } from "../database-errors.ts";
+import { statusOf } from "../errors.ts";
 import { RATE_LIMITED, registerRateLimit } from "../rate-limit.ts";
 import cookie from "@fastify/cookie";
 import type { FastifyContextConfig, FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
@@ -197,7 +198,7 @@ const dashboardRoutes: FastifyPluginAsync<DashboardOptions> = async (app, { deps
       request.log.warn({ err: loggableError(error) }, "dashboard request refused: the database cannot store a value it holds");
       return refuse(request, reply, 400, `Refused: ${refusedByDatabase.message}.`);
     }
-    const statusCode = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
+    const statusCode = statusOf(error);
     if (statusCode >= 500) {
       request.log.error({ err: loggableError(error) }, "dashboard request failed");
       return refuse(request, reply, statusCode, "Something went wrong on the server; the details are in the service logs.");

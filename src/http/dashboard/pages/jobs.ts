@@ -134,7 +134,7 @@ export function jobRoutes({ deps }: DashboardContext) {
   const jobLive: PageHandler = async (request, reply) => {
     const { id } = request.params as { id: string };
     const job = isJobId(id) ? await findJob(db, id) : null;
-    if (!job) return reply.status(404).send({ message: `no job with id ${id}` });
+    if (!job) throw new JobNotFoundError(id);
     return sendFragments(reply, jobFragments(job, operatorOf(request), new Date()));
   };
 
