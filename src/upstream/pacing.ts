@@ -17,6 +17,11 @@ export interface BackoffGateOptions {
   upstream: string;
   /** Longest wait for a Retry-After before failing the call (for a deferral of its job) instead. */
   maxWaitMs: number;
+  /**
+   * Monotonic milliseconds (performance.now by default; Date.now() counts whole milliseconds of a
+   * wall clock that can be set). Tests pass their own to read what the gate reads.
+   */
+  now?: () => number;
 }
 
 export interface BackoffGate {
@@ -27,22 +32,24 @@ export interface BackoffGate {
 }
 
 export function makeBackoffGate(options: BackoffGateOptions): BackoffGate {
-  let notBefore = 0;
-  const blockedForMs = () => Math.max(0, notBefore - Date.now());
+  const now = options.now ?? (() => performance.now());
+  let notBefore = Number.NEGATIVE_INFINITY;
+  const blockedForMs = () => Math.max(0, notBefore - now());
   return {
     blockedForMs,
     async run(call, signal) {
       signal?.throwIfAborted();
       const waitMs = blockedForMs();
       if (waitMs > options.maxWaitMs) {
-        throw new UpstreamError(options.upstream, `asked to wait until ${new Date(notBefore).toISOString()} (Retry-After); not called`, true, undefined, waitMs);
+        const until = new Date(Date.now() + waitMs).toISOString();
+        throw new UpstreamError(options.upstream, `asked to wait until ${until} (Retry-After); not called`, true, undefined, waitMs);
       }
       if (waitMs > 0) await sleep(waitMs, undefined, signal ? { signal } : {});
       try {
         return await call();
       } catch (error) {
         if (error instanceof UpstreamError && error.retryAfterMs !== undefined) {
-          notBefore = Math.max(notBefore, Date.now() + error.retryAfterMs);
+          notBefore = Math.max(notBefore, now() + error.retryAfterMs);
         }
         throw error;
       }
@@ -50,12 +57,9 @@ export function makeBackoffGate(options: BackoffGateOptions): BackoffGate {
   };
 }
 
-export interface PacerOptions {
-  upstream: string;
+export interface PacerOptions extends BackoffGateOptions {
   /** Least time between the starts of two calls. */
   minIntervalMs: number;
-  /** Longest wait for a Retry-After before failing the call (for a deferral of its job) instead. */
-  maxWaitMs: number;
 }
 
 export interface Pacer {
@@ -65,17 +69,17 @@ export interface Pacer {
 export function makePacer(options: PacerOptions): Pacer {
   const limit = pLimit(1);
   const gate = makeBackoffGate(options);
+  const now = options.now ?? (() => performance.now());
   let lastStart = Number.NEGATIVE_INFINITY;
   return {
     run: (call, signal) =>
       limit(() =>
         gate.run(async () => {
-          // Monotonic time (Date.now() counts whole milliseconds of a wall clock that can be set), and
-          // checked again on waking: timers count whole milliseconds too and can end a little early.
-          for (let gapMs = lastStart + options.minIntervalMs - performance.now(); gapMs > 0; gapMs = lastStart + options.minIntervalMs - performance.now()) {
+          // Checked again on waking: timers count whole milliseconds and can end a little early.
+          for (let gapMs = lastStart + options.minIntervalMs - now(); gapMs > 0; gapMs = lastStart + options.minIntervalMs - now()) {
             await sleep(Math.ceil(gapMs), undefined, signal ? { signal } : {});
           }
-          lastStart = performance.now();
+          lastStart = now();
           return call();
         }, signal),
       ),
