@@ -17,6 +17,7 @@ import { JobPausedError, PauseWatcher } from "../../src/worker/pause-gate.ts";
 import { planRunners, startWorker } from "../../src/worker/worker.ts";
 import { registerTask, TaskRegistry } from "../../src/registry.ts";
 import { defineTask } from "../../src/task.ts";
+import { expectEnqueued } from "../helpers/enqueued.ts";
 import { listJobs, resetData, test, waitFor, type TestEnv } from "../helpers/env.ts";
 
 test.beforeEach(async ({ env }) => {
@@ -135,7 +136,7 @@ describe("the main runner's local queue", () => {
       expect(started.every((label) => label.startsWith("free"))).toBe(true);
       // Their completions commit a moment after they start: then only the paused one waits.
       await waitFor(async () => (await listJobs(env.db, "quick_task")).length === 1, { message: "the five to complete" });
-      expect((await listJobs(env.db, "quick_task")).map((job) => job.queue_name)).toEqual(["qx"]);
+      await expectEnqueued(env.db, "quick_task", { queue: "qx" });
     } finally {
       await worker.stop();
       await watcher.stop();
