@@ -104,7 +104,7 @@ export function defineEnrichmentTask<S extends TProperties = Record<never, never
       const rows = definition.rows(p, { now, staleBefore: common.force ? null : new Date(now.getTime() - staleAfterDays * DAY_MS) }, context);
       return batchOrSweep(common.taxonIds, {
         limit: common.limit ?? fields.limit,
-        findIds: (page) => rows.findIds(page),
+        findIds: rows.findIds,
         runBatch: async (ids) => definition.workBatch(ids.length, await rows.findBatch(ids), context),
         // Each batch carries the sweep's settings (staleAfterDays, force, the task's selection), so they key it too.
         enqueueBatch: (ids) => context.enqueue(name, { ...common, taxonIds: ids }),

@@ -68,8 +68,8 @@ export interface Pacer {
 
 export function makePacer(options: PacerOptions): Pacer {
   const limit = pLimit(1);
-  const gate = makeBackoffGate(options);
   const now = options.now ?? (() => performance.now());
+  const gate = makeBackoffGate({ ...options, now });
   let lastStart = Number.NEGATIVE_INFINITY;
   return {
     run: (call, signal) =>
