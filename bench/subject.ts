@@ -184,7 +184,7 @@ async function measureLatency(system: System, command: Extract<Command, { cmd: "
       await sleep(command.intervalMs);
     }
     await Promise.all(calls);
-    await withTimeout(allStarted, 30_000, `only ${started} of ${total} jobs started`);
+    await withTimeout(allStarted, 30_000, () => `only ${started} of ${total} jobs started`);
     return latencies;
   } finally {
     agent.destroy();
@@ -241,7 +241,7 @@ async function awaitJobs(command: Extract<Command, { cmd: "awaitJobs" }>): Promi
   noopProbe.onRun = () => {
     if (++handled === command.count) resolve();
   };
-  await withTimeout(promise, command.timeoutMs, `only ${handled} of ${command.count} jobs ran`);
+  await withTimeout(promise, command.timeoutMs, () => `only ${handled} of ${command.count} jobs ran`);
   return { handled };
 }
 
@@ -249,10 +249,11 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-async function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+/** `message` is read when the time is up, so it can say how far the work got. */
+async function withTimeout<T>(promise: Promise<T>, ms: number, message: () => string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))]);
+    return await Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message())), ms)))]);
   } finally {
     clearTimeout(timer);
   }
