@@ -4,7 +4,7 @@
  */
 import { ConfigError, loadConfig, type Config } from "./config.ts";
 import { makeLogger } from "./observability/logger.ts";
-import { logStartFailure, startService } from "./service.ts";
+import { logStartFailure, releaseStartupMemoryWhenReady, startService } from "./service.ts";
 import { stopOnSignals } from "./signals.ts";
 
 let config: Config;
@@ -20,7 +20,8 @@ const logger = makeLogger(config.log);
 const starting = startService(config, logger);
 stopOnSignals(starting, config, logger);
 try {
-  await starting;
+  // Once ready, what loading the modules used, and no job or request will use again, goes back to the system.
+  releaseStartupMemoryWhenReady(await starting, logger);
 } catch (error) {
   logStartFailure(logger, error);
   logger.flush(() => process.exit(1));

@@ -29,6 +29,10 @@ import { settleEndedPool } from "./reliability/pool-settlement.ts";
 import { InFlightJobs } from "./worker/in-flight-jobs.ts";
 import { PauseWatcher } from "./worker/pause-gate.ts";
 import { Sweeper } from "./reliability/sweeper.ts";
+import { releaseStartupMemory, type MemoryRelease } from "./startup-memory.ts";
+
+/** How long `releaseStartupMemory` waits for readiness before it collects anyway (LISTEN lost right after start, cron stuck, no beat written). */
+const STARTUP_SETTLES_WITHIN_MS = 30_000;
 
 export interface Service {
   /** Where the HTTP server listens, e.g. http://127.0.0.1:8080. */
@@ -39,6 +43,13 @@ export interface Service {
   registry: TaskRegistry;
   heartbeats: HeartbeatWriter;
   sweeper: Sweeper;
+  /**
+   * For entry points, once started: waits until the instance is ready, then runs one
+   * memory-reducing collection in each of the process's V8 isolates, the main thread's first
+   * (src/startup-memory.ts). That blocks the main thread for one full collection (~60 ms), so
+   * tests that start many services skip it. Nulls if the service began stopping first.
+   */
+  releaseStartupMemory(): Promise<{ main: MemoryRelease | null; heartbeatThread: MemoryRelease | null }>;
   /** Readiness off, runners drained within the shutdown deadlines, then HTTP, history and database closed. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -59,6 +70,16 @@ export function logStartFailure(logger: Logger, error: unknown, what = "observin
   const message = `${what} failed to start: ${(error as Error).message}`;
   if (error instanceof CrontabError) logger.fatal(message);
   else logger.fatal({ err: error }, message);
+}
+
+/** For entry points, once started: `service.releaseStartupMemory()` in the background, its outcome logged (at debug: it is routine). */
+export function releaseStartupMemoryWhenReady(service: Service, logger: Logger): void {
+  service.releaseStartupMemory().then(
+    (released) => {
+      if (released.main) logger.debug(released, "released the memory start-up used");
+    },
+    (error: unknown) => logger.warn({ err: error }, "could not release the memory start-up used"),
+  );
 }
 
 export async function startService(config: Config, logger: Logger, options: ServiceOptions = {}): Promise<Service> {
@@ -211,7 +232,18 @@ export async function startService(config: Config, logger: Logger, options: Serv
       await worker.stop();
       await releaseAll();
     };
-    return { url, app, worker, database, registry, heartbeats, sweeper, stop: () => (stopping ??= stop()) };
+    const releaseMemory = async () => {
+      // Start-up's allocations end when /readyz first could say ready (the runners listen, cron has
+      // started, a beat is written); earlier, the collection would leave the rest of them behind.
+      const deadline = performance.now() + STARTUP_SETTLES_WITHIN_MS;
+      while (!stopping && performance.now() < deadline && !Object.values(signals.checks(worker)).every((check) => check.ok)) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      if (stopping) return { main: null, heartbeatThread: null };
+      const main = releaseStartupMemory();
+      return { main, heartbeatThread: await heartbeats.releaseStartupMemory() };
+    };
+    return { url, app, worker, database, registry, heartbeats, sweeper, releaseStartupMemory: releaseMemory, stop: () => (stopping ??= stop()) };
   } catch (error) {
     await releaseAll();
     throw error;

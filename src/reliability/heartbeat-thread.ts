@@ -15,10 +15,12 @@
  * A beat that gets no answer within `beatTimeoutMs` (a half-open connection) drops the connection
  * and is tried again on a fresh one shortly after.
  *
- * Only type imports from the service: the thread runs this file alone.
+ * It loads none of the service's modules but the leaf src/startup-memory.ts (types aside): each
+ * module loaded here costs this isolate its memory too.
  */
 import { parentPort, workerData } from "node:worker_threads";
 import pg from "pg";
+import { collect, reachCollector } from "../startup-memory.ts";
 import type { HeartbeatThreadData, ToHeartbeatThread } from "./heartbeat.ts";
 
 const data = workerData as HeartbeatThreadData;
@@ -54,6 +56,15 @@ port.on("message", (message: ToHeartbeatThread) => {
     case "beat":
       void beat();
       break;
+    case "release-startup-memory": {
+      // The main thread keeps --expose-gc on until this context exists, then turns it off.
+      const collector = reachCollector();
+      const handshake = new Int32Array(message.handshake);
+      Atomics.store(handshake, 0, 1);
+      Atomics.notify(handshake, 0);
+      port.postMessage({ type: "startup-memory-released", release: collector ? collect(collector) : null });
+      break;
+    }
     case "close":
       void close();
       break;

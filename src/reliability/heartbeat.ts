@@ -24,6 +24,7 @@ import { sql } from "kysely";
 import type { Db } from "../db/database.ts";
 import type { WorkerHeartbeatRow } from "../db/tables/worker-heartbeats.ts";
 import type { Logger } from "../observability/logger.ts";
+import { exposingGc, type MemoryRelease } from "../startup-memory.ts";
 
 /** Who runs the pools of this process. */
 export interface InstanceIdentity {
@@ -79,16 +80,24 @@ export type ToHeartbeatThread =
   | { type: "unregister"; poolId: string }
   | { type: "running"; pools: Array<[poolId: string, jobIds: string[]]> }
   | { type: "beat" }
+  | { type: "release-startup-memory"; handshake: SharedArrayBuffer }
   | { type: "close" };
 
 type FromHeartbeatThread =
   | { type: "beat"; ok: boolean; alive: string[]; dead: string[] }
   | { type: "log"; level: "info" | "warn" | "error"; message: string; fields: Record<string, unknown> }
+  | { type: "startup-memory-released"; release: MemoryRelease | null }
   | { type: "closed" };
 
 /** Pools one process can track at once (runners times restarts in flight; a handful in practice). */
 const MAX_POOLS = 64;
 const FIRST_POOL_SLOT = 3;
+/**
+ * How long the main thread waits, blocked, for the heartbeat thread to reach V8's collector (see
+ * `releaseStartupMemory`); it takes well under a millisecond, as the thread's event loop only ever
+ * waits on its beats. Past this the thread finds the flag off and skips its collection.
+ */
+const COLLECTOR_HANDSHAKE_MS = 200;
 /** How often the main thread proves to the heartbeat thread that it still runs. */
 const TICK_MS = 1000;
 
@@ -110,7 +119,11 @@ export class HeartbeatWriter {
   readonly #thread: Worker;
   readonly #tick: NodeJS.Timeout;
   readonly #exited: Promise<void>;
+  /** Callers of `releaseStartupMemory` waiting for the thread's answer, in order. */
+  readonly #memoryReleases: Array<(release: MemoryRelease | null) => void> = [];
   #closed = false;
+  /** The thread has ended, whether `close()` ended it or it failed: messages to it go nowhere. */
+  #threadExited = false;
 
   constructor(identity: InstanceIdentity, options: HeartbeatOptions) {
     this.identity = identity;
@@ -141,6 +154,10 @@ export class HeartbeatWriter {
     this.#thread.on("message", (message: FromHeartbeatThread) => this.#receive(message));
     this.#thread.on("error", (error) => this.#logger.error({ err: error }, "the heartbeat thread failed; pools of this instance will be declared dead"));
     this.#exited = new Promise((resolve) => this.#thread.once("exit", () => resolve()));
+    void this.#exited.then(() => {
+      this.#threadExited = true;
+      for (const answer of this.#memoryReleases.splice(0)) answer(null);
+    });
   }
 
   /** Starts beating for a pool serving these tasks; resolves once its row is written (or the writer is closed). */
@@ -222,6 +239,24 @@ export class HeartbeatWriter {
     if (!this.#closed) this.#thread.postMessage({ type: "beat" } satisfies ToHeartbeatThread);
   }
 
+  /**
+   * Has the thread run its own start-up collection (src/startup-memory.ts). The main thread holds
+   * `--expose-gc` on, blocked, until the thread has created the context that reaches the
+   * collector, so that only this thread writes V8's flags and nothing runs here while the flag is
+   * on. Null when the thread could not, has ended or ends first.
+   */
+  releaseStartupMemory(): Promise<MemoryRelease | null> {
+    if (this.#closed || this.#threadExited) return Promise.resolve(null);
+    const { promise, resolve } = Promise.withResolvers<MemoryRelease | null>();
+    this.#memoryReleases.push(resolve);
+    const handshake = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
+    exposingGc(() => {
+      this.#thread.postMessage({ type: "release-startup-memory", handshake: handshake.buffer } satisfies ToHeartbeatThread);
+      Atomics.wait(handshake, 0, 0, COLLECTOR_HANDSHAKE_MS);
+    });
+    return promise;
+  }
+
   /** Stops the thread after its beat in flight; pools still registered stop waiting. */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -243,6 +278,9 @@ export class HeartbeatWriter {
     switch (message.type) {
       case "log":
         this.#logger[message.level](message.fields, message.message);
+        return;
+      case "startup-memory-released":
+        this.#memoryReleases.shift()?.(message.release);
         return;
       case "closed":
         return;

@@ -6,7 +6,7 @@
 import { loadConfig } from "../../src/config.ts";
 import { makeLogger } from "../../src/observability/logger.ts";
 import { EXIT_GRACE_MS } from "../../src/reliability/shutdown.ts";
-import { startService } from "../../src/service.ts";
+import { releaseStartupMemoryWhenReady, startService } from "../../src/service.ts";
 import { loadRegistryWithFixtureTasks } from "./fixture-tasks.ts";
 
 const config = loadConfig();
@@ -22,6 +22,7 @@ try {
   };
   process.once("SIGTERM", onSignal);
   process.once("SIGINT", onSignal);
+  releaseStartupMemoryWhenReady(service, logger);
 } catch (error) {
   logger.fatal({ err: error }, `observing-jobs failed to start: ${(error as Error).message}`);
   logger.flush(() => process.exit(1));

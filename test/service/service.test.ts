@@ -39,6 +39,25 @@ describe("the service process", () => {
     }
   });
 
+  test("once ready, hands back the memory start-up used, in the main thread and the heartbeat thread", async ({ env }) => {
+    const service = await startService(env);
+    try {
+      const line = await waitFor(
+        () => service.output().split("\n").find((text) => text.includes('"released the memory start-up used"')),
+        { message: "the start-up collection to be logged" },
+      );
+      type Release = { heapMb: { before: number; after: number }; youngGenerationMb: { before: number; after: number } };
+      const { main, heartbeatThread } = JSON.parse(line) as Record<"main" | "heartbeatThread", Release | null>;
+      expect(main!.heapMb.after).toBeLessThan(main!.heapMb.before);
+      // Both young generations shrunk: only a memory-reducing collection does that.
+      expect(main!.youngGenerationMb.after).toBeLessThan(main!.youngGenerationMb.before / 2);
+      expect(heartbeatThread!.youngGenerationMb.after).toBeLessThan(heartbeatThread!.youngGenerationMb.before / 2);
+    } finally {
+      service.kill();
+      expect(await service.exited).toBe(0);
+    }
+  });
+
   test("on SIGTERM finishes the job in flight, then exits 0", async ({ env }) => {
     const service = await startService(env);
     const [id] = await insertTaxa(env.db, [{ scientific_name: "Puma concolor" }]);
