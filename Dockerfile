@@ -33,8 +33,9 @@ COPY crontab ./
 USER node
 EXPOSE 8080
 # Exec form, node itself as PID 1: Cloud Run's SIGTERM reaches the service's graceful shutdown.
-# --max-semi-space-size=4 (MB): V8 grows its young generation to 32 MB while the modules load and
-# keeps it for good; capped, the idle process holds ~19 MB less (and ~100 MB less after a drain),
-# at no measured cost to the drain rate (docs/BENCHMARKS.md, "Footprint"). The benchmark reads the
-# flags from this line (bench/lib/image-command.ts), and `npm start` uses the same one.
+# --max-semi-space-size=4 (MB): V8 grows its young generation to 32 MB under load and keeps it;
+# capped, an instance that has just drained a backlog holds ~100 MB less, at no measured cost to
+# the drain rate (docs/BENCHMARKS.md, "Footprint"; once idle after start-up, src/startup-memory.ts
+# shrinks it either way). The benchmark reads the flags from this line (bench/lib/image-command.ts),
+# and `npm start` uses the same one.
 CMD ["node", "--max-semi-space-size=4", "--enable-source-maps", "--import", "./dist/src/observability/instrumentation.js", "dist/src/main.js"]
