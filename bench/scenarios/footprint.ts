@@ -1,8 +1,8 @@
 /**
  * 5. Footprint, measured on what the image runs. The service is compiled first (`npm run build`) and
  * started with the arguments of the Dockerfile's CMD (bench/lib/image-command.ts: `node
- * --max-semi-space-size=4 --enable-source-maps --import ./dist/src/observability/instrumentation.js
- * dist/src/main.js`), NODE_ENV=production, the required production settings and a migrated external
+ * --min-semi-space-size=4 --max-semi-space-size=4 --enable-source-maps --import
+ * ./dist/src/observability/instrumentation.js dist/src/main.js`), NODE_ENV=production, the required production settings and a migrated external
  * database; raw graphile-worker is bench/subject.ts.
  *
  * - Cold start: spawn to the first 200 from /readyz (raw: spawn to `run()` having resolved); the
