@@ -33,12 +33,13 @@ COPY crontab ./
 USER node
 EXPOSE 8080
 # Exec form, node itself as PID 1: Cloud Run's SIGTERM reaches the service's graceful shutdown.
-# --max-semi-space-size=4 (MB): V8 grows its young generation to 32 MB under load and keeps it;
-# capped, an instance that has just drained a backlog holds ~100 MB less, at no measured cost to
-# the drain rate. --min-semi-space-size=4: the collection once ready (src/startup-memory.ts) would
-# otherwise leave its capacity at V8's minimum (1 MB), scavenging four times as often and putting
-# ~1 ms on the trigger-to-start p99; with the floor it keeps 4 MB, resident only as it is used, so
-# idle RSS is the same (docs/BENCHMARKS.md, "Footprint"). The
+# --max-semi-space-size=4 (MB, each of V8's two semi-spaces: a young generation of 8 MB): V8
+# grows its young generation to 32 MB under load and keeps it; capped, an instance that has just
+# drained a backlog holds ~100 MB less, at no measured cost to the drain rate.
+# --min-semi-space-size=4: the collection once ready (src/startup-memory.ts) would otherwise leave
+# each semi-space at V8's minimum (1 MB), filling (so scavenged) about four times as often, which
+# put ~1 ms on the trigger-to-start p99; with the floor each keeps 4 MB, resident only as it is
+# used, so idle RSS is the same (docs/BENCHMARKS.md, "Footprint"). The
 # benchmark reads the flags from this line (bench/lib/image-command.ts), and `npm start` uses the
 # same ones.
 CMD ["node", "--min-semi-space-size=4", "--max-semi-space-size=4", "--enable-source-maps", "--import", "./dist/src/observability/instrumentation.js", "dist/src/main.js"]

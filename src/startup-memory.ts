@@ -8,13 +8,17 @@
  * resort": every generation, pools released, the young generation shrunk) only under memory
  * pressure, which an idle instance never feels; its ordinary full collections keep both. Measured
  * on the image's command (docs/BENCHMARKS.md, Footprint, 2026-12-03): idle RSS ~125 -> ~105 MB, for
- * one pause of 50-60 ms on the main thread and 20-30 ms on the heartbeat thread, once.
+ * one pause of 50-62 ms on the main thread and 17-33 ms on the heartbeat thread, once; before its
+ * own, the main thread also waits (blocked, at most 200 ms, in practice under a millisecond) for the
+ * heartbeat thread to reach its collector.
  *
  * V8 offers that collection only through its `gc` extension, installed in contexts created while
  * `--expose-gc` is on. Only the main thread writes the flag (V8's flags are process-wide), on for
  * as long as it takes to create the contexts that get `gc` and off again, and it runs nothing else
- * meanwhile, so neither the service nor task code sees a global `gc` (unless Node was started with
- * the flag, which is then left alone). Node documents changing V8 flags at run time as unsupported
+ * meanwhile, so no code on the main thread, the service's or a task's, sees a global `gc` (unless
+ * Node was started with the flag, which is then left alone). The one exception: a worker thread
+ * that task code started just before, whose context V8 happens to create inside that window (at
+ * most 200 ms, once per process), gets `gc` too; calling it is harmless, only a full collection. Node documents changing V8 flags at run time as unsupported
  * in general; it keeps them unfrozen so that `v8.setFlagsFromString` works, and this flag is read
  * only when a context is created. test/startup-memory.test.ts fails if a Node upgrade changes that.
  */

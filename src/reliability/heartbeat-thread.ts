@@ -20,7 +20,7 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import pg from "pg";
-import { collect, reachCollector } from "../startup-memory.ts";
+import { collect, reachCollector, type Collector, type MemoryRelease } from "../startup-memory.ts";
 import type { HeartbeatThreadData, ToHeartbeatThread } from "./heartbeat.ts";
 
 const data = workerData as HeartbeatThreadData;
@@ -56,20 +56,36 @@ port.on("message", (message: ToHeartbeatThread) => {
     case "beat":
       void beat();
       break;
-    case "release-startup-memory": {
-      // The main thread keeps --expose-gc on until this context exists, then turns it off.
-      const collector = reachCollector();
-      const handshake = new Int32Array(message.handshake);
-      Atomics.store(handshake, 0, 1);
-      Atomics.notify(handshake, 0);
-      port.postMessage({ type: "startup-memory-released", release: collector ? collect(collector) : null });
+    case "release-startup-memory":
+      releaseStartupMemory(new Int32Array(message.handshake));
       break;
-    }
     case "close":
       void close();
       break;
   }
 });
+
+/**
+ * This thread's start-up collection. An exception here must not end the thread (its pools would be
+ * declared dead) nor leave the main thread waiting out the handshake: it is logged, and answered null.
+ */
+function releaseStartupMemory(handshake: Int32Array): void {
+  let release: MemoryRelease | null = null;
+  let collector: Collector | null;
+  try {
+    // The main thread keeps --expose-gc on until this context exists, then turns it off.
+    collector = reachCollector();
+  } finally {
+    Atomics.store(handshake, 0, 1);
+    Atomics.notify(handshake, 0);
+  }
+  try {
+    release = collector ? collect(collector) : null;
+  } catch (error) {
+    port.postMessage({ type: "log", level: "warn", message: "the heartbeat thread could not release the memory start-up used", fields: { error: (error as Error).message } });
+  }
+  port.postMessage({ type: "startup-memory-released", release });
+}
 
 function now(): bigint {
   return process.hrtime.bigint();
