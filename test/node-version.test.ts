@@ -12,7 +12,7 @@ const MESSAGE = "observing-jobs needs Node >= 22.18, found v20.20.2; see .nvmrc\
 const PRETEND_NODE_20 = "./test/fixtures/pretend-node-20.cjs";
 const scripts = (JSON.parse(readFileSync(path.join(PROJECT_ROOT, "package.json"), "utf8")) as { scripts: Record<string, string> }).scripts;
 // Scripts that start the project's own code (lint, typecheck and build run tools that check their own Node).
-const NODE_SCRIPTS = ["start", "demo", "test", "test:watch", "cli", "migrate", "bench", "chaos"];
+const NODE_SCRIPTS = ["start", "demo", "test", "test:watch", "cli", "migrate", "bench", "chaos", "drain-check"];
 
 describe("on a Node older than 22.18", () => {
   it.each(NODE_SCRIPTS)("npm run %s loads the version check before any .ts file", async (name) => {
