@@ -75,6 +75,40 @@ describe("records kept by graphile-worker's own statements", () => {
     expect(after.hotUpdates - before.hotUpdates).toBe(count);
   });
 
+  test("a batched completion of jobs added by plain SQL writes every missing record, notes the cron run and counts each success once", async ({ env }) => {
+    // One completion statement over jobs with records (enqueued through the service), jobs without
+    // (plain SQL: their records are written by the completion, in one insert) and one cron job.
+    const recorded = await enqueueJobs(env.db, env.registry, "resolve_taxa", Array.from({ length: 200 }, (_, i) => ({ limit: i + 1 })));
+    const { rows: added } = await sql<{ id: string }>`
+      select id from graphile_worker.add_jobs(array(
+        select json_populate_record(null::graphile_worker.job_spec, json_build_object('identifier', 'resolve_taxa', 'payload', json_build_object('limit', i), 'queue_name', case when i % 2 = 0 then 'sql-queue' end))
+        from generate_series(1, 300) i))`.execute(env.db);
+    const { rows: cron } = await sql<{ id: string }>`
+      select id from graphile_worker.add_job('prune_job_history', '{"_cron": {"ts": "2026-12-03T03:00:00Z", "backfilled": false}}'::json)`.execute(env.db);
+    const sqlIds = [...added.map((row) => String(row.id)), String(cron[0]!.id)];
+    const ids = [...recorded.map((job) => job.id), ...sqlIds];
+    const countedBefore = Number((await sql<{ n: string }>`select coalesce(sum(succeeded), 0) as n from observing_jobs.job_outcome_counts`.execute(env.db)).rows[0]!.n);
+    await sql`
+      update graphile_worker._private_jobs set locked_at = now(), locked_by = 'pool-sql-batch', attempts = 1
+      where id = any(${ids}::bigint[])`.execute(env.db);
+    await sql`delete from graphile_worker._private_jobs where id = any(${ids}::bigint[])`.execute(env.db);
+
+    const records = await env.db.selectFrom("observing_jobs.job_records").selectAll().where("id", "in", ids).execute();
+    expect(records).toHaveLength(ids.length);
+    expect(records.every((record) => record.phase === "succeeded" && record.attempts === 1 && record.worker_id === "pool-sql-batch" && record.finished_at !== null)).toBe(true);
+    const byId = new Map(records.map((record) => [String(record.id), record]));
+    expect(sqlIds.slice(0, -1).map((id) => byId.get(id)!.source)).toEqual(Array(300).fill("sql"));
+    // What insert_missing_record wrote for one job, column for column: task, queue, payload, times.
+    expect(byId.get(sqlIds[1]!)).toMatchObject({ task: "resolve_taxa", queue: "sql-queue", payload: { limit: 2 }, max_attempts: 25, job_key: null });
+    expect(byId.get(sqlIds[0]!)).toMatchObject({ queue: null, payload: { limit: 1 } });
+    expect(byId.get(sqlIds[1]!)!.started_at).not.toBeNull();
+    expect(byId.get(sqlIds.at(-1)!)).toMatchObject({ task: "prune_job_history", source: "cron", payload: { _cron: { ts: "2026-12-03T03:00:00Z", backfilled: false } } });
+    const cronRun = await env.db.selectFrom("observing_jobs.cron_runs").selectAll().where("task", "=", "prune_job_history").executeTakeFirstOrThrow();
+    expect(cronRun).toMatchObject({ payload: {}, last_success_job_id: String(cron[0]!.id) });
+    const countedAfter = Number((await sql<{ n: string }>`select coalesce(sum(succeeded), 0) as n from observing_jobs.job_outcome_counts`.execute(env.db)).rows[0]!.n);
+    expect(countedAfter - countedBefore).toBe(ids.length);
+  });
+
   test("a job added by plain SQL with NUL in its payload is recorded, and blocks no other job's record", async ({ env }) => {
     const { rows } = await sql<{ id: string }>`
       select id from graphile_worker.add_job('resolve_taxa', '{"kingdom": "Plan\\u0000tae", "note": "a\\u0000b"}'::json)`.execute(env.db);
