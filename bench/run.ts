@@ -19,8 +19,8 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { projectRoot } from "../src/config.ts";
-import { makePlan, type BenchContext, type System } from "./lib/context.ts";
-import { BenchServer } from "./lib/database.ts";
+import { makePlan, type BenchContext } from "./lib/context.ts";
+import { BenchServer, type System } from "./lib/database.ts";
 import { renderResults, updateDocument, type Measure, type Results } from "./lib/report.ts";
 import { footprint } from "./scenarios/footprint.ts";
 import { enqueueThroughput } from "./scenarios/enqueue.ts";
@@ -72,8 +72,8 @@ const measures: Measure[] = [];
 let machine: Record<string, string | number>;
 try {
   machine = await describeMachine(server);
-  log(`PostgreSQL: ${server.embedded ? "embedded (DATABASE_URL unset)" : "DATABASE_URL"}; building the template database`);
-  await server.createTemplate();
+  log(`PostgreSQL: ${server.embedded ? "embedded (DATABASE_URL unset)" : "DATABASE_URL"}; building the template databases`);
+  await server.createTemplates();
   const rss: Partial<Record<"idle" | "afterThroughput", Record<System, number[]>>> = {};
   for (const scenario of only) {
     log(`scenario ${scenario}`);

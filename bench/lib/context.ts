@@ -2,10 +2,8 @@
 import { POOL_OVERHEAD } from "../../src/db/database.ts";
 import type { SubjectOptions } from "../subject.ts";
 import { OUT_OF_THE_BOX } from "./out-of-the-box.ts";
-import type { BenchDatabase, BenchServer } from "./database.ts";
+import type { BenchDatabase, BenchServer, System } from "./database.ts";
 import { SubjectProcess, type SpawnOptions } from "./subject-process.ts";
-
-export type System = "raw" | "service";
 
 /** How much of everything a run does; `--quick` shrinks it for development. */
 export interface Plan {
@@ -102,7 +100,7 @@ export async function withSubject<T>(
   overrides: Partial<SubjectOptions>,
   work: (subject: SubjectProcess, database: BenchDatabase) => Promise<T>,
 ): Promise<T> {
-  const database = await context.server.clone(`${label}_${system}`);
+  const database = await context.server.clone(`${label}_${system}`, system);
   try {
     const subject = await SubjectProcess.start(subjectOptions(context.plan, system, database, overrides), context.spawn);
     try {

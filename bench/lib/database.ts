@@ -1,18 +1,26 @@
 /**
  * The benchmark's databases: the server (DATABASE_URL, or an embedded PostgreSQL in a temporary
- * folder), one migrated template, and a fresh clone of it for every system in every round, so
- * neither system inherits the other's rows, dead tuples or statistics. Every database created here
- * is dropped by `close()`.
+ * folder), one migrated template per system, and a fresh clone of it for every system in every
+ * round, so neither system inherits the other's rows, dead tuples or statistics. Raw
+ * graphile-worker's template holds graphile-worker's schema alone: on the service's, raw's inserts
+ * and completions would fire the service's triggers on graphile-worker's jobs table (the pause
+ * flags, the history of jobs without a record) and measure raw with the service's costs (until
+ * 2026-12-03 they did: raw drained 2-4 times slower than on its own schema). Every database
+ * created here is dropped by `close()`.
  */
 import { chmod, mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { Logger, runMigrations } from "graphile-worker";
 import pg from "pg";
 import { pino } from "pino";
 import { makeDatabase } from "../../src/db/database.ts";
 import { startEmbeddedPostgres } from "../../src/db/embedded-postgres.ts";
 import { migrateDatabase } from "../../src/db/migrate.ts";
 import { freePort } from "../../test/helpers/ports.ts";
+
+/** The two systems a run compares. */
+export type System = "raw" | "service";
 
 export interface BenchDatabase {
   name: string;
@@ -74,24 +82,29 @@ export class BenchServer {
     return new BenchServer(adminUrl, admin, !databaseUrl, stopEmbedded);
   }
 
-  get templateName(): string {
-    return `${this.#prefix}_template`;
+  templateName(system: System): string {
+    return `${this.#prefix}_template_${system}`;
   }
 
-  /** The template every clone starts from: graphile-worker's and the service's migrations applied. */
-  async createTemplate(): Promise<void> {
-    await this.#create(`create database ${this.templateName}`, this.templateName);
-    const database = makeDatabase(this.urlOf(this.templateName), { maxConnections: 2, logger: pino({ level: "warn" }) });
+  /**
+   * The templates the clones start from: the service's with graphile-worker's and the service's
+   * migrations applied, raw's with graphile-worker's alone (as a graphile-worker user's database).
+   */
+  async createTemplates(): Promise<void> {
+    await this.#create(`create database ${this.templateName("service")}`, this.templateName("service"));
+    const database = makeDatabase(this.urlOf(this.templateName("service")), { maxConnections: 2, logger: pino({ level: "warn" }) });
     try {
       await migrateDatabase(database.pool, database.db, pino({ level: "warn" }));
     } finally {
       await database.close();
     }
+    await this.#create(`create database ${this.templateName("raw")}`, this.templateName("raw"));
+    await runMigrations({ connectionString: this.urlOf(this.templateName("raw")), logger: new Logger(() => () => {}) });
   }
 
-  async clone(label: string): Promise<BenchDatabase> {
+  async clone(label: string, system: System): Promise<BenchDatabase> {
     const name = `${this.#prefix}_${++this.#clones}_${label.replaceAll(/[^a-z0-9]+/g, "_")}`;
-    await this.#create(`create database ${name} template ${this.templateName}`, name);
+    await this.#create(`create database ${name} template ${this.templateName(system)}`, name);
     return { name, url: this.urlOf(name) };
   }
 

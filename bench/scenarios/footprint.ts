@@ -47,8 +47,8 @@ export async function footprint(context: BenchContext): Promise<Measure[]> {
   context.log("footprint: npm run build (the image's compiled entry point)");
   await run("npm", ["run", "build"], { cwd: projectRoot, env: npmEnvironment() });
   const collector = await startSinkCollector();
-  const rawDatabase = await server.clone("footprint_raw");
-  const serviceDatabase = await server.clone("footprint_service");
+  const rawDatabase = await server.clone("footprint_raw", "raw");
+  const serviceDatabase = await server.clone("footprint_service", "service");
   const ready: Record<Variant, number[]> = { raw: [], service: [], traced: [] };
   const cpu: Record<Variant, number[]> = { raw: [], service: [], traced: [] };
   const rss: Record<Variant, number[]> = { raw: [], service: [], traced: [] };

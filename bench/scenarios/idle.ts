@@ -4,8 +4,8 @@
  * counted for its database (pg_stat_database, which lags by up to ~10 s, so only whole-run figures
  * are reliable) and the connections it holds. Also gives the idle RSS (scenario 5).
  */
-import { withSubject, type BenchContext, type System } from "../lib/context.ts";
-import type { DatabaseCounters } from "../lib/database.ts";
+import { withSubject, type BenchContext } from "../lib/context.ts";
+import type { DatabaseCounters, System } from "../lib/database.ts";
 import type { Measure } from "../lib/report.ts";
 import type { SubjectProcess } from "../lib/subject-process.ts";
 import type { Stats } from "../subject.ts";

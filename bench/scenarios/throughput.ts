@@ -11,7 +11,8 @@ import { enqueueJobs } from "../../src/enqueue.ts";
 import { loadRegistry, type TaskRegistry } from "../../src/registry.ts";
 import type { Stats } from "../subject.ts";
 import { OUT_OF_THE_BOX } from "../lib/out-of-the-box.ts";
-import { systemsInOrder, withSubject, type BenchContext, type System } from "../lib/context.ts";
+import { systemsInOrder, withSubject, type BenchContext } from "../lib/context.ts";
+import type { System } from "../lib/database.ts";
 import { BENCH_TASKS_DIRECTORY, NOOP_TASK } from "../lib/noop.ts";
 import type { Measure } from "../lib/report.ts";
 
