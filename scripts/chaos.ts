@@ -5,8 +5,9 @@
  * SIGSTOP freezes shorter and longer than the rescue threshold, a half-open database connection
  * (one instance reaches PostgreSQL through a TCP proxy that stops forwarding without closing),
  * handlers that block their instance's event loop for twice the rescue threshold, and GBIF
- * answering 429 with Retry-After. The instances run with the production defaults for heartbeats
- * and rescue, so the rescue figures are the ones production gets.
+ * answering 429 with Retry-After. The instances run with the production defaults for heartbeats,
+ * rescue and batching, and with the image's heap flags (the TypeScript sources, NODE_ENV=test, no
+ * tracing preload), so the rescue figures are those of production's thresholds.
  *
  * Then it checks that every job succeeded and none was lost, counts the jobs that ran more than
  * once (from the fake GBIF's calls: each is a real execution) and explains each from its history,
@@ -23,6 +24,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { sql } from "kysely";
+import { IMAGE_NODE_FLAGS } from "../bench/lib/image-command.ts";
 import { parseConfig } from "../src/config.ts";
 import { makeDatabase, type Db } from "../src/db/database.ts";
 import { enqueueJobs } from "../src/enqueue.ts";
@@ -46,6 +48,8 @@ const SETTINGS = {
 };
 /** The defaults the run measures; the freezes and the blocking handlers are set against RESCUE_AFTER_MS. */
 const DEFAULTS = parseConfig({}).reliability;
+/** The main runner's local queue the defaults give at the run's concurrency. */
+const LOCAL_QUEUE_SIZE = parseConfig(SETTINGS).worker.localQueueSize;
 const RESCUE_AFTER_MS = DEFAULTS.rescueAfterMs;
 const FAULTS = { sigkill: 4, sigterm: 3, databaseRestart: 1, shortFreeze: 1, longFreeze: 1, halfOpen: 1 };
 const FAULT_SPACING_MS = 8000;
@@ -316,7 +320,7 @@ async function shutdownLines(logPath: string): Promise<string> {
 
 /** Starts the service (ENTRY) for a slot and resolves once it is ready; its output goes to a log file. */
 async function startInstance(index: number, environment: Record<string, string>, workDir: string): Promise<Slot> {
-  const child = spawn(process.execPath, [ENTRY], { cwd: ROOT, env: { PATH: process.env.PATH, HOME: process.env.HOME, ...environment }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [...IMAGE_NODE_FLAGS, ENTRY], { cwd: ROOT, env: { PATH: process.env.PATH, HOME: process.env.HOME, ...environment }, stdio: ["ignore", "pipe", "pipe"] });
   const logPath = path.join(workDir, `instance-${index}-${child.pid}.log`);
   const logFile = createWriteStream(logPath);
   let head = "";
@@ -614,7 +618,8 @@ suite has fast variants of each case (\`test/reliability/\`).
   first answer 429 with \`Retry-After: 2\`), ${report.blocking.jobs} handlers that block their event loop for ${ms(BLOCK_MS)}
   (enqueued once the other faults are over), and a crontab of one entry firing every minute (\`prune_job_history\`, \`fill=10m\`). Seed ${SEED}.
 - **Configuration:** the production defaults for heartbeats and rescue (${ms(DEFAULTS.heartbeatIntervalMs)} heartbeat, ${ms(DEFAULTS.rescueAfterMs)} rescue, ${ms(DEFAULTS.sweepIntervalMs)}
-  sweep), and ${Object.entries(SETTINGS).map(([key, value]) => `\`${key}=${value}\``).join(", ")}.
+  sweep) and batching (the main runner's local queue: ${LOCAL_QUEUE_SIZE} jobs), ${Object.entries(SETTINGS).map(([key, value]) => `\`${key}=${value}\``).join(", ")},
+  and the image's Node flags (\`${IMAGE_NODE_FLAGS.join(" ")}\`).
 - **Faults,** about every ${ms(FAULT_SPACING_MS)} in random order, at random instances that are up (signals and
   freezes at instances 1 to ${INSTANCES - 1}): ${FAULTS.sigkill} SIGKILLs (instance restarted 1 s later), ${FAULTS.sigterm} SIGTERMs (restarted once
   exited), ${FAULTS.databaseRestart} PostgreSQL restart (fast shutdown, ${ms(DATABASE_DOWN_MS)} down), a SIGSTOP freeze of

@@ -5,12 +5,14 @@ import { RECORDING_FUNCTIONS } from "./0008_job_records_v2.ts";
  * Frozen in time. Jobs added by plain SQL (`graphile_worker.add_job`, another service's insert)
  * have no record until their first attempt ends. 0008's record_deleted_jobs wrote the records of
  * such jobs completed together one row at a time (a lookup and an insert_missing_record call per
- * job): 20,000 no-op jobs added by SQL drained at ~2,700 jobs/s with 12.5 s of backend time in
- * insert_missing_record, against 3,600-4,300 jobs/s written as one insert (docs/BENCHMARKS.md,
- * Analysis, 2026-12-03). Here the
+ * job). Here the
  * whole completion batch's missing records are one insert, and only cron jobs still go through the
- * loop (note_cron_run, one upsert per entry). The records are the same: insert_missing_record's
- * columns with phase 'succeeded'.
+ * loop (note_cron_run, one upsert per cron job). The records are the same: insert_missing_record's
+ * columns with phase 'succeeded'. One difference: a job counted in count_outcomes is one whose record
+ * was inserted here (0008 counted every job it tried, a lost on-conflict race included). Measured
+ * with track_functions on, fewer statements gave 3,600-4,300 jobs/s against ~2,700 for 20,000
+ * SQL-added no-op jobs; uninstrumented (npm run drain-check) the gain was within the noise
+ * (docs/BENCHMARKS.md, Analysis, 2026-12-03).
  */
 const RECORD_DELETED_JOBS = `create or replace function observing_jobs.record_deleted_jobs() returns trigger
    language plpgsql security definer set search_path = pg_catalog, pg_temp as $$
