@@ -157,8 +157,8 @@ export const JOB_EVENTS_EVENT_CHECK = `
  * Our own operator actions (cancel, discard, retry, prune) record themselves in their transaction
  * and set `observing_jobs.recorded` locally so the triggers leave their rows alone.
  *
- * Exported for 0012_attempt_outcomes and 0019_deferral_not_a_failure, which change storable_payload
- * and record_failed_attempt and whose downs restore them.
+ * Exported for 0012_attempt_outcomes, 0019_deferral_not_a_failure and 0020_missing_records_in_one_statement,
+ * which change storable_payload, record_failed_attempt and record_deleted_jobs and whose downs restore them.
  */
 export const RECORDING_FUNCTIONS = [
   `create function observing_jobs.storable_payload(payload json) returns jsonb
