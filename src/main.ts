@@ -3,7 +3,7 @@
  * gracefully (src/signals.ts).
  */
 import { ConfigError, loadConfig, type Config } from "./config.ts";
-import { makeLogger } from "./observability/logger.ts";
+import { exitAfterLogs, makeLogger } from "./observability/logger.ts";
 import { logStartFailure, releaseStartupMemoryWhenReady, startService } from "./service.ts";
 import { stopOnSignals } from "./signals.ts";
 
@@ -24,5 +24,5 @@ try {
   releaseStartupMemoryWhenReady(await starting, logger);
 } catch (error) {
   logStartFailure(logger, error);
-  logger.flush(() => process.exit(1));
+  exitAfterLogs(logger, 1);
 }

@@ -4,7 +4,7 @@
  * exits at once.
  */
 import type { Config } from "./config.ts";
-import type { Logger } from "./observability/logger.ts";
+import { exitAfterLogs, type Logger } from "./observability/logger.ts";
 import { shutdownTelemetry } from "./observability/telemetry.ts";
 import { EXIT_GRACE_MS } from "./reliability/shutdown.ts";
 import type { Service } from "./service.ts";
@@ -37,17 +37,12 @@ export function stopOnSignals(starting: Promise<Service>, config: Config, logger
           .then(() => shutdownTelemetry())
           .then(
             () => {
-              // What is logged so far is written out first: the last line logged right behind another
-              // and flushed at once could overtake it (seen in tests: both logged in order, written
-              // in the other). Then the last line, written out before the exit.
-              logger.flush(() => {
-                logger.info("shut down cleanly");
-                logger.flush(() => process.exit(0));
-              });
+              logger.info("shut down cleanly");
+              exitAfterLogs(logger, 0);
             },
             (error: unknown) => {
               logger.error({ err: error }, "shutdown failed");
-              process.exit(1);
+              exitAfterLogs(logger, 1);
             },
           );
       },

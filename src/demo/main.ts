@@ -9,7 +9,7 @@
 import { ConfigError, loadConfig, type Config } from "../config.ts";
 import { connectDatabase } from "../db/connect.ts";
 import type { Db } from "../db/database.ts";
-import { makeLogger } from "../observability/logger.ts";
+import { exitAfterLogs, makeLogger } from "../observability/logger.ts";
 import { logStartFailure, startService } from "../service.ts";
 import { stopOnSignals } from "../signals.ts";
 import { startFakeGbif } from "./fake-gbif.ts";
@@ -90,7 +90,7 @@ async function runDemo(): Promise<void> {
   } catch (error) {
     logStartFailure(logger, error, "the demo");
     await stopFakes();
-    logger.flush(() => process.exit(1));
+    exitAfterLogs(logger, 1);
   }
 }
 

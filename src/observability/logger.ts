@@ -57,7 +57,32 @@ export function makeLogger(options: Config["log"], output: LoggerOutput = {}): L
     projectId: options.googleCloudProject,
     labels: LABEL_FIELDS,
   });
-  return pino({ ...base, ...format }, output.destination ?? pino.destination({ fd, sync: false }));
+  // minLength 1 writes every line as soon as the previous write is done, as the default 0 does, but
+  // with 0 sonic-boom's flush(cb) calls back at once instead of after the write in flight: the exit
+  // below would not wait, and pino's own flush at exit would write what is buffered ahead of it.
+  return pino({ ...base, ...format }, output.destination ?? pino.destination({ fd, sync: false, minLength: 1 }));
+}
+
+/** How long a flush waits at most (a reader that stopped reading must not hold a process up). */
+const FLUSH_TIMEOUT_MS = 2_000;
+
+/**
+ * Resolves once every line logged so far is written out. Lines are written asynchronously: exiting
+ * with a write still in flight lets pino's synchronous flush at exit write the lines behind it
+ * first, and can lose the one in flight (a service's last lines came out of order under load).
+ */
+export function flushLogs(logger: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    setTimeout(resolve, FLUSH_TIMEOUT_MS).unref();
+    // Called back once the destination has drained, with the error of the fsync that follows, which
+    // a pipe refuses (EINVAL): the lines are written by then, and that is all this waits for.
+    logger.flush(() => resolve());
+  });
+}
+
+/** Exits once every line logged so far is written out (see flushLogs). */
+export function exitAfterLogs(logger: Logger, code: number): void {
+  void flushLogs(logger).then(() => process.exit(code));
 }
 
 /** The active span's ids, shown by pino-pretty on a developer's terminal. */

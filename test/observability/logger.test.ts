@@ -4,6 +4,9 @@
  * https://cloud.google.com/error-reporting/docs/formatting-error-messages). No database: the
  * logger writes into memory.
  */
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import path from "node:path";
 import { context, ROOT_CONTEXT, trace, TraceFlags } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
@@ -125,5 +128,30 @@ describe("Cloud Logging structured lines", () => {
     const { logger, logs } = capture();
     logger.child({ token: "secret-token-value" }).info({ payload: { taxonIds: [1] }, authorization: "Bearer x" }, "with secrets");
     expect(JSON.stringify(logs)).not.toMatch(/secret-token-value|Bearer x|taxonIds/);
+  });
+});
+
+describe("the last lines before an exit", () => {
+  test("are all written, in order, even when the reader is behind: the exit waits for the write in flight", { timeout: 60_000 }, async () => {
+    const lines = 20_000; // ~4 MB: far more than a pipe holds, so writes are held up until the reader reads
+    const child = spawn(process.execPath, [path.join(import.meta.dirname, "../fixtures/logging/log-then-exit.ts"), String(lines)], {
+      env: {},
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const closed = once(child, "close"); // exited, and its output read to the end
+    let stderr = "";
+    child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text));
+    // stdout is not read until the child has logged everything and is exiting: a write is in flight then.
+    await new Promise<void>((resolve, reject) => {
+      child.stderr.on("data", () => stderr.includes("logged\n") && resolve());
+      void closed.then(() => reject(new Error(`exited before logging everything: ${stderr}`)));
+    });
+    let stdout = "";
+    child.stdout.setEncoding("utf8").on("data", (text: string) => (stdout += text));
+    const [code] = await closed;
+    expect(code, stderr).toBe(0);
+    const seqs = stdout.split("\n").filter(Boolean).map((line) => (JSON.parse(line) as { seq: number }).seq);
+    expect(seqs.length).toBe(lines);
+    expect(seqs.every((seq, index) => seq === index)).toBe(true);
   });
 });

@@ -79,8 +79,9 @@ describe("the embedded PostgreSQL of a local instance", () => {
     first.killGroup("SIGINT");
     expect(await first.exited).toBe(0);
     const lines = linesAfter(first, printed);
-    // Once in many loaded runs the last two came in the other order (cause not found): the times say
-    // whether the lines were written out of order or logged out of order.
+    // The last line is logged right behind the one before: exiting before the earlier one was written
+    // put them in the other order once in many loaded runs (src/observability/logger.ts, flushLogs).
+    // The times say whether lines were written out of order or logged out of order.
     const when = JSON.stringify(lines.map((line) => [line.message, line.timestamp]));
     expect(lines.map((line) => line.message), when).toEqual([
       "shutting down: no new jobs, waiting for running jobs",
