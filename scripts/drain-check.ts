@@ -10,14 +10,17 @@
  * file, the compiled no-op, as a user adds a task; migrated with the image's `node
  * bin/observing-jobs.js migrate`, started with the image's CMD (bench/lib/image-command.ts),
  * NODE_ENV=production, the settings production requires and a free PORT, everything else default;
- * ready at the first 200 from /readyz. Raw: `run()` in a child process, `concurrency` = the
- * service's default WORKER_CONCURRENCY, the same task name doing nothing, nothing else set; ready
- * once `run()` resolved. Each round and system gets a fresh database; timed from the commit of the
+ * ready at the first 200 from /readyz. Raw: `run()` in a child process with graphile-worker's
+ * library defaults except `concurrency`, which is the service's default WORKER_CONCURRENCY, and
+ * the same task name doing nothing; ready once `run()` resolved. Both write their log lines (the
+ * service's JSON at its default level, raw's default console logger, one line per job each) to a
+ * file of their own, so each pays for its per-job line as it would in production. Each round and system gets a fresh database; timed from the commit of the
  * jobs until graphile-worker's table is empty and (service) every job's record says succeeded.
  *
  * Settings (environment): DATABASE_URL (any database on a server that lets it create databases;
- * unset: an embedded PostgreSQL of its own), DRAIN_CHECK_ROUNDS (3), DRAIN_CHECK_JOBS (20000),
- * DRAIN_CHECK_DEADLINE_MS (120000 per drain). Exits 0 with the verdict printed either way, non-zero
+ * unset: an embedded PostgreSQL of its own), DRAIN_CHECK_ROUNDS (4, as `npm run bench`),
+ * DRAIN_CHECK_JOBS (20000), DRAIN_CHECK_DEADLINE_MS (120000 per drain). The summary goes to
+ * $TMPDIR/observing-jobs-drain-check.json. Exits 0 with the verdict printed either way, non-zero
  * only when something went wrong (a job lost or failed, a system that did not start or stop).
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
@@ -33,7 +36,7 @@ import { startOwnPostgres, type OwnPostgres } from "../test/helpers/own-postgres
 import { freePort } from "../test/helpers/ports.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
-const ROUNDS = Number(process.env.DRAIN_CHECK_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.DRAIN_CHECK_ROUNDS ?? 4);
 const JOBS = Number(process.env.DRAIN_CHECK_JOBS ?? 20_000);
 const DEADLINE_MS = Number(process.env.DRAIN_CHECK_DEADLINE_MS ?? 120_000);
 const TARGET_RATIO = 5;
@@ -58,7 +61,7 @@ interface Running {
   exited: Promise<number | string>;
   /** The last of its output, for errors. */
   tail(): Promise<string>;
-  /** Raw only: how many times its handler ran, as it said on exit. */
+  /** Raw only: how many times its handler ran, as it said before exiting. */
   handled?: () => number;
 }
 
@@ -74,18 +77,20 @@ export default defineTask({
 });
 `;
 
-/** Raw graphile-worker: only what it needs to run is set; its logger is silenced. It counts its runs. */
-const RAW_SOURCE = `import { Logger, run } from ${JSON.stringify(import.meta.resolve("graphile-worker"))};
+/**
+ * Raw graphile-worker: only what it needs to run is set, its default logger included (its lines go
+ * to the log file). It says it is ready, and how many times its handler ran, over IPC.
+ */
+const RAW_SOURCE = `import { run } from ${JSON.stringify(import.meta.resolve("graphile-worker"))};
 let handled = 0;
 const runner = await run({
   connectionString: process.env.DRAIN_CHECK_DATABASE_URL,
   concurrency: Number(process.env.DRAIN_CHECK_CONCURRENCY),
   taskList: { ${TASK}: async () => { handled++; } },
   noHandleSignals: true,
-  logger: new Logger(() => () => {}),
 });
-process.once("SIGTERM", () => runner.stop().then(() => { process.stdout.write("handled " + handled + "\\n", () => process.exit(0)); }, (error) => { console.error(error); process.exit(1); }));
-process.stdout.write("ready\\n");
+process.once("SIGTERM", () => runner.stop().then(() => process.send({ handled }, () => process.exit(0)), (error) => { console.error(error); process.exit(1); }));
+process.send({ ready: true });
 await runner.promise;
 `;
 
@@ -123,7 +128,7 @@ async function main(): Promise<void> {
     const cpus = os.cpus();
     const machine = `${cpus.length} × ${cpus[0]?.model.trim() ?? "CPU"}, Node ${process.version}, PostgreSQL ${postgresVersion}${own ? " (embedded)" : ""}`;
     log(`${machine}; ${JOBS} jobs, ${ROUNDS} rounds, concurrency ${CONCURRENCY}; load ${loadAverage()}`);
-    log(`service: node ${IMAGE_NODE_ARGS.join(" ")} in ${app}; logs at its default level to a file there (discarded); raw: node raw.mjs, logger silenced`);
+    log(`service: node ${IMAGE_NODE_ARGS.join(" ")} in ${app}; logs at its default level to a file there; raw: node raw.mjs, its default logger to a file there (both discarded)`);
 
     const rounds: Array<{ round: number; system: SystemName; seconds: number; jobsPerSecond: number; load: string }> = [];
     for (let round = 1; round <= ROUNDS; round++) {
@@ -263,7 +268,9 @@ async function startService(url: string, app: string, logPath: string): Promise<
   closeSync(fd);
   const began = performance.now();
   for (;;) {
-    if (running.child.exitCode !== null) throw new Error(`the service exited (${running.child.exitCode}) before it was ready: ${await running.tail()}`);
+    if (running.child.exitCode !== null || running.child.signalCode !== null) {
+      throw new Error(`the service exited (${running.child.exitCode ?? running.child.signalCode}) before it was ready: ${await running.tail()}`);
+    }
     if (performance.now() - began > READY_TIMEOUT_MS) throw await stopAfter(running, `the service was not ready within ${READY_TIMEOUT_MS} ms`);
     const ready = await fetch(`http://127.0.0.1:${port}/readyz`).then((response) => response.status === 200, () => false);
     if (ready) return running;
@@ -276,19 +283,25 @@ async function startRaw(url: string, rawDir: string, logPath: string): Promise<R
   const child = spawn(process.execPath, ["raw.mjs"], {
     cwd: rawDir,
     env: { PATH: process.env.PATH, DRAIN_CHECK_DATABASE_URL: url, DRAIN_CHECK_CONCURRENCY: String(CONCURRENCY) },
-    stdio: ["ignore", "pipe", fd],
+    stdio: ["ignore", fd, fd, "ipc"],
   });
   closeSync(fd);
   const running = track("raw", child, logPath);
-  let stdout = "";
-  child.stdout!.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+  let ready = false;
+  let handled = Number.NaN;
+  child.on("message", (message: { ready?: boolean; handled?: number }) => {
+    if (message.ready) ready = true;
+    if (typeof message.handled === "number") handled = message.handled;
+  });
   const began = performance.now();
-  while (!stdout.includes("ready\n")) {
-    if (child.exitCode !== null) throw new Error(`raw graphile-worker exited (${child.exitCode}) before it was ready: ${await running.tail()}`);
+  while (!ready) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`raw graphile-worker exited (${child.exitCode ?? child.signalCode}) before it was ready: ${await running.tail()}`);
+    }
     if (performance.now() - began > READY_TIMEOUT_MS) throw await stopAfter(running, `raw graphile-worker was not ready within ${READY_TIMEOUT_MS} ms`);
     await pause(POLL_MS);
   }
-  return { ...running, handled: () => Number(/handled (\d+)/.exec(stdout)?.[1] ?? Number.NaN) };
+  return { ...running, handled: () => handled };
 }
 
 async function stopAfter(running: Running, message: string): Promise<Error> {
@@ -308,7 +321,7 @@ async function stop(running: Running, failed: boolean): Promise<void> {
   if (outcome === "timeout") running.child.kill("SIGKILL");
   if (failed) return;
   if (outcome !== 0) throw new Error(`${running.name} did not exit cleanly after SIGTERM (${outcome}): ${await running.tail()}`);
-  // Raw's run count ('close' comes after its output): a job run twice, or not at all, shows here.
+  // Raw's run count ('close' comes after its IPC channel closed): a job run twice, or not at all, shows here.
   const handled = running.handled?.();
   if (handled !== undefined && handled !== JOBS) throw new Error(`raw graphile-worker ran the task ${handled} times, not ${JOBS}`);
 }

@@ -109,6 +109,54 @@ describe("records kept by graphile-worker's own statements", () => {
     expect(countedAfter - countedBefore).toBe(ids.length);
   });
 
+  test("in one completion with stale locks and a recorded cron job, a plain-SQL job's record is its row column for column", async ({ env }) => {
+    const trace = { traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" };
+    const addBySql = async (task: string, payload: unknown, options: { queue?: string; key?: string; priority?: number } = {}) =>
+      String(
+        (
+          await sql<{ id: string }>`select id from graphile_worker.add_job(${task}, ${JSON.stringify(payload)}::json,
+            queue_name => ${options.queue ?? null}::text, job_key => ${options.key ?? null}::text, priority => ${options.priority ?? null}::int,
+            run_at => '2026-12-01T10:00:00Z'::timestamptz)`.execute(env.db)
+        ).rows[0]!.id,
+      );
+    // A plain-SQL job on its second attempt (the first failed), keyed, queued, prioritised, traced.
+    const plain = await addBySql("resolve_taxa", { kingdom: "Fungi", _trace: trace }, { queue: "sql-queue", key: "sql-key", priority: 7 });
+    await sql`update graphile_worker._private_jobs set attempts = 2, last_error = 'GBIF answered 503' where id = ${plain}::bigint`.execute(env.db);
+    // Stale locks (older than graphile-worker's 4 hours): removals, not completions.
+    const staleUnrecorded = await addBySql("resolve_taxa", { limit: 1 });
+    const staleRecorded = (await enqueueJob(env.db, env.registry, "resolve_taxa", { limit: 2 })).id;
+    // A cron job whose record exists already: counted by the update, its run still noted.
+    const cron = await addBySql("prune_job_history", { _cron: { ts: "2026-12-03T04:00:00Z", backfilled: false } });
+    await sql`select observing_jobs.insert_missing_record(j, 'waiting') from graphile_worker._private_jobs j where j.id = ${cron}::bigint`.execute(env.db);
+    await sql`update graphile_worker._private_jobs set locked_at = now() - interval '1 minute', locked_by = 'pool-mixed', attempts = attempts + 1
+      where id = any(${[plain, cron]}::bigint[])`.execute(env.db);
+    await sql`update graphile_worker._private_jobs set locked_at = now() - interval '5 hours', locked_by = 'pool-gone', attempts = 1
+      where id = any(${[staleUnrecorded, staleRecorded]}::bigint[])`.execute(env.db);
+    const { rows: before } = await sql<{ id: string; priority: number; attempts: number; max_attempts: number; key: string; run_at: Date; last_error: string; created_at: Date; locked_at: Date; locked_by: string }>`
+      select id::text, priority, attempts, max_attempts, key, run_at, last_error, created_at, locked_at, locked_by from graphile_worker._private_jobs where id = ${plain}::bigint`.execute(env.db);
+    const row = before[0]!;
+    const countedBefore = Number((await sql<{ n: string }>`select coalesce(sum(succeeded), 0) as n from observing_jobs.job_outcome_counts`.execute(env.db)).rows[0]!.n);
+
+    await sql`delete from graphile_worker._private_jobs where id = any(${[plain, staleUnrecorded, staleRecorded, cron]}::bigint[])`.execute(env.db);
+
+    const record = await recordOf(env, plain);
+    expect(record).toMatchObject({
+      task: "resolve_taxa", queue: "sql-queue", source: "sql", payload: { kingdom: "Fungi" }, phase: "succeeded",
+      priority: row.priority, attempts: 3, max_attempts: row.max_attempts, job_key: "sql-key", last_error: "GBIF answered 503", worker_id: "pool-mixed",
+    });
+    expect(record!.payload).toEqual({ kingdom: "Fungi" }); // the trace context is the job's, not its payload
+    expect(row.priority).toBe(7);
+    expect([record!.run_at, record!.created_at, record!.started_at].map((at) => at && new Date(at).getTime())).toEqual([row.run_at, row.created_at, row.locked_at].map((at) => at.getTime()));
+    expect(record!.finished_at).not.toBeNull();
+    expect(await recordOf(env, staleUnrecorded)).toBeUndefined();
+    expect(await recordOf(env, staleRecorded)).toMatchObject({ phase: "cancelled" });
+    expect(await recordOf(env, cron)).toMatchObject({ phase: "succeeded", source: "cron", attempts: 1 });
+    const cronRun = await env.db.selectFrom("observing_jobs.cron_runs").selectAll().where("task", "=", "prune_job_history").executeTakeFirstOrThrow();
+    expect(cronRun.last_success_job_id).toBe(cron);
+    const countedAfter = Number((await sql<{ n: string }>`select coalesce(sum(succeeded), 0) as n from observing_jobs.job_outcome_counts`.execute(env.db)).rows[0]!.n);
+    expect(countedAfter - countedBefore).toBe(2); // the plain-SQL job and the cron job; stale locks are no successes
+  });
+
   test("a job added by plain SQL with NUL in its payload is recorded, and blocks no other job's record", async ({ env }) => {
     const { rows } = await sql<{ id: string }>`
       select id from graphile_worker.add_job('resolve_taxa', '{"kingdom": "Plan\\u0000tae", "note": "a\\u0000b"}'::json)`.execute(env.db);
