@@ -232,7 +232,7 @@ async function runNow(
     payload,
     { id: `cli-${randomUUID()}`, attempt: 1, maxAttempts: 1, queueName: null },
     { db: env.database.db, registry: env.registry, upstream: makeUpstreamClients(env.config), logger: env.logger, config: env.config },
-    env.io.signal ?? new AbortController().signal,
+    env.io.signal ? [env.io.signal] : [],
   );
   // The result as a job would keep it (redacted, bounded); a run outside the queue has no record to keep it in.
   const result = returned === undefined ? {} : { result: storableResult(returned, task.sensitive).value };

@@ -51,9 +51,13 @@ function prepare(task: RegisteredTask, rawPayload: unknown, job: Omit<JobInfo, "
   const { payload, cron } = splitJobMetadata(rawPayload);
   const value = checkPayload(task, payload);
   const info: JobInfo = { ...job, task: task.name, ...(cron ? { cron } : {}) };
+  let logger: Logger | undefined;
   const context: TaskContext = {
     db: deps.db,
-    logger: deps.logger.child({ jobId: info.id, task: task.name, attempt: info.attempt, queue: info.queueName }),
+    // Made on first use: many attempts log nothing, and a pino child's bindings go through the redactor.
+    get logger() {
+      return (logger ??= deps.logger.child({ jobId: info.id, task: task.name, attempt: info.attempt, queue: info.queueName }));
+    },
     signal,
     job: info,
     upstream: deps.upstream,
@@ -69,44 +73,77 @@ export async function executeTask(
   rawPayload: unknown,
   job: Omit<JobInfo, "cron" | "task">,
   deps: TaskDependencies,
-  stopSignal: AbortSignal,
+  stopSignals: readonly AbortSignal[],
 ): Promise<TaskResult> {
   const { timeoutMs } = task.defaults;
-  const timeout = AbortSignal.timeout(timeoutMs);
-  const { value, context } = prepare(task, rawPayload, job, deps, AbortSignal.any([stopSignal, timeout]));
-
-  // A handler that ignores its signal still loses these races, so the attempt ends on time: at its
-  // time limit, when shutdown aborts it (and the worker can hand the job back before the kill), or
-  // when its pool is abandoned.
-  const stopped = () => (stopSignal.reason instanceof AttemptAbandonedError ? stopSignal.reason : new TaskInterruptedError(task.name));
-  const timedOut = rejectOnAbort(timeout, () => new TaskTimeoutError(task.name, timeoutMs));
-  const interrupted = rejectOnAbort(stopSignal, stopped);
+  const attempt = new AttemptSignal(stopSignals, timeoutMs);
+  const stopped = (reason: unknown) => (reason instanceof AttemptAbandonedError ? reason : new TaskInterruptedError(task.name));
   try {
-    return await Promise.race([task.run(value, context), timedOut.rejected, interrupted.rejected]);
+    const { value, context } = prepare(task, rawPayload, job, deps, attempt.signal);
+    // A handler that ignores its signal still loses this race, so the attempt ends on time: at its
+    // time limit, when shutdown aborts it (and the worker can hand the job back before the kill), or
+    // when its pool is abandoned.
+    const ended = new Promise<never>((_, reject) => {
+      const end = () => reject(attempt.stopped ? stopped(attempt.stopped.reason) : new TaskTimeoutError(task.name, timeoutMs));
+      if (attempt.signal.aborted) end(); // stopped before it began
+      else attempt.signal.addEventListener("abort", end, { once: true });
+    });
+    ended.catch(() => {}); // observed only through the race
+    return await Promise.race([task.run(value, context), ended]);
   } catch (error) {
     // Whatever the handler threw on its way out (an aborted fetch, say), the cause was the abort.
-    if (stopSignal.aborted) throw stopped();
-    if (timeout.aborted) throw new TaskTimeoutError(task.name, timeoutMs);
+    if (attempt.stopped) throw stopped(attempt.stopped.reason);
+    if (attempt.signal.aborted) throw new TaskTimeoutError(task.name, timeoutMs);
     throw error;
   } finally {
-    timedOut.dispose();
-    interrupted.dispose();
+    attempt.dispose();
   }
 }
 
 /**
- * A promise that rejects when the signal aborts, and the way to stop listening: the stop signal is
- * the worker pool's and lives as long as the pool, so every attempt must remove its listener.
+ * An attempt's signal: aborted by the first of its stop signals that aborts (shutdown, its pool
+ * abandoned), with that signal's reason, or at its time limit with a TimeoutError, as
+ * AbortSignal.timeout's. One controller, one timer and one listener per stop signal, all removed
+ * when the attempt ends. AbortSignal.any and AbortSignal.timeout, which did this before, cost ~10%
+ * of the per-job CPU in a drain and added to its garbage collection (each composite signal is
+ * registered, weakly, with every long-lived pool signal it follows; docs/BENCHMARKS.md).
  */
-function rejectOnAbort(signal: AbortSignal, makeError: () => Error): { rejected: Promise<never>; dispose(): void } {
-  let onAbort = () => {};
-  const rejected = new Promise<never>((_, reject) => {
-    onAbort = () => reject(makeError());
-    if (signal.aborted) onAbort();
-    else signal.addEventListener("abort", onAbort, { once: true });
-  });
-  rejected.catch(() => {}); // observed only through the race
-  return { rejected, dispose: () => signal.removeEventListener("abort", onAbort) };
+class AttemptSignal {
+  readonly #controller = new AbortController();
+  readonly #sources: readonly AbortSignal[];
+  readonly #timer: NodeJS.Timeout;
+  /** The stop signal that ended the attempt, if one did. */
+  stopped: AbortSignal | undefined;
+
+  constructor(sources: readonly AbortSignal[], timeoutMs: number) {
+    this.#sources = sources;
+    // Unreferenced, as AbortSignal.timeout's: a time limit alone keeps no process alive.
+    this.#timer = setTimeout(() => this.#controller.abort(new DOMException("The operation was aborted due to timeout", "TimeoutError")), timeoutMs).unref();
+    for (const source of sources) {
+      if (source.aborted) {
+        this.#onStop(source);
+        break;
+      }
+      source.addEventListener("abort", this.#onStop, { once: true });
+    }
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  /** Removes the timer and the listeners: the stop signals are the pool's and outlive every attempt. */
+  dispose(): void {
+    clearTimeout(this.#timer);
+    for (const source of this.#sources) source.removeEventListener("abort", this.#onStop);
+  }
+
+  readonly #onStop = (event: Event | AbortSignal) => {
+    const source = event instanceof Event ? (event.target as AbortSignal) : event;
+    if (this.#controller.signal.aborted) return;
+    this.stopped = source;
+    this.#controller.abort(source.reason);
+  };
 }
 
 /** Runs the task's `onExhausted` hook for a job that has just used its last attempt. */

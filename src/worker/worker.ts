@@ -162,12 +162,12 @@ export function makeTaskList(tasks: RegisteredTask[], deps: TaskDependencies, ob
         guards?.inFlight.began(poolId, job.id, job.runAt);
         for (const observer of observers) observer.started(job, helpers.job.payload, helpers.job.locked_by);
         const started = performance.now();
-        const stopSignal = guards ? AbortSignal.any([helpers.abortSignal, guards.abandonSignal(poolId)]) : helpers.abortSignal;
+        const stopSignals = guards ? [helpers.abortSignal, guards.abandonSignal(poolId)] : [helpers.abortSignal];
         try {
           // A job fetched into the local queue before this pool was declared dead may since run
           // elsewhere (the sweeper gave it back): a pool whose lease lapsed asks before starting it.
           if (guards && !guards.leaseHolds(poolId) && !(await stillHeld(deps, held, false))) throw new AttemptAbandonedError(poolId, "it no longer holds the job, so it did not start it");
-          const returned = await executeTask(task, payload, info, deps, stopSignal);
+          const returned = await executeTask(task, payload, info, deps, stopSignals);
           // The fence of a stale success. While the lease holds (always, unless the process was
           // frozen or cut off from the database for most of the rescue threshold) nothing is asked.
           if (guards && !guards.leaseHolds(poolId) && !(await stillHeld(deps, held))) throw new AttemptAbandonedError(poolId, "it no longer holds the job");

@@ -135,7 +135,7 @@ export async function performTask(env: TestEnv, task: string, payload: unknown, 
     JSON.parse(JSON.stringify(payload)),
     { id: "test", attempt: 1, maxAttempts: 1, queueName: null },
     env.deps,
-    signal,
+    [signal],
   );
 }
 

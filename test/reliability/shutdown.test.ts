@@ -8,7 +8,8 @@ import { describe, expect } from "vitest";
 import { enqueueJob } from "../../src/enqueue.ts";
 import { registerTask } from "../../src/registry.ts";
 import { defineTask } from "../../src/task.ts";
-import { executeTask, TaskInterruptedError } from "../../src/worker/execute.ts";
+import { getEventListeners } from "node:events";
+import { AttemptAbandonedError, executeTask, TaskInterruptedError, TaskTimeoutError } from "../../src/worker/execute.ts";
 import { KNOWN_NAMES } from "../../src/demo/fake-gbif.ts";
 import { insertTaxa, resetData, test, waitFor } from "../helpers/env.ts";
 import { findEvents, findPools, hasSucceeded, killInstance, readiness, startInstance, type Instance } from "../helpers/instances.ts";
@@ -79,10 +80,35 @@ describe("shutdown", () => {
       defineTask({ description: "never settles", payload: Type.Object({}), run: () => new Promise<void>(() => {}) }),
     );
     const stop = new AbortController();
-    const attempt = executeTask(stubborn, {}, { id: "1", attempt: 1, maxAttempts: 3, queueName: null }, env.deps, stop.signal);
+    const attempt = executeTask(stubborn, {}, { id: "1", attempt: 1, maxAttempts: 3, queueName: null }, env.deps, [stop.signal]);
     const abortedAt = performance.now();
     stop.abort();
     await expect(attempt).rejects.toThrow(TaskInterruptedError);
     expect(performance.now() - abortedAt).toBeLessThan(100);
+  });
+
+  test("attempts leave no listener on the pool's long-lived signals; the time limit and an abandoned pool each end an attempt with their own error", async ({ env }) => {
+    const info = { id: "1", attempt: 1, maxAttempts: 3, queueName: null };
+    const shutdown = new AbortController();
+    const abandon = new AbortController();
+    const quick = registerTask("quick", defineTask({ description: "returns", payload: Type.Object({}), run: async () => {} }));
+    for (let i = 0; i < 1000; i++) await executeTask(quick, {}, info, env.deps, [shutdown.signal, abandon.signal]);
+    expect([getEventListeners(shutdown.signal, "abort").length, getEventListeners(abandon.signal, "abort").length]).toEqual([0, 0]);
+
+    let seen: AbortSignal | undefined;
+    const stubborn = registerTask(
+      "ignore_signal",
+      defineTask({ description: "never settles", payload: Type.Object({}), defaults: { timeoutMs: 50 }, run: (_payload, context) => ((seen = context.signal), new Promise<void>(() => {})) }),
+    );
+    await expect(executeTask(stubborn, {}, info, env.deps, [shutdown.signal, abandon.signal])).rejects.toThrow(TaskTimeoutError);
+    expect((seen!.reason as Error).name).toBe("TimeoutError"); // as AbortSignal.timeout's
+    const attempt = executeTask(stubborn, {}, info, env.deps, [shutdown.signal, abandon.signal]);
+    const abandoned = new AttemptAbandonedError("pool-test");
+    abandon.abort(abandoned);
+    await expect(attempt).rejects.toBe(abandoned);
+    expect(seen!.reason).toBe(abandoned);
+    // Already stopped when it begins: the handler sees an aborted signal, the attempt ends at once.
+    await expect(executeTask(stubborn, {}, info, env.deps, [shutdown.signal, abandon.signal])).rejects.toBe(abandoned);
+    expect(getEventListeners(shutdown.signal, "abort").length).toBe(0);
   });
 });
