@@ -12,21 +12,34 @@ import { cloudLoggingFormat } from "./cloud-logging.ts";
 
 export type { Logger };
 
-/** Field names whose values are replaced wherever they appear in a log line. */
-export const REDACTED_PATHS = [
-  "password",
-  "token",
-  "authorization",
-  "connectionString",
-  "payload",
-  "*.password",
-  "*.token",
-  "*.authorization",
-  "*.connectionString",
-  "*.payload",
-  "req.headers.authorization",
-  "req.headers.cookie",
-];
+/** Field names whose values are replaced, at the top of a log line or one object down (`{ job: { payload } }`). */
+const SECRET_FIELDS = ["password", "token", "authorization", "connectionString", "payload"];
+const CENSOR = "[redacted]";
+/** pino's own redaction: the top level, and the request's credentials. */
+const REDACTED_PATHS = [...SECRET_FIELDS, "req.headers.authorization", "req.headers.cookie"];
+
+/**
+ * One object down, the same names are replaced here rather than by pino's `*.name` paths: a
+ * wildcard path makes pino run its redactor on every field of every line (the redactor parses
+ * each path on each call), ~10 µs per line, most of the per-job log line's cost in a drain's
+ * profile (docs/BENCHMARKS.md). This looks at each field once. Objects with a secret are copied,
+ * prototype and all (an Error stays an Error for its serializer); the caller's are left alone.
+ */
+function redactOneLevelDown<T extends Record<string, unknown>>(fields: T): T {
+  let copy: Record<string, unknown> | undefined;
+  for (const key in fields) {
+    const value: unknown = fields[key];
+    if (value === null || typeof value !== "object" || !SECRET_FIELDS.some((name) => Object.hasOwn(value, name))) continue;
+    // Own properties as values (an Error's stack is an accessor that reads its own receiver's), enumerable as they were.
+    const censored = Object.create(Object.getPrototypeOf(value) as object | null) as Record<string, unknown>;
+    for (const [name, descriptor] of Object.entries(Object.getOwnPropertyDescriptors(value))) {
+      const own = SECRET_FIELDS.includes(name) ? CENSOR : (value as Record<string, unknown>)[name];
+      Object.defineProperty(censored, name, { value: own, enumerable: descriptor.enumerable ?? false, writable: true, configurable: true });
+    }
+    (copy ??= { ...fields })[key] = censored;
+  }
+  return (copy ?? fields) as T;
+}
 
 /** Fields that Cloud Logging indexes as labels (filterable in the Logs Explorer). */
 const LABEL_FIELDS = { jobId: "job_id", task: "task", attempt: "attempt", queue: "queue", runner: "worker_pool", workerId: "worker_id" } as const;
@@ -42,9 +55,27 @@ export function makeLogger(options: Config["log"], output: LoggerOutput = {}): L
   const base: pino.LoggerOptions = {
     level: options.level,
     base: { service: "observing-jobs" },
-    redact: { paths: REDACTED_PATHS, censor: "[redacted]" },
+    redact: { paths: REDACTED_PATHS, censor: CENSOR },
+    formatters: { log: redactOneLevelDown },
     mixin: traceFields,
   };
+  return redactingChildBindings(makePino(options, base, output));
+}
+
+/**
+ * pino gives a child's bindings no formatter (it resets `formatters.bindings` for children): each
+ * child made from this logger, or from one of its children, which inherit the method, gets its
+ * bindings redacted one level down here.
+ */
+function redactingChildBindings(logger: Logger): Logger {
+  const child = logger.child;
+  logger.child = function (this: Logger, bindings, childOptions) {
+    return child.call(this, redactOneLevelDown(bindings), childOptions);
+  } as Logger["child"];
+  return logger;
+}
+
+function makePino(options: Config["log"], base: pino.LoggerOptions, output: LoggerOutput): Logger {
   const fd = output.toStderr ? 2 : 1;
   if (options.format === "pretty" && !output.destination) {
     return pino({
@@ -60,7 +91,7 @@ export function makeLogger(options: Config["log"], output: LoggerOutput = {}): L
   // minLength 1 writes every line as soon as the previous write is done, as the default 0 does, but
   // with 0 sonic-boom's flush(cb) calls back at once instead of after the write in flight: the exit
   // below would not wait, and pino's own flush at exit would write what is buffered ahead of it.
-  return pino({ ...base, ...format }, output.destination ?? pino.destination({ fd, sync: false, minLength: 1 }));
+  return pino({ ...base, ...format, formatters: { ...base.formatters, ...format.formatters } }, output.destination ?? pino.destination({ fd, sync: false, minLength: 1 }));
 }
 
 /** How long a flush waits at most (a reader that stopped reading must not hold a process up). */

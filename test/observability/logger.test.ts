@@ -129,6 +129,23 @@ describe("Cloud Logging structured lines", () => {
     logger.child({ token: "secret-token-value" }).info({ payload: { taxonIds: [1] }, authorization: "Bearer x" }, "with secrets");
     expect(JSON.stringify(logs)).not.toMatch(/secret-token-value|Bearer x|taxonIds/);
   });
+
+  test("one object down too, in a line's fields, an error's own properties and a child's bindings; the caller's objects stay as they were", () => {
+    const { logger, logs } = capture();
+    const job = { id: "7", payload: { taxonIds: [1] } };
+    const err = Object.assign(new Error("upstream refused"), { token: "secret-token-value" });
+    const database = { connectionString: "postgres://user:secret-password@db/app", pool: 4 };
+    logger.child({ database }).error({ job, err, req: { headers: { authorization: "Bearer x", accept: "*/*" } } }, "nested secrets");
+    expect(JSON.stringify(logs)).not.toMatch(/secret-token-value|secret-password|Bearer x|taxonIds/);
+    expect(logs[0]).toMatchObject({
+      job: { id: "7", payload: "[redacted]" },
+      database: { connectionString: "[redacted]", pool: 4 },
+      err: { type: "Error", message: "upstream refused", stack: expect.stringContaining("upstream refused"), token: "[redacted]" },
+      req: { headers: { authorization: "[redacted]", accept: "*/*" } },
+      stack_trace: expect.stringContaining("upstream refused"),
+    });
+    expect([job.payload, err.token, database.connectionString]).toEqual([{ taxonIds: [1] }, "secret-token-value", "postgres://user:secret-password@db/app"]);
+  });
 });
 
 describe("the last lines before an exit", () => {
