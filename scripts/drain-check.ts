@@ -287,20 +287,19 @@ async function startRaw(url: string, rawDir: string, logPath: string): Promise<R
   });
   closeSync(fd);
   const running = track("raw", child, logPath);
-  let ready = false;
   let handled = Number.NaN;
-  child.on("message", (message: { ready?: boolean; handled?: number }) => {
-    if (message.ready) ready = true;
-    if (typeof message.handled === "number") handled = message.handled;
-  });
-  const began = performance.now();
-  while (!ready) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`raw graphile-worker exited (${child.exitCode ?? child.signalCode}) before it was ready: ${await running.tail()}`);
-    }
-    if (performance.now() - began > READY_TIMEOUT_MS) throw await stopAfter(running, `raw graphile-worker was not ready within ${READY_TIMEOUT_MS} ms`);
-    await pause(POLL_MS);
-  }
+  const ready = new Promise<"ready">((resolve) =>
+    child.on("message", (message: { ready?: boolean; handled?: number }) => {
+      if (message.ready) resolve("ready");
+      if (typeof message.handled === "number") handled = message.handled;
+    }),
+  );
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<"timeout">((resolve) => (timer = setTimeout(resolve, READY_TIMEOUT_MS, "timeout")));
+  const outcome = await Promise.race([ready, running.exited, timedOut]).finally(() => clearTimeout(timer));
+  if (interrupted) throw new Error(`interrupted by ${interrupted}`);
+  if (outcome === "timeout") throw await stopAfter(running, `raw graphile-worker was not ready within ${READY_TIMEOUT_MS} ms`);
+  if (outcome !== "ready") throw new Error(`raw graphile-worker exited (${outcome}) before it was ready: ${await running.tail()}`);
   return { ...running, handled: () => handled };
 }
 

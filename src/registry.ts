@@ -127,6 +127,9 @@ function compareTaskNames(a: string, b: string): number {
   return x < y ? -1 : x > y ? 1 : 0;
 }
 
+/** The longest time limit a timer holds (2^31 - 1 ms, about 24.8 days). */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
 /** Turns a task file's export into a registered task; throws naming the file when it is not one. */
 export function registerTask(name: string, definition: unknown, source = name): RegisteredTask {
   if (!TASK_NAME.test(name)) throw new Error(`${source}: task names are snake_case (verb_object), got '${name}'`);
@@ -140,6 +143,10 @@ export function registerTask(name: string, definition: unknown, source = name): 
   const cap = defaults.concurrency;
   if (cap && !(Number.isInteger(cap.limit) && cap.limit >= 1 && cap.limit <= MAX_CAP)) {
     throw new Error(`${source}: defaults.concurrency.limit must be an integer from 1 to ${MAX_CAP}, got ${String(cap.limit)}`);
+  }
+  // The attempt's timer (setTimeout) would take anything else as 1 ms, with only a warning.
+  if (defaults.timeoutMs !== undefined && !(Number.isInteger(defaults.timeoutMs) && defaults.timeoutMs >= 1 && defaults.timeoutMs <= MAX_TIMEOUT_MS)) {
+    throw new Error(`${source}: defaults.timeoutMs must be an integer from 1 to ${MAX_TIMEOUT_MS}, got ${String(defaults.timeoutMs)}`);
   }
   if (cap?.scope !== undefined && cap.scope !== "global" && cap.scope !== "instance") {
     throw new Error(`${source}: defaults.concurrency.scope must be 'global' or 'instance', got '${String(cap.scope)}'`);

@@ -9,6 +9,9 @@ import { shutdownTelemetry } from "./observability/telemetry.ts";
 import { EXIT_GRACE_MS } from "./reliability/shutdown.ts";
 import type { Service } from "./service.ts";
 
+/** How long an exit that cannot wait (a second signal, a missed deadline) gives its last lines. */
+const EXIT_NOW_FLUSH_MS = 200;
+
 /**
  * Installed before the service starts, so that a signal during start-up (Ctrl-C while the embedded
  * PostgreSQL initialises) still ends in a clean stop once the start has finished. `afterStop` runs
@@ -19,7 +22,7 @@ export function stopOnSignals(starting: Promise<Service>, config: Config, logger
   const onSignal = (signal: NodeJS.Signals) => {
     if (signalled) {
       logger.warn({ signal }, "second signal: exiting without waiting for running jobs");
-      process.exit(1);
+      return exitAfterLogs(logger, 1, EXIT_NOW_FLUSH_MS);
     }
     signalled = true;
     logger.info({ signal }, "shutting down: no new jobs, waiting for running jobs");
@@ -27,10 +30,17 @@ export function stopOnSignals(starting: Promise<Service>, config: Config, logger
       (service) => {
         // Cloud Run kills the instance ~10 s after SIGTERM; exit first, whatever is still pending.
         // Counted from the end of start-up: a start still under way (initdb) is let finish.
-        setTimeout(() => {
+        const budgetMs = config.reliability.shutdownTimeoutMs + EXIT_GRACE_MS;
+        const exitBy = performance.now() + budgetMs;
+        const deadline = setTimeout(() => {
           logger.error("shutdown took longer than its deadline: exiting now");
-          process.exit(1);
-        }, config.reliability.shutdownTimeoutMs + EXIT_GRACE_MS).unref();
+          exitAfterLogs(logger, 1, EXIT_NOW_FLUSH_MS);
+        }, budgetMs).unref();
+        // The last lines are written within what is left of the budget.
+        const exitWithLogs = (code: number) => {
+          clearTimeout(deadline);
+          exitAfterLogs(logger, code, Math.max(EXIT_NOW_FLUSH_MS, exitBy - performance.now()));
+        };
         return service
           .stop()
           .then(() => afterStop())
@@ -38,11 +48,11 @@ export function stopOnSignals(starting: Promise<Service>, config: Config, logger
           .then(
             () => {
               logger.info("shut down cleanly");
-              exitAfterLogs(logger, 0);
+              exitWithLogs(0);
             },
             (error: unknown) => {
               logger.error({ err: error }, "shutdown failed");
-              exitAfterLogs(logger, 1);
+              exitWithLogs(1);
             },
           );
       },

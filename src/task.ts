@@ -79,8 +79,11 @@ export interface JobInfo {
 export interface TaskContext {
   db: Db;
   /** Bound to the job: every line carries its id, task and attempt. */
-  logger: Logger;
-  /** Fires on shutdown and when the attempt's time limit is reached; pass it to every I/O call. */
+  readonly logger: Logger;
+  /**
+   * Fires on shutdown, at the attempt's time limit, when its pool is abandoned, and when the attempt
+   * has ended (work a handler left running is stopped too); pass it to every I/O call.
+   */
   signal: AbortSignal;
   job: JobInfo;
   upstream: UpstreamClients;

@@ -34,6 +34,14 @@ describe("the task registry", () => {
     expect(unbounded, "payload numbers without bounds an integer column holds").toEqual([]);
   });
 
+  it("refuses a time limit a timer cannot hold (it would fire after 1 ms)", () => {
+    const task = (timeoutMs: unknown) => registerTask("one_task", { description: "x", payload: { type: "object" }, defaults: { timeoutMs }, async run() {} });
+    expect(task(2 ** 31 - 1).defaults.timeoutMs).toBe(2 ** 31 - 1);
+    for (const timeoutMs of [0, -1, 1.5, Number.POSITIVE_INFINITY, 2 ** 31, "60000"]) {
+      expect(() => task(timeoutMs)).toThrow(`one_task: defaults.timeoutMs must be an integer from 1 to 2147483647, got ${String(timeoutMs)}`);
+    }
+  });
+
   it("makes a concurrency cap global unless the task says per instance, and refuses caps that cannot hold", () => {
     const task = (name: string, concurrency: unknown) =>
       registerTask(name, { description: "x", payload: { type: "object" }, defaults: { concurrency }, async run() {} });

@@ -20,25 +20,35 @@ const REDACTED_PATHS = [...SECRET_FIELDS, "req.headers.authorization", "req.head
 
 /**
  * One object down, the same names are replaced here rather than by pino's `*.name` paths: a
- * wildcard path makes pino run its redactor on every field of every line (the redactor parses
- * each path on each call), ~10 µs per line, most of the per-job log line's cost in a drain's
- * profile (docs/BENCHMARKS.md). This looks at each field once. Objects with a secret are copied,
- * prototype and all (an Error stays an Error for its serializer); the caller's are left alone.
+ * wildcard path makes pino run its redactor (which parses every path on every call) on every
+ * field of every line, 8% of the service's CPU in a drain (docs/BENCHMARKS.md, "Per-job CPU").
+ * This looks at each field once. Objects with a secret are copied, prototype and all (an Error
+ * stays an Error for its serializer); the caller's are left alone. An object that cannot be copied
+ * (a getter that throws) is replaced whole.
  */
 function redactOneLevelDown<T extends Record<string, unknown>>(fields: T): T {
   let copy: Record<string, unknown> | undefined;
   for (const key in fields) {
     const value: unknown = fields[key];
     if (value === null || typeof value !== "object" || !SECRET_FIELDS.some((name) => Object.hasOwn(value, name))) continue;
-    // Own properties as values (an Error's stack is an accessor that reads its own receiver's), enumerable as they were.
-    const censored = Object.create(Object.getPrototypeOf(value) as object | null) as Record<string, unknown>;
-    for (const [name, descriptor] of Object.entries(Object.getOwnPropertyDescriptors(value))) {
-      const own = SECRET_FIELDS.includes(name) ? CENSOR : (value as Record<string, unknown>)[name];
-      Object.defineProperty(censored, name, { value: own, enumerable: descriptor.enumerable ?? false, writable: true, configurable: true });
-    }
-    (copy ??= { ...fields })[key] = censored;
+    (copy ??= { ...fields })[key] = censoredCopy(value);
   }
   return (copy ?? fields) as T;
+}
+
+function censoredCopy(value: object): object | string {
+  try {
+    const copy = Object.create(Object.getPrototypeOf(value) as object | null) as object;
+    for (const [name, descriptor] of Object.entries(Object.getOwnPropertyDescriptors(value))) {
+      if (SECRET_FIELDS.includes(name)) Object.defineProperty(copy, name, { value: CENSOR, enumerable: true, writable: true, configurable: true });
+      // An Error's stack is an accessor that reads its own receiver: copied as its value.
+      else if (name === "stack") Object.defineProperty(copy, name, { value: (value as { stack?: unknown }).stack, enumerable: descriptor.enumerable ?? false, writable: true, configurable: true });
+      else Object.defineProperty(copy, name, descriptor);
+    }
+    return copy;
+  } catch {
+    return CENSOR;
+  }
 }
 
 /** Fields that Cloud Logging indexes as labels (filterable in the Logs Explorer). */
@@ -64,14 +74,17 @@ export function makeLogger(options: Config["log"], output: LoggerOutput = {}): L
 
 /**
  * pino gives a child's bindings no formatter (it resets `formatters.bindings` for children): each
- * child made from this logger, or from one of its children, which inherit the method, gets its
- * bindings redacted one level down here.
+ * child made from this logger, or from one of its children, which inherit the methods, gets its
+ * bindings redacted one level down here, and so do bindings set later.
  */
 function redactingChildBindings(logger: Logger): Logger {
-  const child = logger.child;
+  const { child, setBindings } = logger;
   logger.child = function (this: Logger, bindings, childOptions) {
     return child.call(this, redactOneLevelDown(bindings), childOptions);
   } as Logger["child"];
+  logger.setBindings = function (this: Logger, bindings) {
+    setBindings.call(this, redactOneLevelDown(bindings));
+  };
   return logger;
 }
 
@@ -94,26 +107,41 @@ function makePino(options: Config["log"], base: pino.LoggerOptions, output: Logg
   return pino({ ...base, ...format, formatters: { ...base.formatters, ...format.formatters } }, output.destination ?? pino.destination({ fd, sync: false, minLength: 1 }));
 }
 
-/** How long a flush waits at most (a reader that stopped reading must not hold a process up). */
+let exiting = false;
+
+/** How long a flush waits at most by default (a reader that stopped reading must not hold a process up). */
 const FLUSH_TIMEOUT_MS = 2_000;
 
 /**
- * Resolves once every line logged so far is written out. Lines are written asynchronously: exiting
- * with a write still in flight lets pino's synchronous flush at exit write the lines behind it
- * first, and can lose the one in flight (a service's last lines came out of order under load).
+ * Resolves once every line logged so far is written out (true), or after `timeoutMs` (false).
+ * Lines are written asynchronously: exiting with a write still in flight lets pino's synchronous
+ * flush at exit write the lines behind it first, and can lose the one in flight (a service's last
+ * lines came out of order under load).
  */
-export function flushLogs(logger: Logger): Promise<void> {
+export function flushLogs(logger: Logger, timeoutMs = FLUSH_TIMEOUT_MS): Promise<boolean> {
   return new Promise((resolve) => {
-    setTimeout(resolve, FLUSH_TIMEOUT_MS).unref();
+    setTimeout(() => resolve(false), timeoutMs).unref();
     // Called back once the destination has drained, with the error of the fsync that follows, which
     // a pipe refuses (EINVAL): the lines are written by then, and that is all this waits for.
-    logger.flush(() => resolve());
+    logger.flush(() => resolve(true));
   });
 }
 
-/** Exits once every line logged so far is written out (see flushLogs). */
-export function exitAfterLogs(logger: Logger, code: number): void {
-  void flushLogs(logger).then(() => process.exit(code));
+/**
+ * Exits with `code` once every line logged so far is written out, or after `timeoutMs`. Then what
+ * is still buffered is given up, as pino does when its reader has gone (EPIPE): pino's flush at
+ * exit would otherwise retry a reader that stopped reading for ever.
+ */
+export function exitAfterLogs(logger: Logger, code: number, timeoutMs = FLUSH_TIMEOUT_MS): void {
+  // The first exit decides (a second signal's 1 is not undone by the clean stop that follows it).
+  if (exiting) return;
+  exiting = true;
+  process.exitCode = code;
+  void flushLogs(logger, timeoutMs).then((written) => {
+    const destination = (logger as unknown as Record<symbol, { flushSync?: () => void } | undefined>)[pino.symbols.streamSym];
+    if (!written && destination?.flushSync) destination.flushSync = () => {};
+    process.exit(code);
+  });
 }
 
 /** The active span's ids, shown by pino-pretty on a developer's terminal. */
@@ -132,7 +160,7 @@ function traceFields(): Record<string, string> {
 export function makeWorkerLogger(logger: Logger): WorkerLogger {
   const factory: LogFunctionFactory = (scope) => {
     // graphile-worker makes a scoped logger for every job, and most never write a line: the pino
-    // child (costly with redaction on: its bindings go through the redactor) is made on first use.
+    // child (which serializes its bindings when made) is made on first use.
     let child: Logger | undefined;
     return (level, message, meta) => {
       // An attempt a pause kept from starting (src/worker/pause-gate.ts) "fails" only to end it: not an error.

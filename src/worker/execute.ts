@@ -54,7 +54,7 @@ function prepare(task: RegisteredTask, rawPayload: unknown, job: Omit<JobInfo, "
   let logger: Logger | undefined;
   const context: TaskContext = {
     db: deps.db,
-    // Made on first use: many attempts log nothing, and a pino child's bindings go through the redactor.
+    // Made on first use: many attempts log nothing, and a pino child serializes its bindings when made.
     get logger() {
       return (logger ??= deps.logger.child({ jobId: info.id, task: task.name, attempt: info.attempt, queue: info.queueName }));
     },
@@ -77,19 +77,24 @@ export async function executeTask(
 ): Promise<TaskResult> {
   const { timeoutMs } = task.defaults;
   const attempt = new AttemptSignal(stopSignals, timeoutMs);
+  let prepared: ReturnType<typeof prepare>;
+  try {
+    prepared = prepare(task, rawPayload, job, deps, attempt.signal);
+  } catch (error) {
+    attempt.dispose(); // a payload that fails its schema fails as such, stopped or not
+    throw error;
+  }
   const stopped = (reason: unknown) => (reason instanceof AttemptAbandonedError ? reason : new TaskInterruptedError(task.name));
   try {
-    const { value, context } = prepare(task, rawPayload, job, deps, attempt.signal);
     // A handler that ignores its signal still loses this race, so the attempt ends on time: at its
     // time limit, when shutdown aborts it (and the worker can hand the job back before the kill), or
     // when its pool is abandoned.
     const ended = new Promise<never>((_, reject) => {
       const end = () => reject(attempt.stopped ? stopped(attempt.stopped.reason) : new TaskTimeoutError(task.name, timeoutMs));
-      if (attempt.signal.aborted) end(); // stopped before it began
-      else attempt.signal.addEventListener("abort", end, { once: true });
+      attempt.whenAborted(end);
     });
     ended.catch(() => {}); // observed only through the race
-    return await Promise.race([task.run(value, context), ended]);
+    return await Promise.race([task.run(prepared.value, prepared.context), ended]);
   } catch (error) {
     // Whatever the handler threw on its way out (an aborted fetch, say), the cause was the abort.
     if (attempt.stopped) throw stopped(attempt.stopped.reason);
@@ -100,18 +105,22 @@ export async function executeTask(
   }
 }
 
+/** The reason of an attempt's signal once the attempt has ended (one instance: every attempt ends). */
+const ATTEMPT_ENDED = new DOMException("the attempt has ended", "AbortError");
+
 /**
  * An attempt's signal: aborted by the first of its stop signals that aborts (shutdown, its pool
  * abandoned), with that signal's reason, or at its time limit with a TimeoutError, as
  * AbortSignal.timeout's. One controller, one timer and one listener per stop signal, all removed
- * when the attempt ends. AbortSignal.any and AbortSignal.timeout, which did this before, cost ~10%
- * of the per-job CPU in a drain and added to its garbage collection (each composite signal is
- * registered, weakly, with every long-lived pool signal it follows; docs/BENCHMARKS.md).
+ * when the attempt ends. AbortSignal.any and AbortSignal.timeout, which did this before, took ~9%
+ * of the service's CPU in a drain and added to its garbage collection (each composite signal is
+ * registered, weakly, with every long-lived pool signal it follows; docs/BENCHMARKS.md, "Per-job CPU").
  */
 class AttemptSignal {
   readonly #controller = new AbortController();
   readonly #sources: readonly AbortSignal[];
   readonly #timer: NodeJS.Timeout;
+  #whenAborted: (() => void) | undefined;
   /** The stop signal that ended the attempt, if one did. */
   stopped: AbortSignal | undefined;
 
@@ -132,10 +141,22 @@ class AttemptSignal {
     return this.#controller.signal;
   }
 
-  /** Removes the timer and the listeners: the stop signals are the pool's and outlive every attempt. */
+  /** Calls `listener` when the signal aborts before the attempt ends (at once if it has: stopped before it began). */
+  whenAborted(listener: () => void): void {
+    if (this.signal.aborted) return listener();
+    this.#whenAborted = listener;
+    this.signal.addEventListener("abort", listener, { once: true });
+  }
+
+  /**
+   * Removes the timer and the listeners (the stop signals are the pool's and outlive every
+   * attempt), and aborts the attempt's signal, so that work its handler left running stops too.
+   */
   dispose(): void {
     clearTimeout(this.#timer);
     for (const source of this.#sources) source.removeEventListener("abort", this.#onStop);
+    if (this.#whenAborted) this.signal.removeEventListener("abort", this.#whenAborted);
+    if (!this.signal.aborted) this.#controller.abort(ATTEMPT_ENDED);
   }
 
   readonly #onStop = (event: Event | AbortSignal) => {

@@ -91,9 +91,17 @@ describe("shutdown", () => {
     const info = { id: "1", attempt: 1, maxAttempts: 3, queueName: null };
     const shutdown = new AbortController();
     const abandon = new AbortController();
-    const quick = registerTask("quick", defineTask({ description: "returns", payload: Type.Object({}), run: async () => {} }));
+    let left: AbortSignal | undefined;
+    const quick = registerTask("quick", defineTask({ description: "returns", payload: Type.Object({}), run: async (_payload, context) => void (left = context.signal) }));
     for (let i = 0; i < 1000; i++) await executeTask(quick, {}, info, env.deps, [shutdown.signal, abandon.signal]);
     expect([getEventListeners(shutdown.signal, "abort").length, getEventListeners(abandon.signal, "abort").length]).toEqual([0, 0]);
+    // Work a handler left running stops when its attempt ends.
+    expect([left!.aborted, (left!.reason as Error).name]).toEqual([true, "AbortError"]);
+    // A payload that fails its schema fails as such, even when the attempt was stopped before it began.
+    const strict = registerTask("strict", defineTask({ description: "strict", payload: Type.Object({ n: Type.Integer() }), run: async () => {} }));
+    const stoppedAlready = new AbortController();
+    stoppedAlready.abort();
+    await expect(executeTask(strict, { n: "x" }, info, env.deps, [stoppedAlready.signal])).rejects.not.toThrow(TaskInterruptedError);
 
     let seen: AbortSignal | undefined;
     const stubborn = registerTask(
