@@ -95,7 +95,10 @@ await runner.promise;
 `;
 
 let interrupted: string | null = null;
-for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => (interrupted = signal));
+let onInterrupt = () => {};
+/** Resolves when the run is interrupted, for the waits that are not polls. */
+const interruption = new Promise<"interrupted">((resolve) => (onInterrupt = () => resolve("interrupted")));
+for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => ((interrupted = signal), onInterrupt()));
 /** Every wait goes through here, so an interrupted run stops waiting and cleans up. */
 async function pause(ms: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, ms));
@@ -296,8 +299,8 @@ async function startRaw(url: string, rawDir: string, logPath: string): Promise<R
   );
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<"timeout">((resolve) => (timer = setTimeout(resolve, READY_TIMEOUT_MS, "timeout")));
-  const outcome = await Promise.race([ready, running.exited, timedOut]).finally(() => clearTimeout(timer));
-  if (interrupted) throw new Error(`interrupted by ${interrupted}`);
+  const outcome = await Promise.race([ready, running.exited, timedOut, interruption]).finally(() => clearTimeout(timer));
+  if (outcome === "interrupted") throw new Error(`interrupted by ${interrupted}`);
   if (outcome === "timeout") throw await stopAfter(running, `raw graphile-worker was not ready within ${READY_TIMEOUT_MS} ms`);
   if (outcome !== "ready") throw new Error(`raw graphile-worker exited (${outcome}) before it was ready: ${await running.tail()}`);
   return { ...running, handled: () => handled };

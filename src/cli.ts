@@ -25,7 +25,7 @@ import { isJobId } from "./input-limits.ts";
 import { jobDetailsJson } from "./lifecycle/job-json.ts";
 import { findJob } from "./lifecycle/jobs.ts";
 import { storableResult } from "./lifecycle/results.ts";
-import { flushLogs, makeLogger, type Logger } from "./observability/logger.ts";
+import { abandonBufferedLogs, flushLogs, makeLogger, type Logger } from "./observability/logger.ts";
 import { findTaskServers } from "./reliability/task-servers.ts";
 import { loadRegistry, UnknownTaskError } from "./registry.ts";
 import type { EnqueueOptions } from "./task.ts";
@@ -197,7 +197,8 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
     return await runNow(taskName, payload, { database, registry, config, logger, io });
   } finally {
     await database.close();
-    await flushLogs(logger); // main() exits at once with the code
+    // main() exits at once with the code: what stderr's reader has not taken by then is given up.
+    if (!(await flushLogs(logger))) abandonBufferedLogs(logger);
   }
 }
 

@@ -1,7 +1,7 @@
 /**
  * How an entry point (the service, the demo) ends: SIGTERM or SIGINT shuts the service down
  * gracefully within the shutdown deadlines (see src/reliability/shutdown.ts); a second signal
- * exits at once.
+ * exits within EXIT_NOW_FLUSH_MS, with code 1.
  */
 import type { Config } from "./config.ts";
 import { exitAfterLogs, type Logger } from "./observability/logger.ts";

@@ -23,8 +23,9 @@ const REDACTED_PATHS = [...SECRET_FIELDS, "req.headers.authorization", "req.head
  * wildcard path makes pino run its redactor (which parses every path on every call) on every
  * field of every line, 8% of the service's CPU in a drain (docs/BENCHMARKS.md, "Per-job CPU").
  * This looks at each field once. Objects with a secret are copied, prototype and all (an Error
- * stays an Error for its serializer); the caller's are left alone. An object that cannot be copied
- * (a getter that throws) is replaced whole.
+ * stays an Error for its serializer); the caller's are left alone. Accessors are copied, not
+ * called (pino's serializer calls them, and writes a field it cannot serialize as such). An object
+ * that refuses to be copied (a Proxy whose traps throw) is replaced whole.
  */
 function redactOneLevelDown<T extends Record<string, unknown>>(fields: T): T {
   let copy: Record<string, unknown> | undefined;
@@ -107,8 +108,6 @@ function makePino(options: Config["log"], base: pino.LoggerOptions, output: Logg
   return pino({ ...base, ...format, formatters: { ...base.formatters, ...format.formatters } }, output.destination ?? pino.destination({ fd, sync: false, minLength: 1 }));
 }
 
-let exiting = false;
-
 /** How long a flush waits at most by default (a reader that stopped reading must not hold a process up). */
 const FLUSH_TIMEOUT_MS = 2_000;
 
@@ -128,20 +127,41 @@ export function flushLogs(logger: Logger, timeoutMs = FLUSH_TIMEOUT_MS): Promise
 }
 
 /**
- * Exits with `code` once every line logged so far is written out, or after `timeoutMs`. Then what
- * is still buffered is given up, as pino does when its reader has gone (EPIPE): pino's flush at
- * exit would otherwise retry a reader that stopped reading for ever.
+ * Gives up what is still buffered for a reader that stopped reading, and what is logged after, as
+ * pino does when its reader has gone (EPIPE): pino's flush at exit would otherwise retry such a
+ * reader for ever (a file destination), or wait 10 s for its worker (the pretty transport).
+ */
+export function abandonBufferedLogs(logger: Logger): void {
+  const destination = (logger as unknown as Record<symbol, Record<string, unknown> | undefined>)[pino.symbols.streamSym];
+  if (!destination) return;
+  for (const method of ["write", "flushSync", "end", "destroy"]) if (typeof destination[method] === "function") destination[method] = () => {};
+}
+
+/** The exit under way: the code it will exit with, and how to make it exit sooner. */
+let exit: { code: number; now(): void } | undefined;
+
+/**
+ * Exits with `code` once every line logged so far is written out, or after `timeoutMs`, giving up
+ * the rest then (abandonBufferedLogs). A second call while the first waits (a second signal, a
+ * missed deadline) makes it exit within its own `timeoutMs`, and a failure's code wins over 0.
  */
 export function exitAfterLogs(logger: Logger, code: number, timeoutMs = FLUSH_TIMEOUT_MS): void {
-  // The first exit decides (a second signal's 1 is not undone by the clean stop that follows it).
-  if (exiting) return;
-  exiting = true;
+  if (exit) {
+    if (code !== 0) exit.code = code;
+    process.exitCode = exit.code;
+    setTimeout(exit.now, timeoutMs).unref();
+    return;
+  }
+  const pending = {
+    code,
+    now: () => {
+      abandonBufferedLogs(logger);
+      process.exit(pending.code);
+    },
+  };
+  exit = pending;
   process.exitCode = code;
-  void flushLogs(logger, timeoutMs).then((written) => {
-    const destination = (logger as unknown as Record<symbol, { flushSync?: () => void } | undefined>)[pino.symbols.streamSym];
-    if (!written && destination?.flushSync) destination.flushSync = () => {};
-    process.exit(code);
-  });
+  void flushLogs(logger, timeoutMs).then((written) => (written ? process.exit(pending.code) : pending.now()));
 }
 
 /** The active span's ids, shown by pino-pretty on a developer's terminal. */

@@ -146,6 +146,21 @@ describe("Cloud Logging structured lines", () => {
     });
     expect([job.payload, err.token, database.connectionString]).toEqual([{ taxonIds: [1] }, "secret-token-value", "postgres://user:secret-password@db/app"]);
   });
+
+  test("bindings set later are redacted too; an accessor is copied, not called, and nothing of a throwing one leaks", () => {
+    const { logger, logs } = capture();
+    const child = logger.child({ component: "test" });
+    child.setBindings({ database: { password: "secret-password" } });
+    const holder = Object.defineProperty({ token: "secret-token-value" }, "derived", {
+      enumerable: true,
+      get() {
+        throw new Error("not now");
+      },
+    });
+    child.info({ holder }, "accessors");
+    expect(JSON.stringify(logs)).not.toMatch(/secret-token-value|secret-password/);
+    expect(logs[0]).toMatchObject({ component: "test", database: { password: "[redacted]" }, message: "accessors" });
+  });
 });
 
 describe("the last lines before an exit", () => {
@@ -176,6 +191,15 @@ describe("the last lines before an exit", () => {
     const child = spawn(process.execPath, [path.join(import.meta.dirname, "../fixtures/logging/log-then-exit.ts"), "5000", "300"], { env: {}, stdio: ["ignore", "pipe", "ignore"] });
     const [code] = (await once(child, "exit")) as [number | null];
     expect(code).toBe(0); // stdout was never read: without giving up, pino's flush at exit retries it for ever
+    child.stdout.destroy();
+  });
+
+  test("a second exit while the first waits (a second signal) exits within its own time, with its failure code", { timeout: 30_000 }, async () => {
+    const began = performance.now();
+    const child = spawn(process.execPath, [path.join(import.meta.dirname, "../fixtures/logging/log-then-exit.ts"), "5000", "60000", "300"], { env: {}, stdio: ["ignore", "pipe", "ignore"] });
+    const [code] = (await once(child, "exit")) as [number | null];
+    expect(code).toBe(1);
+    expect(performance.now() - began).toBeLessThan(20_000); // not the first exit's 60 s
     child.stdout.destroy();
   });
 });
