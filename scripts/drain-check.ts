@@ -14,8 +14,9 @@
  * library defaults except `concurrency`, which is the service's default WORKER_CONCURRENCY, and
  * the same task name doing nothing; ready once `run()` resolved. Both write their log lines (the
  * service's JSON at its default level, raw's default console logger, one line per job each) to a
- * file of their own, so each pays for its per-job line as it would in production. Each round and system gets a fresh database; timed from the commit of the
- * jobs until graphile-worker's table is empty and (service) every job's record says succeeded.
+ * file of their own, so each pays for its per-job line as it would in production. Each round and
+ * system gets a fresh database; timed from the commit of the jobs until graphile-worker's table is
+ * empty and (service) every job's record says succeeded.
  *
  * Settings (environment): DATABASE_URL (any database on a server that lets it create databases;
  * unset: an embedded PostgreSQL of its own), DRAIN_CHECK_ROUNDS (4, as `npm run bench`),
@@ -95,10 +96,10 @@ await runner.promise;
 `;
 
 let interrupted: string | null = null;
-let onInterrupt = () => {};
-/** Resolves when the run is interrupted, for the waits that are not polls. */
-const interruption = new Promise<"interrupted">((resolve) => (onInterrupt = () => resolve("interrupted")));
-for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => ((interrupted = signal), onInterrupt()));
+/** Resolves when the run is interrupted, for the waits that are races rather than polls. */
+const interruption = new Promise<"interrupted">((resolve) => {
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => ((interrupted = signal), resolve("interrupted")));
+});
 /** Every wait goes through here, so an interrupted run stops waiting and cleans up. */
 async function pause(ms: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, ms));

@@ -130,7 +130,7 @@ class AttemptSignal {
     this.#timer = setTimeout(() => this.#controller.abort(new DOMException("The operation was aborted due to timeout", "TimeoutError")), timeoutMs).unref();
     for (const source of sources) {
       if (source.aborted) {
-        this.#onStop(source);
+        this.#stop(source);
         break;
       }
       source.addEventListener("abort", this.#onStop, { once: true });
@@ -159,12 +159,13 @@ class AttemptSignal {
     if (!this.signal.aborted) this.#controller.abort(ATTEMPT_ENDED);
   }
 
-  readonly #onStop = (event: Event | AbortSignal) => {
-    const source = event instanceof Event ? (event.target as AbortSignal) : event;
-    if (this.#controller.signal.aborted) return;
+  readonly #onStop = (event: Event) => this.#stop(event.target as AbortSignal);
+
+  #stop(source: AbortSignal): void {
+    if (this.signal.aborted) return;
     this.stopped = source;
     this.#controller.abort(source.reason);
-  };
+  }
 }
 
 /** Runs the task's `onExhausted` hook for a job that has just used its last attempt. */
