@@ -5,6 +5,7 @@
  * private table, so an upgrade that changes it fails here first.
  */
 import { sql } from "kysely";
+import type pg from "pg";
 import { describe, expect } from "vitest";
 import { enqueueJob, enqueueJobs } from "../../src/enqueue.ts";
 import { cancelJob, findJob, findJobByKey, listJobs } from "../../src/lifecycle/jobs.ts";
@@ -155,6 +156,60 @@ describe("records kept by graphile-worker's own statements", () => {
     expect(cronRun.last_success_job_id).toBe(cron);
     const countedAfter = Number((await sql<{ n: string }>`select coalesce(sum(succeeded), 0) as n from observing_jobs.job_outcome_counts`.execute(env.db)).rows[0]!.n);
     expect(countedAfter - countedBefore).toBe(2); // the plain-SQL job and the cron job; stale locks are no successes
+  });
+
+  test("a session that completed its first batch on an empty history finds later batches' records by id, not by reading the history", async ({ env }) => {
+    // plpgsql keeps a statement's plan for the session. 0020's joins, planned on the empty history
+    // (a new deployment), read all of job_records for every batch after (migration 0021).
+    const addBySql = async (db: pg.PoolClient, count: number) =>
+      (
+        await db.query<{ id: string }>(
+          `select id::text from graphile_worker.add_jobs(array(
+             select json_populate_record(null::graphile_worker.job_spec, json_build_object('identifier', 'resolve_taxa', 'payload', json_build_object('limit', i)))
+             from generate_series(1, $1::int) i))`,
+          [count],
+        )
+      ).rows.map((row) => row.id);
+    const session = await env.pool.connect();
+    try {
+      // This session's scans of job_records not yet flushed to the statistics (earlier transactions' included): a difference around the delete.
+      const scans = async () => {
+        const { rows } = await session.query<{ seq: string; idx: string }>(
+          "select seq_scan::text as seq, idx_scan::text as idx from pg_stat_xact_user_tables where schemaname = 'observing_jobs' and relname = 'job_records'",
+        );
+        return { sequential: Number(rows[0]?.seq ?? 0), index: Number(rows[0]?.idx ?? 0) };
+      };
+      const deleteCounted = async (ids: string[]) => {
+        await session.query("begin");
+        const before = await scans();
+        await session.query("delete from graphile_worker._private_jobs where id = any($1::bigint[])", [ids]);
+        const after = await scans();
+        await session.query("commit");
+        return { sequentialScans: after.sequential - before.sequential, indexScans: after.index - before.index };
+      };
+      const complete = async (ids: string[]) => {
+        await session.query("update graphile_worker._private_jobs set locked_at = now(), locked_by = 'pool-plan', attempts = 1 where id = any($1::bigint[])", [ids]);
+        return await deleteCounted(ids);
+      };
+      // The first batch: its record statements are planned now, on an empty job_records.
+      await complete(await addBySql(session, 2));
+      await sql`
+        insert into observing_jobs.job_records (id, task, source, payload, phase, max_attempts, run_at, created_at, finished_at)
+        select -n, 'resolve_taxa', 'app', '{}', 'succeeded', 25, now(), now(), now() from generate_series(1, 20000) n`.execute(env.db);
+      // Later batches of the same session: jobs added by SQL (records inserted), jobs with records (updated), removals.
+      const sqlJobs = await addBySql(session, 100);
+      const recorded = (await enqueueJobs(env.db, env.registry, "resolve_taxa", Array.from({ length: 100 }, (_, i) => ({ limit: i + 1 })))).map((job) => job.id);
+      const completed = await complete([...sqlJobs, ...recorded]);
+      expect(completed.sequentialScans).toBe(0);
+      expect(completed.indexScans).toBeGreaterThan(0);
+      // A removal (remove_job, complete_jobs: waiting jobs deleted by someone else) after the history grew.
+      const removed = (await enqueueJobs(env.db, env.registry, "resolve_taxa", Array.from({ length: 50 }, (_, i) => ({ limit: i + 1 })))).map((job) => job.id);
+      expect((await deleteCounted(removed)).sequentialScans).toBe(0);
+      const phases = await env.db.selectFrom("observing_jobs.job_records").select(["phase", (eb) => eb.fn.countAll<string>().as("n")]).where("id", ">", "0").groupBy("phase").orderBy("phase").execute();
+      expect(phases.map((row) => [row.phase, Number(row.n)])).toEqual([["cancelled", 50], ["succeeded", 202]]);
+    } finally {
+      session.release();
+    }
   });
 
   test("a job added by plain SQL with NUL in its payload is recorded, and blocks no other job's record", async ({ env }) => {

@@ -63,11 +63,16 @@ function previousDefinition(): string {
   return definition.replace("create function", "create or replace function");
 }
 
-export async function up(db: Kysely<unknown>): Promise<void> {
+/** This migration's record_deleted_jobs, as `create or replace`. Exported for 0021_completion_records_by_id, whose down restores it. */
+export function recordDeletedJobs(): string {
   const declared = "     done integer;\n";
   const definition = previousDefinition().replace(PER_ROW, SET_BASED).replace(declared, `${declared}     missing integer;\n`);
   if (!definition.includes("missing integer;")) throw new Error("0020: 0008's record_deleted_jobs declares no `done`");
-  await sql.raw(definition).execute(db);
+  return definition;
+}
+
+export async function up(db: Kysely<unknown>): Promise<void> {
+  await sql.raw(recordDeletedJobs()).execute(db);
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
