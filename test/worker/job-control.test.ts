@@ -169,6 +169,64 @@ describe("the fence on graphile-worker's own statements", () => {
     }
   });
 
+  test("the fences look the pool up once per fetch and once per session for completions, and still refuse row by row", async ({ env }) => {
+    const session = makeRunnerSessionName();
+    const runner = env.derive({ max: 1, applicationName: session });
+    try {
+      await sql`insert into observing_jobs.worker_heartbeats (pool_id, runner, instance_id, hostname, pid, session_name) values ('pool-a', 'main', 'i', 'h', 1, ${session})`.execute(env.db);
+      const client = await runner.pool.connect();
+      try {
+        await client.query("set track_functions = 'pl'");
+        // Calls of the fence functions inside one transaction of the runner's session, and that statement's row count.
+        const counted = async (text: string, values: unknown[]) => {
+          const calls = async () => {
+            const { rows } = await client.query<{ name: string; calls: string }>(
+              "select funcname as name, calls::text from pg_stat_xact_user_functions where schemaname = 'observing_jobs' and funcname like 'fence_runner_%'",
+            );
+            return Object.fromEntries(rows.map((row) => [row.name, Number(row.calls)]));
+          };
+          await client.query("begin");
+          const before = await calls();
+          const { rowCount } = await client.query(text, values);
+          const after = await calls();
+          await client.query("commit");
+          const delta = (name: string) => (after[name] ?? 0) - (before[name] ?? 0);
+          return { rows: rowCount, lockChecks: delta("fence_runner_lock"), completionChecks: delta("fence_runner_completion") };
+        };
+        const ids: string[] = [];
+        for (let i = 0; i < 20; i++) ids.push((await enqueueJob(env.db, env.registry, "resolve_taxa", { limit: i + 1 }, { queueName: i < 10 ? `fenced-${i}` : null })).id);
+        // graphile-worker's batched fetch: jobs and their named queues locked in one statement.
+        const fetch = (poolId: string, batch: string[]) =>
+          counted(
+            `with j as (update graphile_worker._private_jobs set attempts = attempts + 1, locked_by = $1, locked_at = now() where id = any($2::bigint[]) returning job_queue_id)
+             update graphile_worker._private_job_queues q set locked_by = $1, locked_at = now() from j where q.id = j.job_queue_id`,
+            [poolId, batch],
+          );
+        const complete = (batch: string[]) => counted("delete from graphile_worker._private_jobs where id = any($1::bigint[])", [batch]);
+
+        expect(await fetch("pool-a", ids.slice(0, 15))).toMatchObject({ rows: 10, lockChecks: 1 });
+        expect(await fetch("pool-a", ids.slice(15))).toMatchObject({ lockChecks: 1 }); // a new transaction asks again
+        expect((await listJobs(env.db)).filter((job) => job.locked_by === "pool-a")).toHaveLength(20);
+        expect(await complete(ids.slice(0, 5))).toEqual({ rows: 5, lockChecks: 0, completionChecks: 1 });
+        expect(await complete(ids.slice(5, 10))).toEqual({ rows: 5, lockChecks: 0, completionChecks: 0 });
+        // Released by the sweeper, or taken over by another pool: each such row still calls the fence and is refused.
+        await sql`update graphile_worker._private_jobs set locked_by = null, locked_at = null where id = any(${ids.slice(10, 12)}::bigint[])`.execute(env.db);
+        await sql`update graphile_worker._private_jobs set locked_by = 'pool-b' where id = any(${ids.slice(12, 14)}::bigint[])`.execute(env.db);
+        expect(await complete(ids.slice(10, 16))).toEqual({ rows: 2, lockChecks: 0, completionChecks: 4 });
+        const { rows: fenced } = await sql<{ job_id: string; held_by: string | null }>`select job_id::text, held_by from observing_jobs.fenced_completions order by job_id`.execute(env.db);
+        expect(fenced).toEqual([...ids.slice(10, 12).map((id) => ({ job_id: id, held_by: null })), ...ids.slice(12, 14).map((id) => ({ job_id: id, held_by: "pool-b" }))]);
+        // Declared dead: nothing is remembered of a refusal, so each row of the next fetch asks, and none is locked.
+        await sql`update observing_jobs.worker_heartbeats set status = 'dead' where pool_id = 'pool-a'`.execute(env.db);
+        expect(await fetch("pool-a", ids.slice(10, 12))).toMatchObject({ rows: 0, lockChecks: 2 });
+        expect((await listJobs(env.db)).filter((job) => ids.slice(10, 12).includes(job.id)).map((job) => job.locked_by)).toEqual([null, null]);
+      } finally {
+        client.release();
+      }
+    } finally {
+      await runner.close();
+    }
+  });
+
   test("a runner whose pool was declared dead fetches nothing; a live one fetches, queues included", async ({ env }) => {
     let started = 0;
     const registry = new TaskRegistry([

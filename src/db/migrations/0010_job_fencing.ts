@@ -39,34 +39,10 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     )`.execute(db);
   await sql`create index fenced_completions_job_id_idx on observing_jobs.fenced_completions (job_id)`.execute(db);
 
-  await sql`
-    create function observing_jobs.fence_runner_completion() returns trigger language plpgsql as $$
-    declare
-      session text := current_setting('application_name');
-    begin
-      if old.locked_by is not null and exists (
-        select 1 from observing_jobs.worker_heartbeats h where h.pool_id = old.locked_by and h.session_name = session
-      ) then
-        return old;
-      end if;
-      insert into observing_jobs.fenced_completions (job_id, attempt, pool_id, held_by)
-      values (old.id, old.attempts, (select h.pool_id from observing_jobs.worker_heartbeats h where h.session_name = session limit 1), old.locked_by);
-      return null;
-    end
-    $$`.execute(db);
+  await sql.raw(FENCE_RUNNER_COMPLETION).execute(db);
   await sql.raw(FENCE_RUNNER_LOCK).execute(db);
 
-  const runnerSession = sql`starts_with(current_setting('application_name'), 'observing-jobs runner ')`;
-  await sql`
-    create trigger observing_jobs_fence_completion before delete on graphile_worker._private_jobs
-    for each row when (${runnerSession}) execute function observing_jobs.fence_runner_completion()`.execute(db);
-  // The same fence on a job's lock and on a named queue's: graphile-worker's fetch takes both.
-  for (const table of LOCKED_TABLES) {
-    await sql`
-    create trigger observing_jobs_fence_lock before update of locked_by on graphile_worker.${sql.raw(table)}
-    for each row when (new.locked_by is not null and new.locked_by is distinct from old.locked_by and ${runnerSession})
-    execute function observing_jobs.fence_runner_lock()`.execute(db);
-  }
+  for (const trigger of fenceTriggers()) await sql.raw(trigger).execute(db);
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
@@ -99,3 +75,42 @@ export const FENCE_RUNNER_LOCK = `
       return null;
     end
     $$`;
+
+/**
+ * The completion fence: a runner's delete of a job goes ahead only while the job is locked by the
+ * pool of this session. Exported for 0022_fences_checked_once, whose down restores this version.
+ */
+export const FENCE_RUNNER_COMPLETION = `
+    create function observing_jobs.fence_runner_completion() returns trigger language plpgsql as $$
+    declare
+      session text := current_setting('application_name');
+    begin
+      if old.locked_by is not null and exists (
+        select 1 from observing_jobs.worker_heartbeats h where h.pool_id = old.locked_by and h.session_name = session
+      ) then
+        return old;
+      end if;
+      insert into observing_jobs.fenced_completions (job_id, attempt, pool_id, held_by)
+      values (old.id, old.attempts, (select h.pool_id from observing_jobs.worker_heartbeats h where h.session_name = session limit 1), old.locked_by);
+      return null;
+    end
+    $$`;
+
+/** Who the fences apply to: a runner's connections (src/worker/job-control.ts names them). */
+const RUNNER_SESSION = "starts_with(current_setting('application_name'), 'observing-jobs runner ')";
+
+/** The fences' triggers, on the completion and on both locks. Exported for 0022_fences_checked_once, whose down restores them. */
+export function fenceTriggers(): string[] {
+  return [
+    `
+    create trigger observing_jobs_fence_completion before delete on graphile_worker._private_jobs
+    for each row when (${RUNNER_SESSION}) execute function observing_jobs.fence_runner_completion()`,
+    // The same fence on a job's lock and on a named queue's: graphile-worker's fetch takes both.
+    ...LOCKED_TABLES.map(
+      (table) => `
+    create trigger observing_jobs_fence_lock before update of locked_by on graphile_worker.${table}
+    for each row when (new.locked_by is not null and new.locked_by is distinct from old.locked_by and ${RUNNER_SESSION})
+    execute function observing_jobs.fence_runner_lock()`,
+    ),
+  ];
+}

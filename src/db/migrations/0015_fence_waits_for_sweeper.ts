@@ -9,8 +9,13 @@ import { FENCE_RUNNER_LOCK } from "./0010_job_fencing.ts";
  * commits: a sweep waits for it and then releases what it fetched, or the fetch waits for the
  * sweep and finds the pool dead.
  */
+/** This migration's fence_runner_lock, as `create or replace`. Exported for 0022_fences_checked_once, whose down restores it. */
+export function fenceRunnerLock(): string {
+  return previousDefinition().replace(LIVE_POOL, `${LIVE_POOL}        for share\n`);
+}
+
 export async function up(db: Kysely<unknown>): Promise<void> {
-  await sql.raw(previousDefinition().replace(LIVE_POOL, `${LIVE_POOL}        for share\n`)).execute(db);
+  await sql.raw(fenceRunnerLock()).execute(db);
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {

@@ -19,6 +19,7 @@ import * as globalCaps from "./0018_global_caps.ts";
 import * as deferralNotAFailure from "./0019_deferral_not_a_failure.ts";
 import * as missingRecordsInOneStatement from "./0020_missing_records_in_one_statement.ts";
 import * as completionRecordsById from "./0021_completion_records_by_id.ts";
+import * as fencesCheckedOnce from "./0022_fences_checked_once.ts";
 
 /** Every migration, in order. Imported statically so the build and the image carry them. */
 export const migrations: Record<string, Migration> = {
@@ -42,4 +43,5 @@ export const migrations: Record<string, Migration> = {
   "0019_deferral_not_a_failure": deferralNotAFailure,
   "0020_missing_records_in_one_statement": missingRecordsInOneStatement,
   "0021_completion_records_by_id": completionRecordsById,
+  "0022_fences_checked_once": fencesCheckedOnce,
 };
