@@ -84,9 +84,9 @@ describe("parseConfig", () => {
     expect(() => parseConfig({ COMMONS_THUMBNAIL_WIDTH: "wide" })).toThrow(/^Invalid configuration: COMMONS_THUMBNAIL_WIDTH must be integer, got "wide"$/);
   });
 
-  it("batches fetches by default (10 jobs per slot, at most 1000), at a size that fills every slot, and 0 turns it off", () => {
-    expect(parseConfig({}).worker.localQueueSize).toBe(100);
-    expect(parseConfig({ WORKER_CONCURRENCY: "3" }).worker.localQueueSize).toBe(30);
+  it("batches fetches by default (20 jobs per slot, at most 1000), at a size that fills every slot, and 0 turns it off", () => {
+    expect(parseConfig({}).worker.localQueueSize).toBe(200);
+    expect(parseConfig({ WORKER_CONCURRENCY: "3" }).worker.localQueueSize).toBe(60);
     expect(parseConfig({ WORKER_CONCURRENCY: "200" }).worker.localQueueSize).toBe(1000);
     expect(parseConfig({ WORKER_LOCAL_QUEUE_SIZE: "0" }).worker.localQueueSize).toBe(0);
     expect(parseConfig({ WORKER_LOCAL_QUEUE_SIZE: "1000" }).worker.localQueueSize).toBe(1000);
