@@ -212,6 +212,35 @@ describe("records kept by graphile-worker's own statements", () => {
     }
   });
 
+  test("payloads that are not objects are recorded as they are, at completion and at a failed attempt, with or without a record", async ({ env }) => {
+    // graphile-worker takes any JSON; only an object has a trace context to take out.
+    const payloads = ['"a string"', "42", "null", '["_trace", 1]', '{"_trace": {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}, "kept": true}'];
+    const addAll = async () => {
+      const ids: string[] = [];
+      for (const payload of payloads) ids.push(String((await sql<{ id: string }>`select id from graphile_worker.add_job('prune_job_history', ${payload}::json)`.execute(env.db)).rows[0]!.id));
+      return ids;
+    };
+    const stored = [JSON.parse(payloads[0]!), 42, null, ["_trace", 1], { kept: true }];
+    const lock = (ids: string[]) => sql`update graphile_worker._private_jobs set locked_at = now(), locked_by = 'pool-scalar', attempts = attempts + 1 where id = any(${ids}::bigint[])`.execute(env.db);
+    const payloadsOf = async (ids: string[]) => Promise.all(ids.map(async (id) => (await recordOf(env, id))?.payload));
+    // Completed, without records (added by SQL) and with them (as the service's enqueue leaves them), in one batch.
+    const bare = await addAll();
+    const recorded = await addAll();
+    await sql`select observing_jobs.insert_missing_record(j, 'waiting') from graphile_worker._private_jobs j where j.id = any(${recorded}::bigint[])`.execute(env.db);
+    await lock([...bare, ...recorded]);
+    await sql`delete from graphile_worker._private_jobs where id = any(${[...bare, ...recorded]}::bigint[])`.execute(env.db);
+    for (const ids of [bare, recorded]) {
+      expect(await payloadsOf(ids)).toEqual(stored);
+      for (const id of ids) expect(await recordOf(env, id)).toMatchObject({ phase: "succeeded", attempts: 1 });
+    }
+    // A failed first attempt of jobs added by SQL: graphile-worker's failure statement writes their records.
+    const failing = await addAll();
+    await lock(failing);
+    await sql`update graphile_worker._private_jobs set locked_at = null, locked_by = null, last_error = 'failed', run_at = now() + interval '1 minute' where id = any(${failing}::bigint[])`.execute(env.db);
+    expect(await payloadsOf(failing)).toEqual(stored);
+    for (const id of failing) expect(await recordOf(env, id)).toMatchObject({ phase: "waiting", attempts: 1, last_error: "failed" });
+  });
+
   test("a job added by plain SQL with NUL in its payload is recorded, and blocks no other job's record", async ({ env }) => {
     const { rows } = await sql<{ id: string }>`
       select id from graphile_worker.add_job('resolve_taxa', '{"kingdom": "Plan\\u0000tae", "note": "a\\u0000b"}'::json)`.execute(env.db);

@@ -169,7 +169,7 @@ describe("the fence on graphile-worker's own statements", () => {
     }
   });
 
-  test("the fences look the pool up once per fetch and once per session for completions, and still refuse row by row", async ({ env }) => {
+  test("the fences look the pool up once per fetch and once per completion batch, and still refuse row by row", async ({ env }) => {
     const session = makeRunnerSessionName();
     const runner = env.derive({ max: 1, applicationName: session });
     try {
@@ -208,11 +208,12 @@ describe("the fence on graphile-worker's own statements", () => {
         expect(await fetch("pool-a", ids.slice(15))).toMatchObject({ lockChecks: 1 }); // a new transaction asks again
         expect((await listJobs(env.db)).filter((job) => job.locked_by === "pool-a")).toHaveLength(20);
         expect(await complete(ids.slice(0, 5))).toEqual({ rows: 5, lockChecks: 0, completionChecks: 1 });
-        expect(await complete(ids.slice(5, 10))).toEqual({ rows: 5, lockChecks: 0, completionChecks: 0 });
+        expect(await complete(ids.slice(5, 10))).toEqual({ rows: 5, lockChecks: 0, completionChecks: 1 }); // each batch asks once
         // Released by the sweeper, or taken over by another pool: each such row still calls the fence and is refused.
         await sql`update graphile_worker._private_jobs set locked_by = null, locked_at = null where id = any(${ids.slice(10, 12)}::bigint[])`.execute(env.db);
         await sql`update graphile_worker._private_jobs set locked_by = 'pool-b' where id = any(${ids.slice(12, 14)}::bigint[])`.execute(env.db);
-        expect(await complete(ids.slice(10, 16))).toEqual({ rows: 2, lockChecks: 0, completionChecks: 4 });
+        // The batch's own two jobs: one call between them.
+        expect(await complete(ids.slice(10, 16))).toEqual({ rows: 2, lockChecks: 0, completionChecks: 5 });
         const { rows: fenced } = await sql<{ job_id: string; held_by: string | null }>`select job_id::text, held_by from observing_jobs.fenced_completions order by job_id`.execute(env.db);
         expect(fenced).toEqual([...ids.slice(10, 12).map((id) => ({ job_id: id, held_by: null })), ...ids.slice(12, 14).map((id) => ({ job_id: id, held_by: "pool-b" }))]);
         // Declared dead: nothing is remembered of a refusal, so each row of the next fetch asks, and none is locked.
@@ -224,6 +225,32 @@ describe("the fence on graphile-worker's own statements", () => {
       }
     } finally {
       await runner.close();
+    }
+  });
+
+  test("behind a pooler that hands one server connection to runner after runner, a stale completion is still refused", async ({ env }) => {
+    // PgBouncer in transaction mode: each client's application_name is set on the shared connection, other settings stay.
+    const [stale, current] = [makeRunnerSessionName(), makeRunnerSessionName()];
+    await sql`insert into observing_jobs.worker_heartbeats (pool_id, runner, instance_id, hostname, pid, session_name, status)
+      values ('pool-stale', 'main', 'i', 'h', 1, ${stale}, 'dead'), ('pool-current', 'main', 'i', 'h', 2, ${current}, 'live')`.execute(env.db);
+    const own = await enqueueJob(env.db, env.registry, "prune_job_history", {});
+    const takenOver = await enqueueJob(env.db, env.registry, "resolve_taxa", { limit: 1 });
+    await lockAs(env, own.id, "pool-current");
+    await lockAs(env, takenOver.id, "pool-current");
+    const shared = env.derive({ max: 1, applicationName: "a pooler's server connection" });
+    try {
+      const as = async (session: string, id: string) => {
+        await shared.pool.query(`set application_name = '${session}'`);
+        return (await shared.pool.query("delete from graphile_worker._private_jobs where id = $1::bigint", [id])).rowCount;
+      };
+      expect(await as(current, own.id)).toBe(1);
+      // The stale runner's completion of the job the current pool holds, on the same connection.
+      expect(await as(stale, takenOver.id)).toBe(0);
+      expect((await listJobs(env.db)).map((job) => [job.id, job.locked_by])).toEqual([[takenOver.id, "pool-current"]]);
+      const { rows } = await sql<{ job_id: string; pool_id: string; held_by: string }>`select job_id::text, pool_id, held_by from observing_jobs.fenced_completions`.execute(env.db);
+      expect(rows).toEqual([{ job_id: takenOver.id, pool_id: "pool-stale", held_by: "pool-current" }]);
+    } finally {
+      await shared.close();
     }
   });
 

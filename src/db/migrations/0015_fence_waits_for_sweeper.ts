@@ -9,11 +9,6 @@ import { FENCE_RUNNER_LOCK } from "./0010_job_fencing.ts";
  * commits: a sweep waits for it and then releases what it fetched, or the fetch waits for the
  * sweep and finds the pool dead.
  */
-/** This migration's fence_runner_lock, as `create or replace`. Exported for 0022_fences_checked_once, whose down restores it. */
-export function fenceRunnerLock(): string {
-  return previousDefinition().replace(LIVE_POOL, `${LIVE_POOL}        for share\n`);
-}
-
 export async function up(db: Kysely<unknown>): Promise<void> {
   await sql.raw(fenceRunnerLock()).execute(db);
 }
@@ -28,4 +23,9 @@ const LIVE_POOL = "and h.status = 'live'\n";
 function previousDefinition(): string {
   if (!FENCE_RUNNER_LOCK.includes(LIVE_POOL)) throw new Error("0015: 0010's fence_runner_lock is not the one this migration changes");
   return FENCE_RUNNER_LOCK.replace("create function", "create or replace function");
+}
+
+/** This migration's fence_runner_lock, as `create or replace`. Exported for 0022_fences_checked_once, whose down restores it. */
+export function fenceRunnerLock(): string {
+  return previousDefinition().replace(LIVE_POOL, `${LIVE_POOL}        for share\n`);
 }

@@ -23,8 +23,18 @@ import { recordDeletedJobs } from "./0020_missing_records_in_one_statement.ts";
  * - is_cron, a function PostgreSQL cannot inline (it sets search_path), is called only for payloads
  *   whose text names "_cron": a payload that does not cannot be a cron job's.
  *
- * What is recorded and counted is unchanged: the upsert's row count is the updated records plus the
- * inserted ones, which 0020 counted as `done` and `missing`.
+ * What is recorded and counted is 0020's (the upsert's row count is the updated records plus the
+ * inserted ones, which 0020 counted as `done` and `missing`), but for three cases that failed or
+ * were lost before: a payload that is not an object (a string, a number, an array, null) is kept
+ * as it is, where `- '_trace'` raised on a scalar (failing the whole completion batch) and took a
+ * "_trace" element out of an array; and a job whose task row is gone (graphile-worker never
+ * deletes one; a hand's delete could) still gets its record, named after the task's id.
+ *
+ * The cost of a plan that cannot go wrong is on jobs whose record exists (enqueued through the
+ * service): the upsert computes the insert's row, storable_payload included, before it meets the
+ * conflict, ~3.6 µs a job more than 0020's update (docs/BENCHMARKS.md, "The database's side of a
+ * drain"). And the conflict waits for a transaction that holds the record's row (an operator's
+ * action in flight) whatever its phase, where 0020's update skipped a record no longer waiting.
  */
 const RECORDS = {
   from: "     update observing_jobs.job_records r\n     set phase = 'succeeded',",
@@ -36,13 +46,14 @@ const RECORDS = {
      insert into observing_jobs.job_records as r
        (id, task, queue, source, payload, phase, priority, attempts, max_attempts, job_key, run_at, last_error,
         created_at, started_at, finished_at, worker_id, updated_at)
-     select d.id, t.identifier, q.queue_name,
+     select d.id, coalesce(t.identifier, 'unknown task ' || d.task_id), q.queue_name,
        case when has_cron and observing_jobs.is_cron(d.payload) then 'cron' else 'sql' end,
-       observing_jobs.storable_payload(d.payload)::jsonb - '_trace',
+       case when jsonb_typeof(p.payload) = 'object' then p.payload - '_trace' else p.payload end,
        'succeeded', d.priority, d.attempts, d.max_attempts, d.key, d.run_at, d.last_error,
        d.created_at, d.locked_at, now(), d.locked_by, now()
      from deleted d
-     join graphile_worker._private_tasks t on t.id = d.task_id
+     cross join lateral (select observing_jobs.storable_payload(d.payload) as payload) p
+     left join graphile_worker._private_tasks t on t.id = d.task_id
      left join graphile_worker._private_job_queues q on q.id = d.job_queue_id
      where d.locked_at >= now() - interval '4 hours'
      on conflict (id) do update set phase = 'succeeded', attempts = excluded.attempts, started_at = excluded.started_at,

@@ -5,23 +5,27 @@ import { fenceRunnerLock } from "./0015_fence_waits_for_sweeper.ts";
 /**
  * Frozen in time. The fences of 0010 and 0015 called a plpgsql function for every row a runner
  * fetched or completed, each looking up the pool's heartbeat row: measured in a drain of 20,000
- * jobs, ~6 µs per job fetched and ~5 µs per job completed. What they check changes far less often:
+ * jobs, ~6 µs per job fetched and ~5 µs per job completed. Within one transaction the answer does
+ * not change, so each fence now remembers it for the rest of the transaction, in a
+ * transaction-local setting (gone at commit or rollback), and the trigger's WHEN lets the
+ * transaction's other rows of the same pool go without the call:
  *
- * - The completion fence asks whether the job is still locked by this session's pool. A session
- *   belongs to one pool for its whole life (a runner's connections are its own, named once per
- *   start, src/worker/job-control.ts), so once a completion has gone through, the session remembers
- *   its pool in the session setting `observing_jobs.fenced_pool`, and the trigger's WHEN lets a job
- *   locked by that pool go without the call. A job locked by anyone else, or by nobody (released by
- *   the sweeper), still calls the function and is refused and recorded.
  * - The fetch fence asks whether this session's pool is live, and holds its heartbeat row FOR SHARE
- *   until the fetch commits (0015). Once it has in a transaction, the answer cannot change before
- *   that transaction ends (the sweeper's update of the row waits for the lock), so the transaction
- *   remembers it in the transaction-local setting `observing_jobs.live_pool`, gone at commit or
- *   rollback together with the lock, and the rest of the fetch (the batch's other jobs, their named
- *   queues) goes without the call.
+ *   until the fetch commits (0015): the sweeper's update of that row waits for the lock, so the pool
+ *   stays live until the transaction ends. `observing_jobs.live_pool` remembers it, and the rest of
+ *   the fetch (the batch's other jobs, their named queues) is locked without the call.
+ * - The completion fence asks whether the job is still locked by this session's pool (a session's
+ *   pool never changes). `observing_jobs.fenced_pool` remembers the pool once a row has passed, and
+ *   the batch's other jobs locked by it are deleted without the call (graphile-worker completes a
+ *   batch in one statement).
  *
- * Every row gets the decision it got before; the functions now run once per fetch and once per
- * session for completions.
+ * A row locked by anyone else, or by nobody (released by the sweeper), still calls the function and
+ * is refused (and a completion recorded) as before. Transaction-local rather than for the session:
+ * behind PgBouncer in transaction mode one server connection serves many clients in turn, each with
+ * its own application_name, and a session setting would carry one runner's pool over to the next
+ * (a stale completion let through, found in review). Anyone who can set these settings on a runner's
+ * connection can pass the fences, as anyone can name a connection as a runner's: the fences stop the
+ * service's own stale pools, not a hostile client with database access.
  */
 const FENCE_RUNNER_COMPLETION_REMEMBERED = `
     create or replace function observing_jobs.fence_runner_completion() returns trigger language plpgsql as $$
@@ -31,8 +35,8 @@ const FENCE_RUNNER_COMPLETION_REMEMBERED = `
       if old.locked_by is not null and exists (
         select 1 from observing_jobs.worker_heartbeats h where h.pool_id = old.locked_by and h.session_name = session
       ) then
-        -- This session's pool: the trigger's WHEN lets its later completions of jobs it holds through.
-        perform set_config('observing_jobs.fenced_pool', old.locked_by, false);
+        -- This session's pool: the trigger's WHEN lets the transaction's other jobs it holds through.
+        perform set_config('observing_jobs.fenced_pool', old.locked_by, true);
         return old;
       end if;
       insert into observing_jobs.fenced_completions (job_id, attempt, pool_id, held_by)
