@@ -214,13 +214,13 @@ describe("records kept by graphile-worker's own statements", () => {
 
   test("payloads that are not objects are recorded as they are, at completion and at a failed attempt, with or without a record", async ({ env }) => {
     // graphile-worker takes any JSON; only an object has a trace context to take out.
-    const payloads = ['"a string"', "42", "null", '["_trace", 1]', '{"_trace": {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}, "kept": true}'];
+    const payloads = ['"a string"', "42", "null", '["_trace", 1]', '{"_trace": {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}, "kept": true}', '"_cron"', '["_cron", 1]'];
     const addAll = async () => {
       const ids: string[] = [];
       for (const payload of payloads) ids.push(String((await sql<{ id: string }>`select id from graphile_worker.add_job('prune_job_history', ${payload}::json)`.execute(env.db)).rows[0]!.id));
       return ids;
     };
-    const stored = [JSON.parse(payloads[0]!), 42, null, ["_trace", 1], { kept: true }];
+    const stored = [JSON.parse(payloads[0]!), 42, null, ["_trace", 1], { kept: true }, "_cron", ["_cron", 1]];
     const lock = (ids: string[]) => sql`update graphile_worker._private_jobs set locked_at = now(), locked_by = 'pool-scalar', attempts = attempts + 1 where id = any(${ids}::bigint[])`.execute(env.db);
     const payloadsOf = async (ids: string[]) => Promise.all(ids.map(async (id) => (await recordOf(env, id))?.payload));
     // Completed, without records (added by SQL) and with them (as the service's enqueue leaves them), in one batch.
@@ -239,6 +239,22 @@ describe("records kept by graphile-worker's own statements", () => {
     await sql`update graphile_worker._private_jobs set locked_at = null, locked_by = null, last_error = 'failed', run_at = now() + interval '1 minute' where id = any(${failing}::bigint[])`.execute(env.db);
     expect(await payloadsOf(failing)).toEqual(stored);
     for (const id of failing) expect(await recordOf(env, id)).toMatchObject({ phase: "waiting", attempts: 1, last_error: "failed" });
+    // Only an object with a `_cron` key is a cron job's: the string "_cron" and an array holding it are not.
+    for (const id of [...bare, ...recorded, ...failing]) expect((await recordOf(env, id))?.source).toBe("sql");
+    expect(await env.db.selectFrom("observing_jobs.cron_runs").selectAll().execute()).toEqual([]);
+  });
+
+  test("a job whose task row is gone still gets its record, at a failed attempt and at completion", async ({ env }) => {
+    const add = async () => String((await sql<{ id: string }>`select id from graphile_worker.add_job('orphaned_task', '{}'::json)`.execute(env.db)).rows[0]!.id);
+    const [failing, completing] = [await add(), await add()];
+    const { rows } = await sql<{ id: number }>`select id from graphile_worker._private_tasks where identifier = 'orphaned_task'`.execute(env.db);
+    await sql`update graphile_worker._private_jobs set locked_at = now(), locked_by = 'pool-orphan', attempts = 1 where id = any(${[failing, completing]}::bigint[])`.execute(env.db);
+    await sql`delete from graphile_worker._private_tasks where identifier = 'orphaned_task'`.execute(env.db);
+    await sql`update graphile_worker._private_jobs set locked_at = null, locked_by = null, last_error = 'failed', run_at = now() + interval '1 minute' where id = ${failing}::bigint`.execute(env.db);
+    await sql`delete from graphile_worker._private_jobs where id = ${completing}::bigint`.execute(env.db);
+    const task = `unknown task ${rows[0]!.id}`;
+    expect(await recordOf(env, failing)).toMatchObject({ task, phase: "waiting", last_error: "failed" });
+    expect(await recordOf(env, completing)).toMatchObject({ task, phase: "succeeded" });
   });
 
   test("a job added by plain SQL with NUL in its payload is recorded, and blocks no other job's record", async ({ env }) => {

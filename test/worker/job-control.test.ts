@@ -228,6 +228,24 @@ describe("the fence on graphile-worker's own statements", () => {
     }
   });
 
+  test("a runner connection whose first statement completes a job the sweeper released is refused", async ({ env }) => {
+    // A pool frozen past the rescue threshold wakes on new connections (node-postgres closes idle ones): nothing remembered yet.
+    const session = makeRunnerSessionName();
+    await sql`insert into observing_jobs.worker_heartbeats (pool_id, runner, instance_id, hostname, pid, session_name) values ('pool-a', 'main', 'i', 'h', 1, ${session})`.execute(env.db);
+    const released = await enqueueJob(env.db, env.registry, "prune_job_history", {});
+    await lockAs(env, released.id, "pool-a");
+    await sql`update graphile_worker._private_jobs set locked_by = null, locked_at = null where id = ${released.id}::bigint`.execute(env.db);
+    const runner = env.derive({ max: 1, applicationName: session });
+    try {
+      expect((await runner.pool.query("delete from graphile_worker._private_jobs where id = $1::bigint", [released.id])).rowCount).toBe(0);
+      const { rows } = await sql<{ job_id: string; held_by: string | null }>`select job_id::text, held_by from observing_jobs.fenced_completions`.execute(env.db);
+      expect(rows).toEqual([{ job_id: released.id, held_by: null }]);
+      expect(await findJob(env.db, released.id)).toMatchObject({ state: "queued" });
+    } finally {
+      await runner.close();
+    }
+  });
+
   test("behind a pooler that hands one server connection to runner after runner, a stale completion is still refused", async ({ env }) => {
     // PgBouncer in transaction mode: each client's application_name is set on the shared connection, other settings stay.
     const [stale, current] = [makeRunnerSessionName(), makeRunnerSessionName()];
@@ -239,13 +257,16 @@ describe("the fence on graphile-worker's own statements", () => {
     await lockAs(env, takenOver.id, "pool-current");
     const shared = env.derive({ max: 1, applicationName: "a pooler's server connection" });
     try {
+      const backends = new Set<number>();
       const as = async (session: string, id: string) => {
         await shared.pool.query(`set application_name = '${session}'`);
+        backends.add((await shared.pool.query<{ pid: number }>("select pg_backend_pid() as pid")).rows[0]!.pid);
         return (await shared.pool.query("delete from graphile_worker._private_jobs where id = $1::bigint", [id])).rowCount;
       };
       expect(await as(current, own.id)).toBe(1);
       // The stale runner's completion of the job the current pool holds, on the same connection.
       expect(await as(stale, takenOver.id)).toBe(0);
+      expect(backends.size).toBe(1);
       expect((await listJobs(env.db)).map((job) => [job.id, job.locked_by])).toEqual([[takenOver.id, "pool-current"]]);
       const { rows } = await sql<{ job_id: string; pool_id: string; held_by: string }>`select job_id::text, pool_id, held_by from observing_jobs.fenced_completions`.execute(env.db);
       expect(rows).toEqual([{ job_id: takenOver.id, pool_id: "pool-stale", held_by: "pool-current" }]);

@@ -32,8 +32,8 @@ import { recordDeletedJobs } from "./0020_missing_records_in_one_statement.ts";
  *
  * The cost of a plan that cannot go wrong is on jobs whose record exists (enqueued through the
  * service): the upsert computes the insert's row, storable_payload included, before it meets the
- * conflict, ~3.6 µs a job more than 0020's update (docs/BENCHMARKS.md, "The database's side of a
- * drain"). And the conflict waits for a transaction that holds the record's row (an operator's
+ * conflict, ~3.6 µs a job more than 0020's update as first measured (docs/BENCHMARKS.md, "The
+ * database's side of a drain"; before the payload's object check and the task's left join). And the conflict waits for a transaction that holds the record's row (an operator's
  * action in flight) whatever its phase, where 0020's update skipped a record no longer waiting.
  */
 const RECORDS = {

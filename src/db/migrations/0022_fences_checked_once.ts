@@ -17,10 +17,13 @@ import { fenceRunnerLock } from "./0015_fence_waits_for_sweeper.ts";
  * - The completion fence asks whether the job is still locked by this session's pool (a session's
  *   pool never changes). `observing_jobs.fenced_pool` remembers the pool once a row has passed, and
  *   the batch's other jobs locked by it are deleted without the call (graphile-worker completes a
- *   batch in one statement).
+ *   batch in one statement, or two when it mixes jobs with and without a named queue).
  *
- * A row locked by anyone else, or by nobody (released by the sweeper), still calls the function and
- * is refused (and a completion recorded) as before. Transaction-local rather than for the session:
+ * What is remembered is the session's name with the pool, and the WHEN lets a row through only when
+ * both are equal to it: a row locked by anyone else, or by nobody (released by the sweeper; a null
+ * compares as unknown, which calls the function), on a connection that has remembered nothing yet,
+ * or after application_name changed, still calls the function and is refused (and a completion
+ * recorded) as before. Transaction-local rather than for the session:
  * behind PgBouncer in transaction mode one server connection serves many clients in turn, each with
  * its own application_name, and a session setting would carry one runner's pool over to the next
  * (a stale completion let through, found in review). Anyone who can set these settings on a runner's
@@ -36,7 +39,7 @@ const FENCE_RUNNER_COMPLETION_REMEMBERED = `
         select 1 from observing_jobs.worker_heartbeats h where h.pool_id = old.locked_by and h.session_name = session
       ) then
         -- This session's pool: the trigger's WHEN lets the transaction's other jobs it holds through.
-        perform set_config('observing_jobs.fenced_pool', old.locked_by, true);
+        perform set_config('observing_jobs.fenced_pool', session || ' ' || old.locked_by, true);
         return old;
       end if;
       insert into observing_jobs.fenced_completions (job_id, attempt, pool_id, held_by)
@@ -54,7 +57,7 @@ const FENCE_RUNNER_LOCK_REMEMBERED = `
         for share
       ) then
         -- Live until this transaction ends (its heartbeat row is held): the trigger's WHEN lets its other locks through.
-        perform set_config('observing_jobs.live_pool', new.locked_by, true);
+        perform set_config('observing_jobs.live_pool', current_setting('application_name') || ' ' || new.locked_by, true);
         return new;
       end if;
       return null;
@@ -66,12 +69,12 @@ const REMEMBERING_CONDITIONS: Array<[trigger: string, before: string, after: str
   [
     "observing_jobs_fence_completion",
     "for each row when (starts_with(current_setting('application_name'), 'observing-jobs runner '))",
-    "for each row when (starts_with(current_setting('application_name'), 'observing-jobs runner ')\n      and old.locked_by is distinct from current_setting('observing_jobs.fenced_pool', true))",
+    "for each row when (starts_with(current_setting('application_name'), 'observing-jobs runner ')\n      and not coalesce(current_setting('application_name') || ' ' || old.locked_by = current_setting('observing_jobs.fenced_pool', true), false))",
   ],
   [
     "observing_jobs_fence_lock",
     "and starts_with(current_setting('application_name'), 'observing-jobs runner '))",
-    "and starts_with(current_setting('application_name'), 'observing-jobs runner ')\n      and new.locked_by is distinct from current_setting('observing_jobs.live_pool', true))",
+    "and starts_with(current_setting('application_name'), 'observing-jobs runner ')\n      and not coalesce(current_setting('application_name') || ' ' || new.locked_by = current_setting('observing_jobs.live_pool', true), false))",
   ],
 ];
 

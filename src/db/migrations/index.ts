@@ -20,7 +20,7 @@ import * as deferralNotAFailure from "./0019_deferral_not_a_failure.ts";
 import * as missingRecordsInOneStatement from "./0020_missing_records_in_one_statement.ts";
 import * as completionRecordsById from "./0021_completion_records_by_id.ts";
 import * as fencesCheckedOnce from "./0022_fences_checked_once.ts";
-import * as scalarPayloadRecords from "./0023_scalar_payload_records.ts";
+import * as nonObjectPayloads from "./0023_non_object_payloads.ts";
 
 /** Every migration, in order. Imported statically so the build and the image carry them. */
 export const migrations: Record<string, Migration> = {
@@ -45,5 +45,5 @@ export const migrations: Record<string, Migration> = {
   "0020_missing_records_in_one_statement": missingRecordsInOneStatement,
   "0021_completion_records_by_id": completionRecordsById,
   "0022_fences_checked_once": fencesCheckedOnce,
-  "0023_scalar_payload_records": scalarPayloadRecords,
+  "0023_non_object_payloads": nonObjectPayloads,
 };
