@@ -63,37 +63,27 @@ const RECORDS = {
 `,
 };
 
+/** 0008's removal statement, run only when the batch holds a removal, and planned then. */
 const REMOVALS = {
   from: "     with removed as (\n",
   to: "     return null;\n",
-  text: `     if exists (select 1 from deleted d where d.locked_at is null or d.locked_at < now() - interval '4 hours') then
-       execute $removed$
-         with removed as (
-           update observing_jobs.job_records r
-           set phase = 'cancelled', finished_at = now(), updated_at = now()
-           from deleted d
-           where r.id = d.id and (d.locked_at is null or d.locked_at < now() - interval '4 hours') and r.phase in ('waiting', 'dead')
-           returning r.id, r.task, r.queue, r.attempts
-         )
-         insert into observing_jobs.job_events (job_id, task, queue, event, attempt, actor, error)
-         select id, task, queue, 'cancelled', attempts, 'sql', 'removed from graphile-worker outside observing-jobs (remove_job or complete_jobs)'
-         from removed $removed$;
-     end if;
-`,
+  wrap: (statement: string) =>
+    `     if exists (select 1 from deleted d where d.locked_at is null or d.locked_at < now() - interval '4 hours') then\n       execute $removed$\n${statement}     $removed$;\n     end if;\n`,
 };
 
 /** Declared by 0008 and 0020 for the statements replaced here. */
 const UNUSED = ["     missing integer;\n", "     total integer;\n"];
 
-function replaceBetween(definition: string, part: { from: string; to: string; text: string }): string {
+/** `definition` with the text from `part.from` up to `part.to` replaced by what `part.replace` makes of it. */
+function replaceBetween(definition: string, part: { from: string; to: string; replace: (text: string) => string }): string {
   const start = definition.indexOf(part.from);
   const end = definition.indexOf(part.to, start);
   if (start < 0 || end < 0) throw new Error(`0021: 0020's record_deleted_jobs has no ${JSON.stringify(part.from.trim())} before ${JSON.stringify(part.to.trim())}`);
-  return definition.slice(0, start) + part.text + definition.slice(end);
+  return definition.slice(0, start) + part.replace(definition.slice(start, end)) + definition.slice(end);
 }
 
 export async function up(db: Kysely<unknown>): Promise<void> {
-  let definition = replaceBetween(replaceBetween(recordDeletedJobs(), RECORDS), REMOVALS);
+  let definition = replaceBetween(replaceBetween(recordDeletedJobs(), { ...RECORDS, replace: () => RECORDS.text }), { ...REMOVALS, replace: REMOVALS.wrap });
   for (const declaration of UNUSED) {
     if (!definition.includes(declaration)) throw new Error(`0021: 0020's record_deleted_jobs does not declare ${declaration.trim()}`);
     definition = definition.replace(declaration, "");

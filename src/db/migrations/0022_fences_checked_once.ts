@@ -30,39 +30,31 @@ import { fenceRunnerLock } from "./0015_fence_waits_for_sweeper.ts";
  * connection can pass the fences, as anyone can name a connection as a runner's: the fences stop the
  * service's own stale pools, not a hostile client with database access.
  */
-const FENCE_RUNNER_COMPLETION_REMEMBERED = `
-    create or replace function observing_jobs.fence_runner_completion() returns trigger language plpgsql as $$
-    declare
-      session text := current_setting('application_name');
-    begin
-      if old.locked_by is not null and exists (
-        select 1 from observing_jobs.worker_heartbeats h where h.pool_id = old.locked_by and h.session_name = session
-      ) then
-        -- This session's pool: the trigger's WHEN lets the transaction's other jobs it holds through.
-        perform set_config('observing_jobs.fenced_pool', session || ' ' || old.locked_by, true);
-        return old;
-      end if;
-      insert into observing_jobs.fenced_completions (job_id, attempt, pool_id, held_by)
-      values (old.id, old.attempts, (select h.pool_id from observing_jobs.worker_heartbeats h where h.session_name = session limit 1), old.locked_by);
-      return null;
-    end
-    $$`;
+/** Where each fence, once its check has passed, remembers the answer for the rest of the transaction. */
+const REMEMBERED: Array<[name: string, definition: () => string, passed: string, remember: string]> = [
+  [
+    "fence_runner_completion",
+    () => FENCE_RUNNER_COMPLETION.replace("create function", "create or replace function"),
+    "      ) then\n        return old;\n",
+    "      ) then\n        -- This session's pool: the trigger's WHEN lets the transaction's other jobs it holds through.\n" +
+      "        perform set_config('observing_jobs.fenced_pool', session || ' ' || old.locked_by, true);\n        return old;\n",
+  ],
+  [
+    "fence_runner_lock",
+    fenceRunnerLock,
+    "      ) then\n        return new;\n",
+    "      ) then\n        -- Live until this transaction ends (its heartbeat row is held): the trigger's WHEN lets its other locks through.\n" +
+      "        perform set_config('observing_jobs.live_pool', current_setting('application_name') || ' ' || new.locked_by, true);\n        return new;\n",
+  ],
+];
 
-const FENCE_RUNNER_LOCK_REMEMBERED = `
-    create or replace function observing_jobs.fence_runner_lock() returns trigger language plpgsql as $$
-    begin
-      if exists (
-        select 1 from observing_jobs.worker_heartbeats h
-        where h.pool_id = new.locked_by and h.session_name = current_setting('application_name') and h.status = 'live'
-        for share
-      ) then
-        -- Live until this transaction ends (its heartbeat row is held): the trigger's WHEN lets its other locks through.
-        perform set_config('observing_jobs.live_pool', current_setting('application_name') || ' ' || new.locked_by, true);
-        return new;
-      end if;
-      return null;
-    end
-    $$`;
+function rememberingFunctions(): string[] {
+  return REMEMBERED.map(([name, definition, passed, remember]) => {
+    const previous = definition();
+    if (!previous.includes(passed)) throw new Error(`0022: the ${name} before this migration is not the one it changes`);
+    return previous.replace(passed, remember);
+  });
+}
 
 /** 0010's triggers, each with the condition that skips the call once the answer is known. */
 const REMEMBERING_CONDITIONS: Array<[trigger: string, before: string, after: string]> = [
@@ -95,8 +87,7 @@ async function replaceTriggers(db: Kysely<unknown>, triggers: string[]): Promise
 }
 
 export async function up(db: Kysely<unknown>): Promise<void> {
-  await sql.raw(FENCE_RUNNER_COMPLETION_REMEMBERED).execute(db);
-  await sql.raw(FENCE_RUNNER_LOCK_REMEMBERED).execute(db);
+  for (const definition of rememberingFunctions()) await sql.raw(definition).execute(db);
   await replaceTriggers(db, rememberingTriggers());
 }
 
