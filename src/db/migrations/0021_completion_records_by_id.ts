@@ -9,7 +9,7 @@ import { recordDeletedJobs } from "./0020_missing_records_in_one_statement.ts";
  * join over a sequential scan of job_records for every batch after it, until autovacuum next
  * analysed the table: each batch read the whole history, and the anti-join that looked for missing
  * records read it twice. Measured on 20,000 SQL-added jobs completed 100 at a time by one session:
- * ~890 ms of trigger time, ~280 ms now.
+ * ~890 ms of trigger time, ~275 ms now.
  *
  * Now nothing in the completion path is left to a plan:
  *
@@ -32,9 +32,10 @@ import { recordDeletedJobs } from "./0020_missing_records_in_one_statement.ts";
  *
  * The cost of a plan that cannot go wrong is on jobs whose record exists (enqueued through the
  * service): the upsert computes the insert's row, storable_payload included, before it meets the
- * conflict, ~3.6 µs a job more than 0020's update as first measured (docs/BENCHMARKS.md, "The
- * database's side of a drain"; before the payload's object check and the task's left join). And the conflict waits for a transaction that holds the record's row (an operator's
- * action in flight) whatever its phase, where 0020's update skipped a record no longer waiting.
+ * conflict, ~3.6 µs a job more than 0020's update (docs/BENCHMARKS.md, "The database's side of a
+ * drain"; measured before the payload's object check and the task's left join were added). And
+ * the conflict waits for a transaction that holds the record's row (an operator's action in
+ * flight) whatever its phase, where 0020's update skipped a record no longer waiting.
  */
 const RECORDS = {
   from: "     update observing_jobs.job_records r\n     set phase = 'succeeded',",

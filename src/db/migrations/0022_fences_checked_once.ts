@@ -23,14 +23,15 @@ import { fenceRunnerLock } from "./0015_fence_waits_for_sweeper.ts";
  * both are equal to it: a row locked by anyone else, or by nobody (released by the sweeper; a null
  * compares as unknown, which calls the function), on a connection that has remembered nothing yet,
  * or after application_name changed, still calls the function and is refused (and a completion
- * recorded) as before. Transaction-local rather than for the session:
- * behind PgBouncer in transaction mode one server connection serves many clients in turn, each with
- * its own application_name, and a session setting would carry one runner's pool over to the next
- * (a stale completion let through, found in review). Anyone who can set these settings on a runner's
+ * recorded) as before. Transaction-local rather than for the session: behind PgBouncer in
+ * transaction mode one server connection serves many clients in turn, each with its own
+ * application_name, and a session setting would carry one runner's pool over to the next (a stale
+ * completion let through, found in review). Anyone who can set these settings on a runner's
  * connection can pass the fences, as anyone can name a connection as a runner's: the fences stop the
  * service's own stale pools, not a hostile client with database access.
  */
-/** Where each fence, once its check has passed, remembers the answer for the rest of the transaction. */
+
+// Where each fence, once its check has passed, remembers the answer for the rest of the transaction.
 const REMEMBERED: Array<[name: string, definition: () => string, passed: string, remember: string]> = [
   [
     "fence_runner_completion",
