@@ -26,7 +26,7 @@ const Int = (options: { minimum?: number; maximum?: number; default: number }) =
  * MAX_DEFAULT_LOCAL_QUEUE. graphile-worker fetches again only once the local queue is empty, and a
  * fetch costs the database a fixed part per statement plus a part per job, so a bigger batch drains
  * faster; but a fetched job waits, locked by this instance, behind up to this many jobs per slot
- * while another instance may be idle. Measured (docs/BENCHMARKS.md, "Local queue size"): 20,000
+ * while another instance may be idle. Measured (docs/BENCHMARKS.md, "The database's side of a drain"): 20,000
  * no-op jobs drained at ~9,500 jobs/s with 10 per slot, ~10,700 with 20 and ~11,000 with 50, so 20
  * takes most of the gain for twice the wait of 10. Safe because a crash leaves nothing stuck: the
  * sweeper gives a dead pool's queued-but-not-started jobs back with their attempt unspent.

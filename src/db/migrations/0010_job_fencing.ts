@@ -56,8 +56,8 @@ export async function down(db: Kysely<unknown>): Promise<void> {
   await sql`alter table observing_jobs.worker_heartbeats drop column if exists session_name`.execute(db);
 }
 
-/** graphile-worker's tables whose rows a fetch locks (`locked_by`): a job and its named queue. */
-const LOCKED_TABLES = ["_private_jobs", "_private_job_queues"];
+/** graphile-worker's tables whose rows a fetch locks (`locked_by`): a job and its named queue. Exported for 0022_fences_checked_once. */
+export const LOCKED_TABLES = ["_private_jobs", "_private_job_queues"];
 
 /**
  * The fetch fence: a job's or a queue's lock goes ahead only for a live pool of this session.

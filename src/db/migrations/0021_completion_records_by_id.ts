@@ -40,7 +40,7 @@ import { recordDeletedJobs } from "./0020_missing_records_in_one_statement.ts";
 const RECORDS = {
   from: "     update observing_jobs.job_records r\n     set phase = 'succeeded',",
   to: "     -- Cron entries' last success",
-  text: `     select coalesce(bool_or(strpos(d.payload::text, '"_cron"') > 0 and observing_jobs.is_cron(d.payload)), false)
+  replace: () => `     select coalesce(bool_or(strpos(d.payload::text, '"_cron"') > 0 and observing_jobs.is_cron(d.payload)), false)
      into has_cron from deleted d;
      -- Completed attempts: the record made succeeded, or written now for a job nobody recorded at
      -- enqueue (plain SQL, graphile-worker's own cron).
@@ -68,7 +68,7 @@ const RECORDS = {
 const REMOVALS = {
   from: "     with removed as (\n",
   to: "     return null;\n",
-  wrap: (statement: string) =>
+  replace: (statement: string) =>
     `     if exists (select 1 from deleted d where d.locked_at is null or d.locked_at < now() - interval '4 hours') then\n       execute $removed$\n${statement}     $removed$;\n     end if;\n`,
 };
 
@@ -84,7 +84,7 @@ function replaceBetween(definition: string, part: { from: string; to: string; re
 }
 
 export async function up(db: Kysely<unknown>): Promise<void> {
-  let definition = replaceBetween(replaceBetween(recordDeletedJobs(), { ...RECORDS, replace: () => RECORDS.text }), { ...REMOVALS, replace: REMOVALS.wrap });
+  let definition = replaceBetween(replaceBetween(recordDeletedJobs(), RECORDS), REMOVALS);
   for (const declaration of UNUSED) {
     if (!definition.includes(declaration)) throw new Error(`0021: 0020's record_deleted_jobs does not declare ${declaration.trim()}`);
     definition = definition.replace(declaration, "");

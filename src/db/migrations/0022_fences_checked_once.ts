@@ -1,5 +1,5 @@
 import { sql, type Kysely } from "kysely";
-import { FENCE_RUNNER_COMPLETION, fenceTriggers } from "./0010_job_fencing.ts";
+import { FENCE_RUNNER_COMPLETION, fenceTriggers, LOCKED_TABLES } from "./0010_job_fencing.ts";
 import { fenceRunnerLock } from "./0015_fence_waits_for_sweeper.ts";
 
 /**
@@ -80,7 +80,7 @@ function rememberingTriggers(): string[] {
 }
 
 async function replaceTriggers(db: Kysely<unknown>, triggers: string[]): Promise<void> {
-  for (const table of ["_private_jobs", "_private_job_queues"]) {
+  for (const table of LOCKED_TABLES) {
     await sql.raw(`drop trigger observing_jobs_fence_lock on graphile_worker.${table}`).execute(db);
   }
   await sql`drop trigger observing_jobs_fence_completion on graphile_worker._private_jobs`.execute(db);
