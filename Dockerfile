@@ -17,6 +17,8 @@ RUN --mount=type=cache,target=/root/.npm npm ci --omit=optional --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY tasks ./tasks
+# The build's last step: single-file copies of typebox and kysely in dist/node_modules/ (start-up time).
+COPY scripts/bundle-dependencies.ts ./scripts/
 RUN npm run build
 
 FROM ${NODE_IMAGE} AS runtime

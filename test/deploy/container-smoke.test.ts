@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { cp, mkdir, mkdtemp, rm, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { pathToFileURL } from "node:url";
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
@@ -15,6 +16,7 @@ import { withDatabase } from "../global-setup.ts";
 import { readDockerfile, stageEnvironment, type DockerStage } from "../helpers/dockerfile.ts";
 import { waitFor } from "../helpers/env.ts";
 import { builderEnvironment, MIGRATE_COMMAND } from "../helpers/image.ts";
+import { BUNDLED_DEPENDENCIES } from "../../scripts/bundle-dependencies.ts";
 
 const root = path.resolve(import.meta.dirname, "../..");
 /** Instructions that only describe the container to its runtime; the replay has nothing to do for them. */
@@ -58,6 +60,12 @@ describe("the container image, replayed without Docker", () => {
     // The image holds the build output and production dependencies, never the TypeScript sources.
     await expect(stat(path.join(cwd, "src"))).rejects.toThrow();
     await expect(stat(path.join(cwd, "node_modules", "typescript"))).rejects.toThrow();
+    // The build's single-file copies (scripts/bundle-dependencies.ts) are what the image's code loads.
+    for (const name of BUNDLED_DEPENDENCIES) {
+      const resolve = ["node", "--input-type=module", "-e", `process.stdout.write(import.meta.resolve(${JSON.stringify(name)}))`];
+      const resolved = await runToEnd(resolve, { cwd: path.join(cwd, "dist/src"), env: { PATH: builderEnvironment().PATH } });
+      expect(resolved.stdout, resolved.stderr).toBe(pathToFileURL(path.join(cwd, "dist/node_modules", name, "index.js")).href);
+    }
 
     // The container's environment is the image's ENV plus what Cloud Run and the deployment set.
     const env = {
